@@ -1,0 +1,63 @@
+# opsbus developer commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= uv
+PYTEST := $(UV) run --frozen pytest
+
+.PHONY: help setup lint fmt typecheck test test-unit test-integration test-cluster docs docs-check bench \
+        sandbox-install sandbox-up sandbox-down sandbox-status sandbox-chaos sandbox-heal
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: ## install everything opsbus needs (uv, Python deps, nats-server, PostgreSQL), cached
+	@bash tools/install-deps.sh
+
+lint: setup ## ruff, mypy --strict and import-linter contracts
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy libs/common/src $(wildcard services/*/src) bench tests
+	$(UV) run --frozen lint-imports
+
+fmt: ## format and autofix
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+docs: ## regenerate the event JSON Schemas and the AsyncAPI document in docs/
+	$(UV) run --frozen python -m opsbus.common.events.docs --write docs
+
+docs-check: ## fail when docs/ event schemas are stale
+	$(UV) run --frozen python -m opsbus.common.events.docs --check docs
+
+test-unit: setup ## unit tests only (no network)
+	$(PYTEST) -m "not integration and not cluster and not e2e"
+
+test-integration: setup ## integration tests: real nats-server and PostgreSQL started by fixtures
+	$(PYTEST) -m integration
+
+test-cluster: setup sandbox-install ## cluster tests against the sandbox apiserver
+	$(PYTEST) -m cluster
+
+test: lint docs-check sandbox-install ## everything: lint, docs check, unit, integration, cluster and e2e tests
+	$(PYTEST)
+
+bench: setup ## benchmarks (results belong in docs/benchmarks.md)
+	$(UV) run --frozen python bench/bus_throughput.py
+
+sandbox-install: ## build the sandbox control plane from source (cached; cold build takes a while)
+	@bash deploy/sandbox/sandbox.sh install
+
+sandbox-up: sandbox-install ## start the sandbox cluster on 127.0.0.1
+	@bash deploy/sandbox/sandbox.sh up
+
+sandbox-down: ## stop the sandbox cluster
+	@bash deploy/sandbox/sandbox.sh down
+
+sandbox-status: ## show the sandbox cluster's state
+	@bash deploy/sandbox/sandbox.sh status
+
+sandbox-chaos: ## inject a fault: make sandbox-chaos FAULT=crashloop TARGET=pod/NAME NS=default
+	@bash deploy/sandbox/sandbox.sh chaos $(FAULT) $(TARGET) $(NS)
+
+sandbox-heal: ## remove a fault: make sandbox-heal FAULT=crashloop TARGET=pod/NAME NS=default
+	@bash deploy/sandbox/sandbox.sh heal $(FAULT) $(TARGET) $(NS)

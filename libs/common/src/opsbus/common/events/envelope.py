@@ -1,0 +1,267 @@
+"""The CloudEvents 1.0 envelope every opsbus message travels in (structured content mode).
+
+The NATS payload is the JSON event itself (content type `application/cloudevents+json`); `data` holds the
+type's payload. Extensions link events into chains and traces: `correlationid` (the event that started the
+chain), `causationid` (the direct cause), `traceparent`/`tracestate` (W3C trace context).
+
+The NATS subject is derived from the envelope, never chosen separately, so the two cannot disagree:
+family and verb come from `type`, the cluster from `source`, the namespace from `subject`.
+
+This module must stay free of I/O: it is imported by pure planners.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal, Self, TypeVar
+
+import uuid_utils
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from opsbus.common.errors import UndecodableError
+from opsbus.common.events.subjects import CLUSTER_SCOPED, SubjectError, subject_for, validate_token
+
+CONTENT_TYPE = "application/cloudevents+json"
+DATA_CONTENT_TYPE = "application/json"
+SPEC_VERSION = "1.0"
+
+_TYPE = re.compile(r"^io\.opsbus\.(?P<family>[a-z][a-z_]*)\.(?P<verb>[a-z][a-z_]*)\.v(?P<version>[1-9][0-9]*)$")
+_SOURCE = re.compile(r"^/opsbus/(?P<service>[a-z][a-z0-9-]*)/(?P<cluster>[^/]+)$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def new_event_id() -> str:
+    """A UUIDv7: unique, and sortable by creation time."""
+    return str(uuid_utils.uuid7())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventPayload(BaseModel):
+    """Base of every event payload. Subclasses set `event_type` and register themselves.
+
+    Payloads are versioned by the `vN` suffix of their type: new fields must be optional; a breaking change
+    is a new class with a new version, published alongside the old one until consumers move.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_type: ClassVar[str]
+    registry: ClassVar[dict[str, type[EventPayload]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        event_type = cls.__dict__.get("event_type")
+        if event_type is None:
+            return  # an abstract intermediate class
+        if not _TYPE.match(event_type):
+            raise TypeError(f"{cls.__name__}.event_type {event_type!r} must look like io.opsbus.<family>.<verb>.vN")
+        existing = EventPayload.registry.get(event_type)
+        if existing is not None and existing.__qualname__ != cls.__qualname__:
+            raise TypeError(f"event type {event_type} is registered twice: {existing.__name__} and {cls.__name__}")
+        EventPayload.registry[event_type] = cls
+
+    @classmethod
+    def family(cls) -> str:
+        return parse_type(cls.event_type)[0]
+
+    @classmethod
+    def verb(cls) -> str:
+        return parse_type(cls.event_type)[1]
+
+
+P = TypeVar("P", bound=EventPayload)
+
+
+def parse_type(event_type: str) -> tuple[str, str, int]:
+    """`io.opsbus.alert.fired.v1` -> (`alert`, `fired`, 1)."""
+    match = _TYPE.match(event_type)
+    if match is None:
+        raise ValueError(f"event type {event_type!r} must look like io.opsbus.<family>.<verb>.v<N>")
+    return match["family"], match["verb"], int(match["version"])
+
+
+class ObjectRef(BaseModel):
+    """The Kubernetes object an event is about: becomes the CloudEvents `subject` `<kind>/<namespace>/<name>`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    name: str
+    namespace: str | None = None
+
+    def as_subject(self) -> str:
+        return f"{self.kind}/{self.namespace or CLUSTER_SCOPED}/{self.name}"
+
+    @classmethod
+    def from_subject(cls, subject: str) -> ObjectRef:
+        parts = subject.split("/", 2)
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"CloudEvents subject {subject!r} must be <kind>/<namespace>/<name>")
+        kind, namespace, name = parts
+        return cls(kind=kind, namespace=None if namespace == CLUSTER_SCOPED else namespace, name=name)
+
+
+class Envelope(BaseModel):
+    """A CloudEvents 1.0 event in structured mode, with opsbus's extensions."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"] = SPEC_VERSION
+    id: str = Field(min_length=1, max_length=200)
+    source: str
+    type: str
+    time: datetime
+    subject: str
+    datacontenttype: Literal["application/json"] = DATA_CONTENT_TYPE
+    data: dict[str, Any]
+    correlationid: str | None = None
+    causationid: str | None = None
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _check_type(cls, value: str) -> str:
+        parse_type(value)
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, value: str) -> str:
+        match = _SOURCE.match(value)
+        if match is None:
+            raise ValueError(f"source {value!r} must be /opsbus/<service>/<cluster>")
+        try:
+            validate_token(match["cluster"], what="cluster name")
+        except SubjectError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("subject")
+    @classmethod
+    def _check_subject(cls, value: str) -> str:
+        ref = ObjectRef.from_subject(value)
+        if ref.namespace is not None:
+            try:
+                validate_token(ref.namespace, what="namespace")
+            except SubjectError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _check_time(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("time must carry a timezone (RFC 3339)")
+        return value
+
+    @field_validator("traceparent")
+    @classmethod
+    def _check_traceparent(cls, value: str | None) -> str | None:
+        if value is not None and not _TRACEPARENT.match(value):
+            raise ValueError(f"traceparent {value!r} is not W3C trace context")
+        return value
+
+    # --- derived attributes -------------------------------------------------------------------------
+    @property
+    def cluster(self) -> str:
+        match = _SOURCE.match(self.source)
+        assert match is not None  # validated  # noqa: S101
+        return match["cluster"]
+
+    @property
+    def service(self) -> str:
+        match = _SOURCE.match(self.source)
+        assert match is not None  # validated  # noqa: S101
+        return match["service"]
+
+    @property
+    def object(self) -> ObjectRef:
+        return ObjectRef.from_subject(self.subject)
+
+    @property
+    def family(self) -> str:
+        return parse_type(self.type)[0]
+
+    @property
+    def verb(self) -> str:
+        return parse_type(self.type)[1]
+
+    def nats_subject(self) -> str:
+        """`<family>.<verb>.<cluster>.<namespace>`, the NATS subject this event is published on."""
+        return subject_for(self.family, self.verb, self.cluster, self.object.namespace)
+
+    # --- payload ------------------------------------------------------------------------------------
+    def payload(self) -> EventPayload:
+        """Decode `data` into the registered payload model of `type`; `UndecodableError` if impossible."""
+        model = EventPayload.registry.get(self.type)
+        if model is None:
+            raise UndecodableError(f"unknown event type {self.type!r}")
+        try:
+            return model.model_validate(self.data)
+        except ValidationError as exc:
+            raise UndecodableError(f"invalid {self.type} payload: {_summarise(exc)}") from exc
+
+    def payload_as(self, model: type[P]) -> P:
+        """Decode `data` as `model`, checking the type matches."""
+        if self.type != model.event_type:
+            raise UndecodableError(f"expected {model.event_type}, got {self.type}")
+        try:
+            return model.model_validate(self.data)
+        except ValidationError as exc:
+            raise UndecodableError(f"invalid {self.type} payload: {_summarise(exc)}") from exc
+
+    # --- wire format --------------------------------------------------------------------------------
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Self:
+        try:
+            return cls.model_validate_json(raw)
+        except ValidationError as exc:
+            raise UndecodableError(f"not a valid opsbus CloudEvent: {_summarise(exc)}") from exc
+
+    # --- construction -------------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        payload: EventPayload,
+        *,
+        service: str,
+        cluster: str,
+        obj: ObjectRef,
+        cause: Envelope | None = None,
+        event_id: str | None = None,
+        time: datetime | None = None,
+    ) -> Self:
+        """A new event carrying `payload` about `obj`.
+
+        With `cause`, the new event continues its chain: `causationid` is the cause's id and `correlationid`
+        is inherited (or the cause's id if the cause started the chain). Without it, the event starts a chain.
+        Pass `event_id` for a deterministic id when replicas must deduplicate (the `Nats-Msg-Id` window).
+        """
+        validate_token(cluster, what="cluster name")
+        eid = event_id or new_event_id()
+        correlation = (cause.correlationid or cause.id) if cause else eid
+        return cls(
+            id=eid,
+            source=f"/opsbus/{service}/{cluster}",
+            type=payload.event_type,
+            time=time or utcnow(),
+            subject=obj.as_subject(),
+            data=payload.model_dump(mode="json", exclude_none=True),
+            correlationid=correlation,
+            causationid=cause.id if cause else None,
+        )
+
+
+def _summarise(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in errors[:5]]
+    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
