@@ -1,0 +1,114 @@
+"""The catalogue of event families: their verbs, producers, and the JetStream stream that keeps them.
+
+This is the single source for stream provisioning (`opsbus.common.bus.streams`) and for the generated
+AsyncAPI document, so the two cannot drift. Retention follows DESIGN.md section 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    name: str
+    stream: str
+    retention: timedelta
+    verbs: tuple[str, ...]
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    description: str
+
+    @property
+    def subjects(self) -> str:
+        """The stream's subject filter."""
+        return f"{self.name}.>"
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        "cluster",
+        "CLUSTER",
+        1 * DAY,
+        ("event",),
+        ("watcher",),
+        ("optimizer", "teams"),
+        "Normalized changes of watched Kubernetes objects (pods, nodes, workloads, Kubernetes Events).",
+    ),
+    Family(
+        "alert",
+        "ALERT",
+        30 * DAY,
+        ("fired", "resolved"),
+        ("watcher", "gateway"),
+        ("healer", "notifier", "optimizer"),
+        "Faults detected by the watcher or received from Alertmanager, with evidence.",
+    ),
+    Family(
+        "deploy",
+        "DEPLOY",
+        30 * DAY,
+        ("requested", "started", "progressed", "succeeded", "failed", "rolledback", "superseded", "aborted"),
+        ("gateway", "cli", "healer", "deployer"),
+        ("deployer", "notifier", "healer", "gateway"),
+        "Rollout requests and their lifecycle, linked by correlationid.",
+    ),
+    Family(
+        "recovery",
+        "RECOVERY",
+        30 * DAY,
+        ("planned", "approved", "rejected", "started", "succeeded", "failed", "escalated"),
+        ("healer", "gateway"),
+        ("notifier", "gateway", "healer"),
+        "Remediation plans, approvals and their outcomes.",
+    ),
+    Family(
+        "scale",
+        "SCALE",
+        30 * DAY,
+        ("recommended", "applied"),
+        ("optimizer",),
+        ("notifier", "gateway"),
+        "Right-sizing and scaling recommendations and the changes applied.",
+    ),
+    Family(
+        "notify",
+        "NOTIFY",
+        7 * DAY,
+        ("delivered", "failed"),
+        ("notifier",),
+        ("gateway",),
+        "Outcome of each notification delivery.",
+    ),
+    Family(
+        "audit",
+        "AUDIT",
+        400 * DAY,
+        ("recorded",),
+        ("watcher", "healer", "deployer", "optimizer", "notifier", "gateway"),
+        ("gateway", "teams"),
+        "Who did what, why and when: every decision and mutating call, including deliberate no-ops.",
+    ),
+)
+
+DLQ = Family(
+    "dlq",
+    "DLQ",
+    14 * DAY,
+    (),
+    ("bus",),
+    ("operators",),
+    "Messages a consumer could not handle: the original bytes on dlq.<original subject>, reason in headers.",
+)
+
+ALL_STREAMS: tuple[Family, ...] = (*FAMILIES, DLQ)
+
+
+def family(name: str) -> Family:
+    for fam in ALL_STREAMS:
+        if fam.name == name:
+            return fam
+    raise KeyError(f"unknown event family {name!r}; known: {', '.join(f.name for f in ALL_STREAMS)}")
