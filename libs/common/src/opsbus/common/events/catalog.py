@@ -21,11 +21,31 @@ class Family:
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
     description: str
+    # Per-verb overrides of `producers`/`consumers` where they differ by verb (deploy.requested comes from the
+    # gateway, CLI and healer; the rest from the deployer). Pairs, not a dict, so a Family stays hashable.
+    verb_producers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    verb_consumers: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def subjects(self) -> str:
         """The stream's subject filter."""
         return f"{self.name}.>"
+
+    def producers_of(self, verb: str) -> tuple[str, ...]:
+        """Who publishes `<family>.<verb>`."""
+        return dict(self.verb_producers).get(verb, self.producers)
+
+    def consumers_of(self, verb: str) -> tuple[str, ...]:
+        """Who consumes `<family>.<verb>`."""
+        return dict(self.verb_consumers).get(verb, self.consumers)
+
+
+def _each(verbs: tuple[str, ...], services: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((verb, services) for verb in verbs)
+
+
+_DEPLOY_OUTCOMES = ("started", "progressed", "succeeded", "failed", "rolledback", "superseded", "aborted")
+_RECOVERY_STEPS = ("planned", "started", "succeeded", "failed", "escalated")
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -55,6 +75,11 @@ FAMILIES: tuple[Family, ...] = (
         ("gateway", "cli", "healer", "deployer"),
         ("deployer", "notifier", "healer", "gateway"),
         "Rollout requests and their lifecycle, linked by correlationid.",
+        verb_producers=(("requested", ("gateway", "cli", "healer")), *_each(_DEPLOY_OUTCOMES, ("deployer",))),
+        verb_consumers=(
+            ("requested", ("deployer", "gateway")),
+            *_each(_DEPLOY_OUTCOMES, ("notifier", "healer", "gateway")),
+        ),
     ),
     Family(
         "recovery",
@@ -64,6 +89,11 @@ FAMILIES: tuple[Family, ...] = (
         ("healer", "gateway"),
         ("notifier", "gateway", "healer"),
         "Remediation plans, approvals and their outcomes.",
+        verb_producers=(*_each(("approved", "rejected"), ("gateway",)), *_each(_RECOVERY_STEPS, ("healer",))),
+        verb_consumers=(
+            *_each(("approved", "rejected"), ("healer", "notifier", "gateway")),
+            *_each(_RECOVERY_STEPS, ("notifier", "gateway")),
+        ),
     ),
     Family(
         "scale",
