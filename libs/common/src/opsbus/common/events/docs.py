@@ -19,6 +19,7 @@ This module only renders text and writes files: it must never import the bus, th
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -32,6 +33,7 @@ from pydantic.json_schema import models_json_schema
 import opsbus.common.events.payloads  # noqa: F401 - registers every payload type
 from opsbus.common.events.catalog import DLQ, FAMILIES, Family
 from opsbus.common.events.envelope import CONTENT_TYPE, DATA_CONTENT_TYPE, SPEC_VERSION, EventPayload
+from opsbus.common.events.examples import example_events
 
 __all__ = ["ASYNCAPI_PATH", "SCHEMAS_DIR", "asyncapi_document", "check", "event_schema", "main", "render", "write"]
 
@@ -119,8 +121,19 @@ def envelope_properties() -> dict[str, Any]:
 ENVELOPE_REQUIRED = ("specversion", "id", "source", "type", "time", "subject", "datacontenttype", "data")
 
 
+def example_event(model: type[EventPayload]) -> dict[str, Any] | None:
+    """The example CloudEvent of `model` as JSON data, if `examples` has one."""
+    raw = _example_json().get(model.event_type)
+    return None if raw is None else dict(json.loads(raw))
+
+
+@functools.cache
+def _example_json() -> dict[str, bytes]:
+    return {event_type: event.to_json() for event_type, event in example_events().items()}
+
+
 def event_schema(model: type[EventPayload]) -> dict[str, Any]:
-    """A standalone JSON Schema of the CloudEvent carrying `model` as `data`."""
+    """A standalone JSON Schema of the CloudEvent carrying `model` as `data`, with an example."""
     payload = model.model_json_schema(mode="validation")
     defs: dict[str, Any] = payload.pop("$defs", {})
     if model.__name__ in defs:
@@ -139,6 +152,7 @@ def event_schema(model: type[EventPayload]) -> dict[str, Any]:
         "properties": properties,
         "additionalProperties": True,
         "$defs": defs,
+        "examples": [example] if (example := example_event(model)) else [],
     }
 
 
@@ -249,6 +263,15 @@ def asyncapi_document() -> dict[str, Any]:
                     },
                     "x-opsbus-payload-class": f"{model.__module__}.{model.__name__}",
                 }
+                example = example_event(model)
+                if example is not None:
+                    messages[message_id]["examples"] = [
+                        {
+                            "name": f"{model.__name__}Example",
+                            "headers": {MSG_ID_HEADER: example["id"], "Content-Type": CONTENT_TYPE},
+                            "payload": example,
+                        }
+                    ]
                 channel_messages[f"{model.__name__}.{_version(model)}"] = {
                     "$ref": f"#/components/messages/{message_id}"
                 }

@@ -60,12 +60,8 @@ class AlertEvidence(Frozen):
     events: tuple[KubeEventSummary, ...] = Field(
         default=(), max_length=20, description="Recent Kubernetes Events of the object, newest last."
     )
-    logs: tuple[LogExcerpt, ...] = Field(
-        default=(), max_length=8, description="Last log lines of failing containers."
-    )
-    metrics: tuple[MetricObservation, ...] = Field(
-        default=(), max_length=20, description="Metric observations."
-    )
+    logs: tuple[LogExcerpt, ...] = Field(default=(), max_length=8, description="Last log lines of failing containers.")
+    metrics: tuple[MetricObservation, ...] = Field(default=(), max_length=20, description="Metric observations.")
 
 
 class _Alert(EventPayload):
@@ -90,12 +86,8 @@ class _Alert(EventPayload):
         default=None, description="Link to what produced the alert (Alertmanager `generatorURL`)."
     )
     source: AlertSource = Field(description="watcher (opsbus detectors) or alertmanager (webhook receiver).")
-    workload: WorkloadRef | None = Field(
-        default=None, description="The workload the faulty object belongs to."
-    )
-    evidence: AlertEvidence = Field(
-        default_factory=AlertEvidence, description="Container states, events, logs."
-    )
+    workload: WorkloadRef | None = Field(default=None, description="The workload the faulty object belongs to.")
+    evidence: AlertEvidence = Field(default_factory=AlertEvidence, description="Container states, events, logs.")
 
     @field_validator("labels")
     @classmethod
@@ -106,8 +98,7 @@ class _Alert(EventPayload):
     def _alertname_label(self) -> Self:
         if self.labels.get("alertname") != self.alertname:
             raise ValueError(
-                f"labels.alertname must equal alertname {self.alertname!r}, "
-                f"got {self.labels.get('alertname')!r}"
+                f"labels.alertname must equal alertname {self.alertname!r}, got {self.labels.get('alertname')!r}"
             )
         return self
 
@@ -137,7 +128,5 @@ class AlertResolved(_Alert):
     @model_validator(mode="after")
     def _ends_after_start(self) -> Self:
         if self.ends_at < self.starts_at:
-            raise ValueError(
-                f"ends_at {self.ends_at.isoformat()} is before starts_at {self.starts_at.isoformat()}"
-            )
+            raise ValueError(f"ends_at {self.ends_at.isoformat()} is before starts_at {self.starts_at.isoformat()}")
         return self

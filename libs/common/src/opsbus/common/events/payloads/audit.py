@@ -36,13 +36,9 @@ class AuditRecorded(EventPayload):
     )
     target: ResourceRef = Field(description="The object concerned.")
     outcome: AuditOutcome = Field(description="executed, skipped, dry_run, denied or failed.")
-    reason: str = Field(
-        min_length=1, max_length=2048, description="Why (the decision's reason or the error)."
-    )
+    reason: str = Field(min_length=1, max_length=2048, description="Why (the decision's reason or the error).")
     details: dict[str, JsonValue] = Field(default_factory=dict, description="Structured details, no secrets.")
-    request_id: str | None = Field(
-        default=None, description="HTTP request id or the id of the triggering event."
-    )
+    request_id: str | None = Field(default=None, description="HTTP request id or the id of the triggering event.")
     dry_run: bool = Field(default=False, description="True when nothing was changed on purpose.")
 
     @model_validator(mode="after")

@@ -37,17 +37,13 @@ class ClusterEvent(EventPayload):
 
     change: ChangeType = Field(description="ADDED, MODIFIED or DELETED.")
     kind: str = Field(min_length=1, description="Object kind: Pod, Node, Deployment, ReplicaSet, Event, ...")
-    api_version: str = Field(
-        description="apiVersion of the object, e.g. `v1`, `apps/v1`, `events.k8s.io/v1`."
-    )
+    api_version: str = Field(description="apiVersion of the object, e.g. `v1`, `apps/v1`, `events.k8s.io/v1`.")
     namespace: str | None = Field(default=None, description="Namespace; absent for cluster-scoped objects.")
     name: str = Field(min_length=1, description="Object name.")
     uid: str = Field(min_length=1, description="metadata.uid.")
     resource_version: str = Field(min_length=1, description="metadata.resourceVersion of the observed state.")
     generation: int | None = Field(default=None, ge=0, description="metadata.generation (workloads).")
-    observed_generation: int | None = Field(
-        default=None, ge=0, description="status.observedGeneration (workloads)."
-    )
+    observed_generation: int | None = Field(default=None, ge=0, description="status.observedGeneration (workloads).")
     labels: dict[str, str] = Field(
         default_factory=dict, description="metadata.labels (Kubernetes keys, prefixes allowed)."
     )
@@ -57,9 +53,7 @@ class ClusterEvent(EventPayload):
         description="Summary of the object's state: Pod phase, `Ready`/`NotReady`/`Unknown` for nodes, "
         "`Complete`/`Failed` for jobs.",
     )
-    conditions: tuple[ConditionSummary, ...] = Field(
-        default=(), max_length=32, description="status.conditions."
-    )
+    conditions: tuple[ConditionSummary, ...] = Field(default=(), max_length=32, description="status.conditions.")
     replicas: ReplicaCounts | None = Field(default=None, description="Replica counts, for workloads.")
     node_name: str | None = Field(default=None, description="Node a pod is scheduled on.")
     containers: tuple[ContainerState, ...] = Field(
@@ -68,6 +62,4 @@ class ClusterEvent(EventPayload):
     kube_event: KubeEventSummary | None = Field(
         default=None, description="The Kubernetes Event itself, when kind is `Event`."
     )
-    deleted_at: AwareDatetime | None = Field(
-        default=None, description="metadata.deletionTimestamp, when set."
-    )
+    deleted_at: AwareDatetime | None = Field(default=None, description="metadata.deletionTimestamp, when set.")

@@ -69,9 +69,7 @@ class ResourceRef(Frozen):
         description="Namespace; absent for cluster-scoped objects (Node, Namespace, ...).",
     )
     api_version: str | None = Field(default=None, description="apiVersion, e.g. `apps/v1`, when it matters.")
-    uid: str | None = Field(
-        default=None, description="metadata.uid, to tell a recreated object from its predecessor."
-    )
+    uid: str | None = Field(default=None, description="metadata.uid, to tell a recreated object from its predecessor.")
 
     def as_object_ref(self) -> ObjectRef:
         """The envelope's reference (CloudEvents `subject`) for this object."""
@@ -79,6 +77,14 @@ class ResourceRef(Frozen):
 
 
 WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"]
+_API_VERSIONS: dict[str, str] = {
+    "Deployment": "apps/v1",
+    "StatefulSet": "apps/v1",
+    "DaemonSet": "apps/v1",
+    "ReplicaSet": "apps/v1",
+    "Job": "batch/v1",
+    "CronJob": "batch/v1",
+}
 
 
 class WorkloadRef(Frozen):
@@ -90,6 +96,11 @@ class WorkloadRef(Frozen):
 
     def as_object_ref(self) -> ObjectRef:
         return ObjectRef(kind=self.kind, name=self.name, namespace=self.namespace)
+
+    def as_resource_ref(self) -> ResourceRef:
+        return ResourceRef(
+            kind=self.kind, name=self.name, namespace=self.namespace, api_version=_API_VERSIONS[self.kind]
+        )
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}"
@@ -107,18 +118,10 @@ class ConditionSummary(Frozen):
     """One status condition of an object (Ready, Available, Progressing, MemoryPressure, ...)."""
 
     type: str = Field(description="Condition type.")
-    status: Literal["True", "False", "Unknown"] = Field(
-        description="Condition status, as Kubernetes spells it."
-    )
-    reason: str | None = Field(
-        default=None, description="Machine-readable reason, e.g. `ProgressDeadlineExceeded`."
-    )
-    message: str | None = Field(
-        default=None, max_length=1024, description="Human-readable message, truncated."
-    )
-    last_transition_time: AwareDatetime | None = Field(
-        default=None, description="When the status last changed."
-    )
+    status: Literal["True", "False", "Unknown"] = Field(description="Condition status, as Kubernetes spells it.")
+    reason: str | None = Field(default=None, description="Machine-readable reason, e.g. `ProgressDeadlineExceeded`.")
+    message: str | None = Field(default=None, max_length=1024, description="Human-readable message, truncated.")
+    last_transition_time: AwareDatetime | None = Field(default=None, description="When the status last changed.")
 
 
 class ReplicaCounts(Frozen):
@@ -127,9 +130,7 @@ class ReplicaCounts(Frozen):
     desired: int = Field(ge=0, description="spec.replicas.")
     updated: int | None = Field(default=None, ge=0, description="Replicas running the newest pod template.")
     ready: int | None = Field(default=None, ge=0, description="Ready replicas.")
-    available: int | None = Field(
-        default=None, ge=0, description="Available replicas (ready for minReadySeconds)."
-    )
+    available: int | None = Field(default=None, ge=0, description="Available replicas (ready for minReadySeconds).")
     unavailable: int | None = Field(default=None, ge=0, description="Unavailable replicas.")
 
 
@@ -148,9 +149,7 @@ class ContainerState(Frozen):
     reason: str | None = Field(
         default=None, description="Reason of the current state, e.g. `CrashLoopBackOff`, `ImagePullBackOff`."
     )
-    message: str | None = Field(
-        default=None, max_length=1024, description="Message of the current state, truncated."
-    )
+    message: str | None = Field(default=None, max_length=1024, description="Message of the current state, truncated.")
     exit_code: int | None = Field(default=None, description="Exit code when terminated.")
     started_at: AwareDatetime | None = Field(default=None, description="When the current state began.")
     last_termination_reason: str | None = Field(
@@ -169,9 +168,7 @@ class KubeEventSummary(Frozen):
     count: int = Field(default=1, ge=1, description="How many times it occurred (series count).")
     first_seen: AwareDatetime | None = Field(default=None, description="First occurrence.")
     last_seen: AwareDatetime | None = Field(default=None, description="Latest occurrence.")
-    reporting_controller: str | None = Field(
-        default=None, description="Who reported it, e.g. `default-scheduler`."
-    )
+    reporting_controller: str | None = Field(default=None, description="Who reported it, e.g. `default-scheduler`.")
     regarding: ResourceRef | None = Field(default=None, description="The object the event is about.")
 
 
@@ -179,9 +176,7 @@ class LogExcerpt(Frozen):
     """The last log lines of a container, usually of its previous (crashed) run."""
 
     container: str = Field(pattern=_DNS1123_LABEL, description="Container the lines come from.")
-    previous: bool = Field(
-        default=False, description="True when the lines are from the previous, terminated run."
-    )
+    previous: bool = Field(default=False, description="True when the lines are from the previous, terminated run.")
     lines: tuple[str, ...] = Field(max_length=200, description="Last lines, oldest first, each truncated.")
     truncated: bool = Field(default=False, description="True when earlier lines were dropped.")
 
@@ -196,9 +191,7 @@ class ResourceQuantities(Frozen):
 class ResourceRequirements(Frozen):
     """Requests and limits of one container."""
 
-    requests: ResourceQuantities = Field(
-        default_factory=ResourceQuantities, description="resources.requests."
-    )
+    requests: ResourceQuantities = Field(default_factory=ResourceQuantities, description="resources.requests.")
     limits: ResourceQuantities = Field(default_factory=ResourceQuantities, description="resources.limits.")
 
 

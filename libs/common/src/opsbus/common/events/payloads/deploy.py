@@ -141,9 +141,7 @@ class CanaryStep(Frozen):
     manual_promotion: bool = Field(
         default=False, description="Pause until promoted through the gateway (after pause_seconds, if any)."
     )
-    analysis: AnalysisSpec | None = Field(
-        default=None, description="Analysis run at this step before moving on."
-    )
+    analysis: AnalysisSpec | None = Field(default=None, description="Analysis run at this step before moving on.")
 
 
 class CanarySpec(Frozen):
@@ -173,9 +171,7 @@ class BlueGreenSpec(Frozen):
         pattern=_CONTAINER_NAME,
         description="Service pointed at the new stack before promotion.",
     )
-    pre_promotion_analysis: AnalysisSpec | None = Field(
-        default=None, description="Analysis before switching."
-    )
+    pre_promotion_analysis: AnalysisSpec | None = Field(default=None, description="Analysis before switching.")
     auto_promote: bool = Field(default=True, description="Switch without a human once analysis passes.")
     scale_down_delay_seconds: int = Field(
         default=30, ge=0, description="Keep the old stack this long after the switch, for a fast abort."
@@ -203,9 +199,7 @@ class DeployRequested(EventPayload):
         description="Rollback only: the revision to return to; absent means the previous one.",
     )
     canary: CanarySpec | None = Field(default=None, description="Required for canary, forbidden otherwise.")
-    blue_green: BlueGreenSpec | None = Field(
-        default=None, description="Required for blue-green, forbidden otherwise."
-    )
+    blue_green: BlueGreenSpec | None = Field(default=None, description="Required for blue-green, forbidden otherwise.")
     analysis: AnalysisSpec | None = Field(
         default=None, description="Background analysis for the whole rollout (any strategy but recreate)."
     )
@@ -216,9 +210,7 @@ class DeployRequested(EventPayload):
         default=None, ge=60, description="Hard limit for the whole request, queueing included."
     )
     requester: Actor = Field(description="Who asked.")
-    reason: str | None = Field(
-        default=None, max_length=1024, description="Why (change ticket, alert, message)."
-    )
+    reason: str | None = Field(default=None, max_length=1024, description="Why (change ticket, alert, message).")
 
     @field_validator("images")
     @classmethod
@@ -264,9 +256,7 @@ class DeployRequested(EventPayload):
             kind = self.manifest.get("kind")
             name = (self.manifest.get("metadata") or {}).get("name")
             if kind != self.workload.kind or name != self.workload.name:
-                errors.append(
-                    f"manifest is {kind}/{name} but workload is {self.workload.kind}/{self.workload.name}"
-                )
+                errors.append(f"manifest is {kind}/{name} but workload is {self.workload.kind}/{self.workload.name}")
         if errors:
             raise ValueError("; ".join(errors))
         return self
@@ -295,9 +285,7 @@ class Measurement(Frozen):
     """One measurement of an analysis metric."""
 
     value: float | None = Field(default=None, description="Measured value; absent when there was no data.")
-    outcome: AnalysisOutcome = Field(
-        description="successful, failed or inconclusive (no data, provider error)."
-    )
+    outcome: AnalysisOutcome = Field(description="successful, failed or inconclusive (no data, provider error).")
     error: str | None = Field(default=None, max_length=1024, description="Provider error, when inconclusive.")
 
 
@@ -309,9 +297,7 @@ class AnalysisResult(Frozen):
     successful: int = Field(default=0, ge=0, description="Successful measurements.")
     failed: int = Field(default=0, ge=0, description="Failed measurements.")
     inconclusive: int = Field(default=0, ge=0, description="Inconclusive measurements.")
-    measurements: tuple[Measurement, ...] = Field(
-        default=(), max_length=50, description="Latest measurements."
-    )
+    measurements: tuple[Measurement, ...] = Field(default=(), max_length=50, description="Latest measurements.")
     message: str | None = Field(default=None, max_length=1024, description="Explanation for humans.")
 
 
@@ -345,9 +331,7 @@ class DeployProgressed(_DeployOutcome):
     replicas: ReplicaCounts = Field(description="Current replica counts.")
     step: int | None = Field(default=None, ge=1, description="Current canary step (1-based).")
     steps_total: int | None = Field(default=None, ge=1, description="Number of canary steps.")
-    canary_weight: int | None = Field(
-        default=None, ge=0, le=100, description="Current canary weight, percent."
-    )
+    canary_weight: int | None = Field(default=None, ge=0, le=100, description="Current canary weight, percent.")
     analysis: tuple[AnalysisResult, ...] = Field(default=(), description="Analysis state so far.")
     message: str | None = Field(default=None, max_length=1024, description="What changed, for humans.")
 
@@ -380,9 +364,7 @@ class DeployFailed(_DeployOutcome):
     event_type: ClassVar[str] = "io.opsbus.deploy.failed.v1"
 
     reason: DeployFailureReason = Field(description="Why it failed.")
-    message: str = Field(
-        max_length=4096, description="Details for humans (apiserver error, condition message)."
-    )
+    message: str = Field(max_length=4096, description="Details for humans (apiserver error, condition message).")
     failed_step: int | None = Field(default=None, ge=1, description="Canary step that failed.")
     analysis: tuple[AnalysisResult, ...] = Field(default=(), description="Analysis results that led here.")
     rollback_pending: bool = Field(default=False, description="An automatic rollback is under way.")
@@ -406,9 +388,7 @@ class DeploySuperseded(_DeployOutcome):
     event_type: ClassVar[str] = "io.opsbus.deploy.superseded.v1"
 
     superseded_by: str = Field(min_length=1, description="Id of the newer `deploy.requested` event.")
-    was_running: bool = Field(
-        description="False when it was still queued, True when an active rollout stopped."
-    )
+    was_running: bool = Field(description="False when it was still queued, True when an active rollout stopped.")
 
 
 class DeployAborted(_DeployOutcome):
@@ -418,6 +398,4 @@ class DeployAborted(_DeployOutcome):
 
     aborted_by: Actor = Field(description="Who aborted.")
     reason: str = Field(max_length=1024, description="Why.")
-    reverted_to_revision: int | None = Field(
-        default=None, ge=1, description="Revision running after the abort."
-    )
+    reverted_to_revision: int | None = Field(default=None, ge=1, description="Revision running after the abort.")

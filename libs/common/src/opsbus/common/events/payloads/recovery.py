@@ -73,13 +73,9 @@ class _RecoveryStep(EventPayload):
 class GuardCheck(Frozen):
     """A safety guard evaluated before acting (cooldown, budget, rate limit, blast radius, freeze, ...)."""
 
-    name: str = Field(
-        description="Guard, e.g. `cooldown`, `blast_radius`, `protected_namespace`, `freeze_window`."
-    )
+    name: str = Field(description="Guard, e.g. `cooldown`, `blast_radius`, `protected_namespace`, `freeze_window`.")
     passed: bool = Field(description="Whether the guard allowed the action.")
-    detail: str | None = Field(
-        default=None, max_length=1024, description="What it measured, e.g. `2/3 attempts`."
-    )
+    detail: str | None = Field(default=None, max_length=1024, description="What it measured, e.g. `2/3 attempts`.")
 
 
 class ApprovalRequest(Frozen):
@@ -101,9 +97,7 @@ class VerificationResult(Frozen):
 
     passed: bool = Field(description="Whether the check passed within its timeout.")
     check: str = Field(description="What was checked.")
-    observed: str | None = Field(
-        default=None, max_length=1024, description="What was seen, e.g. `3/3 pods Ready`."
-    )
+    observed: str | None = Field(default=None, max_length=1024, description="What was seen, e.g. `3/3 pods Ready`.")
     waited_seconds: float = Field(ge=0, description="Time spent verifying.")
 
 
@@ -147,9 +141,7 @@ class RecoveryStarted(_RecoveryStep):
 
     event_type: ClassVar[str] = "io.opsbus.recovery.started.v1"
 
-    attempt: int = Field(
-        default=1, ge=1, description="Attempt number for this target within the budget window."
-    )
+    attempt: int = Field(default=1, ge=1, description="Attempt number for this target within the budget window.")
     approved_by: Actor | None = Field(default=None, description="Approver, when the step needed approval.")
 
 
@@ -170,9 +162,7 @@ class RecoveryFailed(_RecoveryStep):
     event_type: ClassVar[str] = "io.opsbus.recovery.failed.v1"
 
     reason: str = Field(max_length=1024, description="What went wrong.")
-    error: str | None = Field(
-        default=None, max_length=4096, description="Underlying error, e.g. apiserver status."
-    )
+    error: str | None = Field(default=None, max_length=4096, description="Underlying error, e.g. apiserver status.")
     verification: VerificationResult | None = Field(
         default=None, description="Failed verification, if it got that far."
     )
@@ -207,8 +197,6 @@ class RecoveryEscalated(EventPayload):
     recovery_id: str = Field(min_length=1, description="The recovery escalated.")
     alert_fingerprint: str = Field(description="Fingerprint of the alert still firing.")
     alertname: str = Field(description="Name of that alert.")
-    policy: PolicyRef | None = Field(
-        default=None, description="Policy whose ladder ran; absent when none matched."
-    )
+    policy: PolicyRef | None = Field(default=None, description="Policy whose ladder ran; absent when none matched.")
     reason: str = Field(max_length=1024, description="Why, e.g. `ladder exhausted after 3 steps`.")
     history: tuple[AttemptRecord, ...] = Field(default=(), description="Every step tried, oldest first.")

@@ -45,12 +45,8 @@ class ReplicaRecommendation(Frozen):
 
     current: int = Field(ge=0, description="Replicas now.")
     recommended: int = Field(ge=0, description="Recommended replicas.")
-    utilization: float | None = Field(
-        default=None, ge=0, description="Observed utilisation of requests (0..n)."
-    )
-    target_utilization: float | None = Field(
-        default=None, gt=0, le=1, description="Target utilisation (0..1)."
-    )
+    utilization: float | None = Field(default=None, ge=0, description="Observed utilisation of requests (0..n).")
+    target_utilization: float | None = Field(default=None, gt=0, le=1, description="Target utilisation (0..1).")
 
 
 class CostEstimate(Frozen):
@@ -76,9 +72,7 @@ class _ScaleChange(EventPayload):
 
     recommendation_id: str = Field(min_length=1, description="Id of the recommendation.")
     workload: WorkloadRef = Field(description="The workload concerned.")
-    containers: tuple[ContainerRecommendation, ...] = Field(
-        default=(), description="Per-container resources."
-    )
+    containers: tuple[ContainerRecommendation, ...] = Field(default=(), description="Per-container resources.")
     replicas: ReplicaRecommendation | None = Field(default=None, description="Replica change, if any.")
     cost: CostEstimate = Field(description="Monthly cost before and after.")
     mode: ScaleMode = Field(description="The namespace's optimizer mode when this was produced.")
@@ -108,6 +102,4 @@ class ScaleApplied(_ScaleChange):
 
     applied_by: Actor = Field(description="The optimizer (auto mode) or the human who applied it.")
     dry_run: bool = Field(default=False, description="True when only simulated.")
-    previous_revision: int | None = Field(
-        default=None, ge=1, description="Workload revision before, for rollback."
-    )
+    previous_revision: int | None = Field(default=None, ge=1, description="Workload revision before, for rollback.")
