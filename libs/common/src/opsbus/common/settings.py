@@ -66,6 +66,15 @@ class DatabaseSettings(BaseModel):
     )
     pool_size: int = Field(default=10, ge=1)
     max_overflow: int = Field(default=5, ge=0)
+    pool_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a pooled connection.")
+    pool_recycle: float = Field(default=1800.0, gt=0, description="Seconds before a pooled connection is renewed.")
+    connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to establish a connection.")
+    statement_timeout: float = Field(
+        default=30.0, ge=0, description="Server-side bound on one statement, seconds (0: none; migrations use none)."
+    )
+    idle_in_transaction_timeout: float = Field(
+        default=60.0, ge=0, description="The server ends sessions idle inside a transaction this long (0: never)."
+    )
     echo: bool = False
 
 

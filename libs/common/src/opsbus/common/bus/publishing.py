@@ -29,6 +29,24 @@ log = logging.getLogger(__name__)
 MSG_ID = "Nats-Msg-Id"
 
 
+def prepare(event: Envelope) -> tuple[str, bytes, dict[str, str]]:
+    """Subject, body and headers of `event`, with the current trace context stamped on both.
+
+    A function (not only `Publisher.prepare`) so the transactional outbox can store exactly what the
+    publisher would send, inside a database transaction, without a NATS connection.
+    """
+    trace_headers = current_trace_headers()
+    if trace_headers.get("traceparent") and event.traceparent != trace_headers["traceparent"]:
+        event = event.model_copy(
+            update={
+                "traceparent": trace_headers["traceparent"],
+                "tracestate": trace_headers.get("tracestate"),
+            }
+        )
+    headers = {MSG_ID: event.id, "Content-Type": CONTENT_TYPE, **trace_headers}
+    return event.nats_subject(), event.to_json(), headers
+
+
 @dataclass(frozen=True, slots=True)
 class PublishOptions:
     timeout: float = 5.0
@@ -75,16 +93,7 @@ class Publisher:
 
     def prepare(self, event: Envelope) -> tuple[str, bytes, dict[str, str]]:
         """Subject, body and headers of `event`, with the current trace context stamped on both."""
-        trace_headers = current_trace_headers()
-        if trace_headers.get("traceparent") and event.traceparent != trace_headers["traceparent"]:
-            event = event.model_copy(
-                update={
-                    "traceparent": trace_headers["traceparent"],
-                    "tracestate": trace_headers.get("tracestate"),
-                }
-            )
-        headers = {MSG_ID: event.id, "Content-Type": CONTENT_TYPE, **trace_headers}
-        return event.nats_subject(), event.to_json(), headers
+        return prepare(event)
 
     async def send(self, event: Envelope) -> asyncio.Future[PubAck]:
         """Start publishing `event`; the returned future resolves to the stream's acknowledgement."""
