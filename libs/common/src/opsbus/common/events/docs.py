@@ -387,6 +387,11 @@ def _yaml(data: Any) -> str:
 
 def render() -> dict[Path, str]:
     """Every generated file, relative to the docs directory, with its exact content."""
+    return dict(_render())
+
+
+@functools.cache  # the models are fixed once imported; YAML emitting is the slow part (about a second)
+def _render() -> dict[Path, str]:
     files = {SCHEMAS_DIR / f"{m.event_type}.json": _json(event_schema(m)) for m in payload_types()}
     files[ASYNCAPI_PATH] = _yaml(asyncapi_document())
     return files
