@@ -42,3 +42,11 @@ class ConfigurationError(OpsbusError):
 
 class SchemaMismatchError(ConfigurationError):
     """The database schema is not the one this service version knows; run the `migrate` entrypoint."""
+
+
+class NotFoundError(PermanentError):
+    """The thing asked for does not exist (a request-reply endpoint answers 404)."""
+
+
+class ConflictError(PermanentError):
+    """The request conflicts with the current state: a stale version, a duplicate (409)."""

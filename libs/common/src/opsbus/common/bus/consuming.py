@@ -169,6 +169,9 @@ class Consumer:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         if self._sub is not None:
+            # Messages the server already sent for an earlier pull may sit in the client's queue: hand them
+            # back now rather than letting them wait out ack_wait.
+            await self._release(_queued(self._sub))
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
@@ -209,8 +212,10 @@ class Consumer:
 
     async def _release(self, messages: Sequence[Msg]) -> None:
         for msg in messages:
-            with contextlib.suppress(Exception):
+            try:
                 await msg.nak()
+            except Exception as exc:
+                log.warning("consumer %s: could not release a message: %s", self.spec.durable, exc)
 
     async def _handle_and_release(self, msg: Msg) -> None:
         try:
@@ -354,3 +359,15 @@ class Consumer:
             await asyncio.sleep(interval)
             with contextlib.suppress(Exception):
                 await msg.in_progress()
+
+
+def _queued(sub: JetStreamContext.PullSubscription) -> list[Msg]:
+    """Messages delivered to this pull subscription's local queue and not yet fetched (nats-py internals,
+    read defensively: if they move, we fall back to JetStream redelivering after ack_wait)."""
+    queue = getattr(getattr(sub, "_sub", None), "_pending_queue", None)
+    found: list[Msg] = []
+    while queue is not None and not queue.empty():
+        msg = queue.get_nowait()
+        if msg.data or msg.reply:  # status messages (408/404 for expired pulls) carry neither
+            found.append(msg)
+    return [m for m in found if m.reply and m.reply.startswith("$JS.ACK.")]
