@@ -140,3 +140,12 @@ def test_dlq_header_names_match_the_bus() -> None:
         value for name, value in vars(consuming).items() if name.startswith("DLQ_") and isinstance(value, str)
     }
     assert bus_headers == set(docs.DLQ_HEADERS)
+
+
+def test_events_md_lists_every_type_with_a_link_that_exists() -> None:
+    text = (REPO_DOCS / "EVENTS.md").read_text()
+    for event_type in EventPayload.registry:
+        link = f"(events/schemas/{event_type}.json)"
+        assert link in text, f"docs/EVENTS.md has no row for {event_type}"
+        assert (REPO_DOCS / "events" / "schemas" / f"{event_type}.json").is_file()
+    assert "(events/asyncapi.yaml)" in text

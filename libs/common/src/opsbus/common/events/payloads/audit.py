@@ -25,7 +25,7 @@ class AuditOutcome(StrEnum):
 
 
 class AuditRecorded(EventPayload):
-    """One audit entry."""
+    """Who did what to which object, why, and with what outcome (deliberate no-ops included)."""
 
     event_type: ClassVar[str] = "io.opsbus.audit.recorded.v1"
 
