@@ -1,0 +1,1 @@
+"""A tiny real service schema (`sample`) with its own Alembic history, to prove the store's migration wiring."""
