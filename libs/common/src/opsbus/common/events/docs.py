@@ -30,10 +30,10 @@ from typing import Any
 import yaml
 from pydantic.json_schema import models_json_schema
 
-import opsbus.common.events.payloads  # noqa: F401 - registers every payload type
 from opsbus.common.events.catalog import DLQ, FAMILIES, Family
 from opsbus.common.events.envelope import CONTENT_TYPE, DATA_CONTENT_TYPE, SPEC_VERSION, EventPayload
 from opsbus.common.events.examples import example_events
+from opsbus.common.events.payloads import opsbus_payload_types
 
 __all__ = ["ASYNCAPI_PATH", "SCHEMAS_DIR", "asyncapi_document", "check", "event_schema", "main", "render", "write"]
 
@@ -59,9 +59,9 @@ _TOKEN = "[A-Za-z0-9_][A-Za-z0-9_-]*"  # noqa: S105 - a NATS token pattern, not 
 
 
 def payload_types() -> list[type[EventPayload]]:
-    """Every registered payload model, in catalogue order (family, then verb, then version)."""
+    """Every opsbus payload model, in catalogue order (family, then verb, then version)."""
     order = {(fam.name, verb): (i, j) for i, fam in enumerate(FAMILIES) for j, verb in enumerate(fam.verbs)}
-    models = list(EventPayload.registry.values())
+    models = list(opsbus_payload_types().values())
     unknown = [m.event_type for m in models if (m.family(), m.verb()) not in order]
     if unknown:
         raise ValueError(f"payload types not in the catalogue: {sorted(unknown)}")

@@ -5,6 +5,7 @@ Importing this package registers every payload type in `EventPayload.registry`, 
 any event on the bus. Class names are `<Family><Verb>` for v1; a v2 would be `<Family><Verb>V2`.
 """
 
+from opsbus.common.events.envelope import EventPayload
 from opsbus.common.events.payloads.alert import (
     AlertAnnotations,
     AlertEvidence,
@@ -84,6 +85,20 @@ from opsbus.common.events.payloads.scale import (
     ScaleRecommended,
 )
 
+
+def opsbus_payload_types() -> dict[str, type[EventPayload]]:
+    """The registered payload types defined by opsbus itself, by event type.
+
+    `EventPayload.registry` may also hold types registered by tests or tools (a probe type in the bus
+    tests, say); the catalogue, the docs and the completeness checks are about these.
+    """
+    return {
+        event_type: model
+        for event_type, model in sorted(EventPayload.registry.items())
+        if model.__module__.startswith(f"{__name__}.")
+    }
+
+
 __all__ = [
     "ActionKind",
     "Actor",
@@ -157,4 +172,5 @@ __all__ = [
     "VerificationResult",
     "VerificationSpec",
     "WorkloadRef",
+    "opsbus_payload_types",
 ]
