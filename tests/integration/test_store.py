@@ -11,12 +11,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Connection, Select, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from opsbus.common.bus import Bus, ConsumerSpec, Delivery
 from opsbus.common.bus.publishing import MSG_ID
 from opsbus.common.errors import SchemaMismatchError
+from opsbus.common.events import Envelope
 from opsbus.common.settings import DatabaseSettings
 from opsbus.common.store import (
     Database,
@@ -82,9 +83,9 @@ async def columns_of(db: Database, schema: str, table: str) -> set[str]:
         return {row[0] for row in rows}
 
 
-async def count(db: Database, statement: object) -> int:
+async def count(db: Database, statement: Select[int]) -> int:
     async with db.engine.connect() as conn:
-        return int((await conn.execute(statement)).scalar_one())  # type: ignore[call-overload]
+        return int((await conn.execute(statement)).scalar_one())
 
 
 async def unpublished(db: Database) -> int:
@@ -103,12 +104,12 @@ async def stream_messages(bus: Bus, stream: str) -> list[tuple[str, bytes, dict[
     return found
 
 
-async def commit_events(db: Database, events: Sequence[object]) -> None:
+async def commit_events(db: Database, events: Sequence[Envelope]) -> None:
     outbox = Outbox(TABLES.outbox)
     async with db.sessions.begin() as session:
         for ev in events:
-            assert await outbox.add(session, ev)  # type: ignore[arg-type]
-            session.add(Widget(name="made", source_event=ev.id))  # type: ignore[attr-defined]
+            assert await outbox.add(session, ev)
+            session.add(Widget(name="made", source_event=ev.id))
 
 
 # --- migrations -------------------------------------------------------------------------------------
@@ -148,9 +149,9 @@ async def test_migrations_match_the_models(db: Database) -> None:
     async with db.engine.begin() as conn:
         await conn.execute(text("CREATE TABLE public.someone_elses (id int PRIMARY KEY)"))
 
-    def diff(connection: object) -> list[object]:
+    def diff(connection: Connection) -> list[object]:
         context = MigrationContext.configure(
-            connection,  # type: ignore[arg-type]
+            connection,
             opts={
                 "include_schemas": True,
                 "include_name": lambda name, type_, parents: name == SCHEMA if type_ == "schema" else True,
@@ -300,10 +301,14 @@ async def test_outbox_publishes_exactly_the_committed_rows_after_a_crash(
     events = [event(n) for n in range(10)]
     await commit_events(db, events[:5])
     ghost = event(99)
-    with pytest.raises(RuntimeError, match="rolled back"):
+
+    async def add_then_fail() -> None:
         async with db.sessions.begin() as session:
             await Outbox(TABLES.outbox).add(session, ghost)
             raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError, match="rolled back"):
+        await add_then_fail()
     await commit_events(db, events[5:])
 
     crashing = CrashingRelay(
@@ -377,7 +382,10 @@ async def test_relay_wakes_on_commit_and_keeps_the_trace(
     assert trace_id in (produced.model_validate_json(body).traceparent or "")
 
 
-async def test_two_relays_never_double_publish(db: Database, make_bus: MakeBus) -> None:
+@pytest.mark.parametrize("exclusive", [False, True], ids=["concurrent", "exclusive"])
+async def test_two_relays_never_double_publish(db: Database, make_bus: MakeBus, exclusive: bool) -> None:
+    """Two replicas relay the same outbox. Concurrent: SKIP LOCKED splits the rows between them. Exclusive:
+    one relays at a time, so the stream holds the events in commit order."""
     registries = [CollectorRegistry(), CollectorRegistry()]
     buses = [await make_bus(f"replica-{i}", registry_=registries[i]) for i in range(2)]
     await provision(buses[0])
@@ -390,7 +398,7 @@ async def test_two_relays_never_double_publish(db: Database, make_bus: MakeBus) 
             TABLES.outbox,
             bus.publisher,
             registry=reg,
-            options=RelayOptions(batch_size=10, poll_interval=0.05),
+            options=RelayOptions(batch_size=10, poll_interval=0.05, exclusive=exclusive),
         )
         for bus, reg in zip(buses, registries, strict=True)
     ]
@@ -412,8 +420,10 @@ async def test_two_relays_never_double_publish(db: Database, make_bus: MakeBus) 
             "opsbus_events_published_total", {"type": Happened.event_type, "outcome": "duplicate"}
         )
         assert not duplicates
-    messages = await stream_messages(buses[0], "TEST")
-    assert sorted(h[MSG_ID] for _, _, h in messages) == sorted(e.id for e in events)
+    ids = [h[MSG_ID] for _, _, h in await stream_messages(buses[0], "TEST")]
+    assert sorted(ids) == sorted(e.id for e in events)
+    if exclusive:
+        assert ids == [e.id for e in events]
 
 
 # --- retention --------------------------------------------------------------------------------------
@@ -427,7 +437,7 @@ async def test_retention_deletes_only_old_rows(db: Database) -> None:
             [{"consumer": "c", "event_id": f"old-{i}", "processed_at": old} for i in range(5)]
             + [{"consumer": "c", "event_id": f"new-{i}", "processed_at": recent} for i in range(3)],
         )
-        rows = []
+        rows: list[dict[str, object]] = []
         for label, created, published in [
             *[("old-published", old, old)] * 4,
             *[("old-unpublished", old, None)] * 2,  # stuck rows are never deleted, however old

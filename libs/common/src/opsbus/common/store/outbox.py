@@ -245,11 +245,14 @@ class OutboxRelay:
                 delay = self.options.poll_interval
                 try:
                     await self._ensure_listening()
+                except Exception as exc:  # no LISTEN (e.g. a transaction-pooling proxy): polling still works
+                    log.warning("outbox relay %s: cannot LISTEN (%s); polling only", self._schema, exc)
+                try:
                     while not self._stopping.is_set() and await self.relay_once() >= self.options.batch_size:
                         pass  # a full batch: there may be more right behind it
                 except Exception as exc:
-                    log.warning("outbox relay %s: pass failed (%s); retrying in %.1fs", self._schema, exc, delay)
                     delay = self.options.error_backoff
+                    log.warning("outbox relay %s: pass failed (%s); retrying in %.1fs", self._schema, exc, delay)
                 with contextlib.suppress(Exception):
                     await self.observe()
                 with contextlib.suppress(TimeoutError):
