@@ -166,11 +166,13 @@ cmd_install() {
       exec "${go}" build -p 2 -trimpath -ldflags "$(ldflags_for "${name}")" -o "${bindir}/.${name}.tmp" "${pkg}"
     ) &
     pid=$!
+    local next_note=60
     while kill -0 "${pid}" 2>/dev/null; do
-      sleep 5
+      sleep 1
       elapsed=$(( $(date +%s) - start ))
-      if kill -0 "${pid}" 2>/dev/null && (( elapsed % 60 < 5 && elapsed >= 60 )); then
+      if (( elapsed >= next_note )) && kill -0 "${pid}" 2>/dev/null; then
         log "      ${name}: still compiling, $(human "${elapsed}") so far"
+        next_note=$(( next_note + 60 ))
       fi
     done
     rc=0
@@ -264,8 +266,12 @@ cmd_up() {
     local out
     out="$("${bindir}/kwokctl" --name "${CLUSTER_NAME}" --dry-run "${create[@]}" 2>&1)" || { echo "${out}"; die "kwokctl dry run failed"; }
     echo "${out}"
-    if grep -Eq 'https?://' <<<"${out}"; then
-      grep -En 'https?://' <<<"${out}" >&2
+    # kwokctl prints "# Download SRC to DEST" for every binary it fetches or copies into the
+    # cluster; every SRC must be one of ours.
+    local foreign
+    foreign="$(grep -E '^# Download ' <<<"${out}" | grep -v "^# Download ${bindir}/" || true)"
+    if [[ -n "${foreign}" ]]; then
+      echo "${foreign}" >&2
       die "the plan above would download something"
     fi
     log "dry run: no download in the plan; every binary comes from ${bindir}"
@@ -274,6 +280,9 @@ cmd_up() {
   require_installed
   if cluster_exists && kctl get --raw /readyz >/dev/null 2>&1; then
     log "cluster '${CLUSTER_NAME}' is already up"
+    if ! cmp -s "${config}" "${config}.running"; then
+      log "warning: the stages or options changed since it started; 'down' then 'up' to apply them"
+    fi
   else
     if cluster_exists; then
       log "cluster '${CLUSTER_NAME}' exists but does not answer; starting it"
@@ -283,6 +292,7 @@ cmd_up() {
       start=$(date +%s)
       log "starting cluster '${CLUSTER_NAME}' (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) on 127.0.0.1"
       kwokctl "${create[@]}" >&2
+      cp "${config}" "${config}.running"
       log "control plane up in $(human $(( $(date +%s) - start )))"
     fi
   fi
