@@ -222,6 +222,9 @@ options:
   etcdBinary: ${bindir}/etcd
   kwokControllerBinary: ${bindir}/kwok
   quietPull: true
+  # No client-side rate limits between the components: scale mode creates thousands of
+  # objects, and on a loopback-only sandbox the limits only add waiting.
+  disableQPSLimits: true
 EOF
     for f in "${SANDBOX_DIR}"/stages/*.yaml; do
       echo "---"
