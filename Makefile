@@ -61,3 +61,7 @@ sandbox-chaos: ## inject a fault: make sandbox-chaos FAULT=crashloop TARGET=pod/
 
 sandbox-heal: ## remove a fault: make sandbox-heal FAULT=crashloop TARGET=pod/NAME NS=default
 	@bash deploy/sandbox/sandbox.sh heal $(FAULT) $(TARGET) $(NS)
+
+.PHONY: sandbox-scale
+sandbox-scale: sandbox-up ## scale mode: make sandbox-scale NODES=1000 PODS=10000 (fake nodes, pods run by kwok)
+	@bash deploy/sandbox/sandbox.sh scale $(or $(NODES),1000) $(or $(PODS),10000)
