@@ -50,16 +50,17 @@ COMPONENTS=(
   "kube-controller-manager|kubernetes|k8s.io/kubernetes/cmd/kube-controller-manager"
   "kube-apiserver|kubernetes|k8s.io/kubernetes/cmd/kube-apiserver"
 )
-# Cold build times measured on the 2-core reference machine (see README.md), shown while
-# building so nobody wonders whether it hangs. Later components reuse earlier packages.
+# Cold build times measured on the 2-core reference machine (empty Go build and module
+# caches; see docs/benchmarks.md), shown while building so nobody wonders whether it hangs.
+# Later components reuse packages compiled for earlier ones.
 declare -A TYPICAL=(
-  [etcd]="~3 min"
-  [kwok]="~4 min"
-  [kwokctl]="~1 min"
-  [kubectl]="~6 min"
-  [kube-scheduler]="~5 min"
-  [kube-controller-manager]="~6 min"
-  [kube-apiserver]="~6 min"
+  [etcd]="~1.5 min"
+  [kwok]="~2 min"
+  [kwokctl]="~20 s"
+  [kubectl]="~2.5 min"
+  [kube-scheduler]="~2.5 min"
+  [kube-controller-manager]="~4 min"
+  [kube-apiserver]="~10 s, its packages are built by then"
 )
 
 log() { printf '[sandbox] %s\n' "$*" >&2; }
@@ -143,8 +144,9 @@ cmd_install() {
 
   log "building ${missing[*]} from source (Kubernetes ${KUBE_VERSION}, etcd ${ETCD_VERSION}, kwok ${KWOK_VERSION}) with ${have}"
   log "into ${bindir}"
-  log "a cold build takes about 30 minutes on 2 cores (sources come from the Go module proxy,"
-  log "compiled packages go to Go's build cache); later runs reuse the binaries and take seconds."
+  log "a cold build takes about 13 minutes on 2 cores, module downloads included (sources come"
+  log "from the Go module proxy, compiled packages go to Go's build cache); later runs reuse the"
+  log "binaries and take well under a second."
 
   # -mod=readonly: build exactly what the committed go.mod/go.sum say; never edit them.
   # GOTOOLCHAIN=local: never download another Go toolchain. CGO off: static binaries, as

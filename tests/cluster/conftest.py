@@ -57,7 +57,7 @@ def sandbox() -> Iterator[SandboxHandle]:
         return
     missing = [name for name in SANDBOX_BINARIES if not (bin_dir / name).exists()]
     if missing:
-        # A cold build takes about half an hour: far past the per-test timeout, so it is not started from here.
+        # A cold build takes about 13 minutes: past the per-test timeout, so it is not started from here.
         pytest.fail(f"sandbox binaries not built ({', '.join(missing)}): run `make sandbox-install` first")
     already_up = (
         subprocess.run(["bash", str(SANDBOX), "status"], capture_output=True, timeout=120, check=False).returncode == 0
