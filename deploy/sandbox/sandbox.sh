@@ -27,7 +27,7 @@
 set -euo pipefail
 
 SANDBOX_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
+# shellcheck source-path=SCRIPTDIR source=versions.env
 source "${SANDBOX_DIR}/versions.env"
 
 CACHE_ROOT="${OPSBUS_CACHE_DIR:-${HOME}/.cache/opsbus}/sandbox"
