@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Tracer, get_tracer
+from opentelemetry.trace import Tracer, get_tracer, get_tracer_provider
 from prometheus_client import CollectorRegistry
 
 from opsbus.common.bus.connection import connect
@@ -36,6 +36,7 @@ class Bus:
         service: str,
         metrics: BusMetrics,
         tracer: Tracer,
+        tracing: bool = True,
         clock: Callable[[], datetime],
         shutdown_grace: float,
     ) -> None:
@@ -47,13 +48,14 @@ class Bus:
         self.service = service
         self.metrics = metrics
         self.tracer = tracer
+        self._span_tracer = tracer if tracing else None
         self._clock = clock
         self._grace = shutdown_grace
         self.publisher = Publisher(
             nc,
             self.js,
             metrics=metrics,
-            tracer=tracer,
+            tracer=self._span_tracer,
             options=PublishOptions(
                 timeout=settings.publish_timeout,
                 retries=settings.publish_retries,
@@ -76,12 +78,14 @@ class Bus:
     ) -> Bus:
         nc = await connect(settings, name=f"opsbus-{service}" + (f"-{instance}" if instance else ""))
         tracer = tracer_provider.get_tracer("opsbus.bus") if tracer_provider else get_tracer("opsbus.bus")
+        tracing = tracer_provider is not None or isinstance(get_tracer_provider(), TracerProvider)
         return cls(
             nc,
             settings,
             service=service,
             metrics=BusMetrics(registry),
             tracer=tracer,
+            tracing=tracing,
             clock=clock,
             shutdown_grace=shutdown_grace,
         )
@@ -102,7 +106,7 @@ class Bus:
             handler,
             publisher=self.publisher,
             metrics=self.metrics,
-            tracer=self.tracer,
+            tracer=self._span_tracer,
             clock=self._clock,
             shutdown_grace=self._grace,
         )

@@ -25,7 +25,8 @@ async def connect(settings: NatsSettings, *, name: str) -> Client:
         log.warning("nats error: %s", exc)
 
     async def on_disconnected() -> None:
-        log.warning("nats disconnected; reconnecting")
+        if not (client.is_closed or client.is_draining):
+            log.warning("nats disconnected; reconnecting")
 
     async def on_reconnected() -> None:
         log.info("nats reconnected to %s", client.connected_url.netloc if client.connected_url else "?")

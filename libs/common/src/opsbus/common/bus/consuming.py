@@ -33,8 +33,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
+from prometheus_client import Counter, Histogram
 
 from opsbus.common.bus.propagation import context_from
 from opsbus.common.bus.publishing import MSG_ID, Publisher
@@ -114,7 +114,7 @@ class Consumer:
         self._handler = handler
         self._publisher = publisher
         self._metrics = metrics
-        self._tracer = tracer or trace.get_tracer("opsbus.bus")
+        self._tracer = tracer  # None: tracing off, no span work on the hot path
         self._clock = clock
         self._grace = shutdown_grace
         self._stopping = asyncio.Event()
@@ -122,6 +122,10 @@ class Consumer:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._active: dict[int, tuple[Msg, float]] = {}
+        self._keep_alive_task: asyncio.Task[None] | None = None
+        self._counters: dict[tuple[str, str], Counter] = {}
+        self._timers: dict[str, Histogram] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------------
     async def ensure(self) -> None:
@@ -149,16 +153,16 @@ class Consumer:
         await self.ensure()
         self._sub = await self._js.pull_subscribe_bind(durable=self.spec.durable, stream=self.spec.stream)
         self._loop_task = asyncio.create_task(self._run(), name=f"consumer:{self.spec.durable}")
+        self._keep_alive_task = asyncio.create_task(self._keep_alive(), name=f"keep-alive:{self.spec.durable}")
 
     async def stop(self) -> None:
         """Graceful drain: stop pulling, let in-flight handlers finish within the grace period."""
         self._stopping.set()
-        if self._loop_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
-        if self._in_flight:
-            _, pending = await asyncio.wait(self._in_flight, timeout=self._grace)
+        deadline = asyncio.get_running_loop().time() + self._grace
+        # With concurrency 1 the handler runs inside the pull loop, so the loop is in-flight work too.
+        running = {t for t in (self._loop_task, *self._in_flight) if t is not None}
+        if running:
+            _, pending = await asyncio.wait(running, timeout=self._grace)
             for task in pending:
                 log.warning(
                     "consumer %s: handler still running after %.0fs grace; abandoning it "
@@ -168,6 +172,19 @@ class Consumer:
                 )
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        # Handlers started by the loop while it wound down.
+        if self._in_flight:
+            remaining = max(deadline - asyncio.get_running_loop().time(), 0.1)
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=remaining)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._loop_task = None
+        if self._keep_alive_task is not None:
+            self._keep_alive_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keep_alive_task
+            self._keep_alive_task = None
         if self._sub is not None:
             # Messages the server already sent for an earlier pull may sit in the client's queue: hand them
             # back now rather than letting them wait out ack_wait.
@@ -201,7 +218,14 @@ class Consumer:
                 if self._stopping.is_set():
                     await self._release(messages[index:])
                     break
+                if self.spec.concurrency == 1:
+                    await self.handle(msg)  # in order, and no task per message on the hot path
+                    continue
                 await self._slots.acquire()
+                if self._stopping.is_set():
+                    self._slots.release()
+                    await self._release(messages[index:])
+                    break
                 task = asyncio.create_task(self._handle_and_release(msg))
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
@@ -232,62 +256,80 @@ class Consumer:
         try:
             event = Envelope.from_json(msg.data)
         except UndecodableError as exc:
-            self._metrics.consumed.labels(self.spec.durable, "undecodable", "term").inc()
+            self._count("undecodable", "term")
             await self._dead_letter(msg, str(exc), attempt, sequence)
             return
 
-        parent = context_from(headers, event.traceparent, event.tracestate)
         with (
-            self._tracer.start_as_current_span(
-                f"process {msg.subject}",
-                context=parent,
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "nats",
-                    "messaging.operation.type": "process",
-                    "messaging.destination.name": msg.subject,
-                    "messaging.consumer.group.name": self.spec.durable,
-                    "messaging.message.id": event.id,
-                    "messaging.message.conversation_id": event.correlationid or event.id,
-                    "messaging.nats.delivery_attempt": attempt,
-                    "cloudevents.event_type": event.type,
-                },
-            ) as span,
+            self._span(msg, event, headers, attempt) as span,
             correlation(event.correlationid or event.id),
         ):
             stale = self._stale_reason(event)
             if stale is not None:
                 span.set_attribute("opsbus.skip_reason", stale)
                 log.info("consumer %s: skipped %s (%s): %s", self.spec.durable, event.id, event.type, stale)
-                self._metrics.consumed.labels(self.spec.durable, event.type, "skip").inc()
+                self._count(event.type, "skip")
                 await msg.ack()
                 return
             started = time.perf_counter()
             delivery = Delivery(event, msg.subject, sequence, attempt, headers)
-            heartbeat = asyncio.create_task(self._keep_alive(msg))
+            self._active[id(msg)] = (msg, time.monotonic())
             try:
                 await self._handler(delivery)
             except SkipError as exc:
                 span.set_attribute("opsbus.skip_reason", str(exc))
-                self._metrics.consumed.labels(self.spec.durable, event.type, "skip").inc()
+                self._count(event.type, "skip")
                 await msg.ack()
             except PermanentError as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
-                self._metrics.consumed.labels(self.spec.durable, event.type, "term").inc()
+                self._count(event.type, "term")
                 await self._dead_letter(msg, f"{type(exc).__name__}: {exc}", attempt, sequence)
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 await self._retry_or_dead_letter(msg, event, exc, attempt, sequence)
             else:
-                self._metrics.consumed.labels(self.spec.durable, event.type, "ack").inc()
+                self._count(event.type, "ack")
                 await msg.ack()
             finally:
-                heartbeat.cancel()
-                self._metrics.handler_seconds.labels(self.spec.durable, event.type).observe(
-                    time.perf_counter() - started
-                )
+                self._active.pop(id(msg), None)
+                self._timer(event.type).observe(time.perf_counter() - started)
+
+    def _span(
+        self, msg: Msg, event: Envelope, headers: Mapping[str, str], attempt: int
+    ) -> contextlib.AbstractContextManager[Span]:
+        """The CONSUMER span of one message, child of the publisher's span; nothing when tracing is off."""
+        if self._tracer is None:
+            return contextlib.nullcontext(INVALID_SPAN)
+        return self._tracer.start_as_current_span(
+            f"process {msg.subject}",
+            context=context_from(headers, event.traceparent, event.tracestate),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": msg.subject,
+                "messaging.consumer.group.name": self.spec.durable,
+                "messaging.message.id": event.id,
+                "messaging.message.conversation_id": event.correlationid or event.id,
+                "messaging.nats.delivery_attempt": attempt,
+                "cloudevents.event_type": event.type,
+            },
+        )
+
+    def _count(self, event_type: str, outcome: str) -> None:
+        key = (event_type, outcome)
+        child = self._counters.get(key)
+        if child is None:
+            child = self._counters[key] = self._metrics.consumed.labels(self.spec.durable, event_type, outcome)
+        child.inc()
+
+    def _timer(self, event_type: str) -> Histogram:
+        child = self._timers.get(event_type)
+        if child is None:
+            child = self._timers[event_type] = self._metrics.handler_seconds.labels(self.spec.durable, event_type)
+        return child
 
     def _stale_reason(self, event: Envelope) -> str | None:
         if self.spec.freshness is None:
@@ -312,13 +354,13 @@ class Consumer:
                 exc_info=exc,
             )
         if attempt >= self.spec.max_deliver:
-            self._metrics.consumed.labels(self.spec.durable, event.type, "term").inc()
+            self._count(event.type, "term")
             await self._dead_letter(
                 msg, f"gave up after {attempt} deliveries: {type(exc).__name__}: {exc}", attempt, sequence
             )
             return
         delay = exc.delay if isinstance(exc, TransientError) and exc.delay is not None else self.spec.delay_for(attempt)
-        self._metrics.consumed.labels(self.spec.durable, event.type, "nak").inc()
+        self._count(event.type, "nak")
         await msg.nak(delay=delay)
 
     async def _dead_letter(self, msg: Msg, reason: str, attempt: int, sequence: int) -> None:
@@ -353,12 +395,17 @@ class Consumer:
         log.warning("consumer %s: dead-lettered seq %d from %s: %s", self.spec.durable, sequence, msg.subject, reason)
         await msg.term()
 
-    async def _keep_alive(self, msg: Msg) -> None:
-        interval = max(self.spec.ack_wait / 2, 0.5)
+    async def _keep_alive(self) -> None:
+        """One loop per consumer: tell JetStream that long-running handlers are still working, so their
+        messages are not redelivered to another replica while they run."""
+        interval = max(self.spec.ack_wait / 3, 0.2)
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+            now = time.monotonic()
+            for msg, since in list(self._active.values()):
+                if now - since >= interval:
+                    with contextlib.suppress(Exception):
+                        await msg.in_progress()
 
 
 def _queued(sub: JetStreamContext.PullSubscription) -> list[Msg]:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Tracer
+from prometheus_client import Counter
 
 from opsbus.common.bus.propagation import current_trace_headers
 from opsbus.common.errors import TransientError
@@ -79,13 +79,15 @@ class Publisher:
         self._nc = nc
         self._js = js
         self._metrics = metrics
-        self._tracer = tracer or trace.get_tracer("opsbus.bus")
+        self._tracer = tracer  # None: tracing off, no span work on the hot path
         self._options = options or PublishOptions()
         self._window = asyncio.Semaphore(self._options.max_in_flight)
         self._pending: set[_Pending] = set()
         self._idle = asyncio.Event()
         self._idle.set()
         self._retries: set[asyncio.Task[None]] = set()
+        self._published: dict[tuple[str, str], Counter] = {}
+        metrics.publish_in_flight.set_function(lambda: len(self._pending))  # read at scrape time, not per message
 
     @property
     def in_flight(self) -> int:
@@ -97,20 +99,23 @@ class Publisher:
 
     async def send(self, event: Envelope) -> asyncio.Future[PubAck]:
         """Start publishing `event`; the returned future resolves to the stream's acknowledgement."""
-        subject = event.nats_subject()
-        with self._tracer.start_as_current_span(
-            f"publish {subject}",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "nats",
-                "messaging.operation.type": "send",
-                "messaging.destination.name": subject,
-                "messaging.message.id": event.id,
-                "messaging.message.conversation_id": event.correlationid or event.id,
-                "cloudevents.event_type": event.type,
-            },
-        ):
-            subject, payload, headers = self.prepare(event)
+        if self._tracer is None:
+            subject, payload, headers = prepare(event)
+        else:
+            subject = event.nats_subject()
+            with self._tracer.start_as_current_span(
+                f"publish {subject}",
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": subject,
+                    "messaging.message.id": event.id,
+                    "messaging.message.conversation_id": event.correlationid or event.id,
+                    "cloudevents.event_type": event.type,
+                },
+            ):
+                subject, payload, headers = prepare(event)
         return await self.send_raw(subject, payload, headers, event_type=event.type)
 
     async def send_raw(
@@ -122,7 +127,6 @@ class Publisher:
         pending = _Pending(subject, payload, headers, event_type, loop.create_future())
         self._pending.add(pending)
         self._idle.clear()
-        self._metrics.publish_in_flight.set(len(self._pending))
         await self._attempt(pending)
         return pending.result
 
@@ -159,7 +163,7 @@ class Publisher:
             self._on_failure(pending, exc)
             return
         ack = inner.result()
-        self._metrics.published.labels(pending.event_type, "duplicate" if ack.duplicate else "ok").inc()
+        self._count(pending.event_type, "duplicate" if ack.duplicate else "ok")
         self._finish(pending, ack, None)
 
     def _on_timeout(self, pending: _Pending, inner: asyncio.Future[PubAck]) -> None:
@@ -175,10 +179,17 @@ class Publisher:
             loop = asyncio.get_running_loop()
             loop.call_later(delay, self._retry, pending)
             return
-        self._metrics.published.labels(pending.event_type, "error").inc()
+        self._count(pending.event_type, "error")
         error = TransientError(f"publish to {pending.subject} failed after {pending.attempts} attempts: {exc}")
         error.__cause__ = exc
         self._finish(pending, None, error)
+
+    def _count(self, event_type: str, outcome: str) -> None:
+        key = (event_type, outcome)
+        child = self._published.get(key)
+        if child is None:
+            child = self._published[key] = self._metrics.published.labels(event_type, outcome)
+        child.inc()
 
     def _retry(self, pending: _Pending) -> None:
         task = asyncio.get_running_loop().create_task(self._attempt(pending))
@@ -193,6 +204,5 @@ class Publisher:
                 pending.result.set_result(ack)  # type: ignore[arg-type]
         self._pending.discard(pending)
         self._window.release()
-        self._metrics.publish_in_flight.set(len(self._pending))
         if not self._pending:
             self._idle.set()

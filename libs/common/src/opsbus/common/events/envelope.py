@@ -12,20 +12,27 @@ This module must stay free of I/O: it is imported by pure planners.
 
 from __future__ import annotations
 
+import builtins
 import re
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Any, ClassVar, Final, Literal, Self, TypeVar
 
 import uuid_utils
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from opsbus.common.errors import UndecodableError
-from opsbus.common.events.subjects import CLUSTER_SCOPED, SubjectError, subject_for, validate_token
+from opsbus.common.events.subjects import CLUSTER_SCOPED, validate_token
 
-CONTENT_TYPE = "application/cloudevents+json"
-DATA_CONTENT_TYPE = "application/json"
-SPEC_VERSION = "1.0"
+CONTENT_TYPE: Final = "application/cloudevents+json"
+DATA_CONTENT_TYPE: Final = "application/json"
+SPEC_VERSION: Final = "1.0"
 
+# Validation runs in pydantic-core (Rust) through these patterns: decoding is on every consumer's hot path.
+_TOKEN_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,252}"  # noqa: S105 - a regex, not a secret
+_TYPE_PATTERN = r"^io\.opsbus\.[a-z][a-z_]*\.[a-z][a-z_]*\.v[1-9][0-9]*$"
+_SOURCE_PATTERN = rf"^/opsbus/[a-z][a-z0-9-]*/{_TOKEN_PATTERN}$"
+_SUBJECT_PATTERN = rf"^[^/]+/(_|{_TOKEN_PATTERN})/.+$"
+_TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 _TYPE = re.compile(r"^io\.opsbus\.(?P<family>[a-z][a-z_]*)\.(?P<verb>[a-z][a-z_]*)\.v(?P<version>[1-9][0-9]*)$")
 _SOURCE = re.compile(r"^/opsbus/(?P<service>[a-z][a-z0-9-]*)/(?P<cluster>[^/]+)$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -112,71 +119,28 @@ class Envelope(BaseModel):
 
     specversion: Literal["1.0"] = SPEC_VERSION
     id: str = Field(min_length=1, max_length=200)
-    source: str
-    type: str
-    time: datetime
-    subject: str
+    source: str = Field(pattern=_SOURCE_PATTERN, description="/opsbus/<service>/<cluster>")
+    type: str = Field(pattern=_TYPE_PATTERN, description="io.opsbus.<family>.<verb>.v<N>")
+    time: AwareDatetime
+    subject: str = Field(pattern=_SUBJECT_PATTERN, description="<kind>/<namespace or _>/<name>")
     datacontenttype: Literal["application/json"] = DATA_CONTENT_TYPE
     data: dict[str, Any]
     correlationid: str | None = None
     causationid: str | None = None
-    traceparent: str | None = None
+    traceparent: str | None = Field(default=None, pattern=_TRACEPARENT_PATTERN)
     tracestate: str | None = None
-
-    @field_validator("type")
-    @classmethod
-    def _check_type(cls, value: str) -> str:
-        parse_type(value)
-        return value
-
-    @field_validator("source")
-    @classmethod
-    def _check_source(cls, value: str) -> str:
-        match = _SOURCE.match(value)
-        if match is None:
-            raise ValueError(f"source {value!r} must be /opsbus/<service>/<cluster>")
-        try:
-            validate_token(match["cluster"], what="cluster name")
-        except SubjectError as exc:
-            raise ValueError(str(exc)) from exc
-        return value
-
-    @field_validator("subject")
-    @classmethod
-    def _check_subject(cls, value: str) -> str:
-        ref = ObjectRef.from_subject(value)
-        if ref.namespace is not None:
-            try:
-                validate_token(ref.namespace, what="namespace")
-            except SubjectError as exc:
-                raise ValueError(str(exc)) from exc
-        return value
-
-    @field_validator("time")
-    @classmethod
-    def _check_time(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("time must carry a timezone (RFC 3339)")
-        return value
-
-    @field_validator("traceparent")
-    @classmethod
-    def _check_traceparent(cls, value: str | None) -> str | None:
-        if value is not None and not _TRACEPARENT.match(value):
-            raise ValueError(f"traceparent {value!r} is not W3C trace context")
-        return value
 
     # --- derived attributes -------------------------------------------------------------------------
     @property
     def cluster(self) -> str:
         match = _SOURCE.match(self.source)
-        assert match is not None  # validated  # noqa: S101
+        assert match is not None  # validated
         return match["cluster"]
 
     @property
     def service(self) -> str:
         match = _SOURCE.match(self.source)
-        assert match is not None  # validated  # noqa: S101
+        assert match is not None  # validated
         return match["service"]
 
     @property
@@ -192,8 +156,15 @@ class Envelope(BaseModel):
         return parse_type(self.type)[1]
 
     def nats_subject(self) -> str:
-        """`<family>.<verb>.<cluster>.<namespace>`, the NATS subject this event is published on."""
-        return subject_for(self.family, self.verb, self.cluster, self.object.namespace)
+        """`<family>.<verb>.<cluster>.<namespace>`, the NATS subject this event is published on.
+
+        Every part was validated when the envelope was built, so this is plain string work (it runs once per
+        publish on the hot path).
+        """
+        type_parts = self.type.split(".")
+        cluster = self.source.rsplit("/", 1)[1]
+        namespace = self.subject.split("/", 2)[1]
+        return f"{type_parts[2]}.{type_parts[3]}.{cluster}.{namespace}"
 
     # --- payload ------------------------------------------------------------------------------------
     def payload(self) -> EventPayload:
@@ -206,7 +177,7 @@ class Envelope(BaseModel):
         except ValidationError as exc:
             raise UndecodableError(f"invalid {self.type} payload: {_summarise(exc)}") from exc
 
-    def payload_as(self, model: type[P]) -> P:
+    def payload_as(self, model: builtins.type[P]) -> P:
         """Decode `data` as `model`, checking the type matches."""
         if self.type != model.event_type:
             raise UndecodableError(f"expected {model.event_type}, got {self.type}")
@@ -246,6 +217,8 @@ class Envelope(BaseModel):
         Pass `event_id` for a deterministic id when replicas must deduplicate (the `Nats-Msg-Id` window).
         """
         validate_token(cluster, what="cluster name")
+        if obj.namespace is not None:
+            validate_token(obj.namespace, what="namespace")
         eid = event_id or new_event_id()
         correlation = (cause.correlationid or cause.id) if cause else eid
         return cls(
@@ -260,8 +233,25 @@ class Envelope(BaseModel):
         )
 
 
+_PATTERN_HINTS = {
+    "type": "must look like io.opsbus.<family>.<verb>.v<N>",
+    "source": "must be /opsbus/<service>/<cluster>, the cluster a valid NATS subject token "
+    "(letters, digits, '-', '_'; no '.', '*', '>' or spaces)",
+    "subject": "must be <kind>/<namespace>/<name>, the namespace `_` or a valid NATS subject token",
+    "traceparent": "is not W3C trace context (version-traceid-spanid-flags)",
+}
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "<root>"
+    hint = _PATTERN_HINTS.get(where) if error["type"] == "string_pattern_mismatch" else None
+    if hint:
+        return f"{where} {error['input']!r} {hint}"
+    return f"{where}: {error['msg']}"
+
+
 def _summarise(exc: ValidationError) -> str:
     errors = exc.errors(include_url=False)
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in errors[:5]]
+    parts = [_describe(e) for e in errors[:5]]
     more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
     return "; ".join(parts) + more

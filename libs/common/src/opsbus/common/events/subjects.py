@@ -65,8 +65,7 @@ class Subject:
         parts = subject.split(".")
         if len(parts) != 4:
             raise SubjectError(
-                f"subject {subject!r} must have 4 tokens <family>.<verb>.<cluster>.<namespace>, "
-                f"it has {len(parts)}"
+                f"subject {subject!r} must have 4 tokens <family>.<verb>.<cluster>.<namespace>, it has {len(parts)}"
             )
         return cls(*parts)
 
