@@ -2,10 +2,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV ?= uv
-PYTEST := $(UV) run --frozen pytest
+PYTEST := $(UV) run --frozen --all-packages pytest
 
 .PHONY: help setup lint fmt typecheck test test-unit test-integration test-cluster docs docs-check bench \
-        sandbox-install sandbox-up sandbox-down sandbox-status sandbox-chaos sandbox-heal
+        sandbox-install sandbox-up sandbox-down sandbox-status sandbox-chaos sandbox-heal sandbox-scale
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -62,6 +62,5 @@ sandbox-chaos: ## inject a fault: make sandbox-chaos FAULT=crashloop TARGET=pod/
 sandbox-heal: ## remove a fault: make sandbox-heal FAULT=crashloop TARGET=pod/NAME NS=default
 	@bash deploy/sandbox/sandbox.sh heal $(FAULT) $(TARGET) $(NS)
 
-.PHONY: sandbox-scale
 sandbox-scale: sandbox-up ## scale mode: make sandbox-scale NODES=1000 PODS=10000 (fake nodes, pods run by kwok)
 	@bash deploy/sandbox/sandbox.sh scale $(or $(NODES),1000) $(or $(PODS),10000)

@@ -19,7 +19,7 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 
 say "syncing the Python workspace (uv.lock)"
-(cd "$root" && uv sync --frozen --quiet)
+(cd "$root" && uv sync --frozen --all-packages --quiet)
 
 nats_bin="$cache/nats-server/$NATS_SERVER_VERSION/nats-server"
 if [ ! -x "$nats_bin" ]; then
