@@ -103,6 +103,7 @@ async def serve(
                 metadata={"description": endpoint.description} if endpoint.description else None,
             )
         )
+    await nc.flush()  # the subscriptions reach the server before we report the endpoints as served
     return svc
 
 
