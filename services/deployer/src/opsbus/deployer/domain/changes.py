@@ -1,0 +1,139 @@
+"""What a request changes in a live Deployment: validation against the object, and the JSON Patch to apply.
+
+Why this module exists: a request is validated twice. Its shape is checked where it is made (the payload
+model); whether it *fits the live object* (the containers it names exist, the manifest keeps the selector,
+the kind is one this deployer rolls out) can only be checked against the apiserver's copy, at the moment the
+rollout starts. Errors are specific, so the requester learns what to fix from the `deploy.failed` message.
+
+Every patch starts with a JSON Patch `test` of `metadata.resourceVersion`: if anyone changed the object since
+we read it, the apiserver refuses the patch and the executor re-reads and re-plans (optimistic concurrency).
+Pure: JSON in, JSON Patch out.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opsbus.common.events.payloads.deploy import DeployFailureReason, DeployRequested, Strategy
+
+ROLLOUT_ANNOTATION = "opsbus.io/rollout-id"
+SUPPORTED_KINDS = ("Deployment",)
+
+
+class ChangeRefused(Exception):
+    """The request does not fit the live object."""
+
+    def __init__(self, reason: DeployFailureReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    patch: list[dict[str, Any]]
+    previous_template: dict[str, Any]
+    images: dict[str, str]  # container -> image after the change
+
+
+def _precondition(live: Mapping[str, Any], rollout_id: str) -> list[dict[str, Any]]:
+    meta = live.get("metadata") or {}
+    ops: list[dict[str, Any]] = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")}
+    ]
+    if meta.get("annotations") is None:
+        ops.append({"op": "add", "path": "/metadata/annotations", "value": {ROLLOUT_ANNOTATION: rollout_id}})
+    else:
+        ops.append({"op": "add", "path": "/metadata/annotations/opsbus.io~1rollout-id", "value": rollout_id})
+    return ops
+
+
+def images_of(template: Mapping[str, Any]) -> dict[str, str]:
+    containers = (template.get("spec") or {}).get("containers") or []
+    return {str(c.get("name")): str(c.get("image")) for c in containers}
+
+
+def plan_change(live: Mapping[str, Any], request: DeployRequested, rollout_id: str) -> Change:
+    """The patch that rolls `request` out on the live Deployment `live` (rolling or recreate)."""
+    kind = live.get("kind", request.workload.kind)
+    if request.workload.kind not in SUPPORTED_KINDS or kind not in SUPPORTED_KINDS:
+        raise ChangeRefused(
+            DeployFailureReason.INVALID_REQUEST,
+            f"{request.workload}: this deployer rolls out Deployments only "
+            "(StatefulSet and DaemonSet are not built yet)",
+        )
+    if request.strategy not in (Strategy.ROLLING, Strategy.RECREATE):
+        raise ChangeRefused(
+            DeployFailureReason.INVALID_REQUEST,
+            f"strategy {request.strategy.value} is not implemented by this deployer yet; use rolling or recreate",
+        )
+    spec = live.get("spec") or {}
+    template = spec.get("template") or {}
+    previous = copy.deepcopy(dict(template))
+    ops = _precondition(live, rollout_id)
+    if request.manifest is not None:
+        new_spec = request.manifest.get("spec") or {}
+        new_template = new_spec.get("template")
+        if not isinstance(new_template, dict):
+            raise ChangeRefused(DeployFailureReason.INVALID_REQUEST, "manifest has no spec.template")
+        selector = new_spec.get("selector")
+        if selector is not None and selector != spec.get("selector"):
+            raise ChangeRefused(
+                DeployFailureReason.INVALID_REQUEST,
+                f"manifest changes spec.selector ({selector} != {spec.get('selector')}); the selector is immutable",
+            )
+        wanted = spec.get("selector", {}).get("matchLabels") or {}
+        labels = (new_template.get("metadata") or {}).get("labels") or {}
+        missing = {k: v for k, v in wanted.items() if labels.get(k) != v}
+        if missing:
+            raise ChangeRefused(
+                DeployFailureReason.INVALID_REQUEST,
+                f"manifest pod template labels do not match the Deployment's selector: missing {missing}",
+            )
+        if not images_of(new_template):
+            raise ChangeRefused(DeployFailureReason.INVALID_REQUEST, "manifest pod template has no containers")
+        ops.append({"op": "replace", "path": "/spec/template", "value": new_template})
+        images = images_of(new_template)
+    else:
+        containers = (template.get("spec") or {}).get("containers") or []
+        names = [str(c.get("name")) for c in containers]
+        unknown = sorted(set(request.images) - set(names))
+        if unknown:
+            raise ChangeRefused(
+                DeployFailureReason.INVALID_REQUEST,
+                f"{request.workload} has no container named {', '.join(unknown)} (containers: {', '.join(names)})",
+            )
+        for index, name in enumerate(names):
+            if name in request.images:
+                ops.append(
+                    {
+                        "op": "replace",
+                        "path": f"/spec/template/spec/containers/{index}/image",
+                        "value": request.images[name],
+                    }
+                )
+        images = {**images_of(template), **request.images}
+    ops.append({"op": "add", "path": "/spec/progressDeadlineSeconds", "value": request.progress_deadline_seconds})
+    if request.strategy is Strategy.RECREATE:
+        ops.append({"op": "replace", "path": "/spec/strategy", "value": {"type": "Recreate"}})
+    return Change(patch=ops, previous_template=previous, images=images)
+
+
+def plan_template(live: Mapping[str, Any], template: Mapping[str, Any], rollout_id: str) -> list[dict[str, Any]]:
+    """The patch that puts `template` back (rollback, abort)."""
+    return [*_precondition(live, rollout_id), {"op": "replace", "path": "/spec/template", "value": dict(template)}]
+
+
+def same_template(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Templates equal once the controller's pod-template-hash label is ignored."""
+
+    def norm(t: Mapping[str, Any]) -> dict[str, Any]:
+        t2 = copy.deepcopy(dict(t))
+        labels = (t2.get("metadata") or {}).get("labels") or {}
+        labels.pop("pod-template-hash", None)
+        return t2
+
+    return norm(a) == norm(b)

@@ -1,0 +1,103 @@
+"""The cluster port: read a Deployment and its ReplicaSets, apply a JSON Patch. Nothing else.
+
+Built on the official `kubernetes` client (synchronous; each call runs in a worker thread with a timeout) and
+returning plain JSON (camelCase, as the apiserver sends it), so the planners take plain data. Client
+exceptions are mapped to opsbus's error types: 404 -> NotFoundError, 409/422 (a failed resourceVersion
+`test`, a conflict) -> ConflictError, 5xx/429/network -> TransientError, other 4xx -> PermanentError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from opsbus.common.errors import ConflictError, NotFoundError, PermanentError, TransientError
+
+T = TypeVar("T")
+JSON = dict[str, Any]
+
+
+class KubePort(Protocol):
+    async def deployment(self, namespace: str, name: str) -> JSON: ...
+    async def replica_sets(self, namespace: str, deployment: JSON) -> list[JSON]: ...
+    async def patch_deployment(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> JSON: ...
+
+
+def api_client(kubeconfig: str | None) -> client.ApiClient:
+    if kubeconfig:
+        api: client.ApiClient = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        return api
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+    except config.ConfigException:
+        default: client.ApiClient = config.new_client_from_config()  # type: ignore[no-untyped-call]
+        return default
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient, *, timeout: float = 10.0) -> None:
+        self._api = api
+        self._apps = client.AppsV1Api(api)
+        self._timeout = timeout
+
+    async def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn), timeout=self._timeout + 2)
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            detail = f"{what}: {status} {exc.reason}: {(exc.body or '')[:500]}"
+            if status == 404:
+                raise NotFoundError(detail) from exc
+            if status in (409, 422):
+                raise ConflictError(detail) from exc
+            if status == 429 or status >= 500 or status == 0:
+                raise TransientError(detail) from exc
+            raise PermanentError(detail) from exc
+        except (TimeoutError, OSError) as exc:
+            raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+    def _json(self, obj: Any) -> JSON:
+        result: JSON = self._api.sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
+        return result
+
+    async def deployment(self, namespace: str, name: str) -> JSON:
+        obj = await self._call(
+            f"read Deployment {namespace}/{name}",
+            lambda: self._apps.read_namespaced_deployment(name, namespace, _request_timeout=self._timeout),
+        )
+        return self._json(obj)
+
+    async def replica_sets(self, namespace: str, deployment: JSON) -> list[JSON]:
+        uid = (deployment.get("metadata") or {}).get("uid")
+        labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        listing = await self._call(
+            f"list ReplicaSets in {namespace}",
+            lambda: self._apps.list_namespaced_replica_set(
+                namespace, label_selector=selector or None, _request_timeout=self._timeout
+            ),
+        )
+        items = [self._json(rs) for rs in listing.items]
+        return [
+            rs
+            for rs in items
+            if any(ref.get("uid") == uid for ref in (rs.get("metadata") or {}).get("ownerReferences") or [])
+        ]
+
+    async def patch_deployment(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> JSON:
+        obj = await self._call(
+            f"patch Deployment {namespace}/{name}",
+            lambda: self._apps.patch_namespaced_deployment(
+                name,
+                namespace,
+                patch,
+                _content_type="application/json-patch+json",
+                _request_timeout=self._timeout,
+            ),
+        )
+        return self._json(obj)

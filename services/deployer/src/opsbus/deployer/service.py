@@ -1,0 +1,164 @@
+"""Wiring: database (schema check), bus (streams, the deploy.requested consumer), outbox relay, cluster and
+metrics clients, the rollout engine and the request-reply endpoints. No decisions here.
+
+`start()` returns a running `Deployer` that tests drive directly; `setup()` is the `Runtime` hook used by
+`python -m opsbus.deployer run`, which registers readiness checks and the ordered shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from nats.micro.service import Service
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+
+from opsbus.common.bus import Bus, ConsumerSpec
+from opsbus.common.rpc import Endpoint, serve
+from opsbus.common.runtime import Runtime
+from opsbus.common.store import Database, OutboxRelay, RelayOptions, check_schema_current
+from opsbus.deployer.api import (
+    CommandRequest,
+    HistoryRequest,
+    HistoryResponse,
+    RevisionView,
+    RolloutSelector,
+    RolloutView,
+)
+from opsbus.deployer.executing import Engine, view
+from opsbus.deployer.kube import Kube, KubePort, api_client
+from opsbus.deployer.prometheus import MetricsPort, Prometheus
+from opsbus.deployer.settings import DeployerSettings
+from opsbus.deployer.store import MIGRATIONS, SCHEMA, TABLES
+
+SERVICE = "deployer"
+VERSION = "0.1.0"
+
+
+@dataclass
+class Deployer:
+    engine: Engine
+    bus: Bus
+    db: Database
+    relay: OutboxRelay
+    rpc: Service
+    http: httpx.AsyncClient
+    closers: list[Any] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Ordered: stop answering and pulling, stop driving rollouts, flush the outbox, close connections."""
+        with contextlib.suppress(Exception):
+            await self.rpc.stop()
+        for consumer in self.bus.consumers:
+            await consumer.stop()
+        await self.engine.stop()
+        await self.relay.stop()
+        await self.bus.close()
+        await self.http.aclose()
+        await self.db.close()
+        for closer in self.closers:
+            closer()
+
+
+def consumer_spec(settings: DeployerSettings) -> ConsumerSpec:
+    return ConsumerSpec(
+        durable="deployer-requests",
+        stream="DEPLOY",
+        subjects=[f"deploy.requested.{settings.cluster}.>"],
+        freshness=timedelta(seconds=settings.deployer.request_freshness_seconds),
+        description="deployer: deploy.requested for this cluster",
+    )
+
+
+def endpoints(engine: Engine) -> list[Endpoint[Any, Any]]:
+    async def status(request: RolloutSelector) -> RolloutView:
+        return view(await engine.find(request))
+
+    async def history(request: HistoryRequest) -> HistoryResponse:
+        rollouts, revisions = await engine.history(request.workload, request.limit)
+        return HistoryResponse(
+            rollouts=tuple(view(r) for r in rollouts),
+            revisions=tuple(
+                RevisionView(
+                    revision=r.revision,
+                    deployment_id=r.rollout_id,
+                    images={str(k): str(v) for k, v in r.images.items()},
+                    outcome=r.outcome,
+                    recorded_at=r.recorded_at,
+                )
+                for r in revisions
+            ),
+        )
+
+    async def abort(request: CommandRequest) -> RolloutView:
+        return view(await engine.command(request.rollout, "abort", request.actor, request.reason))
+
+    async def promote(request: CommandRequest) -> RolloutView:
+        return view(await engine.command(request.rollout, "promote", request.actor, request.reason))
+
+    return [
+        Endpoint("status", RolloutSelector, RolloutView, status, "a rollout's state"),
+        Endpoint("history", HistoryRequest, HistoryResponse, history, "a workload's rollouts and revisions"),
+        Endpoint("abort", CommandRequest, RolloutView, abort, "abort a queued or running rollout"),
+        Endpoint("promote", CommandRequest, RolloutView, promote, "promote a rollout paused by analysis"),
+    ]
+
+
+async def start(
+    settings: DeployerSettings,
+    *,
+    registry: CollectorRegistry,
+    tracer_provider: TracerProvider | None = None,
+    instance: str,
+    kube: KubePort | None = None,
+    metrics: MetricsPort | None = None,
+) -> Deployer:
+    db = Database.from_settings(settings.database, application_name=f"opsbus-{SERVICE}")
+    await check_schema_current(db.engine, MIGRATIONS, SCHEMA, service=SERVICE)
+    closers: list[Any] = []
+    if kube is None:
+        api = api_client(settings.deployer.kubeconfig)
+        closers.append(api.close)
+        kube = Kube(api)
+    http = httpx.AsyncClient()
+    metrics = metrics or Prometheus(http, default_url=settings.deployer.prometheus_url)
+    bus = await Bus.connect(
+        settings.nats,
+        service=SERVICE,
+        registry=registry,
+        tracer_provider=tracer_provider,
+        shutdown_grace=settings.shutdown_grace_seconds,
+        instance=instance,
+    )
+    await bus.ensure_streams()
+    relay = OutboxRelay(
+        db.engine, TABLES.outbox, bus.publisher, registry=registry, options=RelayOptions(exclusive=True)
+    )
+    engine = Engine(
+        kube=kube,
+        metrics=metrics,
+        sessions=db.sessions,
+        tables=TABLES,
+        cluster=settings.cluster,
+        instance=instance,
+        options=settings.deployer,
+        on_commit=relay.wake,
+    )
+    await relay.start()
+    engine.start()
+    bus.consumer(consumer_spec(settings), engine.accept)
+    await bus.start()
+    tracer = tracer_provider.get_tracer("opsbus.deployer") if tracer_provider else None
+    rpc = await serve(bus.nc, SERVICE, VERSION, endpoints(engine), description="opsbus deployer", tracer=tracer)
+    return Deployer(engine=engine, bus=bus, db=db, relay=relay, rpc=rpc, http=http, closers=closers)
+
+
+async def setup(rt: Runtime[DeployerSettings]) -> None:
+    deployer = await start(rt.settings, registry=rt.registry, tracer_provider=rt.tracer_provider, instance=rt.instance)
+    rt.add_check("nats", lambda: deployer.bus.connected)
+    rt.add_check("database", deployer.db.ping)
+    rt.on_shutdown(deployer.close, "deployer")
