@@ -1,0 +1,392 @@
+"""Routing configuration as code: the YAML routing tree, receivers and inhibition rules, validated with errors
+that name the YAML path and line (`route.routes[1].group_wait (line 14): invalid duration '5x'`).
+
+The format follows Alertmanager's so an SRE can read it without a manual:
+
+    route:
+      receiver: team-default
+      group_by: [alertname, cluster, namespace]     # ['...'] groups by every label
+      group_wait: 30s
+      group_interval: 5m
+      repeat_interval: 4h
+      routes:
+        - matchers: ['severity="critical"', 'event_type=~"alert|recovery.escalated"']
+          receiver: pager
+          continue: true
+    receivers:
+      - name: pager
+        pagerduty_configs: [{routing_key: "${PD_KEY}"}]
+    inhibit_rules:
+      - source_matchers: ['severity="critical"']
+        target_matchers: ['severity="warning"']
+        equal: [namespace, alertname]
+
+Besides an alert's own labels, every event carries `event_type` (`alert` for fired and resolved alike, so an
+alert and its resolution route together; `<family>.<verb>` for the rest, e.g. `recovery.escalated`), and
+`cluster`. Child routes inherit receiver, group_by and the three timers from their parent.
+
+`${NAME}` in a string is replaced from the `env` mapping given to `parse_config` (secrets stay out of the
+file); an unset variable is an error naming it. This module does no I/O: the caller reads the file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from opsbus.notifier.domain.durations import parse_duration
+from opsbus.notifier.domain.matchers import Matcher, MatcherError, parse_all
+
+ALL_LABELS = "..."
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+Path = tuple[str | int, ...]
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; `problems` lists every error as `path (line N): message`."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("invalid notifier configuration:\n  " + "\n  ".join(self.problems))
+
+
+# --- the YAML schema ---------------------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _matchers(value: list[str]) -> list[str]:
+    for text in value:
+        try:
+            Matcher.parse(text)
+        except MatcherError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+def _duration(value: str | None) -> str | None:
+    if value is not None:
+        parse_duration(value)
+    return value
+
+
+class RateLimit(_Strict):
+    per_second: float = Field(gt=0, description="Sustained sends per second to this integration.")
+    burst: int = Field(default=1, ge=1, description="Sends allowed back to back before the rate applies.")
+
+
+class _Integration(_Strict):
+    send_resolved: bool = True
+    rate_limit: RateLimit | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=50)
+
+
+class WebhookConfig(_Integration):
+    url: SecretStr
+    secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key; unsigned when absent.")
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class SlackConfig(_Integration):
+    url: SecretStr = Field(description="Incoming webhook URL.")
+    channel: str | None = None
+    username: str | None = None
+
+
+class MsTeamsConfig(_Integration):
+    url: SecretStr = Field(description="Incoming webhook (or Workflows) URL.")
+
+
+class PagerDutyConfig(_Integration):
+    routing_key: SecretStr
+    url: SecretStr = SecretStr("https://events.pagerduty.com/v2/enqueue")
+    severity: str | None = Field(default=None, description="Overrides the alert's severity.")
+
+
+class EmailConfig(_Integration):
+    to: list[str] = Field(min_length=1)
+    sender: str = Field(alias="from")
+    smarthost: str = Field(description="host:port of the SMTP server.")
+    auth_username: str | None = None
+    auth_password: SecretStr | None = None
+    require_tls: bool = Field(default=True, description="STARTTLS is mandatory unless false (tests, local relays).")
+    tls_insecure_skip_verify: bool = False
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("smarthost")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"smarthost {value!r} must be host:port")
+        return value
+
+
+class ReceiverConfig(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    webhook_configs: list[WebhookConfig] = Field(default_factory=list)
+    slack_configs: list[SlackConfig] = Field(default_factory=list)
+    msteams_configs: list[MsTeamsConfig] = Field(default_factory=list)
+    pagerduty_configs: list[PagerDutyConfig] = Field(default_factory=list)
+    email_configs: list[EmailConfig] = Field(default_factory=list)
+
+    def integrations(self) -> list[tuple[str, int, _Integration]]:
+        """(kind, index, config) of every integration, in a stable order."""
+        out: list[tuple[str, int, _Integration]] = []
+        for kind, configs in (
+            ("webhook", self.webhook_configs),
+            ("slack", self.slack_configs),
+            ("msteams", self.msteams_configs),
+            ("pagerduty", self.pagerduty_configs),
+            ("email", self.email_configs),
+        ):
+            out.extend((kind, index, config) for index, config in enumerate(configs))
+        return out
+
+
+class RouteConfig(_Strict):
+    receiver: str | None = None
+    matchers: Annotated[list[str], Field(default_factory=list)]
+    group_by: list[str] | None = None
+    group_wait: str | None = None
+    group_interval: str | None = None
+    repeat_interval: str | None = None
+    continue_: bool = Field(default=False, alias="continue")
+    routes: list[RouteConfig] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    _check_matchers = field_validator("matchers")(_matchers)
+    _check_durations = field_validator("group_wait", "group_interval", "repeat_interval")(_duration)
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_by(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and ALL_LABELS in value and len(value) > 1:
+            raise ValueError("'...' (group by every label) cannot be combined with other labels")
+        return value
+
+
+class InhibitRuleConfig(_Strict):
+    source_matchers: list[str] = Field(min_length=1)
+    target_matchers: list[str] = Field(min_length=1)
+    equal: list[str] = Field(default_factory=list)
+
+    _check = field_validator("source_matchers", "target_matchers")(_matchers)
+
+
+class ConfigFile(_Strict):
+    route: RouteConfig
+    receivers: list[ReceiverConfig] = Field(min_length=1)
+    inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> ConfigFile:
+        names = [r.name for r in self.receivers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"receiver names must be unique: {', '.join(duplicates)}")
+        if self.route.receiver is None:
+            raise ValueError("route.receiver: the root route needs a receiver")
+        return self
+
+
+# --- the resolved tree -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class GroupOptions:
+    group_by: tuple[str, ...]  # ("...",) groups by every label
+    group_wait: timedelta
+    group_interval: timedelta
+    repeat_interval: timedelta
+
+    @property
+    def by_all(self) -> bool:
+        return self.group_by == (ALL_LABELS,)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A route with inheritance applied. `id` is its position in the tree (`0`, `0.1`, `0.1.0`)."""
+
+    id: str
+    receiver: str
+    matchers: tuple[Matcher, ...]
+    options: GroupOptions
+    continue_: bool
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InhibitRule:
+    source: tuple[Matcher, ...]
+    target: tuple[Matcher, ...]
+    equal: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NotifierConfig:
+    root: Route
+    receivers: Mapping[str, ReceiverConfig]
+    inhibit_rules: tuple[InhibitRule, ...]
+    source: ConfigFile
+
+    def routes(self) -> list[Route]:
+        out: list[Route] = []
+        stack = [self.root]
+        while stack:
+            route = stack.pop()
+            out.append(route)
+            stack.extend(reversed(route.routes))
+        return out
+
+
+DEFAULTS = GroupOptions(
+    group_by=("alertname", "cluster", "namespace"),
+    group_wait=timedelta(seconds=30),
+    group_interval=timedelta(minutes=5),
+    repeat_interval=timedelta(hours=4),
+)
+
+
+def _resolve(
+    cfg: RouteConfig,
+    parent: Route | None,
+    *,
+    route_id: str,
+    receivers: set[str],
+    path: Path,
+    problems: list[tuple[Path, str]],
+) -> Route:
+    inherited = parent.options if parent else DEFAULTS
+    options = GroupOptions(
+        group_by=tuple(cfg.group_by) if cfg.group_by is not None else inherited.group_by,
+        group_wait=parse_duration(cfg.group_wait) if cfg.group_wait else inherited.group_wait,
+        group_interval=parse_duration(cfg.group_interval) if cfg.group_interval else inherited.group_interval,
+        repeat_interval=parse_duration(cfg.repeat_interval) if cfg.repeat_interval else inherited.repeat_interval,
+    )
+    if options.group_interval <= timedelta(0):
+        problems.append(((*path, "group_interval"), "must be greater than 0"))
+    if options.repeat_interval <= timedelta(0):
+        problems.append(((*path, "repeat_interval"), "must be greater than 0"))
+    receiver = cfg.receiver or (parent.receiver if parent else "")
+    if cfg.receiver is not None and cfg.receiver not in receivers:
+        problems.append(((*path, "receiver"), f"unknown receiver {cfg.receiver!r}"))
+    if parent is None and cfg.matchers:
+        problems.append(((*path, "matchers"), "the root route matches everything and takes no matchers"))
+    if parent is None and cfg.continue_:
+        problems.append(((*path, "continue"), "the root route cannot have continue"))
+    node = Route(
+        id=route_id,
+        receiver=receiver,
+        matchers=parse_all(cfg.matchers),
+        options=options,
+        continue_=cfg.continue_,
+        routes=(),
+    )
+    children = tuple(
+        _resolve(
+            child, node, route_id=f"{route_id}.{i}", receivers=receivers, path=(*path, "routes", i), problems=problems
+        )
+        for i, child in enumerate(cfg.routes)
+    )
+    return Route(node.id, node.receiver, node.matchers, node.options, node.continue_, children)
+
+
+# --- YAML with line numbers --------------------------------------------------------------------------
+def _lines(node: yaml.Node, path: Path, out: dict[Path, int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else str(key)
+            out[(*path, name)] = key.start_mark.line + 1
+            _lines(value, (*path, name), out)
+            out[(*path, name)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _lines(item, (*path, index), out)
+
+
+def _substitute(value: Any, env: Mapping[str, str], path: Path, problems: list[tuple[Path, str]]) -> Any:
+    if isinstance(value, str):
+
+        def replace(found: re.Match[str]) -> str:
+            name = found.group(1)
+            if name not in env:
+                problems.append((path, f"environment variable {name} is not set"))
+                return ""
+            return env[name]
+
+        return _ENV.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: _substitute(v, env, (*path, str(k)), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, env, (*path, i), problems) for i, v in enumerate(value)]
+    return value
+
+
+def _where(path: Path, lines: Mapping[Path, int]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    probe = path
+    while probe and probe not in lines:
+        probe = probe[:-1]
+    line = lines.get(probe)
+    return f"{text or '<root>'}" + (f" (line {line})" if line else "")
+
+
+def _yaml_path(loc: tuple[int | str, ...]) -> Path:
+    aliases = {"continue_": "continue", "sender": "from"}
+    return tuple(aliases.get(p, p) if isinstance(p, str) else p for p in loc)
+
+
+def parse_config(text: str, env: Mapping[str, str] | None = None) -> NotifierConfig:
+    """Parse and validate the YAML; `ConfigError` lists every problem with its YAML path and line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"]) from None
+    if not isinstance(raw, dict) or node is None:
+        raise ConfigError(["<root>: the configuration must be a mapping with route and receivers"])
+    lines: dict[Path, int] = {}
+    _lines(node, (), lines)
+    problems: list[tuple[Path, str]] = []
+    raw = _substitute(raw, env or {}, (), problems)
+    try:
+        parsed = ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        messages = []
+        for error in exc.errors(include_url=False):
+            message = error["msg"].removeprefix("Value error, ")
+            messages.append(f"{_where(_yaml_path(error['loc']), lines)}: {message}")
+        raise ConfigError(messages) from None
+    root = _resolve(
+        parsed.route,
+        None,
+        route_id="0",
+        receivers={r.name for r in parsed.receivers},
+        path=("route",),
+        problems=problems,
+    )
+    rules = tuple(
+        InhibitRule(parse_all(r.source_matchers), parse_all(r.target_matchers), tuple(r.equal))
+        for r in parsed.inhibit_rules
+    )
+    if problems:
+        raise ConfigError([f"{_where(path, lines)}: {message}" for path, message in problems])
+    return NotifierConfig(
+        root=root, receivers={r.name: r for r in parsed.receivers}, inhibit_rules=rules, source=parsed
+    )
+
+
+ChannelKindName = Literal["webhook", "slack", "msteams", "pagerduty", "email"]

@@ -1,0 +1,171 @@
+"""What the notifier knows about one thing to tell people: a `Notice`, built from an opsbus event.
+
+An alert (`alert.fired` / `alert.resolved`) is a notice that lives while it fires: the same fingerprint is
+updated and finally resolved. Every other event the notifier routes (a recovery step, a rollout outcome, a
+scaling recommendation) is *ephemeral*: told once, then dropped from its group. A notice carries what the
+on-call engineer needs in the message: the reason, the evidence (last log lines, Kubernetes Events), what
+the healer did, and the ids that link it to the trace and the gateway. Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsbus.common.events import Envelope
+from opsbus.common.events.payloads import (
+    AlertFired,
+    AlertResolved,
+    DeployFailed,
+    DeployRolledBack,
+    NotifyDelivered,
+    NotifyFailed,
+    RecoveryEscalated,
+    RecoveryFailed,
+    RecoveryPlanned,
+    RecoverySucceeded,
+)
+
+Status = Literal["firing", "resolved"]
+
+#: events the notifier never routes (its own outcomes, the audit trail, raw cluster changes)
+IGNORED_FAMILIES = frozenset({"notify", "audit", "cluster", "dlq"})
+
+
+class Notice(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fingerprint: str
+    status: Status
+    ephemeral: bool = False
+    labels: dict[str, str]
+    title: str
+    reason: str | None = None
+    description: str | None = None
+    severity: str = "info"
+    event_id: str
+    event_type: str
+    subject: str
+    starts_at: datetime
+    ends_at: datetime | None = None
+    correlationid: str | None = None
+    traceparent: str | None = None
+    runbook_url: str | None = None
+    log_lines: list[str] = Field(default_factory=list)
+    kube_events: list[str] = Field(default_factory=list)
+    actions: list[str] = Field(default_factory=list, description="What the healer did, one line per step.")
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def _event_type_label(envelope: Envelope) -> str:
+    return "alert" if envelope.family == "alert" else f"{envelope.family}.{envelope.verb}"
+
+
+def _alert_notice(
+    envelope: Envelope, alert: AlertFired | AlertResolved, status: Status, ends_at: datetime | None
+) -> Notice:
+    labels = {**alert.labels, "cluster": alert.labels.get("cluster", envelope.cluster), "event_type": "alert"}
+    labels.setdefault("severity", alert.severity.value)
+    lines: list[str] = []
+    for excerpt in alert.evidence.logs:
+        lines.extend(
+            f"[{excerpt.container}{' previous' if excerpt.previous else ''}] {line}" for line in excerpt.lines[-20:]
+        )
+    reasons = [c.reason for c in alert.evidence.containers if c.reason]
+    return Notice(
+        fingerprint=alert.fingerprint,
+        status=status,
+        labels=labels,
+        title=alert.annotations.summary,
+        reason=", ".join(dict.fromkeys(reasons)) or None,
+        description=alert.annotations.description,
+        severity=alert.severity.value,
+        event_id=envelope.id,
+        event_type=envelope.type,
+        subject=envelope.subject,
+        starts_at=alert.starts_at,
+        ends_at=ends_at,
+        correlationid=envelope.correlationid,
+        traceparent=envelope.traceparent,
+        runbook_url=str(alert.annotations.runbook_url) if alert.annotations.runbook_url else None,
+        log_lines=lines[-40:],
+        kube_events=[f"{e.type} {e.reason} (x{e.count}): {e.message}" for e in alert.evidence.events[-10:]],
+    )
+
+
+def _severity_of(envelope: Envelope) -> str:
+    if envelope.type in (RecoveryEscalated.event_type, DeployFailed.event_type, RecoveryFailed.event_type):
+        return "critical" if envelope.type == RecoveryEscalated.event_type else "warning"
+    if envelope.type == DeployRolledBack.event_type:
+        return "warning"
+    return "info"
+
+
+def _actions(envelope: Envelope) -> tuple[str | None, list[str]]:
+    payload = envelope.payload()
+    if isinstance(payload, RecoveryEscalated):
+        history = [
+            f"step {a.step}: {a.action.value} on {a.target.kind}/{a.target.name} -> {a.outcome.value}"
+            + (f" ({a.message})" if a.message else "")
+            for a in payload.history
+        ]
+        return payload.reason, history
+    if isinstance(payload, RecoveryPlanned | RecoveryFailed):
+        act = payload.action
+        line = f"step {payload.step}/{payload.steps_total}: {act.kind.value} on {act.target.kind}/{act.target.name}"
+        return payload.reason, [line]
+    if isinstance(payload, RecoverySucceeded):
+        act = payload.action
+        return None, [
+            f"step {payload.step}/{payload.steps_total}: {act.kind.value} on "
+            f"{act.target.kind}/{act.target.name} succeeded in {payload.duration_seconds:.0f}s"
+        ]
+    reason = getattr(payload, "reason", None)
+    return (str(reason) if isinstance(reason, str) else None), []
+
+
+def notice_from(envelope: Envelope) -> Notice | None:
+    """The notice for `envelope`, or None for events the notifier does not route. Raises UndecodableError."""
+    if envelope.family in IGNORED_FAMILIES or envelope.type in (NotifyDelivered.event_type, NotifyFailed.event_type):
+        return None
+    if envelope.type == AlertFired.event_type:
+        fired = envelope.payload_as(AlertFired)
+        return _alert_notice(envelope, fired, "firing", fired.ends_at)
+    if envelope.type == AlertResolved.event_type:
+        resolved = envelope.payload_as(AlertResolved)
+        return _alert_notice(envelope, resolved, "resolved", resolved.ends_at)
+    envelope.payload()  # validates; unknown or invalid payloads raise UndecodableError
+    obj = envelope.object
+    name = "".join(part.title() for part in (envelope.family, envelope.verb))
+    labels = {
+        "alertname": name,
+        "event_type": _event_type_label(envelope),
+        "cluster": envelope.cluster,
+        "namespace": obj.namespace or "",
+        obj.kind.lower() if obj.kind.lower() in ("pod", "node") else "workload": obj.name,
+        "severity": _severity_of(envelope),
+    }
+    reason, actions = _actions(envelope)
+    verb = envelope.verb
+    return Notice(
+        fingerprint=_digest(envelope.id),
+        status="firing",
+        ephemeral=True,
+        labels={k: v for k, v in labels.items() if v},
+        title=f"{envelope.family} {verb}: {obj.kind}/{obj.namespace or '_'}/{obj.name}",
+        reason=reason,
+        severity=labels["severity"],
+        event_id=envelope.id,
+        event_type=envelope.type,
+        subject=envelope.subject,
+        starts_at=envelope.time,
+        correlationid=envelope.correlationid,
+        traceparent=envelope.traceparent,
+        actions=actions,
+    )

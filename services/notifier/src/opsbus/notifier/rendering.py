@@ -1,0 +1,226 @@
+"""What a notification says, per channel: Jinja2 templates with defaults an on-call engineer can act on.
+
+Every message carries the alert's title and reason, the evidence (last log lines, Kubernetes Events), what the
+healer did, and links: the incident in the gateway (`<gateway>/v1/incidents/<correlation id>`) and the trace
+in Jaeger (`<jaeger>/trace/<trace id>` from the event's traceparent). The channel bodies are built here as
+plain data (JSON-able dicts, an email message), so their shape is unit-tested; the channels only send them.
+Templates autoescape HTML for email; Slack and Teams get mrkdwn/markdown text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+import jinja2
+
+from opsbus.notifier.domain.grouping import Notification
+from opsbus.notifier.domain.notices import Notice
+
+TITLE = (
+    "[{{ n.status | upper }}{% if n.status == 'firing' %}:{{ firing | length }}{% endif %}] "
+    "{{ n.group_labels.get('alertname') or n.alerts[0].labels.get('alertname', 'opsbus') }}"
+    "{% for k, v in n.group_labels.items() if k != 'alertname' %} {{ k }}={{ v }}{% endfor %}"
+)
+
+TEXT = """\
+{% for a in n.alerts -%}
+{{ '🔥' if a.status == 'firing' else '✅' }} {{ a.title }}{% if a.status == 'resolved' %} (resolved){% endif %}
+{% if a.reason %}Reason: {{ a.reason }}
+{% endif %}{% if a.description %}{{ a.description }}
+{% endif %}Object: {{ a.subject }} · severity {{ a.severity }} · since {{ a.starts_at.isoformat() }}
+{% if a.log_lines %}Last log lines:
+{{ fence }}
+{% for line in a.log_lines %}{{ line }}
+{% endfor %}{{ fence }}
+{% endif %}{% if a.kube_events %}Kubernetes events:
+{% for e in a.kube_events %}- {{ e }}
+{% endfor %}{% endif %}{% if a.actions %}What the healer did:
+{% for s in a.actions %}- {{ s }}
+{% endfor %}{% endif %}{% set l = links(a) %}{% if l.incident %}Incident: {{ l.incident }}
+{% endif %}{% if l.trace %}Trace: {{ l.trace }}
+{% endif %}{% if a.runbook_url %}Runbook: {{ a.runbook_url }}
+{% endif %}
+{% endfor %}"""
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    gateway_url: str | None = None
+    jaeger_url: str | None = None
+
+    def incident(self, notice: Notice) -> str | None:
+        ref = notice.correlationid or notice.event_id
+        return f"{self.gateway_url.rstrip('/')}/v1/incidents/{ref}" if self.gateway_url else None
+
+    def trace(self, notice: Notice) -> str | None:
+        if not self.jaeger_url or not notice.traceparent:
+            return None
+        return f"{self.jaeger_url.rstrip('/')}/trace/{notice.traceparent.split('-')[1]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    title: str
+    text: str
+
+
+class Renderer:
+    def __init__(self, links: Links, *, title: str = TITLE, text: str = TEXT) -> None:
+        env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined, trim_blocks=False)  # noqa: S701 - plain text and JSON, escaped per channel
+        self._title = env.from_string(title)
+        self._text = env.from_string(text)
+        self.links = links
+
+    def _context(self, n: Notification, fence: str) -> dict[str, Any]:
+        def links(a: Notice) -> dict[str, str | None]:
+            return {"incident": self.links.incident(a), "trace": self.links.trace(a)}
+
+        firing = [a for a in n.alerts if a.status == "firing"]
+        return {"n": n, "firing": firing, "links": links, "fence": fence}
+
+    def render(self, n: Notification, *, fence: str = "```") -> Rendered:
+        context = self._context(n, fence)
+        return Rendered(title=self._title.render(context).strip(), text=self._text.render(context).strip())
+
+
+def _alert_json(a: Notice, links: Links) -> dict[str, Any]:
+    return {
+        "status": a.status,
+        "fingerprint": a.fingerprint,
+        "labels": a.labels,
+        "title": a.title,
+        "reason": a.reason,
+        "description": a.description,
+        "severity": a.severity,
+        "startsAt": a.starts_at.isoformat(),
+        "endsAt": a.ends_at.isoformat() if a.ends_at else None,
+        "subject": a.subject,
+        "eventId": a.event_id,
+        "eventType": a.event_type,
+        "correlationId": a.correlationid,
+        "evidence": {"logLines": a.log_lines, "kubeEvents": a.kube_events},
+        "actions": a.actions,
+        "links": {"incident": links.incident(a), "trace": links.trace(a), "runbook": a.runbook_url},
+    }
+
+
+def webhook_body(n: Notification, rendered: Rendered, links: Links) -> dict[str, Any]:
+    """Alertmanager's webhook shape (version 4) plus opsbus fields: ids, title, text and evidence."""
+    return {
+        "version": "4",
+        "notificationId": n.id,
+        "sequence": n.seq,
+        "groupKey": n.group_key,
+        "status": n.status,
+        "receiver": n.receiver,
+        "groupLabels": dict(n.group_labels),
+        "commonLabels": dict(n.common_labels),
+        "repeat": n.repeat,
+        "title": rendered.title,
+        "text": rendered.text,
+        "alerts": [_alert_json(a, links) for a in n.alerts],
+    }
+
+
+def slack_body(
+    n: Notification, rendered: Rendered, links: Links, *, channel: str | None = None, username: str | None = None
+) -> dict[str, Any]:
+    """Block Kit: a header, one section per alert (mrkdwn, under Slack's 3000-character limit), link buttons."""
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": rendered.title[:150]}}]
+    for a in n.alerts[:20]:
+        body = f"*{'🔥' if a.status == 'firing' else '✅'} {a.title}*"
+        if a.reason:
+            body += f"\n*Reason:* {a.reason}"
+        if a.log_lines:
+            body += "\n*Last log lines:*\n```" + "\n".join(a.log_lines[-10:]) + "```"
+        if a.actions:
+            body += "\n*Healer:* " + "; ".join(a.actions)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body[:2900]}})
+        buttons = [
+            {"type": "button", "text": {"type": "plain_text", "text": label}, "url": url}
+            for label, url in (("Incident", links.incident(a)), ("Trace", links.trace(a)), ("Runbook", a.runbook_url))
+            if url
+        ]
+        if buttons:
+            blocks.append({"type": "actions", "elements": buttons})
+    message: dict[str, Any] = {"text": rendered.title, "blocks": blocks}
+    if channel:
+        message["channel"] = channel
+    if username:
+        message["username"] = username
+    return message
+
+
+def teams_body(n: Notification, rendered: Rendered, links: Links) -> dict[str, Any]:
+    """An Adaptive Card in the message envelope Teams incoming webhooks and Workflows accept."""
+    facts = [{"title": k, "value": v} for k, v in n.common_labels.items()]
+    items: list[dict[str, Any]] = [
+        {"type": "TextBlock", "size": "Large", "weight": "Bolder", "text": rendered.title, "wrap": True},
+        {"type": "FactSet", "facts": facts},
+        {"type": "TextBlock", "text": rendered.text, "wrap": True, "fontType": "Monospace"},
+    ]
+    first = n.alerts[0]
+    actions = [
+        {"type": "Action.OpenUrl", "title": label, "url": url}
+        for label, url in (("Incident", links.incident(first)), ("Trace", links.trace(first)))
+        if url
+    ]
+    card = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": items,
+        "actions": actions,
+    }
+    return {
+        "type": "message",
+        "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}],
+    }
+
+
+_PD_SEVERITY = {"critical": "critical", "warning": "warning", "info": "info", "error": "error"}
+
+
+def pagerduty_body(
+    n: Notification, rendered: Rendered, links: Links, *, routing_key: str, severity: str | None = None
+) -> dict[str, Any]:
+    """Events API v2: trigger while anything fires, resolve when all resolved; dedup_key is the group key."""
+    body: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": "trigger" if n.status == "firing" else "resolve",
+        "dedup_key": n.group_key[:255],
+    }
+    if n.status == "firing":
+        first = n.alerts[0]
+        body["payload"] = {
+            "summary": rendered.title[:1024],
+            "source": n.common_labels.get("cluster", "opsbus"),
+            "severity": _PD_SEVERITY.get(severity or first.severity, "error"),
+            "component": n.common_labels.get("workload") or n.common_labels.get("pod"),
+            "group": n.common_labels.get("namespace"),
+            "class": n.common_labels.get("alertname"),
+            "custom_details": {"text": rendered.text[:8000], "labels": dict(n.common_labels)},
+        }
+        body["links"] = [
+            {"href": url, "text": label}
+            for label, url in (("Incident", links.incident(first)), ("Trace", links.trace(first)))
+            if url
+        ]
+    return body
+
+
+def email_message(
+    n: Notification, rendered: Rendered, *, sender: str, to: list[str], headers: Mapping[str, str] | None = None
+) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = rendered.title
+    message["From"] = sender
+    message["To"] = ", ".join(to)
+    message["X-Opsbus-Notification-Id"] = n.id
+    for name, value in (headers or {}).items():
+        message[name] = value
+    message.set_content(rendered.text)
+    return message
