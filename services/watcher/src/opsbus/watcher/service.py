@@ -1,0 +1,99 @@
+"""Wiring of the watcher: bus, apiserver client, informers, engine, readiness and shutdown order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from opsbus.common.bus import Bus
+from opsbus.common.runtime import Runtime
+from opsbus.watcher.domain.objects import RESOURCES
+from opsbus.watcher.executing import Engine, read_firing
+from opsbus.watcher.settings import WatcherSettings
+from opsbus.watcher.watching import Informer, InformerOptions, KubeClient, WatchMetrics
+
+log = logging.getLogger(__name__)
+
+
+async def setup(rt: Runtime[WatcherSettings]) -> None:
+    settings = rt.settings
+    opts = settings.watcher
+    bus = await Bus.connect(
+        settings.nats,
+        service=rt.name,
+        registry=rt.registry,
+        tracer_provider=rt.tracer_provider,
+        shutdown_grace=settings.shutdown_grace_seconds,
+        instance=rt.instance,
+    )
+    rt.add_check("nats", lambda: bus.connected)
+    rt.on_shutdown(bus.close, "bus")
+    await bus.ensure_streams()
+    kube = KubeClient.from_config(opts.kubeconfig, timeout=opts.request_timeout_seconds)
+    rt.on_shutdown(kube.close, "kube")
+    watcher = await start(settings, bus, kube, rt.registry)
+    rt.add_check("informers", lambda: watcher.engine.synced)
+    rt.on_shutdown(watcher.stop, "watcher")
+
+
+class Watcher:
+    """The running watcher: informers feeding one engine."""
+
+    def __init__(self, engine: Engine, informers: list[Informer]) -> None:
+        self.engine = engine
+        self.informers = informers
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.tasks.clear()
+
+
+async def start(settings: WatcherSettings, bus: Bus, kube: KubeClient, registry: object) -> Watcher:
+    """Restore firing alerts, start the informers, wait for the first sync, start detection."""
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+    assert isinstance(registry, CollectorRegistry)
+    opts = settings.watcher
+    engine = Engine(cluster=settings.cluster, options=opts, sender=bus.publisher, logs=kube, registry=registry)
+    if opts.restore_from_stream:
+        restored = await read_firing(bus.js, settings.cluster)
+        engine.book.restore(restored)
+        for payload, _, _ in restored:
+            engine.metrics.firing.labels(payload.alertname).inc()
+        log.info("restored %d firing alerts from the ALERT stream", len(restored))
+    metrics = WatchMetrics(registry)
+    informer_opts = InformerOptions(
+        watch_timeout_seconds=opts.watch_timeout_seconds,
+        page_size=opts.list_page_size,
+        backoff_initial=opts.backoff_initial_seconds,
+        backoff_max=opts.backoff_max_seconds,
+    )
+    informers: list[Informer] = []
+    for resource in RESOURCES:
+        scopes: list[str | None] = list(opts.namespaces) if (resource.namespaced and opts.namespaces) else [None]
+        for ns in scopes:
+            informers.append(
+                Informer(
+                    kube,
+                    resource,
+                    ns,
+                    cache=engine.cache,
+                    on_change=engine.on_change,
+                    metrics=metrics,
+                    options=informer_opts,
+                )
+            )
+    watcher = Watcher(engine, informers)
+    watcher.tasks = [asyncio.create_task(i.run(), name=f"watch:{i.label}:{i.namespace or '*'}") for i in informers]
+    sync = asyncio.gather(*(i.synced.wait() for i in informers))
+    await sync
+    engine.synced = True
+    watcher.tasks.append(asyncio.create_task(engine.run(), name="watcher:engine"))
+    log.info("informers synced: %d objects cached", len(engine.cache))
+    return watcher

@@ -1,0 +1,41 @@
+"""Settings of the watcher: `OPSBUS_WATCHER__*` (e.g. `OPSBUS_WATCHER__NAMESPACES='["payments"]'`,
+`OPSBUS_WATCHER__THRESHOLDS__RESOLVE_AFTER_SECONDS=30`). Built in `main()` and passed down."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from opsbus.common.settings import ServiceSettings
+from opsbus.watcher.domain.rules import Thresholds
+
+
+class WatcherOptions(BaseModel):
+    kubeconfig: str | None = Field(
+        default=None, description="Path to a kubeconfig; unset: in-cluster config, then $KUBECONFIG / ~/.kube/config."
+    )
+    namespaces: list[str] = Field(
+        default_factory=list,
+        description="Namespaces to watch; empty watches the whole cluster. Nodes are always watched.",
+    )
+    thresholds: Thresholds = Thresholds()
+    evaluate_interval_seconds: float = Field(
+        default=1.0, gt=0, description="Time-based rules (bounds, hysteresis) are re-evaluated this often."
+    )
+    watch_timeout_seconds: int = Field(default=290, ge=1, description="Server-side timeout of one watch request.")
+    list_page_size: int = Field(default=500, ge=1, description="Objects per list page (limit/continue).")
+    backoff_initial_seconds: float = Field(default=0.5, gt=0, description="First reconnect delay.")
+    backoff_max_seconds: float = Field(default=30.0, gt=0, description="Longest reconnect delay.")
+    request_timeout_seconds: float = Field(default=10.0, gt=0, description="Bound on one non-watch API request.")
+    log_lines: int = Field(default=20, ge=0, le=200, description="Last log lines of a crashed container (0: none).")
+    log_timeout_seconds: float = Field(default=2.0, gt=0, description="Bound on fetching those log lines.")
+    publish_cluster_events: bool = Field(default=True, description="Publish `cluster.event` for object changes.")
+    publish_initial_list: bool = Field(
+        default=False, description="Also publish `cluster.event` ADDED for every object of the first list."
+    )
+    restore_from_stream: bool = Field(
+        default=True, description="At start, rebuild firing alerts from the ALERT stream (no re-fire after restart)."
+    )
+
+
+class WatcherSettings(ServiceSettings):
+    watcher: WatcherOptions = WatcherOptions()
