@@ -1,0 +1,350 @@
+"""The pure planner: (alert state + cluster snapshot + policy + history + clock) -> a plan or a reasoned no-op.
+
+Every safety guard is checked here, in one place, in a fixed order, and each result is reported (the
+`GuardCheck`s travel in `recovery.planned` and in the audit trail), so "why did the healer do nothing" always
+has an answer. The executor gathers the inputs (it reads the alert state again right before planning, so a
+resolved alert is never acted on: Robusta#345) and applies the result; this module never performs I/O and
+never reads the clock: `now` is an argument.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+
+from opsbus.common.events.payloads import (
+    ActionKind,
+    ApprovalRequest,
+    GuardCheck,
+    PolicyRef,
+    RecoveryAction,
+    ResourceRef,
+    Severity,
+    VerificationSpec,
+    WorkloadRef,
+)
+from opsbus.healer.domain.policy import DISRUPTIVE, NODE_ACTIONS, Policy, Step
+
+
+@dataclass(frozen=True, slots=True)
+class FreezeWindow:
+    """No automatic action inside the window: absolute (`start`/`end`) or weekly (`weekdays` + times, UTC)."""
+
+    name: str
+    start: datetime | None = None
+    end: datetime | None = None
+    weekdays: frozenset[int] = frozenset()  # 0 = Monday
+    daily_start: time | None = None
+    daily_end: time | None = None
+
+    def contains(self, now: datetime) -> bool:
+        if self.start is not None and self.end is not None:
+            return self.start <= now < self.end
+        if self.daily_start is not None and self.daily_end is not None:
+            utc = now.astimezone(UTC)
+            if self.weekdays and utc.weekday() not in self.weekdays:
+                return False
+            t = utc.time().replace(tzinfo=None)
+            if self.daily_start <= self.daily_end:
+                return self.daily_start <= t < self.daily_end
+            return t >= self.daily_start or t < self.daily_end  # across midnight
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Guards:
+    """The service-wide guard settings, as plain data."""
+
+    dry_run: bool = False
+    rate_limit_actions: int = 10
+    rate_limit_window: float = 300.0
+    protected_namespaces: frozenset[str] = frozenset({"kube-system", "kube-public", "kube-node-lease", "opsbus"})
+    freeze_windows: tuple[FreezeWindow, ...] = ()
+    freshness_seconds: float = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """The alert as the healer knows it at planning time (the latest fired/resolved it has seen)."""
+
+    fingerprint: str
+    alertname: str
+    severity: Severity
+    labels: dict[str, str]
+    namespace: str | None
+    event_time: datetime  # when the triggering alert.fired was published
+    firing: bool
+    workload: WorkloadRef | None = None
+
+    @property
+    def target_key(self) -> str:
+        """What cooldown and the attempt budget count against: the workload, else the pod or node."""
+        if self.workload is not None:
+            return str(self.workload)
+        if node := self.labels.get("node"):
+            return f"Node/_/{node}"
+        return f"Pod/{self.namespace}/{self.labels.get('pod', self.fingerprint)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the executor read from the cluster about the step's target just before planning."""
+
+    target: ResourceRef
+    exists: bool = True
+    resource_version: str | None = None
+    workload_pods_total: int = 0
+    workload_pods_disrupted: int = 0  # pods already terminating or evicted
+    nodes_unschedulable: tuple[str, ...] = ()
+    memory_limit_bytes: int | None = None
+    container: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PastAttempt:
+    recovery_id: str
+    target_key: str
+    action: ActionKind
+    started_at: datetime
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    approver: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PlanningInput:
+    """One argument object: it grows without breaking callers."""
+
+    recovery_id: str
+    alert: AlertState
+    policy: Policy
+    policy_version: int
+    step: int  # 1-based
+    snapshot: Snapshot | None
+    history: Sequence[PastAttempt]
+    guards: Guards
+    now: datetime
+    grant: Grant | None = None
+    continuing: bool = False  # a later step, or a step resumed after approval: freshness no longer applies
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    recovery_id: str
+    policy: PolicyRef
+    step: int
+    steps_total: int
+    action: RecoveryAction
+    verification: VerificationSpec
+    guards: tuple[GuardCheck, ...]
+    reason: str
+    dry_run: bool = False
+    approval: ApprovalRequest | None = None
+    preconditions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NoOp:
+    """A deliberate non-action. `escalate`: humans must take over; `retry_after`: try again later."""
+
+    recovery_id: str
+    step: int
+    guard: str
+    reason: str
+    guards: tuple[GuardCheck, ...]
+    escalate: bool = False
+    retry_after: float | None = None
+
+
+Decision = Plan | NoOp
+
+
+def target_for(step: Step, alert: AlertState) -> ResourceRef | None:  # noqa: PLR0911 - one case per action
+    """The object a step acts on, from the alert's labels and workload."""
+    ns = alert.namespace
+    if step.action in NODE_ACTIONS:
+        node = alert.labels.get("node")
+        return ResourceRef(kind="Node", name=node, api_version="v1") if node else None
+    if step.action is ActionKind.DELETE_POD:
+        pod = alert.labels.get("pod")
+        return ResourceRef(kind="Pod", name=pod, namespace=ns, api_version="v1") if pod and ns else None
+    if step.action is ActionKind.DELETE_FAILED_PODS:
+        if alert.workload is not None:
+            return alert.workload.as_resource_ref()
+        return ResourceRef(kind="Namespace", name=ns, api_version="v1") if ns else None
+    if step.action is ActionKind.NOTIFY_ONLY:
+        if alert.workload is not None:
+            return alert.workload.as_resource_ref()
+        pod = alert.labels.get("pod")
+        if pod and ns:
+            return ResourceRef(kind="Pod", name=pod, namespace=ns, api_version="v1")
+        node = alert.labels.get("node")
+        return ResourceRef(kind="Node", name=node, api_version="v1") if node else None
+    return alert.workload.as_resource_ref() if alert.workload is not None else None
+
+
+def _passed(name: str, detail: str) -> GuardCheck:
+    return GuardCheck(name=name, passed=True, detail=detail[:1024])
+
+
+def plan(inp: PlanningInput) -> Decision:  # noqa: PLR0911, PLR0912, PLR0915 - one guard after the other, in order
+    """Decide what to do for one ladder step, checking every guard."""
+    policy, alert, now, g = inp.policy, inp.alert, inp.now, inp.guards
+    step = policy.ladder[inp.step - 1]
+    checks: list[GuardCheck] = []
+
+    def refuse(guard: str, reason: str, *, escalate: bool = False, retry_after: float | None = None) -> NoOp:
+        failed = GuardCheck(name=guard, passed=False, detail=reason[:1024])
+        return NoOp(inp.recovery_id, inp.step, guard, reason, (*checks, failed), escalate, retry_after)
+
+    # 1. Stale alerts are not replayed (StackStorm#4009).
+    age = (now - alert.event_time).total_seconds()
+    if not inp.continuing:
+        if age > g.freshness_seconds:
+            return refuse(
+                "freshness", f"alert is {age:.0f}s old, beyond the {g.freshness_seconds:.0f}s freshness bound"
+            )
+        checks.append(_passed("freshness", f"alert is {age:.0f}s old (bound {g.freshness_seconds:.0f}s)"))
+
+    # 2. Act only on an alert still firing now (Robusta#345).
+    if not alert.firing:
+        return refuse("alert_firing", "the alert resolved before execution: nothing to remediate")
+    checks.append(_passed("alert_firing", "the alert is still firing"))
+
+    # 3. The target must exist (and is pinned by uid/resourceVersion for the write).
+    snap = inp.snapshot
+    if snap is None:
+        return refuse(
+            "target", f"{step.action.value} has no target: the alert lacks the labels to name one", escalate=True
+        )
+    if not snap.exists:
+        return refuse("target", f"{snap.target.kind}/{snap.target.name} no longer exists")
+    checks.append(_passed("target", f"{snap.target.kind}/{snap.target.namespace or '_'}/{snap.target.name} exists"))
+
+    # 4. Protected namespaces are never touched.
+    ns = snap.target.namespace or alert.namespace
+    if ns is not None and ns in g.protected_namespaces:
+        return refuse("protected_namespace", f"namespace {ns} is protected", escalate=True)
+    checks.append(_passed("protected_namespace", f"namespace {ns or '_'} is not protected"))
+
+    # 5. Freeze windows.
+    frozen = next((w for w in g.freeze_windows if w.contains(now)), None)
+    if frozen is not None:
+        return refuse("freeze_window", f"inside freeze window {frozen.name}", escalate=True)
+    checks.append(_passed("freeze_window", "no freeze window is active"))
+
+    # 6. Attempt budget and cooldown per target (st2contrib#647); dry runs change nothing and do not count.
+    real = [a for a in inp.history if not a.dry_run]
+    key = alert.target_key
+    window_start = now - timedelta(seconds=policy.attempt_window)
+    on_target = [a for a in real if a.target_key == key and a.started_at >= window_start]
+    if len(on_target) >= policy.max_attempts:
+        return refuse(
+            "attempt_budget",
+            f"{len(on_target)}/{policy.max_attempts} actions on {key} within {policy.attempt_window:.0f}s",
+            escalate=True,
+        )
+    checks.append(_passed("attempt_budget", f"{len(on_target)}/{policy.max_attempts} actions on {key}"))
+    others = [a for a in real if a.target_key == key and a.recovery_id != inp.recovery_id]
+    last = max((a.started_at for a in others), default=None)
+    if last is not None and (since := (now - last).total_seconds()) < policy.cooldown:
+        return refuse("cooldown", f"{key} was remediated {since:.0f}s ago (cooldown {policy.cooldown:.0f}s)")
+    checks.append(_passed("cooldown", "no recent remediation" if last is None else f"last one {since:.0f}s ago"))
+
+    # 7. Cluster-wide rate limit: defer, not drop.
+    if step.action is not ActionKind.NOTIFY_ONLY:
+        rate_start = now - timedelta(seconds=g.rate_limit_window)
+        recent = sorted(a.started_at for a in real if a.started_at >= rate_start)
+        if len(recent) >= g.rate_limit_actions:
+            retry = (recent[0] + timedelta(seconds=g.rate_limit_window) - now).total_seconds()
+            return refuse(
+                "rate_limit",
+                f"{len(recent)} actions in the last {g.rate_limit_window:.0f}s (limit {g.rate_limit_actions})",
+                retry_after=max(retry, 1.0),
+            )
+        checks.append(_passed("rate_limit", f"{len(recent)}/{g.rate_limit_actions} actions in the window"))
+
+    # 8. Blast radius.
+    br = policy.blast_radius
+    if step.action is ActionKind.DELETE_POD:
+        allowed = max(1, math.floor(snap.workload_pods_total * br.max_pod_fraction))
+        if snap.workload_pods_disrupted + 1 > allowed:
+            return refuse(
+                "blast_radius",
+                f"{snap.workload_pods_disrupted} of {snap.workload_pods_total} pods already disrupted; "
+                f"at most {allowed} at a time",
+                escalate=True,
+            )
+        checks.append(_passed("blast_radius", f"{snap.workload_pods_disrupted + 1}/{allowed} pods disrupted at once"))
+    if step.action in NODE_ACTIONS:
+        busy = [n for n in snap.nodes_unschedulable if n != snap.target.name]
+        if len(busy) + 1 > br.max_nodes:
+            return refuse(
+                "blast_radius",
+                f"nodes already cordoned: {', '.join(sorted(busy))}; at most {br.max_nodes} at a time",
+                escalate=True,
+            )
+        checks.append(_passed("blast_radius", f"{len(busy) + 1}/{br.max_nodes} nodes at a time"))
+
+    # 9. Parameters, with their bounds.
+    params = dict(step.params)
+    if step.action is ActionKind.RAISE_MEMORY_LIMIT:
+        ceiling = int(params["ceiling_bytes"])
+        current = snap.memory_limit_bytes
+        if current is None:
+            return refuse("bounds", "the container has no memory limit to raise", escalate=True)
+        if current >= ceiling:
+            return refuse("bounds", f"memory limit {current} is already at the ceiling {ceiling}", escalate=True)
+        new = min(math.ceil(current * float(params.get("factor", 1.5))), ceiling)
+        params.update(from_bytes=current, to_bytes=new, container=snap.container or "")
+        checks.append(_passed("bounds", f"memory limit {current} -> {new} (ceiling {ceiling})"))
+
+    action = RecoveryAction(
+        kind=step.action, target=snap.target, parameters=params, disruptive=step.action in DISRUPTIVE
+    )
+    verification = VerificationSpec(check=step.verify.value, timeout_seconds=max(1, math.ceil(step.timeout)))
+    pre = {"uid": snap.target.uid or "", "resource_version": snap.resource_version or ""}
+    pre = {k: v for k, v in pre.items() if v}
+    reason = f"policy {policy.name} step {inp.step}/{len(policy.ladder)} for {alert.alertname} on {key}"
+    dry_run = g.dry_run or policy.dry_run
+    common = {
+        "recovery_id": inp.recovery_id,
+        "policy": PolicyRef(name=policy.name, version=inp.policy_version),
+        "step": inp.step,
+        "steps_total": len(policy.ladder),
+        "action": action,
+        "verification": verification,
+        "preconditions": pre,
+    }
+
+    # 10. Dry run: the plan is recorded, nothing is changed.
+    if dry_run:
+        which = "global" if g.dry_run else f"policy {policy.name}"
+        checks.append(GuardCheck(name="dry_run", passed=True, detail=f"dry run ({which}): nothing will change"))
+        return Plan(guards=tuple(checks), reason=reason + f" (dry run: {which})", dry_run=True, **common)  # type: ignore[arg-type]
+
+    # 11. Approval for disruptive actions, with expiry.
+    if policy.needs_approval(step.action):
+        if inp.grant is None:
+            expires = now + timedelta(seconds=policy.approval.expires_after)
+            approval = ApprovalRequest(
+                reason=f"{step.action.value} requires approval by policy {policy.name}", expires_at=expires
+            )
+            return Plan(guards=tuple(checks), reason=reason, approval=approval, **common)  # type: ignore[arg-type]
+        if inp.grant.expires_at <= now:
+            return refuse(
+                "approval", f"the approval by {inp.grant.approver} expired at {inp.grant.expires_at.isoformat()}"
+            )
+        checks.append(_passed("approval", f"approved by {inp.grant.approver}"))
+    return Plan(guards=tuple(checks), reason=reason, **common)  # type: ignore[arg-type]
+
+
+def next_step(policy: Policy, failed_step: int) -> int | None:
+    """The ladder step after `failed_step`, or None when the ladder is exhausted (escalate)."""
+    return failed_step + 1 if failed_step < len(policy.ladder) else None

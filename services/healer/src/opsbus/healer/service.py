@@ -1,0 +1,176 @@
+"""Wiring: runtime, database, cluster client, bus consumers, outbox relay and request-reply endpoints.
+
+Consumers (durable, shared by every replica): `healer-alerts` (alert.fired, long handlers: verification
+waits run inside them, kept alive by in-progress signals), `healer-alert-state` (alert.fired/resolved ->
+the alert table, so "still firing" is known even while recoveries are running) and `healer-deploy`
+(deploy outcomes a rollback step follows by request id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from opsbus.common.bus import Bus, ConsumerSpec, Delivery
+from opsbus.common.errors import PermanentError
+from opsbus.common.rpc import Endpoint, serve
+from opsbus.common.runtime import Runtime
+from opsbus.common.store import Database, OutboxRelay, check_schema_current
+from opsbus.healer import api
+from opsbus.healer.cluster import KubeCluster
+from opsbus.healer.domain.policy import PolicyError, parse_policies
+from opsbus.healer.executing import Executor
+from opsbus.healer.settings import HealerSettings
+from opsbus.healer.store import MIGRATIONS, SCHEMA, TABLES
+
+SERVICE = "healer"
+
+
+def policy_text(path: str | None) -> str:
+    if path:
+        return Path(path).read_text()
+    return files("opsbus.healer.domain").joinpath("defaults.yaml").read_text()
+
+
+@dataclass
+class Healer:
+    executor: Executor
+    bus: Bus
+
+
+async def setup(rt: Runtime[HealerSettings]) -> Healer:
+    s = rt.settings
+    db = Database.from_settings(s.database, application_name="opsbus-healer")
+    rt.on_shutdown(db.close, "database")
+    await check_schema_current(db.engine, MIGRATIONS, SCHEMA, service=SERVICE)
+    rt.add_check("database", db.ping)
+    cluster = KubeCluster.from_kubeconfig(s.healer.kubeconfig)
+    rt.on_shutdown(lambda: asyncio.to_thread(cluster.close), "kubernetes")
+    bus = await Bus.connect(
+        s.nats, service=SERVICE, registry=rt.registry, tracer_provider=rt.tracer_provider,
+        shutdown_grace=s.shutdown_grace_seconds, instance=rt.instance,
+    )  # fmt: skip
+    rt.on_shutdown(bus.close, "bus")
+    rt.add_check("nats", lambda: bus.connected)
+    await bus.ensure_streams()
+    relay = OutboxRelay(db.engine, TABLES.outbox, bus.publisher, registry=rt.registry)
+    await relay.start()
+    rt.on_shutdown(relay.stop, "outbox-relay")
+    executor = Executor(
+        db=db, cluster=cluster, guards=s.healer.guards(), cluster_name=s.cluster,
+        wake_relay=relay.wake, verify_poll=s.healer.verify_poll_seconds,
+    )  # fmt: skip
+    rt.on_shutdown(executor.close, "recoveries")
+    await executor.load_policies(
+        policy_text(s.healer.policy_file), author="file" if s.healer.policy_file else "defaults"
+    )
+
+    async def fired(d: Delivery) -> None:
+        await executor.on_alert_fired(d.event)
+
+    async def state(d: Delivery) -> None:
+        if d.event.type == "io.opsbus.alert.resolved.v1":
+            await executor.on_alert_resolved(d.event)
+
+    async def deploy(d: Delivery) -> None:
+        await executor.on_deploy_outcome(d.event)
+
+    c = s.cluster
+    bus.consumer(
+        ConsumerSpec(
+            durable="healer-alerts", stream="ALERT", subjects=[f"alert.fired.{c}.*"], concurrency=s.healer.alert_concurrency,
+            max_deliver=50, backoff=(1.0, 5.0, 15.0, 60.0), ack_wait=60.0, description="healer: remediate fired alerts",
+        ),
+        fired,
+    )  # fmt: skip
+    bus.consumer(
+        ConsumerSpec(
+            durable="healer-alert-state", stream="ALERT", subjects=[f"alert.resolved.{c}.*"], concurrency=4,
+            description="healer: which alerts are still firing",
+        ),
+        state,
+    )  # fmt: skip
+    bus.consumer(
+        ConsumerSpec(
+            durable="healer-deploy", stream="DEPLOY",
+            subjects=[f"deploy.{v}.{c}.*" for v in ("succeeded", "failed", "rolledback", "superseded", "aborted")],
+            description="healer: outcomes of rollbacks it requested",
+        ),
+        deploy,
+    )  # fmt: skip
+    await bus.start()
+
+    async def approve(r: api.ApproveRequest) -> api.ApprovalAnswer:
+        status = await executor.decide(r.recovery_id, r.step, r.approver, approve=True, comment=r.comment)
+        return api.ApprovalAnswer(recovery_id=r.recovery_id, step=r.step, status=status)
+
+    async def reject(r: api.RejectRequest) -> api.ApprovalAnswer:
+        status = await executor.decide(r.recovery_id, r.step, r.approver, approve=False, comment=r.reason)
+        return api.ApprovalAnswer(recovery_id=r.recovery_id, step=r.step, status=status)
+
+    async def list_pending(_: api.ListPendingRequest) -> api.PendingList:
+        from opsbus.common.events.payloads import RecoveryAction  # noqa: PLC0415
+
+        rows = await executor.pending()
+        return api.PendingList(
+            items=[
+                api.PendingApproval(
+                    recovery_id=r.recovery_id, step=r.step, action=RecoveryAction.model_validate(r.action),
+                    reason=r.reason, requested_at=r.requested_at, expires_at=r.expires_at,
+                )
+                for r in rows
+            ]
+        )  # fmt: skip
+
+    async def get_policies(_: api.GetPoliciesRequest) -> api.PoliciesAnswer:
+        p = await executor.policies()
+        return api.PoliciesAnswer(version=p.version, document=p.source, policies=[x.name for x in p.policies])
+
+    async def validate_policy(r: api.ValidatePolicyRequest) -> api.ValidationAnswer:
+        try:
+            parsed = parse_policies(r.document)
+        except PolicyError as exc:
+            issues = [api.Issue(line=i.line, column=i.column, path=i.path, message=i.message) for i in exc.issues]
+            return api.ValidationAnswer(valid=False, issues=issues)
+        return api.ValidationAnswer(valid=True, issues=[], policies=[p.name for p in parsed.policies])
+
+    async def put_policy(r: api.PutPolicyRequest) -> api.PoliciesAnswer:
+        try:
+            p = await executor.put_policies(r.document, r.expected_version, r.author, r.comment)
+        except PolicyError as exc:
+            raise PermanentError(f"invalid policy document: {exc}") from exc
+        return api.PoliciesAnswer(version=p.version, document=p.source, policies=[x.name for x in p.policies])
+
+    svc = await serve(
+        bus.nc, SERVICE, "0.1.0",
+        [
+            Endpoint("approve", api.ApproveRequest, api.ApprovalAnswer, approve, "approve a planned recovery step"),
+            Endpoint("reject", api.RejectRequest, api.ApprovalAnswer, reject, "reject a planned recovery step"),
+            Endpoint("list_pending", api.ListPendingRequest, api.PendingList, list_pending, "approvals waiting"),
+            Endpoint("get_policies", api.GetPoliciesRequest, api.PoliciesAnswer, get_policies, "current policies"),
+            Endpoint("validate_policy", api.ValidatePolicyRequest, api.ValidationAnswer, validate_policy, "validate"),
+            Endpoint("put_policy", api.PutPolicyRequest, api.PoliciesAnswer, put_policy, "new policy version"),
+        ],
+        description="opsbus healer: remediation approvals and policies",
+        tracer=rt.tracer_provider.get_tracer("opsbus.healer"),
+    )  # fmt: skip
+    rt.on_shutdown(svc.stop, "rpc")
+
+    async def expiry_loop() -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            with contextlib.suppress(Exception):
+                await executor.expire_approvals()
+
+    expiry = asyncio.create_task(expiry_loop(), name="healer:approval-expiry")
+
+    async def stop_expiry() -> None:
+        expiry.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await expiry
+
+    rt.on_shutdown(stop_expiry, "approval-expiry")
+    return Healer(executor=executor, bus=bus)

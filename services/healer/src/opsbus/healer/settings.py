@@ -1,0 +1,60 @@
+"""The healer's settings: `OPSBUS_HEALER__*` on top of the shared `OPSBUS_*` groups. Built in `main()`."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+
+from pydantic import BaseModel, Field
+
+from opsbus.common.settings import ServiceSettings
+from opsbus.healer.domain.planning import FreezeWindow, Guards
+
+
+class FreezeWindowSettings(BaseModel):
+    """Absolute (`start`/`end`) or weekly (`weekdays` 0=Monday, `daily_start`/`daily_end`, UTC)."""
+
+    name: str
+    start: datetime | None = None
+    end: datetime | None = None
+    weekdays: list[int] = Field(default_factory=list)
+    daily_start: time | None = None
+    daily_end: time | None = None
+
+
+class HealerOptions(BaseModel):
+    dry_run: bool = Field(default=False, description="Global dry run: plan and record, never change the cluster.")
+    policy_file: str | None = Field(default=None, description="Policy YAML; unset uses the shipped defaults.")
+    rate_limit_actions: int = Field(default=10, ge=1, description="Actions allowed cluster-wide per window.")
+    rate_limit_window_seconds: float = Field(default=300.0, gt=0)
+    protected_namespaces: list[str] = Field(
+        default_factory=lambda: ["kube-system", "kube-public", "kube-node-lease", "opsbus"]
+    )
+    freeze_windows: list[FreezeWindowSettings] = Field(default_factory=list)
+    freshness_seconds: float = Field(default=900.0, gt=0, description="Older alerts are skipped, not replayed.")
+    kubeconfig: str | None = Field(default=None, description="Path; unset uses in-cluster config or ~/.kube/config.")
+    verify_poll_seconds: float = Field(default=0.5, gt=0)
+    alert_concurrency: int = Field(default=16, ge=1, description="Recoveries run in parallel per replica.")
+
+    def guards(self) -> Guards:
+        return Guards(
+            dry_run=self.dry_run,
+            rate_limit_actions=self.rate_limit_actions,
+            rate_limit_window=self.rate_limit_window_seconds,
+            protected_namespaces=frozenset(self.protected_namespaces),
+            freeze_windows=tuple(
+                FreezeWindow(
+                    name=w.name,
+                    start=w.start,
+                    end=w.end,
+                    weekdays=frozenset(w.weekdays),
+                    daily_start=w.daily_start,
+                    daily_end=w.daily_end,
+                )
+                for w in self.freeze_windows
+            ),
+            freshness_seconds=self.freshness_seconds,
+        )
+
+
+class HealerSettings(ServiceSettings):
+    healer: HealerOptions = HealerOptions()

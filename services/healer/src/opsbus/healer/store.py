@@ -1,0 +1,117 @@
+"""The healer's schema `healer`: alert states, recoveries, attempts (the history guards count), approvals,
+policy versions and the deploy outcomes it follows, plus the store's inbox and outbox.
+
+Recovery ids are deterministic (alert event id + policy), and a recovery row is claimed with a lease, so
+replicas sharing the work never run one recovery twice. Every state change and the events announcing it
+commit together (transactional outbox).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from opsbus.common.store import make_metadata, store_tables
+
+SCHEMA = "healer"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class Base(DeclarativeBase):
+    metadata = make_metadata(SCHEMA)
+
+
+TABLES = store_tables(Base.metadata)
+
+
+class AlertRow(Base):
+    """The latest state of each alert, by fingerprint: what "still firing at execution time" reads."""
+
+    __tablename__ = "alerts"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alertname: Mapped[str] = mapped_column(String(200))
+    firing: Mapped[bool] = mapped_column(Boolean)
+    event_id: Mapped[str] = mapped_column(String(200))
+    event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RecoveryRow(Base):
+    __tablename__ = "recoveries"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    alert_event_id: Mapped[str] = mapped_column(String(200))
+    alert_event: Mapped[dict[str, Any]] = mapped_column(JSON)  # the triggering envelope, to resume from
+    policy: Mapped[str] = mapped_column(String(253))
+    policy_version: Mapped[int] = mapped_column(Integer)
+    target_key: Mapped[str] = mapped_column(String(600), index=True)
+    status: Mapped[str] = mapped_column(String(32))  # running, awaiting_approval, succeeded, escalated, skipped
+    step: Mapped[int] = mapped_column(Integer)
+    lease_owner: Mapped[str | None] = mapped_column(String(253))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AttemptRow(Base):
+    """One step of one recovery: what was planned (with preconditions), when it started, how it ended."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (UniqueConstraint("recovery_id", "step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recovery_id: Mapped[str] = mapped_column(String(64), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(64))
+    target_key: Mapped[str] = mapped_column(String(600), index=True)
+    target: Mapped[dict[str, Any]] = mapped_column(JSON)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(32))  # started, succeeded, failed, dry_run, skipped, rejected
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    message: Mapped[str | None] = mapped_column(Text)
+    deploy_request_id: Mapped[str | None] = mapped_column(String(200))
+
+
+class ApprovalRow(Base):
+    __tablename__ = "approvals"
+
+    recovery_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(32))  # pending, approved, rejected, expired
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(253))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class PolicyVersionRow(Base):
+    __tablename__ = "policy_versions"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(253))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DeployOutcomeRow(Base):
+    """Terminal deploy outcomes by request id: how a rollback step learns it finished."""
+
+    __tablename__ = "deploy_outcomes"
+
+    request_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str | None] = mapped_column(Text)
+    event_id: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
