@@ -12,6 +12,7 @@ a rule, 503 try again later, 500 a bug. `call()` raises them back as `RpcError` 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -156,12 +157,25 @@ async def call(
 ) -> Resp:
     """Ask `service` to run `operation`; returns the decoded response or raises a typed error."""
     subject = endpoint_subject(service, operation)
-    try:
-        reply = await nc.request(
-            subject, request.model_dump_json().encode(), timeout=timeout, headers=current_trace_headers() or None
-        )
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as exc:
-        raise ServiceUnavailableError(f"{subject}: no answer within {timeout}s ({type(exc).__name__})") from exc
+    body = request.model_dump_json().encode()
+    headers = current_trace_headers() or None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pause = 0.02
+    while True:
+        # "No responders" is retried within the timeout: during a rolling restart, or just after an endpoint
+        # subscribed, there can be a moment when no replica's interest is registered.
+        remaining = deadline - loop.time()
+        try:
+            reply = await nc.request(subject, body, timeout=max(remaining, 0.001), headers=headers)
+            break
+        except nats.errors.NoRespondersError as exc:
+            if loop.time() + pause >= deadline:
+                raise ServiceUnavailableError(f"{subject}: no replica answered within {timeout}s") from exc
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+        except nats.errors.TimeoutError as exc:
+            raise ServiceUnavailableError(f"{subject}: no answer within {timeout}s") from exc
     headers = reply.headers or {}
     if ERROR_CODE_HEADER in headers:
         code = int(headers[ERROR_CODE_HEADER])

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,19 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, what: st
     raise TimeoutError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+def _wait_for_healthz(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{port}/healthz"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"nats-server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as answer:
+            if answer.status == 200:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"nats-server /healthz not ready within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
 @dataclass
 class NatsServer:
     """A running private nats-server; `restart()` keeps its JetStream store (for crash tests)."""
@@ -93,7 +107,12 @@ class NatsServer:
     port: int
     store_dir: Path
     log_path: Path
+    monitor_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.monitor_port:
+            self.monitor_port = free_port()
 
     @property
     def url(self) -> str:
@@ -106,12 +125,15 @@ class NatsServer:
             "-p", str(self.port),
             "-js",
             "-sd", str(self.store_dir),
-            "--http_port", "0",
+            "--http_port", str(self.monitor_port),
         ]  # fmt: skip
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
         log.close()
         _wait_for_port(self.port, self.proc, self.log_path, "nats-server")
+        # Listening is not ready: JetStream and the accounts are set up just after, and a client that connects
+        # in between can see its interest dropped (requests then get "no responders"). Wait for /healthz.
+        _wait_for_healthz(self.monitor_port, self.proc, self.log_path)
 
     def stop(self, *, kill: bool = False) -> None:
         if self.proc is None:
