@@ -72,7 +72,7 @@ async def watched(cluster: Cluster, sandbox: SandboxHandle, make_bus: MakeBus) -
     await bus.ensure_streams()
     settings = WatcherSettings(
         cluster=CLUSTER,
-        watcher={  # type: ignore[arg-type]
+        watcher={
             "kubeconfig": str(sandbox.kubeconfig),
             "namespaces": [cluster.namespace],
             "log_timeout_seconds": 1.0,
