@@ -30,11 +30,19 @@ async def test_health_readiness_and_metrics_in_process() -> None:
     runtime: Runtime[ServiceSettings] = Runtime("probe", settings)
     healthy = {"db": True}
     closed: list[str] = []
+    purges: list[int] = []
+
+    async def purge() -> None:
+        purges.append(len(purges))
+        if len(purges) == 2:
+            raise RuntimeError("database briefly unreachable")  # logged; the job keeps running
+
     setup_done = asyncio.Event()
     release_setup = asyncio.Event()
 
     async def setup(rt: Runtime[ServiceSettings]) -> None:
         rt.add_check("db", lambda: healthy["db"])
+        rt.every("purge", 0.05, purge)
 
         async def close_first() -> None:
             closed.append("registered-first")
@@ -68,9 +76,17 @@ async def test_health_readiness_and_metrics_in_process() -> None:
         metrics = await http.get("/metrics")
         assert metrics.status_code == 200
         assert "text/plain" in metrics.headers["content-type"]
+        for _ in range(100):
+            if len(purges) >= 4:
+                break
+            await asyncio.sleep(0.02)
+    assert len(purges) >= 4  # periodic job ran repeatedly, and survived a failing run
     runtime.request_shutdown()
     assert await asyncio.wait_for(task, 10) == 0
     assert closed == ["registered-second", "registered-first"]
+    after = len(purges)
+    await asyncio.sleep(0.15)
+    assert len(purges) == after  # stopped at shutdown
 
 
 async def test_sigterm_drains_in_flight_work_and_exits_zero(make_bus: MakeBus, nats_url: str, tmp_path: Path) -> None:

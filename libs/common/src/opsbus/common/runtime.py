@@ -74,6 +74,7 @@ class Runtime(Generic[S]):
         )
         self._checks: dict[str, Check] = {}
         self._closers: list[tuple[str, Closer]] = []
+        self._periodic: list[asyncio.Task[None]] = []
         self._ready = False
         self._stop = asyncio.Event()
         self._server: uvicorn.Server | None = None
@@ -88,6 +89,23 @@ class Runtime(Generic[S]):
     def on_shutdown(self, closer: Closer, name: str | None = None) -> None:
         """Run `closer` at shutdown; closers run in reverse order of registration."""
         self._closers.append((name or str(getattr(closer, "__qualname__", "closer")), closer))
+
+    def every(self, name: str, interval: float, job: Callable[[], Awaitable[object]]) -> None:
+        """Run `job` every `interval` seconds until shutdown (retention purges, lag refresh, ...).
+
+        A failing run is logged and retried at the next interval; it never stops the service. The loop is
+        cancelled first at shutdown, before the closers run.
+        """
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await job()
+                except Exception:
+                    log.exception("periodic job %s failed; next run in %.0fs", name, interval)
+
+        self._periodic.append(asyncio.create_task(loop(), name=f"{self.name}:{name}"))
 
     def request_shutdown(self) -> None:
         self._stop.set()
@@ -180,6 +198,9 @@ class Runtime(Generic[S]):
 
     async def _shutdown(self) -> None:
         grace = self.settings.shutdown_grace_seconds
+        for task in self._periodic:
+            task.cancel()
+        await asyncio.gather(*self._periodic, return_exceptions=True)
         for name, closer in reversed(self._closers):
             try:
                 await asyncio.wait_for(closer(), timeout=grace)
