@@ -111,7 +111,8 @@ def test_bad_matchers_are_refused(text: str) -> None:
             "route.routes[0].matchers (line 4): invalid regex",
         ),
         (
-            "route:\n  receiver: a\nreceivers:\n  - name: a\n    webhook_configs:\n      - url: http://x\n        colour: red\n",
+            "route:\n  receiver: a\nreceivers:\n  - name: a\n"
+            "    webhook_configs:\n      - url: http://x\n        colour: red\n",
             "receivers[0].webhook_configs[0].colour (line 7): Extra inputs are not permitted",
         ),
         (

@@ -36,7 +36,7 @@ def notice(fp: str, status: str = "firing", *, ephemeral: bool = False, **labels
     base = {"alertname": "KubePodCrashLooping", "cluster": "prod", "namespace": "payments", "event_type": "alert"}
     return Notice(
         fingerprint=fp,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         ephemeral=ephemeral,
         labels={**base, **labels},
         title=f"alert {fp}",
@@ -89,7 +89,7 @@ def test_alert_joining_an_existing_group_waits_for_group_interval_not_group_wait
     sim.run_until(40 + 30)  # group_wait after it joined: nothing, that is not how it works
     assert len(sim.sent) == 1
     sim.run_until(330)  # first flush at 30 + group_interval 300
-    assert sim.sent[-1] == (330, "firing", ["a1", "a2"])
+    assert sim.sent[-1:] == [(330, "firing", ["a1", "a2"])]
 
 
 def test_resolved_before_group_wait_is_never_sent() -> None:
@@ -117,10 +117,10 @@ def test_resolution_is_told_at_the_next_tick_and_the_group_ends() -> None:
     sim.run_until(30)
     sim.event(100, notice("a1", "resolved"))
     sim.run_until(330)
-    assert sim.sent[-1] == (330, "firing", ["a2", "a1"])  # still firing: a1 reported resolved alongside
+    assert sim.sent[-1:] == [(330, "firing", ["a2", "a1"])]  # still firing: a1 reported resolved alongside
     sim.event(400, notice("a2", "resolved"))
     sim.run_until(630)
-    assert sim.sent[-1] == (630, "resolved", ["a2"])
+    assert sim.sent[-1:] == [(630, "resolved", ["a2"])]
     assert sim.group is None
 
 

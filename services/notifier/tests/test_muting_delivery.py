@@ -41,7 +41,7 @@ def notice(fp: str, status: str = "firing", *, ephemeral: bool = False, **labels
     base = {"alertname": "KubePodCrashLooping", "cluster": "prod", "namespace": "payments", "event_type": "alert"}
     return Notice(
         fingerprint=fp,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         ephemeral=ephemeral,
         labels={**base, **labels},
         title=f"alert {fp}",

@@ -1,0 +1,392 @@
+"""The notifier end to end against real NATS, real PostgreSQL and a real HTTP receiver on 127.0.0.1.
+
+Each test runs the service exactly as `python -m opsbus.notifier run` does (the runtime, its setup, its
+shutdown), publishes events on the bus, and checks what a user sees: the POSTs the receiver got (signature
+verified, evidence in the body), rows in the delivery log, `notify.*` and audit events through the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select
+
+from opsbus.common.bus import Bus
+from opsbus.common.events import Envelope
+from opsbus.common.events.examples import example_events
+from opsbus.common.events.payloads import AlertFired, AlertResolved
+from opsbus.common.rpc import call
+from opsbus.common.runtime import Runtime
+from opsbus.common.settings import DatabaseSettings
+from opsbus.common.store import Database, upgrade
+from opsbus.notifier import store
+from opsbus.notifier.domain.api import CreateSilenceRequest, SilenceView
+from opsbus.notifier.domain.config import parse_config
+from opsbus.notifier.domain.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from opsbus.notifier.executing import Notifier
+from opsbus.notifier.service import setup
+from opsbus.notifier.settings import NotifierSettings
+
+pytestmark = pytest.mark.integration
+
+MakeBus = Callable[..., Awaitable[Bus]]
+SECRET = b"webhook-signing-key"
+
+
+# --- a real HTTP receiver ---------------------------------------------------------------------------
+@dataclass
+class Received:
+    at: float
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """HTTP/1.1 on 127.0.0.1 (keep-alive): records every request, answers from `script` then `default`."""
+
+    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    default: tuple[int, dict[str, str]] = (200, {})
+    requests: list[Received] = field(default_factory=list)
+    port: int = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                _, path, _ = line.decode().split(" ", 2)
+                headers: dict[str, str] = {}
+                while (raw := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = raw.decode().partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                self.requests.append(Received(time.monotonic(), path, headers, body))
+                status, extra = self.script.pop(0) if self.script else self.default
+                head = f"HTTP/1.1 {status} X\r\nContent-Length: 2\r\nContent-Type: application/json\r\n"
+                head += "".join(f"{k}: {v}\r\n" for k, v in extra.items())
+                writer.write(head.encode() + b"\r\n{}")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver()
+    server = await asyncio.start_server(r._serve, "127.0.0.1", 0)
+    r.port = server.sockets[0].getsockname()[1]
+    yield r
+    server.close()
+    await server.wait_closed()
+
+
+# --- the service ------------------------------------------------------------------------------------
+def yaml_config(url: str, *, group_wait: str = "1s", extra: str = "") -> str:
+    return f"""
+route:
+  receiver: team
+  group_by: [alertname, namespace]
+  group_wait: {group_wait}
+  group_interval: 1m
+  repeat_interval: 4h
+receivers:
+  - name: team
+    webhook_configs:
+      - url: {url}
+        secret: ${{HOOK_SECRET}}
+{extra}
+"""
+
+
+@dataclass
+class Stack:
+    database_url: str
+    nats_url: str
+    running: list[tuple[Runtime[NotifierSettings], asyncio.Task[int]]] = field(default_factory=list)
+
+    async def start(self, yaml_text: str, **options: Any) -> Notifier:
+        settings = NotifierSettings(
+            environment="test",
+            cluster="prod",
+            instance=f"n{len(self.running)}",
+            nats={"url": self.nats_url},
+            database={"url": self.database_url, "pool_size": 4},
+            http={"port": 0},
+            shutdown_grace_seconds=5.0,
+            notifier={
+                "tick_seconds": 0.1,
+                "backoff_base_seconds": 0.2,
+                "gateway_url": "https://opsbus.example.com",
+                "jaeger_url": "https://jaeger.example.com",
+                **options,
+            },
+        )
+        config = parse_config(yaml_text, env={"HOOK_SECRET": SECRET.decode()})
+        rt: Runtime[NotifierSettings] = Runtime("notifier", settings, registry=CollectorRegistry())
+        made: asyncio.Future[Notifier] = asyncio.get_running_loop().create_future()
+
+        async def wire(runtime: Runtime[NotifierSettings]) -> None:
+            made.set_result(await setup(runtime, config=config))
+
+        task = asyncio.create_task(rt.run(wire, install_signals=False), name=f"notifier-{settings.instance}")
+        self.running.append((rt, task))
+        waiting: list[asyncio.Future[Any]] = [made, task]
+        done, _ = await asyncio.wait(waiting, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if made not in done:
+            raise RuntimeError(f"notifier did not start: {task.exception() if task.done() else 'timeout'}")
+        return made.result()
+
+    async def stop(self, index: int) -> None:
+        rt, task = self.running[index]
+        rt.request_shutdown()
+        assert await task == 0
+
+    async def stop_all(self) -> None:
+        for index, (_, task) in enumerate(self.running):
+            if not task.done():
+                await self.stop(index)
+
+
+@pytest.fixture
+async def stack(database_url: str, nats_url: str) -> AsyncIterator[Stack]:
+    await upgrade(DatabaseSettings.model_validate({"url": database_url}), store.MIGRATIONS, store.SCHEMA)
+    s = Stack(database_url, nats_url)
+    yield s
+    await s.stop_all()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database.from_settings(DatabaseSettings.model_validate({"url": database_url, "pool_size": 2}))
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def publisher_bus(make_bus: MakeBus) -> Bus:
+    bus = await make_bus("tester")
+    await bus.ensure_streams()
+    return bus
+
+
+def alert_fired() -> Envelope:
+    return example_events()[AlertFired.event_type]
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def outbox_events(db: Database, event_type: str) -> list[dict[str, Any]]:
+    t = store.TABLES.outbox
+    async with db.sessions() as session:
+        rows = (await session.execute(select(t.c.body).where(t.c.event_type == event_type).order_by(t.c.id))).all()
+    return [json.loads(bytes(r.body)) for r in rows]
+
+
+async def delivery_log(db: Database) -> list[Any]:
+    t = store.delivery_log
+    async with db.sessions() as session:
+        return list((await session.execute(select(t).order_by(t.c.id))).all())
+
+
+# --- tests ------------------------------------------------------------------------------------------
+async def test_alert_fired_is_delivered_once_after_group_wait_signed_with_evidence(
+    stack: Stack, receiver: Receiver, publisher_bus: Bus, db: Database
+) -> None:
+    await stack.start(yaml_config(receiver.url(), group_wait="1s"))
+    published = time.monotonic()
+    await publisher_bus.publisher.publish(alert_fired())
+    await wait_for(lambda: _count(receiver, 1))
+    waited = receiver.requests[0].at - published
+    assert 1.0 <= waited < 3.0, waited
+    await asyncio.sleep(0.5)
+    assert len(receiver.requests) == 1  # exactly one
+
+    hit = receiver.requests[0]
+    assert verify(
+        SECRET,
+        hit.headers[TIMESTAMP_HEADER.lower()],
+        hit.body,
+        hit.headers[SIGNATURE_HEADER.lower()],
+        now=int(time.time()),
+    )
+    body = hit.json()
+    assert body["status"] == "firing" and body["receiver"] == "team"
+    alert = body["alerts"][0]
+    assert "ERROR config: STRIPE_API_BASE is not set" in "\n".join(alert["evidence"]["logLines"])
+    assert alert["reason"] == "CrashLoopBackOff"
+    assert alert["links"]["trace"] is None or alert["links"]["trace"].startswith("https://jaeger.example.com/trace/")
+    assert alert["links"]["incident"] == f"https://opsbus.example.com/v1/incidents/{alert_fired().id}"
+    assert "STRIPE_API_BASE" in body["text"]
+    assert hit.headers["x-opsbus-notification-id"] == body["notificationId"]
+
+    async def delivered_event() -> bool:
+        return len(await outbox_events(db, "io.opsbus.notify.delivered.v1")) == 1
+
+    await wait_for(delivered_event)
+    [event] = await outbox_events(db, "io.opsbus.notify.delivered.v1")
+    assert event["data"]["notification_id"] == body["notificationId"]
+    assert event["causationid"] == alert_fired().id
+    assert [r.outcome for r in await delivery_log(db)] == ["delivered"]
+    audits = await outbox_events(db, "io.opsbus.audit.recorded.v1")
+    assert any(a["data"]["action"] == "notify.deliver" and a["data"]["outcome"] == "executed" for a in audits)
+    assert receiver.url() not in json.dumps([*audits, event])  # the webhook URL never leaves the notifier
+
+
+async def _count(receiver: Receiver, n: int) -> bool:
+    return len(receiver.requests) >= n
+
+
+async def test_429_with_retry_after_is_honoured_then_delivered_once(
+    stack: Stack, receiver: Receiver, publisher_bus: Bus, db: Database
+) -> None:
+    receiver.script = [(429, {"Retry-After": "2"})]
+    await stack.start(yaml_config(receiver.url(), group_wait="0s"))
+    await publisher_bus.publisher.publish(alert_fired())
+    await wait_for(lambda: _count(receiver, 2))
+    first, second = receiver.requests
+    assert second.at - first.at >= 2.0  # never earlier than the channel asked
+    assert first.json()["notificationId"] == second.json()["notificationId"]
+    await asyncio.sleep(0.5)
+    assert len(receiver.requests) == 2
+    log = await delivery_log(db)
+    assert [(r.outcome, r.status_code, r.retry_after_seconds) for r in log] == [
+        ("retry", 429, 2.0),
+        ("delivered", 200, None),
+    ]
+    failed = await outbox_events(db, "io.opsbus.notify.failed.v1")
+    assert [f["data"]["final"] for f in failed] == [False]
+
+
+async def test_always_failing_receiver_is_dead_lettered_with_notify_failed(
+    stack: Stack, receiver: Receiver, publisher_bus: Bus, db: Database
+) -> None:
+    receiver.default = (503, {})
+    await stack.start(yaml_config(receiver.url(), group_wait="0s"), max_attempts=3)
+    await publisher_bus.publisher.publish(alert_fired())
+
+    async def dead() -> bool:
+        async with db.sessions() as session:
+            status = (await session.execute(select(store.notifications.c.status))).scalars().all()
+        return list(status) == ["dead"]
+
+    await wait_for(dead)
+    assert len(receiver.requests) == 3
+    assert [r.outcome for r in await delivery_log(db)] == ["retry", "retry", "dead"]
+    failed = await outbox_events(db, "io.opsbus.notify.failed.v1")
+    assert [(f["data"]["attempt"], f["data"]["final"]) for f in failed] == [(1, False), (2, False), (3, True)]
+    assert failed[-1]["data"]["error"].startswith("HTTP 503")
+    audits = await outbox_events(db, "io.opsbus.audit.recorded.v1")
+    assert any(a["data"]["outcome"] == "failed" and "dead letter" in a["data"]["reason"] for a in audits)
+
+
+async def test_restart_between_group_creation_and_flush_sends_exactly_once(
+    stack: Stack, receiver: Receiver, publisher_bus: Bus, db: Database
+) -> None:
+    config = yaml_config(receiver.url(), group_wait="3s")
+    await stack.start(config)
+    await publisher_bus.publisher.publish(alert_fired())
+
+    async def grouped() -> bool:
+        async with db.sessions() as session:
+            return bool((await session.execute(select(func.count()).select_from(store.groups))).scalar_one())
+
+    await wait_for(grouped)
+    await stack.stop(0)  # the group is pending in PostgreSQL, nothing sent yet
+    assert receiver.requests == []
+    await stack.start(config)
+    await wait_for(lambda: _count(receiver, 1))
+    await asyncio.sleep(1.0)
+    assert len(receiver.requests) == 1
+    # the event is not processed twice after the restart (inbox), and the sent group is not re-sent
+    await publisher_bus.publisher.publish(alert_fired())
+    await asyncio.sleep(1.0)
+    assert len(receiver.requests) == 1
+
+
+async def test_two_instances_deliver_once(stack: Stack, receiver: Receiver, publisher_bus: Bus, db: Database) -> None:
+    config = yaml_config(receiver.url(), group_wait="1s")
+    await stack.start(config)
+    await stack.start(config)
+    fired = alert_fired()
+    await publisher_bus.publisher.publish(fired)
+    second = fired.model_copy(update={"id": "0195b2f0-9e21-7c4b-8a11-aaaaaaaaaaaa"})  # same alert, redelivered
+    await publisher_bus.publisher.publish(second)
+    await wait_for(lambda: _count(receiver, 1))
+    await asyncio.sleep(1.5)
+    assert len(receiver.requests) == 1
+    async with db.sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(store.notifications))).scalar_one() == 1
+
+
+async def test_silenced_alert_is_not_delivered_and_the_audit_says_why(
+    stack: Stack, receiver: Receiver, publisher_bus: Bus, db: Database
+) -> None:
+    await stack.start(yaml_config(receiver.url(), group_wait="0s"))
+    silence = await call(
+        publisher_bus.nc,
+        "notifier",
+        "create_silence",
+        CreateSilenceRequest(
+            matchers=['namespace="payments"', 'alertname=~"KubePod.*"'],
+            duration_seconds=3600,
+            created_by="alice",
+            comment="checkout migration",
+        ),
+        SilenceView,
+    )
+    assert silence.state == "active"
+    await publisher_bus.publisher.publish(alert_fired())
+
+    async def suppressed() -> list[dict[str, Any]]:
+        audits = await outbox_events(db, "io.opsbus.audit.recorded.v1")
+        return [a for a in audits if a["data"]["action"] == "notify.suppress"]
+
+    async def any_suppressed() -> bool:
+        return bool(await suppressed())
+
+    await wait_for(any_suppressed)
+    await asyncio.sleep(0.5)
+    assert receiver.requests == []
+    [entry] = await suppressed()
+    assert entry["data"]["outcome"] == "skipped"
+    assert entry["data"]["reason"] == f"silenced by {silence.id} (alice: checkout migration)"
+    assert any(
+        a["data"]["action"] == "notify.silence.create" for a in await outbox_events(db, "io.opsbus.audit.recorded.v1")
+    )
+
+
+async def test_resolved_before_group_wait_is_never_sent(
+    stack: Stack, receiver: Receiver, publisher_bus: Bus, db: Database
+) -> None:
+    await stack.start(yaml_config(receiver.url(), group_wait="2s"))
+    events = example_events()
+    await publisher_bus.publisher.publish(events[AlertFired.event_type])
+    await publisher_bus.publisher.publish(events[AlertResolved.event_type])
+    await asyncio.sleep(3.0)
+    assert receiver.requests == []
+    async with db.sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(store.groups))).scalar_one() == 0
