@@ -26,8 +26,11 @@ from opsbus.common.events import Envelope, ObjectRef
 from opsbus.common.events.payloads.common import Actor, ActorKind, WorkloadRef
 from opsbus.common.events.payloads.deploy import (
     AnalysisSpec,
+    DeployAborted,
     DeployFailed,
     DeployFailureReason,
+    DeployPhase,
+    DeployProgressed,
     DeployRequested,
     DeployRolledBack,
     DeployStarted,
@@ -35,10 +38,10 @@ from opsbus.common.events.payloads.deploy import (
     DeploySuperseded,
     Strategy,
 )
-from opsbus.common.rpc import call
+from opsbus.common.rpc import RpcError, call
 from opsbus.common.settings import DatabaseSettings, NatsSettings
 from opsbus.common.store import upgrade
-from opsbus.deployer.api import HistoryRequest, HistoryResponse, RolloutSelector, RolloutView
+from opsbus.deployer.api import CommandRequest, HistoryRequest, HistoryResponse, RolloutSelector, RolloutView
 from opsbus.deployer.service import Deployer, start
 from opsbus.deployer.settings import DeployerOptions, DeployerSettings
 from opsbus.deployer.store import MIGRATIONS, SCHEMA
@@ -128,14 +131,7 @@ class DeployEvents:
 
 
 @pytest.fixture
-async def deployer(
-    cluster: Cluster,
-    nats_url: str,
-    database_url: str,
-    registry: CollectorRegistry,
-    tracer_provider: TracerProvider,
-    prometheus: FakePrometheus,
-) -> AsyncIterator[Deployer]:
+async def settings(cluster: Cluster, nats_url: str, database_url: str, prometheus: FakePrometheus) -> DeployerSettings:
     settings = DeployerSettings(
         cluster=CLUSTER,
         nats=NatsSettings(url=nats_url),
@@ -144,6 +140,13 @@ async def deployer(
         shutdown_grace_seconds=5,
     )
     await upgrade(settings.database, MIGRATIONS, SCHEMA)
+    return settings
+
+
+@pytest.fixture
+async def deployer(
+    settings: DeployerSettings, registry: CollectorRegistry, tracer_provider: TracerProvider
+) -> AsyncIterator[Deployer]:
     deployer = await start(settings, registry=registry, tracer_provider=tracer_provider, instance="deployer-test")
     try:
         yield deployer
@@ -376,3 +379,128 @@ async def test_three_requests_in_a_row_the_middle_one_is_superseded(
     await deploy_events.wait(third.id, DeploySucceeded, timeout=120)
     assert [e.type.split(".")[3] for e in deploy_events.for_request(second.id)] == ["superseded"]
     assert image_of(cluster, "queue") == "registry.example/q:4"
+
+
+def crashing_manifest(name: str, image: str) -> dict[str, Any]:
+    template = {
+        "metadata": {"labels": {"app": name, "opsbus.io/chaos": "crashloop"}},
+        "spec": {"containers": [{"name": "app", "image": image}]},
+    }
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": {"template": template}}
+
+
+async def test_abort_of_a_running_rollout_puts_the_old_template_back(
+    cluster: Cluster, deployer: Deployer, client_bus: Bus, deploy_events: DeployEvents
+) -> None:
+    cluster.create_deployment("pay", replicas=2, image="registry.example/pay:1.0")
+    await rolled_out(cluster, "pay")
+    request = request_event(
+        cluster,
+        "pay",
+        strategy=Strategy.ROLLING,
+        manifest=crashing_manifest("pay", "registry.example/pay:1.1"),
+        progress_deadline_seconds=600,
+    )
+    await client_bus.publisher.publish(request)
+    await deploy_events.wait(request.id, DeployStarted, timeout=30)
+    operator = Actor(kind=ActorKind.USER, id="oncall@example.com")
+    answer = await call(
+        client_bus.nc,
+        "deployer",
+        "abort",
+        CommandRequest(rollout=RolloutSelector(request_id=request.id), actor=operator, reason="wrong build"),
+        RolloutView,
+    )
+    assert answer.state == "running"  # the abort is carried out at the rollout's next tick
+    aborted = (await deploy_events.wait(request.id, DeployAborted, timeout=60)).payload_as(DeployAborted)
+    assert aborted.aborted_by == operator and aborted.reason == "wrong build"
+    d = await rolled_out(cluster, "pay", timeout=30)
+    assert d.spec.template.spec.containers[0].image == "registry.example/pay:1.0"
+    types = [e.type.split(".")[3] for e in deploy_events.for_request(request.id)]
+    assert types[0] == "started" and types[-1] == "aborted"
+    assert not {"failed", "succeeded", "rolledback"} & set(types)
+    with pytest.raises(RpcError) as again:
+        await call(
+            client_bus.nc,
+            "deployer",
+            "abort",
+            CommandRequest(rollout=RolloutSelector(request_id=request.id), actor=operator),
+            RolloutView,
+        )
+    assert again.value.code == 409
+
+
+async def test_inconclusive_analysis_with_pause_waits_for_promote(
+    cluster: Cluster, deployer: Deployer, client_bus: Bus, deploy_events: DeployEvents
+) -> None:
+    cluster.create_deployment("ui", replicas=1, image="registry.example/ui:1")
+    await rolled_out(cluster, "ui")
+    analysis = AnalysisSpec.model_validate(
+        {
+            "metrics": [
+                {
+                    "name": "errors",
+                    "provider": {"query": "sum(rate(errors[1m]))"},
+                    "success_condition": {"operator": "<", "threshold": 1},
+                    "interval_seconds": 1,
+                    "count": 2,
+                }
+            ],
+            "inconclusive": "pause",
+        }
+    )
+    request = request_event(
+        cluster, "ui", strategy=Strategy.ROLLING, images={"app": "registry.example/ui:2"}, analysis=analysis
+    )
+    await client_bus.publisher.publish(request)
+    deadline = time.monotonic() + 60
+    while not any(
+        isinstance(p := e.payload(), DeployProgressed) and p.phase is DeployPhase.PAUSED
+        for e in deploy_events.for_request(request.id)
+    ):
+        assert time.monotonic() < deadline, "never paused"
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(2)  # paused means paused: no terminal event while nobody decides
+    assert not any(
+        isinstance(e.payload(), DeploySucceeded | DeployFailed) for e in deploy_events.for_request(request.id)
+    )
+    operator = Actor(kind=ActorKind.USER, id="oncall@example.com")
+    await call(
+        client_bus.nc,
+        "deployer",
+        "promote",
+        CommandRequest(rollout=RolloutSelector(request_id=request.id), actor=operator, reason="metrics not wired yet"),
+        RolloutView,
+    )
+    await deploy_events.wait(request.id, DeploySucceeded, timeout=30)
+    assert image_of(cluster, "ui") == "registry.example/ui:2"
+
+
+async def test_deployer_stopped_mid_rollout_is_resumed_by_another_replica_with_one_terminal_outcome(
+    cluster: Cluster, settings: DeployerSettings, client_bus: Bus, deploy_events: DeployEvents
+) -> None:
+    cluster.create_deployment("svc", replicas=2, image="registry.example/svc:1.0")
+    await rolled_out(cluster, "svc")
+    first = await start(settings, registry=CollectorRegistry(), instance="deployer-a")
+    request = request_event(
+        cluster,
+        "svc",
+        strategy=Strategy.ROLLING,
+        manifest=crashing_manifest("svc", "registry.example/svc:1.1"),
+        progress_deadline_seconds=30,
+    )
+    try:
+        await client_bus.publisher.publish(request)
+        await deploy_events.wait(request.id, DeployStarted, timeout=30)
+    finally:
+        await first.close()  # mid-rollout: the new pods crash, nothing terminal yet
+    assert not any(isinstance(e.payload(), DeployFailed) for e in deploy_events.for_request(request.id))
+    second = await start(settings, registry=CollectorRegistry(), instance="deployer-b")
+    try:
+        await deploy_events.wait(request.id, DeployRolledBack, timeout=120)
+        await asyncio.sleep(1)
+    finally:
+        await second.close()
+    types = [e.type.split(".")[3] for e in deploy_events.for_request(request.id)]
+    assert types.count("started") == 1 and types.count("failed") == 1 and types.count("rolledback") == 1, types
+    assert image_of(cluster, "svc") == "registry.example/svc:1.0"
