@@ -102,7 +102,7 @@ async def start_healer(
         task = asyncio.create_task(rt.run(wired, install_signals=False), name="healer-under-test")
         runs.append((rt, task))
         deadline = time.monotonic() + 30
-        while not rt._ready:  # noqa: SLF001 - the test waits for the same flag /readyz reports
+        while not rt._ready:
             if task.done():
                 await task
             assert time.monotonic() < deadline, "healer did not become ready"
@@ -264,7 +264,7 @@ async def test_dry_run_changes_nothing_and_records_the_plan(
     recovery = await wait_for_events(bus, "recovery.>", lambda es: "planned" in types(es), 30)
     planned = recovery[0].data
     assert planned["dry_run"] is True and planned["action"]["kind"] == "delete_pod"
-    audit = await wait_for_events(bus, "audit.recorded.>", lambda es: bool(es), 30)
+    audit = await wait_for_events(bus, "audit.recorded.>", bool, 30)
     assert audit[0].data["outcome"] == "dry_run"
     await asyncio.sleep(3)
     assert cluster.pod(pod.metadata.name).metadata.uid == pod.metadata.uid
@@ -312,9 +312,12 @@ async def test_not_ready_node_is_cordoned_and_drain_waits_for_approval_then_resp
         await asyncio.sleep(2)
         assert len(cluster.pods("drainme")) == 2
         answer = await call(
-            bus.nc, "healer", "approve",
-            api.ApproveRequest(recovery_id=ask["recovery_id"], step=1, approver="alice", comment="go"), api.ApprovalAnswer,
-        )  # fmt: skip
+            bus.nc,
+            "healer",
+            "approve",
+            api.ApproveRequest(recovery_id=ask["recovery_id"], step=1, approver="alice", comment="go"),
+            api.ApprovalAnswer,
+        )
         assert answer.status == "approved"
         # The PDB lets one pod go; the other stays until the budget allows it.
         await asyncio.to_thread(wait_until, "one pod evicted", lambda: len(cluster.pods("drainme")) == 1, 60)

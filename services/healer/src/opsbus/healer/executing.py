@@ -267,7 +267,7 @@ class Executor:
             )
 
     # --- the ladder ---------------------------------------------------------------------------------
-    async def run(self, rid: str, grant: Grant | None = None) -> None:  # noqa: PLR0911, PLR0912, PLR0915
+    async def run(self, rid: str, grant: Grant | None = None) -> None:
         """Walk the recovery's ladder from its current step until it ends, waits for a human, or defers."""
         while True:
             async with self.db.sessions() as session:
@@ -415,24 +415,44 @@ class Executor:
             # Deferred (rate limit): record once per step, then let the bus redeliver after the delay.
             async with self.db.sessions.begin() as session:
                 await self._audit(
-                    session, cause, action="recovery.plan", target=obj, outcome=AuditOutcome.SKIPPED,
-                    reason=f"deferred {d.retry_after:.0f}s: {d.reason}", key=f"{rec.id}:{d.step}:deferred", details=details,
-                )  # fmt: skip
+                    session,
+                    cause,
+                    action="recovery.plan",
+                    target=obj,
+                    outcome=AuditOutcome.SKIPPED,
+                    reason=f"deferred {d.retry_after:.0f}s: {d.reason}",
+                    key=f"{rec.id}:{d.step}:deferred",
+                    details=details,
+                )
             self.wake_relay()
             raise TransientError(d.reason, delay=d.retry_after)
         async with self.db.sessions.begin() as session:
             outcome = AuditOutcome.DENIED if d.escalate else AuditOutcome.SKIPPED
             await self._audit(
-                session, cause, action="recovery.plan", target=obj, outcome=outcome,
-                reason=f"did nothing because {d.reason}", key=f"{rec.id}:{d.step}:noop", details=details,
-            )  # fmt: skip
+                session,
+                cause,
+                action="recovery.plan",
+                target=obj,
+                outcome=outcome,
+                reason=f"did nothing because {d.reason}",
+                key=f"{rec.id}:{d.step}:noop",
+                details=details,
+            )
             session.add(
                 AttemptRow(
-                    recovery_id=rec.id, step=d.step, action=policy.ladder[d.step - 1].action.value,
-                    target_key=rec.target_key, target=obj.model_dump(mode="json"), plan={"noop": d.reason},
-                    status="skipped", dry_run=False, started_at=self.clock(), finished_at=self.clock(), message=d.reason,
+                    recovery_id=rec.id,
+                    step=d.step,
+                    action=policy.ladder[d.step - 1].action.value,
+                    target_key=rec.target_key,
+                    target=obj.model_dump(mode="json"),
+                    plan={"noop": d.reason},
+                    status="skipped",
+                    dry_run=False,
+                    started_at=self.clock(),
+                    finished_at=self.clock(),
+                    message=d.reason,
                 )
-            )  # fmt: skip
+            )
             await self._set_status(session, rec.id, "skipped")
         if d.escalate:
             await self._escalate(rec, cause, policy, f"{d.guard}: {d.reason}")
@@ -451,19 +471,29 @@ class Executor:
             inserted = await session.execute(
                 insert(ApprovalRow)
                 .values(
-                    recovery_id=rec.id, step=p.step, action=p.action.model_dump(mode="json"), reason=p.approval.reason,
-                    status="pending", requested_at=self.clock(), expires_at=p.approval.expires_at,
+                    recovery_id=rec.id,
+                    step=p.step,
+                    action=p.action.model_dump(mode="json"),
+                    reason=p.approval.reason,
+                    status="pending",
+                    requested_at=self.clock(),
+                    expires_at=p.approval.expires_at,
                 )
                 .on_conflict_do_nothing()
                 .returning(ApprovalRow.step)
-            )  # fmt: skip
+            )
             if inserted.first() is not None:
                 await self._emit(session, self._event(planned, p.action.target, cause, f"{rec.id}:{p.step}:planned"))
                 await self._audit(
-                    session, cause, action=f"recovery.{p.action.kind.value}", target=p.action.target,
-                    outcome=AuditOutcome.SKIPPED, reason=f"waiting for approval until {p.approval.expires_at.isoformat()}: {p.approval.reason}",
-                    key=f"{rec.id}:{p.step}:approval", details={"recovery_id": rec.id, "step": p.step},
-                )  # fmt: skip
+                    session,
+                    cause,
+                    action=f"recovery.{p.action.kind.value}",
+                    target=p.action.target,
+                    outcome=AuditOutcome.SKIPPED,
+                    reason=f"waiting for approval until {p.approval.expires_at.isoformat()}: {p.approval.reason}",
+                    key=f"{rec.id}:{p.step}:approval",
+                    details={"recovery_id": rec.id, "step": p.step},
+                )
             await self._set_status(session, rec.id, "awaiting_approval")
         self.wake_relay()
 
@@ -474,17 +504,30 @@ class Executor:
         async with self.db.sessions.begin() as session:
             await self._emit(session, self._event(planned, p.action.target, cause, f"{rec.id}:{p.step}:planned"))
             await self._audit(
-                session, cause, action=f"recovery.{p.action.kind.value}", target=p.action.target,
-                outcome=AuditOutcome.DRY_RUN, reason=p.reason, key=f"{rec.id}:{p.step}:dry_run",
+                session,
+                cause,
+                action=f"recovery.{p.action.kind.value}",
+                target=p.action.target,
+                outcome=AuditOutcome.DRY_RUN,
+                reason=p.reason,
+                key=f"{rec.id}:{p.step}:dry_run",
                 details={"recovery_id": rec.id, "step": p.step, "parameters": dict(p.action.parameters)},
-            )  # fmt: skip
+            )
             session.add(
                 AttemptRow(
-                    recovery_id=rec.id, step=p.step, action=p.action.kind.value, target_key=rec.target_key,
-                    target=p.action.target.model_dump(mode="json"), plan=_plan_to_json(p), status="dry_run",
-                    dry_run=True, started_at=self.clock(), finished_at=self.clock(), message=p.reason,
+                    recovery_id=rec.id,
+                    step=p.step,
+                    action=p.action.kind.value,
+                    target_key=rec.target_key,
+                    target=p.action.target.model_dump(mode="json"),
+                    plan=_plan_to_json(p),
+                    status="dry_run",
+                    dry_run=True,
+                    started_at=self.clock(),
+                    finished_at=self.clock(),
+                    message=p.reason,
                 )
-            )  # fmt: skip
+            )
             await self._set_status(session, rec.id, "dry_run")
         self.wake_relay()
 
@@ -505,21 +548,30 @@ class Executor:
             if alert.workload is None:
                 raise PermanentError("rollback needs the alert's workload")
             request = DeployRequested(
-                cluster=self.cluster_name, workload=alert.workload, strategy=Strategy.ROLLBACK,
+                cluster=self.cluster_name,
+                workload=alert.workload,
+                strategy=Strategy.ROLLBACK,
                 requester=Actor(kind=ActorKind.SERVICE, id=SERVICE),
                 reason=f"recovery {rec.id} step {p.step}: {alert.alertname}",
-            )  # fmt: skip
+            )
             deploy = self._event(request, alert.workload.as_resource_ref(), events[-1], f"{rec.id}:{p.step}:deploy")
             request_id = deploy.id
             events.append(deploy)
         async with self.db.sessions.begin() as session:
             session.add(
                 AttemptRow(
-                    recovery_id=rec.id, step=p.step, action=p.action.kind.value, target_key=rec.target_key,
-                    target=p.action.target.model_dump(mode="json"), plan=_plan_to_json(p), status="started",
-                    dry_run=False, started_at=self.clock(), deploy_request_id=request_id,
+                    recovery_id=rec.id,
+                    step=p.step,
+                    action=p.action.kind.value,
+                    target_key=rec.target_key,
+                    target=p.action.target.model_dump(mode="json"),
+                    plan=_plan_to_json(p),
+                    status="started",
+                    dry_run=False,
+                    started_at=self.clock(),
+                    deploy_request_id=request_id,
                 )
-            )  # fmt: skip
+            )
             await self._emit(session, *events)
             await self._set_status(session, rec.id, "running")
         self.wake_relay()
@@ -532,7 +584,7 @@ class Executor:
             )
             return [str(i) for i in (await session.execute(q)).scalars()]
 
-    async def _apply_and_verify(  # noqa: PLR0913
+    async def _apply_and_verify(
         self, rec: RecoveryRow, cause: Envelope, policy: Policy, p: Plan, request_id: str | None, *, resumed: bool
     ) -> None:
         started = time.monotonic()
@@ -560,10 +612,15 @@ class Executor:
                 done = RecoverySucceeded(**fields, verification=result, duration_seconds=duration)
                 await self._emit(session, self._event(done, target, cause, f"{rec.id}:{p.step}:succeeded"))
                 await self._audit(
-                    session, cause, action=f"recovery.{p.action.kind.value}", target=target, outcome=AuditOutcome.EXECUTED,
+                    session,
+                    cause,
+                    action=f"recovery.{p.action.kind.value}",
+                    target=target,
+                    outcome=AuditOutcome.EXECUTED,
                     reason=f"{p.reason}; verified: {result.observed if result else 'nothing to verify'}",
-                    key=f"{rec.id}:{p.step}:executed", details={"recovery_id": rec.id, "step": p.step, "parameters": dict(p.action.parameters)},
-                )  # fmt: skip
+                    key=f"{rec.id}:{p.step}:executed",
+                    details={"recovery_id": rec.id, "step": p.step, "parameters": dict(p.action.parameters)},
+                )
                 await self._set_status(session, rec.id, "succeeded")
             else:
                 nxt = next_step(policy, p.step)
@@ -580,9 +637,15 @@ class Executor:
                 )
                 await self._emit(session, self._event(failed, target, cause, f"{rec.id}:{p.step}:failed"))
                 await self._audit(
-                    session, cause, action=f"recovery.{p.action.kind.value}", target=target, outcome=AuditOutcome.FAILED,
-                    reason=reason, key=f"{rec.id}:{p.step}:failed", details={"recovery_id": rec.id, "step": p.step},
-                )  # fmt: skip
+                    session,
+                    cause,
+                    action=f"recovery.{p.action.kind.value}",
+                    target=target,
+                    outcome=AuditOutcome.FAILED,
+                    reason=reason,
+                    key=f"{rec.id}:{p.step}:failed",
+                    details={"recovery_id": rec.id, "step": p.step},
+                )
                 await self._set_status(session, rec.id, "running" if nxt else "exhausted", step=nxt)
         self.wake_relay()
         if not ok and next_step(policy, p.step) is None:
@@ -650,7 +713,7 @@ class Executor:
         observed = "not checked yet"
         while True:
             try:
-                passed, observed = await self._probe(check, rec, t, ns, p, request_id)
+                passed, observed = await self._probe(check, rec, t, ns, p=p, request_id=request_id)
             except (TransientError, PermanentError) as exc:
                 passed, observed = False, f"probe failed: {exc}"
             if passed or time.monotonic() >= deadline:
@@ -663,7 +726,7 @@ class Executor:
             await asyncio.sleep(self.verify_poll)
 
     async def _probe(  # noqa: PLR0911
-        self, check: VerifyCheck, rec: RecoveryRow, t: ResourceRef, ns: str, p: Plan, request_id: str | None
+        self, check: VerifyCheck, rec: RecoveryRow, t: ResourceRef, ns: str, *, p: Plan, request_id: str | None
     ) -> tuple[bool, str]:
         alert = Envelope.model_validate(rec.alert_event).payload_as(AlertFired)
         match check:
@@ -708,23 +771,36 @@ class Executor:
             ).scalars()
             history = tuple(
                 AttemptRecord(
-                    step=r.step, action=ActionKind(r.action), target=ResourceRef.model_validate(r.target),
-                    outcome=AttemptOutcome(r.status) if r.status in AttemptOutcome._value2member_map_ else AttemptOutcome.FAILED,
-                    started_at=r.started_at, finished_at=r.finished_at, message=(r.message or "")[:1024] or None,
+                    step=r.step,
+                    action=ActionKind(r.action),
+                    target=ResourceRef.model_validate(r.target),
+                    outcome=_outcome(r.status),
+                    started_at=r.started_at,
+                    finished_at=r.finished_at,
+                    message=(r.message or "")[:1024] or None,
                 )
                 for r in rows
-            )  # fmt: skip
+            )
             payload = RecoveryEscalated(
-                recovery_id=rec.id, alert_fingerprint=alert.fingerprint, alertname=alert.alertname,
+                recovery_id=rec.id,
+                alert_fingerprint=alert.fingerprint,
+                alertname=alert.alertname,
                 policy=PolicyRef(name=policy.name, version=rec.policy_version) if policy else None,
-                reason=reason[:1024], history=history,
-            )  # fmt: skip
+                reason=reason[:1024],
+                history=history,
+            )
             obj = ResourceRef(kind=cause.object.kind, name=cause.object.name, namespace=cause.object.namespace)
             await self._emit(session, self._event(payload, obj, cause, f"{rec.id}:escalated"))
             await self._audit(
-                session, cause, action="recovery.escalate", target=obj, outcome=AuditOutcome.EXECUTED,
-                reason=reason, key=f"{rec.id}:escalated", details={"recovery_id": rec.id, "steps": len(history)},
-            )  # fmt: skip
+                session,
+                cause,
+                action="recovery.escalate",
+                target=obj,
+                outcome=AuditOutcome.EXECUTED,
+                reason=reason,
+                key=f"{rec.id}:escalated",
+                details={"recovery_id": rec.id, "steps": len(history)},
+            )
             await self._set_status(session, rec.id, "escalated")
         self.wake_relay()
 
@@ -764,10 +840,16 @@ class Executor:
                 await self._set_status(session, rid, "rejected")
             await self._emit(session, self._event(event, target, cause, f"{rid}:{step}:{row.status}"))
             await self._audit(
-                session, cause, action=f"recovery.{row.status[:-1] if approve else 'reject'}", target=target,
-                outcome=AuditOutcome.EXECUTED, reason=comment or row.status, key=f"{rid}:{step}:{row.status}",
-                actor=user, details={"recovery_id": rid, "step": step},
-            )  # fmt: skip
+                session,
+                cause,
+                action=f"recovery.{row.status[:-1] if approve else 'reject'}",
+                target=target,
+                outcome=AuditOutcome.EXECUTED,
+                reason=comment or row.status,
+                key=f"{rid}:{step}:{row.status}",
+                actor=user,
+                details={"recovery_id": rid, "step": step},
+            )
             expires = row.expires_at
         self.wake_relay()
         if approve:
@@ -803,9 +885,14 @@ class Executor:
                 )
                 await self._emit(session, self._event(event, target, cause, f"{row.recovery_id}:{row.step}:expired"))
                 await self._audit(
-                    session, cause, action="recovery.reject", target=target, outcome=AuditOutcome.SKIPPED,
-                    reason="approval expired: not executed", key=f"{row.recovery_id}:{row.step}:expired",
-                )  # fmt: skip
+                    session,
+                    cause,
+                    action="recovery.reject",
+                    target=target,
+                    outcome=AuditOutcome.SKIPPED,
+                    reason="approval expired: not executed",
+                    key=f"{row.recovery_id}:{row.step}:expired",
+                )
                 await self._set_status(session, row.recovery_id, "rejected")
         if rows:
             self.wake_relay()
@@ -820,6 +907,13 @@ class Executor:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _outcome(status: str) -> AttemptOutcome:
+    try:
+        return AttemptOutcome(status)
+    except ValueError:
+        return AttemptOutcome.FAILED  # started but never finished: it did not succeed
 
 
 def _plan_to_json(p: Plan) -> dict[str, Any]:

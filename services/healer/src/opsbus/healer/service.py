@@ -41,7 +41,7 @@ class Healer:
     bus: Bus
 
 
-async def setup(rt: Runtime[HealerSettings]) -> Healer:
+async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the wiring reads best in one place
     s = rt.settings
     db = Database.from_settings(s.database, application_name="opsbus-healer")
     rt.on_shutdown(db.close, "database")
@@ -50,9 +50,13 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:
     cluster = KubeCluster.from_kubeconfig(s.healer.kubeconfig)
     rt.on_shutdown(lambda: asyncio.to_thread(cluster.close), "kubernetes")
     bus = await Bus.connect(
-        s.nats, service=SERVICE, registry=rt.registry, tracer_provider=rt.tracer_provider,
-        shutdown_grace=s.shutdown_grace_seconds, instance=rt.instance,
-    )  # fmt: skip
+        s.nats,
+        service=SERVICE,
+        registry=rt.registry,
+        tracer_provider=rt.tracer_provider,
+        shutdown_grace=s.shutdown_grace_seconds,
+        instance=rt.instance,
+    )
     rt.on_shutdown(bus.close, "bus")
     rt.add_check("nats", lambda: bus.connected)
     await bus.ensure_streams()
@@ -60,9 +64,13 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:
     await relay.start()
     rt.on_shutdown(relay.stop, "outbox-relay")
     executor = Executor(
-        db=db, cluster=cluster, guards=s.healer.guards(), cluster_name=s.cluster,
-        wake_relay=relay.wake, verify_poll=s.healer.verify_poll_seconds,
-    )  # fmt: skip
+        db=db,
+        cluster=cluster,
+        guards=s.healer.guards(),
+        cluster_name=s.cluster,
+        wake_relay=relay.wake,
+        verify_poll=s.healer.verify_poll_seconds,
+    )
     rt.on_shutdown(executor.close, "recoveries")
     await executor.load_policies(
         policy_text(s.healer.policy_file), author="file" if s.healer.policy_file else "defaults"
@@ -81,26 +89,36 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:
     c = s.cluster
     bus.consumer(
         ConsumerSpec(
-            durable="healer-alerts", stream="ALERT", subjects=[f"alert.fired.{c}.*"], concurrency=s.healer.alert_concurrency,
-            max_deliver=50, backoff=(1.0, 5.0, 15.0, 60.0), ack_wait=60.0, description="healer: remediate fired alerts",
+            durable="healer-alerts",
+            stream="ALERT",
+            subjects=[f"alert.fired.{c}.*"],
+            concurrency=s.healer.alert_concurrency,
+            max_deliver=50,
+            backoff=(1.0, 5.0, 15.0, 60.0),
+            ack_wait=60.0,
+            description="healer: remediate fired alerts",
         ),
         fired,
-    )  # fmt: skip
+    )
     bus.consumer(
         ConsumerSpec(
-            durable="healer-alert-state", stream="ALERT", subjects=[f"alert.resolved.{c}.*"], concurrency=4,
+            durable="healer-alert-state",
+            stream="ALERT",
+            subjects=[f"alert.resolved.{c}.*"],
+            concurrency=4,
             description="healer: which alerts are still firing",
         ),
         state,
-    )  # fmt: skip
+    )
     bus.consumer(
         ConsumerSpec(
-            durable="healer-deploy", stream="DEPLOY",
+            durable="healer-deploy",
+            stream="DEPLOY",
             subjects=[f"deploy.{v}.{c}.*" for v in ("succeeded", "failed", "rolledback", "superseded", "aborted")],
             description="healer: outcomes of rollbacks it requested",
         ),
         deploy,
-    )  # fmt: skip
+    )
     await bus.start()
 
     async def approve(r: api.ApproveRequest) -> api.ApprovalAnswer:
@@ -118,12 +136,16 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:
         return api.PendingList(
             items=[
                 api.PendingApproval(
-                    recovery_id=r.recovery_id, step=r.step, action=RecoveryAction.model_validate(r.action),
-                    reason=r.reason, requested_at=r.requested_at, expires_at=r.expires_at,
+                    recovery_id=r.recovery_id,
+                    step=r.step,
+                    action=RecoveryAction.model_validate(r.action),
+                    reason=r.reason,
+                    requested_at=r.requested_at,
+                    expires_at=r.expires_at,
                 )
                 for r in rows
             ]
-        )  # fmt: skip
+        )
 
     async def get_policies(_: api.GetPoliciesRequest) -> api.PoliciesAnswer:
         p = await executor.policies()
@@ -145,7 +167,9 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:
         return api.PoliciesAnswer(version=p.version, document=p.source, policies=[x.name for x in p.policies])
 
     svc = await serve(
-        bus.nc, SERVICE, "0.1.0",
+        bus.nc,
+        SERVICE,
+        "0.1.0",
         [
             Endpoint("approve", api.ApproveRequest, api.ApprovalAnswer, approve, "approve a planned recovery step"),
             Endpoint("reject", api.RejectRequest, api.ApprovalAnswer, reject, "reject a planned recovery step"),
@@ -156,7 +180,7 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:
         ],
         description="opsbus healer: remediation approvals and policies",
         tracer=rt.tracer_provider.get_tracer("opsbus.healer"),
-    )  # fmt: skip
+    )
     rt.on_shutdown(svc.stop, "rpc")
 
     async def expiry_loop() -> None:
