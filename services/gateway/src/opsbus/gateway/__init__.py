@@ -1,0 +1,1 @@
+"""opsbus gateway: the HTTP front door (FastAPI) for other systems, teams and operators."""

@@ -1,0 +1,1 @@
+"""The `opsbus` command line: talks to the gateway, drives the local sandbox."""
