@@ -355,3 +355,26 @@ async def test_publish_survives_a_nats_restart(make_bus: MakeBus, nats_server: N
     await bus.publisher.flush(timeout=30)
     info = await bus.js.stream_info("TEST")
     assert info.state.messages == 100
+
+
+@pytest.mark.skipif(bool(os.environ.get("OPSBUS_TEST_NATS_URL")), reason="restarts a private nats-server")
+async def test_consumer_keeps_going_across_a_nats_restart(make_bus: MakeBus, nats_server: NatsServer) -> None:
+    """NATS goes away mid-stream and comes back with its store: every event is handled, none is lost."""
+    bus = await make_bus(publish_timeout=1.0, publish_retries=20)
+    await provision(bus)
+    seen: Counter[int] = Counter()
+
+    async def handler(delivery: Delivery) -> None:
+        seen[delivery.event.payload_as(Happened).n] += 1
+
+    bus.consumer(spec(ack_wait=2.0), handler)
+    await bus.start()
+    for n in range(30):
+        await bus.publisher.send(event(n))
+    await wait_until(lambda: len(seen) >= 10, what="some events handled before the restart")
+    nats_server.restart()
+    for n in range(30, 60):
+        await bus.publisher.send(event(n))
+    await bus.publisher.flush(timeout=30)
+    await wait_until(lambda: len(seen) == 60, timeout=30, what="all 60 events after the restart")
+    assert sorted(seen) == list(range(60))
