@@ -8,7 +8,13 @@ import pytest
 
 from opsbus.common.events.payloads.common import Actor, ActorKind, WorkloadRef
 from opsbus.common.events.payloads.deploy import DeployFailureReason, DeployRequested, Strategy
-from opsbus.deployer.domain.changes import ChangeRefused, plan_change, plan_template
+from opsbus.deployer.domain.changes import (
+    ChangeRefused,
+    canary_deployment,
+    plan_change,
+    plan_template,
+    promoted_template,
+)
 
 LIVE: dict[str, Any] = {
     "kind": "Deployment",
@@ -83,7 +89,7 @@ def test_recreate_switches_the_strategy() -> None:
 
 def test_strategies_not_built_yet_are_refused_specifically() -> None:
     canary = {"steps": [{"weight": 50}]}
-    with pytest.raises(ChangeRefused, match="canary is not implemented"):
+    with pytest.raises(ChangeRefused, match="canary is not a patch"):
         plan_change(LIVE, request(strategy=Strategy.CANARY, canary=canary), "r1")
     sts = request(workload=WorkloadRef(kind="StatefulSet", namespace="shop", name="web"))
     with pytest.raises(ChangeRefused, match="Deployments only"):
@@ -96,3 +102,16 @@ def test_rollback_patch_replaces_the_template_and_marks_the_rollout() -> None:
     assert ops[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "7"}
     assert ops[1] == {"op": "add", "path": "/metadata/annotations", "value": {"opsbus.io/rollout-id": "r9"}}
     assert ops[-1] == {"op": "replace", "path": "/spec/template", "value": {"spec": {}}}
+
+
+def test_canary_deployment_shares_the_service_labels_and_starts_at_zero() -> None:
+    req = request(strategy=Strategy.CANARY, canary={"steps": [{"weight": 25}]})
+    body = canary_deployment(LIVE, req, "r1")
+    assert body["metadata"]["name"] == "web-canary"
+    assert body["spec"]["replicas"] == 0
+    assert body["spec"]["selector"] == {"matchLabels": {"app": "web", "opsbus.io/canary": "true"}}
+    assert body["spec"]["template"]["metadata"]["labels"] == {"app": "web", "opsbus.io/canary": "true"}
+    assert body["spec"]["template"]["spec"]["containers"][0]["image"] == "app:2"
+    assert LIVE["spec"]["template"]["spec"]["containers"][0]["image"] == "app:1"  # the live copy is untouched
+    promoted = promoted_template(body["spec"]["template"])
+    assert promoted["metadata"]["labels"] == {"app": "web"}

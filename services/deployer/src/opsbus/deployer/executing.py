@@ -50,8 +50,17 @@ from opsbus.common.events.payloads.deploy import (
 )
 from opsbus.common.store import StoreTables, add, claim
 from opsbus.deployer.api import RolloutSelector, RolloutView
-from opsbus.deployer.domain import analysis, progression, queueing
-from opsbus.deployer.domain.changes import ChangeRefused, images_of, plan_change, plan_template
+from opsbus.deployer.domain import analysis, canary, progression, queueing
+from opsbus.deployer.domain.changes import (
+    ChangeRefused,
+    canary_deployment,
+    canary_name,
+    images_of,
+    new_template,
+    plan_change,
+    plan_template,
+    promoted_template,
+)
 from opsbus.deployer.kube import KubePort
 from opsbus.deployer.prometheus import MetricsPort
 from opsbus.deployer.settings import DeployerOptions
@@ -418,6 +427,8 @@ class Engine:
         event, request = _request_of(row)
         if row.step in ("pending", "applying"):
             await self._apply(row, event, request)
+        elif row.step == "applied" and request.strategy is Strategy.CANARY:
+            await self._follow_canary(row, request)
         elif row.step == "applied":
             await self._follow(row, event, request)
         elif row.step == "rolling_back":
@@ -516,7 +527,7 @@ class Engine:
         )
 
     # -- apply
-    async def _apply(self, row: Rollout, event: Envelope, request: DeployRequested) -> None:
+    async def _apply(self, row: Rollout, event: Envelope, request: DeployRequested) -> None:  # noqa: PLR0911, PLR0912, PLR0915 - one refusal per case
         now = self._clock()
         if now >= row.deadline_at:
             await self._fail_now(row, request, DeployFailureReason.TIMEOUT, "timed out before the rollout started")
@@ -531,6 +542,13 @@ class Engine:
         live_template = (live.get("spec") or {}).get("template") or {}
         previous = row.previous_template if row.step == "applying" and row.previous_template else live_template
         previous_revision = row.previous_revision if row.step == "applying" else obs.revision
+        if request.strategy is Strategy.BLUE_GREEN:
+            message = "blue-green is not implemented by this deployer yet; use rolling, recreate or canary"
+            await self._fail_now(row, request, DeployFailureReason.INVALID_REQUEST, message)
+            return
+        if request.strategy is Strategy.CANARY:
+            await self._apply_canary(row, request, live, previous, previous_revision)
+            return
         try:
             if request.strategy is Strategy.ROLLBACK:
                 replica_sets = await self._kube.replica_sets(ns, live)
@@ -952,3 +970,282 @@ class Engine:
                 row.command = {"action": action, "actor": actor.model_dump(mode="json"), "reason": reason or action}
         self._on_commit()
         return await self.find(RolloutSelector(deployment_id=target.id))
+
+    # --- canary ---------------------------------------------------------------------------------------
+    async def _apply_canary(
+        self,
+        row: Rollout,
+        request: DeployRequested,
+        live: dict[str, Any],
+        previous: dict[str, Any],
+        previous_revision: int | None,
+    ) -> None:
+        assert request.canary is not None
+        ns = request.workload.namespace
+        try:
+            body = canary_deployment(live, request, row.id)
+            _, images = new_template(live, request, row.id)
+        except ChangeRefused as refused:
+            await self._fail_now(row, request, refused.reason, refused.message)
+            return
+        name = body["metadata"]["name"]
+        try:
+            existing = await self._kube.deployment(ns, name)
+        except NotFoundError:
+            existing = None
+        if (
+            existing is not None
+            and (existing.get("metadata") or {}).get("annotations", {}).get("opsbus.io/rollout-id") != row.id
+        ):
+            # A leftover of an earlier rollout (or someone's own object with our name): replace it.
+            await self._kube.delete_deployment(ns, name)
+            raise TransientError(f"replacing the leftover {ns}/{name}; retrying once it is gone")
+        if existing is None:
+            try:
+                await self._kube.create_deployment(ns, body)
+            except ConflictError as exc:
+                raise TransientError(f"{ns}/{name} still being deleted: {exc}") from exc
+        now = self._clock()
+        state = canary.start(now)
+        started = DeployStarted(
+            **{**self._base(row, request), "revision": None},
+            previous_revision=previous_revision,
+            images=images,
+            replicas=progression.Observation.from_deployment(live).counts(),
+            steps_total=len(request.canary.steps),
+        )
+        await self._save(
+            row.id,
+            {
+                "step": "applied",
+                "started_at": row.started_at or now,
+                "previous_template": previous,
+                "previous_revision": previous_revision,
+                "revision": previous_revision,
+                "tracking": {"canary": _canary_to_json(state)},
+            },
+            emit=[started],
+            audit=[("deploy.canary.create", AuditOutcome.EXECUTED, f"{ns}/{name} with {images}")],
+        )
+
+    async def _follow_canary(self, row: Rollout, request: DeployRequested) -> None:  # noqa: PLR0912, PLR0915 - one tick
+        assert request.canary is not None
+        assert row.tracking is not None
+        now = self._clock()
+        ns, name = request.workload.namespace, request.workload.name
+        command = row.command or {}
+        state = _canary_from_json(row.tracking["canary"])
+        stable_live = await self._kube.deployment(ns, name)
+        stable = progression.Observation.from_deployment(stable_live)
+        try:
+            canary_live: dict[str, Any] | None = await self._kube.deployment(ns, canary_name(name))
+        except NotFoundError:
+            canary_live = None
+        canary_obs = progression.Observation.from_deployment(canary_live) if canary_live else None
+        if command.get("action") == "abort":
+            actor = Actor.model_validate(command["actor"])
+            await self._end_canary(
+                row, request, stable_live, state, failure=None, reason=str(command["reason"]), by=actor
+            )
+            return
+        if now >= row.deadline_at:
+            timeout = request.timeout_seconds or self._options.default_timeout_seconds
+            failure = self._failure(row, request, DeployFailureReason.TIMEOUT, f"request timed out after {timeout}s")
+            await self._end_canary(row, request, stable_live, state, failure=failure, reason=failure.message, by=_SELF)
+            return
+        step = request.canary.steps[min(state.step, len(request.canary.steps) - 1)]
+        if state.stage is canary.Stage.ANALYSE and step.analysis is not None:
+            taken = {k: list(v) for k, v in state.measurements.items()}
+            due = analysis.due_metrics(step.analysis, taken, state.since, now)
+            if due:
+                samples = await asyncio.gather(*(self._metrics.query(m.provider) for m in due))
+                for metric, sample in zip(due, samples, strict=True):
+                    taken.setdefault(metric.name, []).append(analysis.classify(metric, sample))
+                state = canary.CanaryState(state.step, state.stage, state.since, state.tracking, taken)
+        decision = canary.advance(
+            request.canary,
+            state,
+            stable=stable,
+            canary=canary_obs,
+            deadline_seconds=request.progress_deadline_seconds,
+            grace_seconds=self._options.deadline_grace_seconds,
+            promote_requested=command.get("action") == "promote",
+            now=now,
+        )
+        state = decision.state
+        if decision.outcome is canary.Outcome.FAILED:
+            assert decision.reason is not None
+            failure = self._failure(row, request, decision.reason, decision.message, decision.analysis, step=state.step)
+            await self._end_canary(row, request, stable_live, state, failure=failure, reason=decision.message, by=_SELF)
+            return
+        effect = decision.effect
+        if isinstance(effect, canary.ScaleCanary) and canary_live is not None:
+            patched = await self._kube.patch_deployment(
+                ns, canary_name(name), [{"op": "replace", "path": "/spec/replicas", "value": effect.replicas}]
+            )
+            if state.tracking is not None:
+                generation = int(patched["metadata"].get("generation") or 0)
+                state = canary.CanaryState(
+                    state.step,
+                    state.stage,
+                    state.since,
+                    progression.Tracking(
+                        generation, state.tracking.deadline_seconds, now, None, state.tracking.grace_seconds
+                    ),
+                    state.measurements,
+                )
+        elif isinstance(effect, canary.PromoteStable):
+            assert canary_live is not None
+            template = promoted_template((canary_live.get("spec") or {}).get("template") or {})
+            patched = await self._kube.patch_deployment(ns, name, plan_template(stable_live, template, row.id))
+            tracking = progression.Tracking(
+                target_generation=int(patched["metadata"].get("generation") or 0),
+                deadline_seconds=request.progress_deadline_seconds,
+                last_progress_at=now,
+                grace_seconds=self._options.deadline_grace_seconds,
+            )
+            state = canary.CanaryState(state.step, state.stage, state.since, tracking, {})
+        changes: dict[str, Any] = {"tracking": {"canary": _canary_to_json(state)}}
+        if decision.used_promote:
+            changes["command"] = None
+        if decision.analysis:
+            changes["analysis"] = {"results": [r.model_dump(mode="json") for r in decision.analysis]}
+        if decision.outcome is canary.Outcome.SUCCEEDED:
+            await self._kube.delete_deployment(ns, canary_name(name))
+            changes["revision"] = stable.revision
+            row.revision = stable.revision
+            results = decision.analysis or tuple(
+                AnalysisResult.model_validate(r) for r in (row.analysis or {}).get("results", [])
+            )
+            await self._succeed(row, request=request, live=stable_live, obs=stable, changes=changes, results=results)
+            return
+        paused = decision.outcome is canary.Outcome.PAUSED
+        phase = (
+            DeployPhase.PAUSED
+            if paused
+            else DeployPhase.PROMOTING
+            if state.stage in (canary.Stage.PROMOTE, canary.Stage.CLEANUP)
+            else DeployPhase.ANALYZING
+            if state.stage is canary.Stage.ANALYSE
+            else DeployPhase.PROGRESSING
+        )
+        marker = f"{state.step}:{state.stage.value}:{phase.value}"
+        emit: list[EventPayload] = []
+        if marker != row.tracking.get("marker"):
+            counts = (canary_obs or stable).counts()
+            weight = request.canary.steps[state.step].weight if state.stage is not canary.Stage.CLEANUP else 100
+            emit.append(
+                DeployProgressed(
+                    **self._base(row, request),
+                    phase=phase,
+                    replicas=counts,
+                    step=state.step + 1,
+                    steps_total=len(request.canary.steps),
+                    canary_weight=weight,
+                    analysis=decision.analysis,
+                    message=decision.message[:1024],
+                )
+            )
+        changes["tracking"]["marker"] = marker
+        changes["phase"] = phase.value
+        await self._save(row.id, changes, emit=emit)
+
+    def _failure(
+        self,
+        row: Rollout,
+        request: DeployRequested,
+        reason: DeployFailureReason,
+        message: str,
+        results: Sequence[AnalysisResult] = (),
+        *,
+        step: int | None = None,
+    ) -> DeployFailed:
+        return DeployFailed(
+            **self._base(row, request),
+            reason=reason,
+            message=message[:4096],
+            failed_step=step + 1 if step is not None else None,
+            analysis=tuple(results),
+            rollback_pending=True,
+            duration_seconds=(self._clock() - row.started_at).total_seconds() if row.started_at else None,
+        )
+
+    async def _end_canary(
+        self,
+        row: Rollout,
+        request: DeployRequested,
+        stable_live: dict[str, Any],
+        state: canary.CanaryState,
+        *,
+        failure: DeployFailed | None,
+        reason: str,
+        by: Actor,
+    ) -> None:
+        """Abort a canary: the canary Deployment goes; the stable one is untouched unless promotion began."""
+        ns, name = request.workload.namespace, request.workload.name
+        await self._kube.delete_deployment(ns, canary_name(name))
+        if state.stage in (canary.Stage.PROMOTE, canary.Stage.CLEANUP):
+            # The stable Deployment already took the new template: put the old one back and follow it.
+            await self._begin_rollback(
+                row,
+                request,
+                stable_live,
+                after="aborted" if failure is None else "rolledback",
+                failure=failure,
+                reason=reason,
+                by=by,
+            )
+            return
+        revision = progression.Observation.from_deployment(stable_live).revision
+        now = self._clock()
+        base = self._base(row, request)
+        emit: list[EventPayload]
+        if failure is None:
+            emit = [DeployAborted(**base, aborted_by=by, reason=reason[:1024], reverted_to_revision=revision)]
+            state_name = "aborted"
+        else:
+            emit = [
+                failure,
+                DeployRolledBack(
+                    **base,
+                    from_revision=None,
+                    to_revision=revision or 1,
+                    automatic=True,
+                    reason=f"canary removed, stable untouched: {reason}"[:1024],
+                ),
+            ]
+            state_name = "rolledback"
+        await self._save(
+            row.id,
+            {
+                "state": state_name,
+                "phase": None,
+                "finished_at": now,
+                "outcome_reason": failure.reason.value if failure else "aborted",
+                "message": reason,
+            },
+            emit=emit,
+            audit=[("deploy.canary.abort", AuditOutcome.EXECUTED, f"{state_name}: canary removed; {reason}")],
+        )
+
+
+def _canary_to_json(state: canary.CanaryState) -> dict[str, Any]:
+    return {
+        "step": state.step,
+        "stage": state.stage.value,
+        "since": state.since.isoformat(),
+        "tracking": _tracking_to_json(state.tracking) if state.tracking else None,
+        "measurements": {k: [m.model_dump(mode="json") for m in v] for k, v in state.measurements.items()},
+    }
+
+
+def _canary_from_json(data: dict[str, Any]) -> canary.CanaryState:
+    return canary.CanaryState(
+        step=int(data["step"]),
+        stage=canary.Stage(data["stage"]),
+        since=datetime.fromisoformat(data["since"]),
+        tracking=_tracking_from_json(data["tracking"]) if data.get("tracking") else None,
+        measurements={
+            k: [Measurement.model_validate(m) for m in v] for k, v in (data.get("measurements") or {}).items()
+        },
+    )

@@ -25,6 +25,8 @@ class KubePort(Protocol):
     async def deployment(self, namespace: str, name: str) -> JSON: ...
     async def replica_sets(self, namespace: str, deployment: JSON) -> list[JSON]: ...
     async def patch_deployment(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> JSON: ...
+    async def create_deployment(self, namespace: str, body: JSON) -> JSON: ...
+    async def delete_deployment(self, namespace: str, name: str) -> None: ...
 
 
 def api_client(kubeconfig: str | None) -> client.ApiClient:
@@ -101,3 +103,27 @@ class Kube:
             ),
         )
         return self._json(obj)
+
+    async def create_deployment(self, namespace: str, body: JSON) -> JSON:
+        name = (body.get("metadata") or {}).get("name")
+        obj = await self._call(
+            f"create Deployment {namespace}/{name}",
+            lambda: self._apps.create_namespaced_deployment(
+                namespace,
+                body,  # type: ignore[arg-type]  # the client serialises plain JSON as it is
+                _request_timeout=self._timeout,
+            ),
+        )
+        return self._json(obj)
+
+    async def delete_deployment(self, namespace: str, name: str) -> None:
+        """Delete, foreground propagation (its ReplicaSets and pods go with it); absent is fine."""
+        try:
+            await self._call(
+                f"delete Deployment {namespace}/{name}",
+                lambda: self._apps.delete_namespaced_deployment(
+                    name, namespace, propagation_policy="Foreground", _request_timeout=self._timeout
+                ),
+            )
+        except NotFoundError:
+            return

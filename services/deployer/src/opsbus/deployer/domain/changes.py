@@ -68,7 +68,7 @@ def plan_change(live: Mapping[str, Any], request: DeployRequested, rollout_id: s
     if request.strategy not in (Strategy.ROLLING, Strategy.RECREATE):
         raise ChangeRefused(
             DeployFailureReason.INVALID_REQUEST,
-            f"strategy {request.strategy.value} is not implemented by this deployer yet; use rolling or recreate",
+            f"strategy {request.strategy.value} is not a patch of the Deployment (plan_change: rolling or recreate)",
         )
     spec = live.get("spec") or {}
     template = spec.get("template") or {}
@@ -137,3 +137,69 @@ def same_template(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
         return t2
 
     return norm(a) == norm(b)
+
+
+CANARY_LABEL = "opsbus.io/canary"
+CANARY_SUFFIX = "-canary"
+
+
+def canary_name(stable: str) -> str:
+    return f"{stable}{CANARY_SUFFIX}"
+
+
+def new_template(
+    live: Mapping[str, Any], request: DeployRequested, rollout_id: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The pod template `request` asks for, validated against `live` exactly as a rolling update would be."""
+    as_rolling = request.model_copy(update={"strategy": Strategy.ROLLING, "canary": None, "blue_green": None})
+    change = plan_change(live, as_rolling, rollout_id)
+    if request.manifest is not None:
+        template = copy.deepcopy(dict((request.manifest.get("spec") or {}).get("template") or {}))
+    else:
+        template = copy.deepcopy(dict((live.get("spec") or {}).get("template") or {}))
+        for container in (template.get("spec") or {}).get("containers") or []:
+            if container.get("name") in request.images:
+                container["image"] = request.images[container["name"]]
+    return template, change.images
+
+
+def canary_deployment(live: Mapping[str, Any], request: DeployRequested, rollout_id: str) -> dict[str, Any]:
+    """The `<name>-canary` Deployment: the new template, the stable selector's labels (so the Service that
+    selects the stable pods selects the canary pods too) plus `opsbus.io/canary`, zero replicas to start."""
+    if request.strategy is not Strategy.CANARY:
+        raise ChangeRefused(DeployFailureReason.INVALID_REQUEST, "canary_deployment needs a canary request")
+    template, _ = new_template(live, request, rollout_id)
+    meta = live.get("metadata") or {}
+    spec = live.get("spec") or {}
+    selector = dict((spec.get("selector") or {}).get("matchLabels") or {})
+    if (spec.get("selector") or {}).get("matchExpressions"):
+        raise ChangeRefused(
+            DeployFailureReason.INVALID_REQUEST, "canary needs a Deployment selected by matchLabels only"
+        )
+    labels = {**((template.get("metadata") or {}).get("labels") or {}), **selector, CANARY_LABEL: "true"}
+    template.setdefault("metadata", {})["labels"] = labels
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": canary_name(str(meta.get("name"))),
+            "namespace": meta.get("namespace"),
+            "labels": {**(meta.get("labels") or {}), CANARY_LABEL: "true"},
+            "annotations": {ROLLOUT_ANNOTATION: rollout_id},
+        },
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {**selector, CANARY_LABEL: "true"}},
+            "template": template,
+            "progressDeadlineSeconds": request.progress_deadline_seconds,
+        },
+    }
+
+
+def promoted_template(canary_template: Mapping[str, Any]) -> dict[str, Any]:
+    """The canary's template for the stable Deployment: without the canary label."""
+    template = copy.deepcopy(dict(canary_template))
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    labels.pop(CANARY_LABEL, None)
+    labels.pop("pod-template-hash", None)
+    return template

@@ -1,0 +1,227 @@
+"""The replica-ratio canary state machine (no service mesh): a `<name>-canary` Deployment beside the stable one.
+
+Why this module exists: without a mesh, the share of traffic a canary gets is its share of the Service's
+ready endpoints. The stable Deployment is never scaled or changed until promotion, so an abort only has to
+scale the canary to zero (argo-rollouts#1259/#941: an abort must not leave the new stack serving). For a step
+of weight w% on a stable of N replicas the canary gets ceil(N*w/(100-w)) replicas, so it holds about w% of the
+endpoints; a step of 100 means "promote".
+
+Per step: SCALE (set the canary's replicas, wait until they are available, within the progress deadline)
+-> PAUSE (`pause_seconds`) -> ANALYSE (the step's analysis; inconclusive pauses or fails per spec, never
+passes) -> MANUAL (when `manual_promotion`: wait for a promote command) -> next step. After the last step:
+PROMOTE (the stable Deployment takes the canary's template; followed like a rolling update) -> CLEANUP (canary
+to zero) -> succeeded. Any failure before PROMOTE leaves the stable untouched; during PROMOTE the executor also
+puts the stable's old template back.
+
+Pure: the executor observes both Deployments, takes due measurements, and applies the returned effect.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from opsbus.common.events.payloads.deploy import (
+    AnalysisResult,
+    CanarySpec,
+    CanaryStep,
+    DeployFailureReason,
+    Measurement,
+)
+from opsbus.deployer.domain import analysis, progression
+
+
+class Stage(StrEnum):
+    SCALE = "scale"
+    PAUSE = "pause"
+    ANALYSE = "analyse"
+    MANUAL = "manual"
+    PROMOTE = "promote"
+    CLEANUP = "cleanup"
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryState:
+    step: int  # 0-based
+    stage: Stage
+    since: datetime
+    tracking: progression.Tracking | None = None
+    measurements: Mapping[str, Sequence[Measurement]] = field(default_factory=dict)
+
+
+class Outcome(StrEnum):
+    CONTINUE = "continue"
+    PAUSED = "paused"  # waiting for a human (manual step, or inconclusive analysis with policy pause)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleCanary:
+    replicas: int
+
+
+@dataclass(frozen=True, slots=True)
+class PromoteStable:
+    pass
+
+
+Effect = ScaleCanary | PromoteStable
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    state: CanaryState
+    outcome: Outcome
+    message: str
+    effect: Effect | None = None
+    reason: DeployFailureReason | None = None
+    used_promote: bool = False
+    analysis: tuple[AnalysisResult, ...] = ()
+    step_changed: bool = False
+
+
+def canary_replicas(stable_replicas: int, weight: int) -> int:
+    """Canary replicas for `weight`% of the endpoints beside `stable_replicas` untouched ones (at least 1)."""
+    if weight >= 100:
+        return max(stable_replicas, 1)
+    return max(1, math.ceil(stable_replicas * weight / (100 - weight)))
+
+
+def start(now: datetime) -> CanaryState:
+    return CanaryState(step=0, stage=Stage.SCALE, since=now)
+
+
+def _next_step(spec: CanarySpec, state: CanaryState, now: datetime) -> Decision:
+    following = state.step + 1
+    if following < len(spec.steps) and spec.steps[following].weight < 100:
+        nxt = CanaryState(step=following, stage=Stage.SCALE, since=now)
+        return Decision(
+            nxt, Outcome.CONTINUE, f"step {following + 1}: weight {spec.steps[following].weight}%", step_changed=True
+        )
+    return Decision(
+        CanaryState(step=state.step, stage=Stage.PROMOTE, since=now),
+        Outcome.CONTINUE,
+        "all steps passed: promoting the canary's template to the stable Deployment",
+        effect=PromoteStable(),
+        step_changed=True,
+    )
+
+
+def _after_pause(spec: CanarySpec, step: CanaryStep, state: CanaryState, now: datetime) -> Decision:
+    if step.analysis is not None:
+        return Decision(replace(state, stage=Stage.ANALYSE, since=now, measurements={}), Outcome.CONTINUE, "analysing")
+    if step.manual_promotion:
+        return Decision(replace(state, stage=Stage.MANUAL, since=now), Outcome.PAUSED, "waiting for promotion")
+    return _next_step(spec, state, now)
+
+
+def advance(  # noqa: PLR0911, PLR0912 - a state machine: one return per transition
+    spec: CanarySpec,
+    state: CanaryState,
+    *,
+    stable: progression.Observation,
+    canary: progression.Observation | None,
+    deadline_seconds: int,
+    grace_seconds: int,
+    promote_requested: bool,
+    now: datetime,
+) -> Decision:
+    """The next decision. `canary` is None when the canary Deployment does not exist (yet, or any more)."""
+    step = spec.steps[min(state.step, len(spec.steps) - 1)]
+    stable_n = stable.spec_replicas
+
+    if state.stage is Stage.SCALE:
+        if canary is None:
+            return Decision(
+                state, Outcome.FAILED, "the canary Deployment disappeared", reason=DeployFailureReason.APPLY_FAILED
+            )
+        want = canary_replicas(stable_n, step.weight)
+        if canary.spec_replicas != want:
+            tracking = progression.Tracking(
+                target_generation=canary.generation + 1,
+                deadline_seconds=deadline_seconds,
+                last_progress_at=now,
+                grace_seconds=grace_seconds,
+            )
+            return Decision(
+                replace(state, tracking=tracking),
+                Outcome.CONTINUE,
+                f"step {state.step + 1}: scaling the canary to {want} replicas ({step.weight}% beside {stable_n})",
+                effect=ScaleCanary(want),
+            )
+        tracking = state.tracking or progression.Tracking(
+            target_generation=canary.generation,
+            deadline_seconds=deadline_seconds,
+            last_progress_at=now,
+            grace_seconds=grace_seconds,
+        )
+        st = progression.step(canary, tracking, now)
+        state = replace(state, tracking=st.tracking)
+        if st.verdict is progression.Verdict.DEADLINE_EXCEEDED:
+            return Decision(
+                state, Outcome.FAILED, f"canary: {st.message}", reason=DeployFailureReason.PROGRESS_DEADLINE_EXCEEDED
+            )
+        if st.verdict is progression.Verdict.WAIT:
+            return Decision(state, Outcome.CONTINUE, f"canary: {st.message}")
+        return Decision(
+            replace(state, stage=Stage.PAUSE, since=now), Outcome.CONTINUE, f"step {state.step + 1} reached"
+        )
+
+    if state.stage is Stage.PAUSE:
+        if step.pause_seconds and now < state.since + timedelta(seconds=step.pause_seconds):
+            return Decision(state, Outcome.CONTINUE, f"pausing {step.pause_seconds}s at {step.weight}%")
+        return _after_pause(spec, step, state, now)
+
+    if state.stage is Stage.ANALYSE:
+        assert step.analysis is not None
+        verdict = analysis.judge(step.analysis, state.measurements)
+        if verdict.verdict is analysis.Verdict.FAIL:
+            reason = (
+                DeployFailureReason.ANALYSIS_FAILED
+                if verdict.outcome.value == "failed"
+                else DeployFailureReason.ANALYSIS_INCONCLUSIVE
+            )
+            return Decision(state, Outcome.FAILED, verdict.message, reason=reason, analysis=verdict.results)
+        if verdict.verdict is analysis.Verdict.PAUSE and not promote_requested:
+            return Decision(state, Outcome.PAUSED, verdict.message, analysis=verdict.results)
+        if verdict.verdict is analysis.Verdict.CONTINUE:
+            return Decision(state, Outcome.CONTINUE, verdict.message, analysis=verdict.results)
+        used = verdict.verdict is analysis.Verdict.PAUSE
+        if step.manual_promotion and not promote_requested:
+            nxt = replace(state, stage=Stage.MANUAL, since=now)
+            return Decision(nxt, Outcome.PAUSED, "analysis passed; waiting for promotion", analysis=verdict.results)
+        decision = _next_step(spec, state, now)
+        return replace(decision, used_promote=used or step.manual_promotion, analysis=verdict.results)
+
+    if state.stage is Stage.MANUAL:
+        if not promote_requested:
+            return Decision(state, Outcome.PAUSED, f"step {state.step + 1} waits for promotion")
+        return replace(_next_step(spec, state, now), used_promote=True)
+
+    if state.stage is Stage.PROMOTE:
+        if state.tracking is None:
+            return Decision(state, Outcome.CONTINUE, "promoting", effect=PromoteStable())
+        st = progression.step(stable, state.tracking, now)
+        state = replace(state, tracking=st.tracking)
+        if st.verdict is progression.Verdict.DEADLINE_EXCEEDED:
+            return Decision(
+                state, Outcome.FAILED, f"promotion: {st.message}", reason=DeployFailureReason.PROGRESS_DEADLINE_EXCEEDED
+            )
+        if st.verdict is progression.Verdict.WAIT:
+            return Decision(state, Outcome.CONTINUE, f"promotion: {st.message}")
+        return Decision(
+            replace(state, stage=Stage.CLEANUP, since=now),
+            Outcome.CONTINUE,
+            "promoted; scaling the canary to zero",
+            effect=ScaleCanary(0),
+        )
+
+    # CLEANUP
+    if canary is not None and (canary.spec_replicas != 0 or canary.replicas != 0):
+        effect = ScaleCanary(0) if canary.spec_replicas != 0 else None
+        return Decision(state, Outcome.CONTINUE, "waiting for the canary's pods to go", effect=effect)
+    return Decision(state, Outcome.SUCCEEDED, "canary promoted and scaled to zero")
