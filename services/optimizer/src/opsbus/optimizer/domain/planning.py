@@ -1,0 +1,338 @@
+"""The planner: one workload's snapshot, its containers' usage, its history, the policy and the clock in;
+a `Plan` out: the recommendation (targets, cost, risk, confidence) and what auto mode may do with it now.
+
+Nothing here reads the cluster, the metrics source or the store; the executor gathers the snapshot and
+applies the plan. Decisions, in order:
+
+1. mode `off` -> nothing.
+2. no usage yet -> no-op ("no usage yet").
+3. every change below `min_change` and no replica change -> no-op (not worth a restart).
+4. mode `recommend` -> publish only.
+5. auto: confidence below `min_confidence` -> publish only (guard `confidence`).
+6. auto: a rollout is under way -> blocked (guard `rollout`).
+7. auto: within the cooldown of the last applied change -> blocked (guard `cooldown`).
+8. auto: the applied step is clamped to `max_step_down`/`max_step_up`; replicas to min replicas and the
+   PDB's minAvailable; an HPA-managed workload never gets a replica change.
+9. dry run -> everything decided and recorded, nothing changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from opsbus.common.events.payloads.common import ResourceQuantities, ResourceRequirements, WorkloadRef
+from opsbus.common.events.payloads.scale import (
+    ContainerRecommendation,
+    CostEstimate,
+    ReplicaRecommendation,
+    Risk,
+    ScaleMode,
+    ScaleRecommended,
+)
+from opsbus.optimizer.domain.cost import CostChange, Footprint, Prices, assess_risk, cost_change
+from opsbus.optimizer.domain.guardrails import (
+    Guardrails,
+    RolloutState,
+    clamp_step,
+    cooldown_left,
+    relative_change,
+    replica_floor,
+)
+from opsbus.optimizer.domain.horizontal import HorizontalPolicy, recommend_replicas
+from opsbus.optimizer.domain.vertical import ContainerUsage, VerticalPolicy, VerticalTarget, recommend
+
+
+@dataclass(frozen=True)
+class Policy:
+    mode: ScaleMode = ScaleMode.RECOMMEND
+    vertical: VerticalPolicy = field(default_factory=VerticalPolicy)
+    horizontal: HorizontalPolicy = field(default_factory=HorizontalPolicy)
+    guardrails: Guardrails = field(default_factory=Guardrails)
+    prices: Prices = field(default_factory=Prices)
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One container's resources as the workload's pod template has them (millicores, bytes)."""
+
+    name: str
+    cpu_request: int | None = None
+    cpu_limit: int | None = None
+    memory_request: int | None = None
+    memory_limit: int | None = None
+
+    def requirements(self) -> ResourceRequirements:
+        return ResourceRequirements(
+            requests=ResourceQuantities(cpu_millicores=self.cpu_request, memory_bytes=self.memory_request),
+            limits=ResourceQuantities(cpu_millicores=self.cpu_limit, memory_bytes=self.memory_limit),
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    workload: WorkloadRef
+    replicas: int
+    rollout: RolloutState
+    containers: tuple[ContainerSpec, ...]
+    resource_version: str = ""
+    revision: int | None = None
+    hpa: str | None = None  # name of the HPA that manages the workload's replicas
+    pdb_min_available: int | None = None
+    cpu_usage_millicores: float | None = None  # recent total over the workload's pods (horizontal input)
+
+
+@dataclass(frozen=True)
+class History:
+    last_applied_at: float | None = None
+    replica_history: tuple[tuple[float, int], ...] = ()
+
+
+class Action(StrEnum):
+    OFF = "off"
+    NOOP = "noop"
+    RECOMMEND = "recommend"
+    BLOCKED = "blocked"
+    APPLY = "apply"
+    DRY_RUN = "dry_run"
+
+
+@dataclass(frozen=True)
+class Plan:
+    workload: WorkloadRef
+    action: Action
+    reason: str
+    guard: str | None = None
+    mode: ScaleMode = ScaleMode.RECOMMEND
+    targets: tuple[ContainerSpec, ...] = ()  # what the usage calls for
+    step: tuple[ContainerSpec, ...] = ()  # what auto mode applies now (targets within the step clamp)
+    replicas_current: int = 0
+    replicas_target: int | None = None
+    replicas_step: int | None = None
+    utilization: float | None = None
+    confidence: float = 0.0
+    risk: Risk = Risk.LOW
+    cost: CostChange | None = None  # of the targets
+    step_cost: CostChange | None = None  # of the step auto mode applies now
+    target_utilization: float | None = None
+    basis: dict[str, str] = field(default_factory=dict)
+    observation_seconds: float = 0.0
+    replica_history: tuple[tuple[float, int], ...] = ()
+
+    @property
+    def changes(self) -> bool:
+        return self.action in (Action.APPLY, Action.DRY_RUN)
+
+
+def _scaled_limit(limit: int | None, request: int | None, new_request: int) -> int | None:
+    """Limits keep their proportion to requests (the VPA's RequestsAndLimits)."""
+    if limit is None:
+        return None
+    if not request:
+        return max(limit, new_request)
+    return max(new_request, round(limit * new_request / request))
+
+
+def _resized(spec: ContainerSpec, cpu: int, memory: int) -> ContainerSpec:
+    return ContainerSpec(
+        name=spec.name,
+        cpu_request=cpu,
+        cpu_limit=_scaled_limit(spec.cpu_limit, spec.cpu_request, cpu),
+        memory_request=memory,
+        memory_limit=_scaled_limit(spec.memory_limit, spec.memory_request, memory),
+    )
+
+
+def footprint(containers: tuple[ContainerSpec, ...], replicas: int) -> Footprint:
+    return Footprint(
+        cpu_millicores=sum(c.cpu_request or 0 for c in containers),
+        memory_bytes=sum(c.memory_request or 0 for c in containers),
+        replicas=replicas,
+    )
+
+
+def _significant(current: ContainerSpec, new: ContainerSpec, min_change: float) -> bool:
+    return (
+        relative_change(current.cpu_request, new.cpu_request or 0) >= min_change
+        or relative_change(current.memory_request, new.memory_request or 0) >= min_change
+    )
+
+
+def plan(snapshot: Snapshot, usage: dict[str, ContainerUsage], policy: Policy, history: History, now: float) -> Plan:
+    """Decide for one workload (see the module docstring for the order of decisions)."""
+    w = snapshot.workload
+    base = Plan(workload=w, action=Action.NOOP, reason="", mode=policy.mode, replicas_current=snapshot.replicas)
+    if policy.mode is ScaleMode.OFF:
+        return _with(base, action=Action.OFF, reason=f"optimizer mode is off for namespace {w.namespace}")
+    rec = _recommendation(base, snapshot, usage, policy, history=history, now=now)
+    if rec is None:
+        return _with(base, reason="no usage yet")
+    return _decide(rec, snapshot, policy, history, now)
+
+
+def _recommendation(
+    base: Plan, snapshot: Snapshot, usage: dict[str, ContainerUsage], policy: Policy, *, history: History, now: float
+) -> Plan | None:
+    targets: list[ContainerSpec] = []
+    vts: list[VerticalTarget] = []
+    basis: dict[str, str] = {}
+    for spec in snapshot.containers:
+        state = usage.get(spec.name)
+        vt = recommend(state, policy.vertical, now) if state is not None else None
+        if vt is None:
+            targets.append(spec)
+            continue
+        vts.append(vt)
+        basis[spec.name] = vt.basis
+        targets.append(_resized(spec, vt.cpu_millicores, vt.memory_bytes))
+    if not vts:
+        return None
+    conf = min(v.confidence for v in vts)
+    recent_oom = any(
+        s.last_oom_at is not None and now - s.last_oom_at < policy.vertical.half_life_seconds for s in usage.values()
+    )
+    risk = assess_risk(
+        memory_over_share=max(v.memory_over_share for v in vts),
+        cpu_over_share=max(v.cpu_over_share for v in vts),
+        confidence=conf,
+        recent_oom=recent_oom,
+    )
+    replicas_target: int | None = None
+    utilization: float | None = None
+    replica_history = history.replica_history
+    hreason = ""
+    requested_cpu = sum(c.cpu_request or 0 for c in snapshot.containers) * snapshot.replicas
+    if snapshot.hpa is not None:
+        hreason = f"replicas left to HPA {snapshot.hpa}"
+    elif snapshot.cpu_usage_millicores is not None and requested_cpu > 0:
+        utilization = snapshot.cpu_usage_millicores / requested_cpu
+        hr = recommend_replicas(snapshot.replicas, utilization, policy.horizontal, history.replica_history, now)
+        replica_history, hreason = hr.history, hr.reason
+        if hr.recommended != snapshot.replicas:
+            replicas_target = hr.recommended
+    rec = _with(
+        base,
+        targets=tuple(targets),
+        step=tuple(targets),
+        replicas_target=replicas_target,
+        replicas_step=replicas_target,
+        utilization=utilization,
+        target_utilization=policy.horizontal.target_utilization if utilization is not None else None,
+        confidence=conf,
+        risk=risk,
+        basis=basis,
+        observation_seconds=min(v.observed_seconds for v in vts),
+        replica_history=replica_history,
+    )
+    before = footprint(snapshot.containers, snapshot.replicas)
+    after = footprint(tuple(targets), replicas_target or snapshot.replicas)
+    rec = _with(rec, cost=cost_change(before, after, policy.prices))
+    return _with(rec, reason=_summary(snapshot, rec, hreason))
+
+
+def _decide(rec: Plan, snapshot: Snapshot, policy: Policy, history: History, now: float) -> Plan:  # noqa: PLR0911
+    g = policy.guardrails
+    pairs = list(zip(snapshot.containers, rec.targets, strict=True))
+    if not any(_significant(c, t, g.min_change) for c, t in pairs) and rec.replicas_target is None:
+        return _with(rec, action=Action.NOOP, reason=f"requests within {g.min_change:.0%} of the targets; {rec.reason}")
+    if policy.mode is ScaleMode.RECOMMEND:
+        return _with(rec, action=Action.RECOMMEND)
+    if rec.confidence < g.min_confidence:
+        why = f"{rec.reason}; not applied: confidence {rec.confidence:.2f} < {g.min_confidence:.2f}"
+        return _with(rec, action=Action.RECOMMEND, guard="confidence", reason=why)
+    rollout = snapshot.rollout.active()
+    if rollout is not None:
+        return _with(rec, action=Action.BLOCKED, guard="rollout", reason=f"rollout in progress: {rollout}")
+    left = cooldown_left(history.last_applied_at, now, g)
+    if left > 0:
+        why = f"cooldown: {left:.0f}s left since the last change"
+        return _with(rec, action=Action.BLOCKED, guard="cooldown", reason=why)
+
+    notes: list[str] = []
+    wanted = tuple(t if _significant(c, t, g.min_change) else c for c, t in pairs)
+    steps = tuple(
+        _resized(
+            c, clamp_step(c.cpu_request, t.cpu_request or 0, g), clamp_step(c.memory_request, t.memory_request or 0, g)
+        )
+        if t is not c
+        else c
+        for c, t in zip(snapshot.containers, wanted, strict=True)
+    )
+    if steps != wanted:
+        notes.append(f"step clamped to -{g.max_step_down:.0%}/+{g.max_step_up:.0%}")
+    replicas_step = rec.replicas_target
+    if replicas_step is not None and replicas_step < snapshot.replicas:
+        floor = replica_floor(g.min_replicas, snapshot.pdb_min_available)
+        if replicas_step < floor:
+            replicas_step = floor if floor < snapshot.replicas else None
+            notes.append(
+                f"scale-down held at {floor} (min replicas {g.min_replicas}, "
+                f"PDB minAvailable {snapshot.pdb_min_available})"
+            )
+    if steps == snapshot.containers and replicas_step is None:
+        return _with(rec, action=Action.BLOCKED, guard="floor", reason="; ".join(notes) or "nothing left to apply")
+    cost = cost_change(
+        footprint(snapshot.containers, snapshot.replicas),
+        footprint(steps, replicas_step or snapshot.replicas),
+        policy.prices,
+    )
+    reason = rec.reason + ("; " + "; ".join(notes) if notes else "")
+    action = Action.DRY_RUN if g.dry_run else Action.APPLY
+    return _with(rec, action=action, reason=reason, step=steps, replicas_step=replicas_step, step_cost=cost)
+
+
+def _summary(snapshot: Snapshot, p: Plan, hreason: str) -> str:
+    parts = []
+    for c, t in zip(snapshot.containers, p.targets, strict=True):
+        parts.append(
+            f"{c.name}: cpu {c.cpu_request or 0}m->{t.cpu_request}m, memory "
+            f"{(c.memory_request or 0) >> 20}Mi->{(t.memory_request or 0) >> 20}Mi"
+        )
+    if p.replicas_target is not None:
+        parts.append(f"replicas {snapshot.replicas}->{p.replicas_target} ({hreason})")
+    elif hreason:
+        parts.append(hreason)
+    if p.cost is not None:
+        parts.append(f"monthly {p.cost.monthly_now:.2f}->{p.cost.monthly_after:.2f}")
+    return "; ".join(parts)
+
+
+def _with(p: Plan, **changes: Any) -> Plan:
+    return replace(p, **changes)
+
+
+def recommendation_payload(p: Plan, snapshot: Snapshot, recommendation_id: str, prices: Prices) -> ScaleRecommended:
+    """The `scale.recommended` payload for a plan that recommends something."""
+    cost = p.cost or cost_change(
+        footprint(snapshot.containers, snapshot.replicas), footprint(snapshot.containers, snapshot.replicas), prices
+    )
+    return ScaleRecommended(
+        recommendation_id=recommendation_id,
+        workload=p.workload,
+        containers=tuple(
+            ContainerRecommendation(
+                container=c.name, current=c.requirements(), recommended=t.requirements(), basis=p.basis.get(c.name)
+            )
+            for c, t in zip(snapshot.containers, p.targets, strict=True)
+        ),
+        replicas=ReplicaRecommendation(
+            current=snapshot.replicas,
+            recommended=p.replicas_target,
+            utilization=p.utilization,
+            target_utilization=p.target_utilization,
+        )
+        if p.replicas_target is not None
+        else None,
+        cost=CostEstimate(
+            currency=prices.currency,
+            monthly_now=cost.monthly_now,
+            monthly_after=cost.monthly_after,
+            monthly_delta=cost.monthly_delta,
+        ),
+        mode=p.mode,
+        confidence=round(p.confidence, 4),
+        risk=p.risk,
+        reason=p.reason[:1024],
+        observation_seconds=int(p.observation_seconds),
+    )

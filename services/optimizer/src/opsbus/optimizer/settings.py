@@ -1,0 +1,93 @@
+"""The optimizer's settings: `OPSBUS_OPTIMIZER__*` on top of the shared `ServiceSettings`.
+
+Prices, namespace modes and guardrails live here; `policy()` turns them into the plain domain objects the
+pure planner takes, so the domain never imports settings.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from opsbus.common.events.payloads.scale import ScaleMode
+from opsbus.common.settings import ServiceSettings
+from opsbus.optimizer.domain.cost import Prices
+from opsbus.optimizer.domain.guardrails import Guardrails
+from opsbus.optimizer.domain.horizontal import HorizontalPolicy
+from opsbus.optimizer.domain.planning import Policy
+from opsbus.optimizer.domain.vertical import VerticalPolicy
+
+
+class PriceOptions(BaseModel):
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    vcpu_hour: float = Field(default=0.0316, ge=0, description="Price of one vCPU requested for one hour.")
+    gib_hour: float = Field(default=0.0042, ge=0, description="Price of one GiB of memory requested for one hour.")
+
+
+class GuardrailOptions(BaseModel):
+    max_step_down: float = Field(default=0.3, ge=0, le=1, description="Largest relative decrease per change.")
+    max_step_up: float = Field(default=1.0, ge=0, description="Largest relative increase per change (1.0 = x2).")
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=100, ge=1)
+    cooldown_seconds: float = Field(default=3600.0, ge=0, description="Between two applied changes of a workload.")
+    min_confidence: float = Field(default=0.5, ge=0, le=1, description="Below it, recommend only.")
+    min_change: float = Field(default=0.1, ge=0, description="Smaller relative changes are no-ops.")
+    dry_run: bool = Field(default=False, description="Decide and record everything, change nothing.")
+
+
+class OptimizerOptions(BaseModel):
+    kubeconfig: str | None = Field(default=None, description="Path; unset: in-cluster, then ~/.kube/config.")
+    prometheus_url: str | None = Field(default=None, description="Prometheus HTTP API base URL.")
+    metrics_server_fallback: bool = Field(default=True, description="Use metrics.k8s.io when Prometheus fails.")
+    default_mode: ScaleMode = ScaleMode.RECOMMEND
+    modes: dict[str, ScaleMode] = Field(default_factory=dict, description="Mode per namespace, e.g. {prod: auto}.")
+    namespaces: list[str] = Field(default_factory=list, description="Namespaces to optimise; empty: all.")
+    excluded_namespaces: list[str] = Field(default_factory=lambda: ["kube-system", "kube-public", "kube-node-lease"])
+    interval_seconds: float = Field(default=300.0, gt=0, description="How often usage is read and plans made.")
+    usage_step_seconds: float = Field(default=60.0, gt=0, description="Resolution of usage samples.")
+    half_life_hours: float = Field(default=24.0, gt=0)
+    cpu_percentile: float = Field(default=0.9, gt=0, lt=1)
+    memory_percentile: float = Field(default=0.95, gt=0, lt=1)
+    safety_margin: float = Field(default=0.15, ge=0)
+    target_utilization: float = Field(default=0.7, gt=0, le=1, description="Horizontal target, of requests.")
+    tolerance: float = Field(default=0.1, ge=0)
+    scale_down_stabilization_seconds: float = Field(default=300.0, ge=0)
+    prices: PriceOptions = PriceOptions()
+    guardrails: GuardrailOptions = GuardrailOptions()
+    retention_days: int = Field(default=30, ge=1)
+
+    def mode_for(self, namespace: str) -> ScaleMode:
+        return self.modes.get(namespace, self.default_mode)
+
+    def policy(self, namespace: str) -> Policy:
+        g = self.guardrails
+        return Policy(
+            mode=self.mode_for(namespace),
+            vertical=VerticalPolicy(
+                cpu_percentile=self.cpu_percentile,
+                memory_percentile=self.memory_percentile,
+                safety_margin=self.safety_margin,
+            ),
+            horizontal=HorizontalPolicy(
+                target_utilization=self.target_utilization,
+                tolerance=self.tolerance,
+                scale_down_stabilization_seconds=self.scale_down_stabilization_seconds,
+                min_replicas=g.min_replicas,
+                max_replicas=g.max_replicas,
+            ),
+            guardrails=Guardrails(
+                max_step_down=g.max_step_down,
+                max_step_up=g.max_step_up,
+                min_replicas=g.min_replicas,
+                cooldown_seconds=g.cooldown_seconds,
+                min_confidence=g.min_confidence,
+                min_change=g.min_change,
+                dry_run=g.dry_run,
+            ),
+            prices=Prices(
+                vcpu_hour=self.prices.vcpu_hour, gib_hour=self.prices.gib_hour, currency=self.prices.currency
+            ),
+        )
+
+
+class OptimizerSettings(ServiceSettings):
+    optimizer: OptimizerOptions = OptimizerOptions()
