@@ -50,16 +50,21 @@ from opsbus.common.events.payloads.deploy import (
 )
 from opsbus.common.store import StoreTables, add, claim
 from opsbus.deployer.api import RolloutSelector, RolloutView
-from opsbus.deployer.domain import analysis, canary, progression, queueing
+from opsbus.deployer.domain import analysis, bluegreen, canary, progression, queueing
 from opsbus.deployer.domain.changes import (
+    GREEN_SUFFIX,
+    HASH_LABEL,
     ChangeRefused,
     canary_deployment,
     canary_name,
+    current_hash,
+    green_deployment,
     images_of,
     new_template,
     plan_change,
     plan_template,
     promoted_template,
+    select_patch,
 )
 from opsbus.deployer.kube import KubePort
 from opsbus.deployer.prometheus import MetricsPort
@@ -429,6 +434,8 @@ class Engine:
             await self._apply(row, event, request)
         elif row.step == "applied" and request.strategy is Strategy.CANARY:
             await self._follow_canary(row, request)
+        elif row.step == "applied" and request.strategy is Strategy.BLUE_GREEN:
+            await self._follow_bluegreen(row, request)
         elif row.step == "applied":
             await self._follow(row, event, request)
         elif row.step == "rolling_back":
@@ -527,7 +534,7 @@ class Engine:
         )
 
     # -- apply
-    async def _apply(self, row: Rollout, event: Envelope, request: DeployRequested) -> None:  # noqa: PLR0911, PLR0912, PLR0915 - one refusal per case
+    async def _apply(self, row: Rollout, event: Envelope, request: DeployRequested) -> None:  # noqa: PLR0911, PLR0912 - one refusal per case
         now = self._clock()
         if now >= row.deadline_at:
             await self._fail_now(row, request, DeployFailureReason.TIMEOUT, "timed out before the rollout started")
@@ -543,8 +550,7 @@ class Engine:
         previous = row.previous_template if row.step == "applying" and row.previous_template else live_template
         previous_revision = row.previous_revision if row.step == "applying" else obs.revision
         if request.strategy is Strategy.BLUE_GREEN:
-            message = "blue-green is not implemented by this deployer yet; use rolling, recreate or canary"
-            await self._fail_now(row, request, DeployFailureReason.INVALID_REQUEST, message)
+            await self._apply_bluegreen(row, request, live, previous, previous_revision)
             return
         if request.strategy is Strategy.CANARY:
             await self._apply_canary(row, request, live, previous, previous_revision)
@@ -1228,6 +1234,276 @@ class Engine:
             audit=[("deploy.canary.abort", AuditOutcome.EXECUTED, f"{state_name}: canary removed; {reason}")],
         )
 
+    # --- blue-green -----------------------------------------------------------------------------------
+    async def _apply_bluegreen(
+        self,
+        row: Rollout,
+        request: DeployRequested,
+        live: dict[str, Any],
+        previous: dict[str, Any],
+        previous_revision: int | None,
+    ) -> None:
+        assert request.blue_green is not None
+        ns = request.workload.namespace
+        spec = request.blue_green
+        try:
+            service = await self._kube.service(ns, spec.active_service)
+            if spec.preview_service is not None:
+                await self._kube.service(ns, spec.preview_service)
+        except NotFoundError as exc:
+            await self._fail_now(row, request, DeployFailureReason.NOT_FOUND, str(exc))
+            return
+        selector = {k: v for k, v in ((service.get("spec") or {}).get("selector") or {}).items() if k != HASH_LABEL}
+        labels = (((live.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+        if not selector or any(labels.get(k) != v for k, v in selector.items()):
+            message = (
+                f"Service {ns}/{spec.active_service} (selector {selector}) does not select the pods of "
+                f"{request.workload} (labels {labels})"
+            )
+            await self._fail_now(row, request, DeployFailureReason.INVALID_REQUEST, message)
+            return
+        try:
+            body = green_deployment(live, request, row.id)
+            _, images = new_template(live, request, row.id)
+        except ChangeRefused as refused:
+            await self._fail_now(row, request, refused.reason, refused.message)
+            return
+        green = body["metadata"]["name"]
+        try:
+            existing = await self._kube.deployment(ns, green)
+        except NotFoundError:
+            existing = None
+        if (
+            existing is not None
+            and (existing.get("metadata") or {}).get("annotations", {}).get("opsbus.io/rollout-id") != row.id
+        ):
+            await self._kube.delete_deployment(ns, green)
+            raise TransientError(f"replacing the leftover {ns}/{green}; retrying once it is gone")
+        if existing is None:
+            try:
+                await self._kube.create_deployment(ns, body)
+            except ConflictError as exc:
+                raise TransientError(f"{ns}/{green} still being deleted: {exc}") from exc
+        now = self._clock()
+        await self._save(
+            row.id,
+            {
+                "step": "applied",
+                "started_at": row.started_at or now,
+                "previous_template": previous,
+                "previous_revision": previous_revision,
+                "revision": previous_revision,
+                "tracking": {"bluegreen": _bg_to_json(bluegreen.start(now)), "selector": selector},
+            },
+            emit=[
+                DeployStarted(
+                    **{**self._base(row, request), "revision": None},
+                    previous_revision=previous_revision,
+                    images=images,
+                    replicas=progression.Observation.from_deployment(live).counts(),
+                )
+            ],
+            audit=[("deploy.bluegreen.create", AuditOutcome.EXECUTED, f"{ns}/{green} with {images}")],
+        )
+
+    async def _bg_view(
+        self, request: DeployRequested, promote: bool
+    ) -> tuple[bluegreen.View, dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
+        assert request.blue_green is not None
+        ns, name = request.workload.namespace, request.workload.name
+        stable_live = await self._kube.deployment(ns, name)
+        try:
+            green_live: dict[str, Any] | None = await self._kube.deployment(ns, f"{name}{GREEN_SUFFIX}")
+        except NotFoundError:
+            green_live = None
+        service = await self._kube.service(ns, request.blue_green.active_service)
+        stable_sets = await self._kube.replica_sets(ns, stable_live)
+        green_sets = await self._kube.replica_sets(ns, green_live) if green_live else []
+        selected = ((service.get("spec") or {}).get("selector") or {}).get(HASH_LABEL)
+        view = bluegreen.View(
+            stable=progression.Observation.from_deployment(stable_live),
+            green=progression.Observation.from_deployment(green_live) if green_live else None,
+            stable_hash=current_hash(stable_live, list(stable_sets)),
+            green_hash=current_hash(green_live, list(green_sets)) if green_live else None,
+            selected_hash=str(selected) if selected else None,
+            promote_requested=promote,
+        )
+        return view, stable_live, green_live, service
+
+    async def _follow_bluegreen(self, row: Rollout, request: DeployRequested) -> None:  # noqa: PLR0912, PLR0915 - one tick
+        assert request.blue_green is not None
+        assert row.tracking is not None
+        spec = request.blue_green
+        now = self._clock()
+        ns, name = request.workload.namespace, request.workload.name
+        command = row.command or {}
+        original: dict[str, str] = dict(row.tracking["selector"])
+        state = _bg_from_json(row.tracking["bluegreen"])
+        view, stable_live, green_live, service = await self._bg_view(request, command.get("action") == "promote")
+        if command.get("action") == "abort":
+            actor = Actor.model_validate(command["actor"])
+            await self._end_bluegreen(row, request, view, state, failure=None, reason=str(command["reason"]), by=actor)
+            return
+        if now >= row.deadline_at:
+            timeout = request.timeout_seconds or self._options.default_timeout_seconds
+            failure = self._failure(row, request, DeployFailureReason.TIMEOUT, f"request timed out after {timeout}s")
+            await self._end_bluegreen(row, request, view, state, failure=failure, reason=failure.message, by=_SELF)
+            return
+        if state.stage is bluegreen.Stage.ANALYSE and spec.pre_promotion_analysis is not None:
+            taken = {k: list(v) for k, v in state.measurements.items()}
+            due = analysis.due_metrics(spec.pre_promotion_analysis, taken, state.since, now)
+            if due:
+                samples = await asyncio.gather(*(self._metrics.query(m.provider) for m in due))
+                for metric, sample in zip(due, samples, strict=True):
+                    taken.setdefault(metric.name, []).append(analysis.classify(metric, sample))
+                state = bluegreen.State(state.stage, state.since, state.tracking, taken, state.preview_pointed)
+        decision = bluegreen.advance(
+            spec,
+            state,
+            view,
+            deadline_seconds=request.progress_deadline_seconds,
+            grace_seconds=self._options.deadline_grace_seconds,
+            now=now,
+        )
+        state = decision.state
+        if decision.outcome is bluegreen.Outcome.FAILED:
+            assert decision.reason is not None
+            failure = self._failure(row, request, decision.reason, decision.message, decision.analysis)
+            await self._end_bluegreen(row, request, view, state, failure=failure, reason=decision.message, by=_SELF)
+            return
+        effect = decision.effect
+        if isinstance(effect, bluegreen.SelectHash):
+            await self._kube.patch_service(ns, spec.active_service, select_patch(service, original, effect.hash))
+        elif isinstance(effect, bluegreen.PointPreview) and spec.preview_service is not None:
+            preview = await self._kube.service(ns, spec.preview_service)
+            await self._kube.patch_service(ns, spec.preview_service, select_patch(preview, original, effect.hash))
+        elif isinstance(effect, bluegreen.ConvergeStable):
+            assert green_live is not None
+            template = promoted_template((green_live.get("spec") or {}).get("template") or {})
+            patched = await self._kube.patch_deployment(ns, name, plan_template(stable_live, template, row.id))
+            state = bluegreen.State(
+                state.stage,
+                state.since,
+                progression.Tracking(
+                    target_generation=int(patched["metadata"].get("generation") or 0),
+                    deadline_seconds=request.progress_deadline_seconds,
+                    last_progress_at=now,
+                    grace_seconds=self._options.deadline_grace_seconds,
+                ),
+            )
+        elif isinstance(effect, bluegreen.RestoreAndDelete):
+            if view.selected_hash is not None:
+                await self._kube.patch_service(ns, spec.active_service, select_patch(service, original, None))
+            await self._kube.delete_deployment(ns, f"{name}{GREEN_SUFFIX}")
+        changes: dict[str, Any] = {"tracking": {**row.tracking, "bluegreen": _bg_to_json(state)}}
+        if decision.used_promote:
+            changes["command"] = None
+        if decision.analysis:
+            changes["analysis"] = {"results": [r.model_dump(mode="json") for r in decision.analysis]}
+        if decision.outcome is bluegreen.Outcome.SUCCEEDED:
+            changes["revision"] = view.stable.revision
+            row.revision = view.stable.revision
+            results = decision.analysis or tuple(
+                AnalysisResult.model_validate(r) for r in (row.analysis or {}).get("results", [])
+            )
+            await self._succeed(
+                row, request=request, live=stable_live, obs=view.stable, changes=changes, results=results
+            )
+            return
+        paused = decision.outcome is bluegreen.Outcome.PAUSED
+        phase = (
+            DeployPhase.PAUSED
+            if paused
+            else DeployPhase.ANALYZING
+            if state.stage is bluegreen.Stage.ANALYSE
+            else DeployPhase.PROMOTING
+            if state.stage is bluegreen.Stage.SWITCHED
+            else DeployPhase.SCALING_DOWN
+            if state.stage in (bluegreen.Stage.CONVERGE, bluegreen.Stage.CLEANUP)
+            else DeployPhase.PROGRESSING
+        )
+        marker = f"{state.stage.value}:{phase.value}"
+        emit: list[EventPayload] = []
+        if marker != row.tracking.get("marker"):
+            emit.append(
+                DeployProgressed(
+                    **self._base(row, request),
+                    phase=phase,
+                    replicas=(view.green or view.stable).counts(),
+                    analysis=decision.analysis,
+                    message=decision.message[:1024],
+                )
+            )
+        changes["tracking"]["marker"] = marker
+        changes["phase"] = phase.value
+        await self._save(row.id, changes, emit=emit)
+
+    async def _end_bluegreen(
+        self,
+        row: Rollout,
+        request: DeployRequested,
+        view: bluegreen.View,
+        state: bluegreen.State,
+        *,
+        failure: DeployFailed | None,
+        reason: str,
+        by: Actor,
+    ) -> None:
+        """Abort: traffic back to the old stack, the new stack removed, the Service's selector restored."""
+        assert request.blue_green is not None
+        assert row.tracking is not None
+        ns, name = request.workload.namespace, request.workload.name
+        service_name = request.blue_green.active_service
+        original: dict[str, str] = dict(row.tracking["selector"])
+        converged = state.stage in (bluegreen.Stage.CONVERGE, bluegreen.Stage.CLEANUP)
+        if not converged and view.stable_hash is not None and view.selected_hash not in (None, view.stable_hash):
+            service = await self._kube.service(ns, service_name)
+            await self._kube.patch_service(ns, service_name, select_patch(service, original, view.stable_hash))
+        await self._kube.delete_deployment(ns, f"{name}{GREEN_SUFFIX}")
+        service = await self._kube.service(ns, service_name)
+        if ((service.get("spec") or {}).get("selector") or {}).get(HASH_LABEL):
+            await self._kube.patch_service(ns, service_name, select_patch(service, original, None))
+        if request.blue_green.preview_service is not None:
+            preview = await self._kube.service(ns, request.blue_green.preview_service)
+            await self._kube.patch_service(
+                ns, request.blue_green.preview_service, select_patch(preview, original, None)
+            )
+        if converged:
+            stable_live = await self._kube.deployment(ns, name)
+            after = "aborted" if failure is None else "rolledback"
+            await self._begin_rollback(row, request, stable_live, after=after, failure=failure, reason=reason, by=by)
+            return
+        revision = view.stable.revision
+        base = self._base(row, request)
+        emit: list[EventPayload]
+        if failure is None:
+            emit = [DeployAborted(**base, aborted_by=by, reason=reason[:1024], reverted_to_revision=revision)]
+            state_name = "aborted"
+        else:
+            emit = [
+                failure,
+                DeployRolledBack(
+                    **base,
+                    from_revision=None,
+                    to_revision=revision or 1,
+                    automatic=True,
+                    reason=f"traffic back on the old stack, new stack removed: {reason}"[:1024],
+                ),
+            ]
+            state_name = "rolledback"
+        await self._save(
+            row.id,
+            {
+                "state": state_name,
+                "phase": None,
+                "finished_at": self._clock(),
+                "outcome_reason": failure.reason.value if failure else "aborted",
+                "message": reason,
+            },
+            emit=emit,
+            audit=[("deploy.bluegreen.abort", AuditOutcome.EXECUTED, f"{state_name}: {reason}")],
+        )
+
 
 def _canary_to_json(state: canary.CanaryState) -> dict[str, Any]:
     return {
@@ -1248,4 +1524,26 @@ def _canary_from_json(data: dict[str, Any]) -> canary.CanaryState:
         measurements={
             k: [Measurement.model_validate(m) for m in v] for k, v in (data.get("measurements") or {}).items()
         },
+    )
+
+
+def _bg_to_json(state: bluegreen.State) -> dict[str, Any]:
+    return {
+        "stage": state.stage.value,
+        "since": state.since.isoformat(),
+        "tracking": _tracking_to_json(state.tracking) if state.tracking else None,
+        "measurements": {k: [m.model_dump(mode="json") for m in v] for k, v in state.measurements.items()},
+        "preview_pointed": state.preview_pointed,
+    }
+
+
+def _bg_from_json(data: dict[str, Any]) -> bluegreen.State:
+    return bluegreen.State(
+        stage=bluegreen.Stage(data["stage"]),
+        since=datetime.fromisoformat(data["since"]),
+        tracking=_tracking_from_json(data["tracking"]) if data.get("tracking") else None,
+        measurements={
+            k: [Measurement.model_validate(m) for m in v] for k, v in (data.get("measurements") or {}).items()
+        },
+        preview_pointed=bool(data.get("preview_pointed", False)),
     )

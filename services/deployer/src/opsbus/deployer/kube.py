@@ -27,6 +27,8 @@ class KubePort(Protocol):
     async def patch_deployment(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> JSON: ...
     async def create_deployment(self, namespace: str, body: JSON) -> JSON: ...
     async def delete_deployment(self, namespace: str, name: str) -> None: ...
+    async def service(self, namespace: str, name: str) -> JSON: ...
+    async def patch_service(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> JSON: ...
 
 
 def api_client(kubeconfig: str | None) -> client.ApiClient:
@@ -45,6 +47,7 @@ class Kube:
     def __init__(self, api: client.ApiClient, *, timeout: float = 10.0) -> None:
         self._api = api
         self._apps = client.AppsV1Api(api)
+        self._core = client.CoreV1Api(api)
         self._timeout = timeout
 
     async def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -127,3 +130,19 @@ class Kube:
             )
         except NotFoundError:
             return
+
+    async def service(self, namespace: str, name: str) -> JSON:
+        obj = await self._call(
+            f"read Service {namespace}/{name}",
+            lambda: self._core.read_namespaced_service(name, namespace, _request_timeout=self._timeout),
+        )
+        return self._json(obj)
+
+    async def patch_service(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> JSON:
+        obj = await self._call(
+            f"patch Service {namespace}/{name}",
+            lambda: self._core.patch_namespaced_service(
+                name, namespace, patch, _content_type="application/json-patch+json", _request_timeout=self._timeout
+            ),
+        )
+        return self._json(obj)

@@ -141,6 +141,9 @@ def same_template(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 CANARY_LABEL = "opsbus.io/canary"
 CANARY_SUFFIX = "-canary"
+GREEN_LABEL = "opsbus.io/green"
+GREEN_SUFFIX = "-green"
+HASH_LABEL = "pod-template-hash"
 
 
 def canary_name(stable: str) -> str:
@@ -168,6 +171,18 @@ def canary_deployment(live: Mapping[str, Any], request: DeployRequested, rollout
     selects the stable pods selects the canary pods too) plus `opsbus.io/canary`, zero replicas to start."""
     if request.strategy is not Strategy.CANARY:
         raise ChangeRefused(DeployFailureReason.INVALID_REQUEST, "canary_deployment needs a canary request")
+    return _beside(live, request, rollout_id, suffix=CANARY_SUFFIX, label=CANARY_LABEL, replicas=0)
+
+
+def green_deployment(live: Mapping[str, Any], request: DeployRequested, rollout_id: str) -> dict[str, Any]:
+    """The `<name>-green` Deployment of a blue-green rollout: the new template at the stable replica count."""
+    replicas = int((live.get("spec") or {}).get("replicas", 1))
+    return _beside(live, request, rollout_id, suffix=GREEN_SUFFIX, label=GREEN_LABEL, replicas=replicas)
+
+
+def _beside(
+    live: Mapping[str, Any], request: DeployRequested, rollout_id: str, *, suffix: str, label: str, replicas: int
+) -> dict[str, Any]:
     template, _ = new_template(live, request, rollout_id)
     meta = live.get("metadata") or {}
     spec = live.get("spec") or {}
@@ -176,20 +191,20 @@ def canary_deployment(live: Mapping[str, Any], request: DeployRequested, rollout
         raise ChangeRefused(
             DeployFailureReason.INVALID_REQUEST, "canary needs a Deployment selected by matchLabels only"
         )
-    labels = {**((template.get("metadata") or {}).get("labels") or {}), **selector, CANARY_LABEL: "true"}
+    labels = {**((template.get("metadata") or {}).get("labels") or {}), **selector, label: "true"}
     template.setdefault("metadata", {})["labels"] = labels
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": canary_name(str(meta.get("name"))),
+            "name": f"{meta.get('name')}{suffix}",
             "namespace": meta.get("namespace"),
-            "labels": {**(meta.get("labels") or {}), CANARY_LABEL: "true"},
+            "labels": {**(meta.get("labels") or {}), label: "true"},
             "annotations": {ROLLOUT_ANNOTATION: rollout_id},
         },
         "spec": {
-            "replicas": 0,
-            "selector": {"matchLabels": {**selector, CANARY_LABEL: "true"}},
+            "replicas": replicas,
+            "selector": {"matchLabels": {**selector, label: "true"}},
             "template": template,
             "progressDeadlineSeconds": request.progress_deadline_seconds,
         },
@@ -197,9 +212,34 @@ def canary_deployment(live: Mapping[str, Any], request: DeployRequested, rollout
 
 
 def promoted_template(canary_template: Mapping[str, Any]) -> dict[str, Any]:
-    """The canary's template for the stable Deployment: without the canary label."""
+    """The canary's (or green stack's) template for the stable Deployment: without our stack labels."""
     template = copy.deepcopy(dict(canary_template))
     labels = (template.get("metadata") or {}).get("labels") or {}
     labels.pop(CANARY_LABEL, None)
+    labels.pop(GREEN_LABEL, None)
     labels.pop("pod-template-hash", None)
     return template
+
+
+def select_patch(service: Mapping[str, Any], original: Mapping[str, str], pod_hash: str | None) -> list[dict[str, Any]]:
+    """Point a Service at the pods of one ReplicaSet (`pod_hash`), or back at its original selector (None)."""
+    selector = {**original, HASH_LABEL: pod_hash} if pod_hash else dict(original)
+    version = (service.get("metadata") or {}).get("resourceVersion")
+    return [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+        {"op": "replace", "path": "/spec/selector", "value": selector},
+    ]
+
+
+def current_hash(deployment: Mapping[str, Any], replica_sets: list[Mapping[str, Any]]) -> str | None:
+    """The pod-template-hash of the Deployment's current ReplicaSet (the one at its revision)."""
+    revision = ((deployment.get("metadata") or {}).get("annotations") or {}).get("deployment.kubernetes.io/revision")
+    for rs in replica_sets:
+        meta = rs.get("metadata") or {}
+        if (
+            revision is not None
+            and (meta.get("annotations") or {}).get("deployment.kubernetes.io/revision") == revision
+        ):
+            value = (meta.get("labels") or {}).get(HASH_LABEL)
+            return str(value) if value else None
+    return None
