@@ -1,0 +1,134 @@
+"""What the gateway does on behalf of a caller: publish commands as events, call services, audit itself.
+
+* A deploy request is one transaction: the `deploy.requested` event and the gateway's audit entry go into
+  the outbox, and the request is recorded for status and authorization; the relay publishes after commit.
+* Alerts from Alertmanager are published directly and acknowledged by JetStream before the webhook answers
+  200, so Alertmanager's own retry covers a failure (their ids are deterministic: a retry is deduplicated).
+* Request-reply calls to services carry the caller's trace context; no answer is `ServiceUnavailableError`.
+* Every mutating call is audited (actor = the API key or OIDC subject, never a secret).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from nats.aio.client import Client
+from pydantic import BaseModel, JsonValue
+
+from opsbus.common.audit import Auditor
+from opsbus.common.bus import Publisher
+from opsbus.common.events import Envelope, ObjectRef
+from opsbus.common.events.payloads import DeployRequested
+from opsbus.common.events.payloads.audit import AuditOutcome
+from opsbus.common.events.payloads.common import Actor, ActorKind, ResourceRef
+from opsbus.common.rpc import call
+from opsbus.common.store import Database, add
+from opsbus.gateway import store
+from opsbus.gateway.domain.access import Principal
+
+SERVICE = "gateway"
+Resp = TypeVar("Resp", bound=BaseModel)
+
+
+def actor_of(principal: Principal) -> Actor:
+    kind = ActorKind.APIKEY if principal.kind == "apikey" else ActorKind.USER
+    return Actor(kind=kind, id=principal.id, display_name=principal.display_name)
+
+
+class Services:
+    """Request-reply to the other services (`opsbus.svc.<service>.<operation>`)."""
+
+    def __init__(self, nc: Client, *, timeout: float) -> None:
+        self.nc = nc
+        self.timeout = timeout
+
+    async def call(self, service: str, operation: str, request: BaseModel, response: type[Resp]) -> Resp:
+        return await call(self.nc, service, operation, request, response, timeout=self.timeout)
+
+
+class Commands:
+    def __init__(
+        self,
+        db: Database,
+        publisher: Publisher,
+        *,
+        cluster: str,
+        on_outbox: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.publisher = publisher
+        self.cluster = cluster
+        self.auditor = Auditor(service=SERVICE, cluster=cluster)
+        self._wake = on_outbox
+        self.clock = clock
+
+    async def request_deploy(self, payload: DeployRequested, principal: Principal, request_id: str) -> Envelope:
+        event = Envelope.build(payload, service=SERVICE, cluster=payload.cluster, obj=payload.workload.as_object_ref())
+        audit = self.auditor.entry(
+            action="deploy.request",
+            target=payload.workload.as_resource_ref(),
+            outcome=AuditOutcome.EXECUTED,
+            reason=payload.reason or f"{payload.strategy.value} requested through the gateway",
+            details={"strategy": payload.strategy.value, "images": dict(payload.images), "request_id": event.id},
+            actor=actor_of(principal),
+            cause=event,
+            request_id=request_id,
+            idempotency_key=f"deploy:{event.id}",
+        )
+        audit = audit.model_copy(update={"source": f"/opsbus/{SERVICE}/{payload.cluster}"})
+        async with self.db.sessions.begin() as session:
+            await add(session, store.TABLES.outbox, event)
+            await add(session, store.TABLES.outbox, audit)
+            await session.execute(
+                store.deploy_requests.insert().values(
+                    request_id=event.id,
+                    cluster=payload.cluster,
+                    namespace=payload.workload.namespace,
+                    kind=payload.workload.kind,
+                    name=payload.workload.name,
+                    strategy=payload.strategy.value,
+                    requester=principal.label,
+                    requested_at=event.time,
+                )
+            )
+        self._wake()
+        return event
+
+    async def audit(
+        self,
+        principal: Principal,
+        *,
+        action: str,
+        target: ResourceRef,
+        reason: str,
+        request_id: str,
+        cluster: str | None = None,
+        outcome: AuditOutcome = AuditOutcome.EXECUTED,
+        details: Mapping[str, JsonValue] | None = None,
+    ) -> None:
+        entry = self.auditor.entry(
+            action=action,
+            target=target,
+            outcome=outcome,
+            reason=reason,
+            details=details,
+            actor=actor_of(principal),
+            request_id=request_id,
+        )
+        if cluster and cluster != self.cluster:
+            entry = entry.model_copy(update={"source": f"/opsbus/{SERVICE}/{cluster}"})
+        async with self.db.sessions.begin() as session:
+            await add(session, store.TABLES.outbox, entry)
+        self._wake()
+
+    async def publish_alerts(self, events: Sequence[Envelope]) -> None:
+        futures = [await self.publisher.send(event) for event in events]
+        for future in futures:
+            await future
+
+
+def cluster_object(kind: str, name: str) -> ObjectRef:
+    return ObjectRef(kind=kind, name=name)

@@ -1,0 +1,30 @@
+"""Everything a request handler may use, built once by `service.setup` (or a test) and put on the app."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from opsbus.gateway.commands import Commands, Services
+from opsbus.gateway.domain.ratelimit import RateLimiter
+from opsbus.gateway.keystore import KeyStore
+from opsbus.gateway.oidc import JwtVerifier
+from opsbus.gateway.readmodel import ReadModel
+from opsbus.gateway.settings import GatewaySettings
+from opsbus.gateway.streaming import EventStreams
+
+
+@dataclass
+class GatewayContext:
+    settings: GatewaySettings
+    keys: KeyStore
+    jwt: JwtVerifier
+    limiter: RateLimiter
+    reads: ReadModel
+    commands: Commands
+    services: Services
+    streams: EventStreams
+    registry: CollectorRegistry
+    readiness: Callable[[], Awaitable[dict[str, str]]]

@@ -1,0 +1,250 @@
+"""The gateway's read models: the audit trail and incidents, built from the bus, queried by the API.
+
+Consumers (durable, shared by replicas; each event claimed in the inbox in the same transaction as its
+row, and rows keyed by event id, so a redelivery changes nothing):
+* `gateway-audit` on AUDIT: every `audit.recorded` into `audit_entries`;
+* `gateway-alerts` on ALERT: `alert.fired` opens an incident (keyed by the firing event's id, which is the
+  chain's correlation id), `alert.resolved` closes the open incident with the same cluster and fingerprint;
+* `gateway-chains` on RECOVERY and NOTIFY: every recovery and notification event into `incident_events`,
+  joined to incidents by correlation id.
+
+Queries narrow themselves to the caller's namespaces and clusters (`visible_*` from the access rules) in SQL,
+so a tenant's page never contains, and its cursor never skips over, another tenant's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from opsbus.common.bus import Delivery
+from opsbus.common.errors import SkipError
+from opsbus.common.events.payloads import AlertFired, AlertResolved, AuditRecorded
+from opsbus.common.store import Database, claim
+from opsbus.gateway import store
+
+AUDIT_CONSUMER = "gateway-audit"
+ALERT_CONSUMER = "gateway-alerts"
+CHAIN_CONSUMER = "gateway-chains"
+
+
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """What a caller may see: None means everything along that axis."""
+
+    namespaces: frozenset[str] | None
+    clusters: frozenset[str] | None
+
+    def apply(self, query: Select[Any], namespace_col: Any, cluster_col: Any) -> Select[Any]:
+        if self.namespaces is not None:
+            query = query.where(namespace_col.in_(sorted(self.namespaces)))
+        if self.clusters is not None:
+            query = query.where(cluster_col.in_(sorted(self.clusters)))
+        return query
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    namespace: str | None = None
+    cluster: str | None = None
+    action: str | None = None
+    actor: str | None = None
+    outcome: str | None = None
+    correlation_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after: int | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentFilter:
+    namespace: str | None = None
+    cluster: str | None = None
+    status: str | None = None
+    severity: str | None = None
+    alertname: str | None = None
+    since: datetime | None = None
+    before: int | None = None
+    limit: int = 50
+
+
+class ReadModel:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- consumers ------------------------------------------------------------------------------------
+    async def on_audit(self, delivery: Delivery) -> None:
+        event = delivery.event
+        if event.type != AuditRecorded.event_type:
+            raise SkipError(f"not an audit entry: {event.type}")
+        entry = event.payload_as(AuditRecorded)
+        async with self.db.sessions.begin() as session:
+            if not await claim(session, store.TABLES.inbox, AUDIT_CONSUMER, event.id):
+                return
+            await session.execute(
+                pg_insert(store.audit_entries)
+                .values(
+                    event_id=event.id,
+                    time=event.time,
+                    service=event.service,
+                    cluster=event.cluster,
+                    namespace=entry.target.namespace,
+                    actor_kind=entry.actor.kind.value,
+                    actor_id=entry.actor.id,
+                    action=entry.action,
+                    target_kind=entry.target.kind,
+                    target_name=entry.target.name,
+                    outcome=entry.outcome.value,
+                    reason=entry.reason,
+                    details=entry.details,
+                    request_id=entry.request_id,
+                    correlation_id=event.correlationid,
+                    dry_run=entry.dry_run,
+                )
+                .on_conflict_do_nothing(index_elements=[store.audit_entries.c.event_id])
+            )
+
+    async def on_alert(self, delivery: Delivery) -> None:
+        event = delivery.event
+        t = store.incidents
+        async with self.db.sessions.begin() as session:
+            if not await claim(session, store.TABLES.inbox, ALERT_CONSUMER, event.id):
+                return
+            if event.type == AlertFired.event_type:
+                alert = event.payload_as(AlertFired)
+                await session.execute(
+                    pg_insert(t)
+                    .values(
+                        id=event.correlationid or event.id,
+                        cluster=event.cluster,
+                        namespace=event.object.namespace,
+                        fingerprint=alert.fingerprint,
+                        alertname=alert.alertname,
+                        severity=alert.severity.value,
+                        status="firing",
+                        source=alert.source.value,
+                        summary=alert.annotations.summary,
+                        subject=event.subject,
+                        labels=alert.labels,
+                        alert=event.data,
+                        starts_at=alert.starts_at,
+                        ends_at=None,
+                        updated_at=event.time,
+                    )
+                    .on_conflict_do_nothing(index_elements=[t.c.id])
+                )
+            elif event.type == AlertResolved.event_type:
+                resolved = event.payload_as(AlertResolved)
+                open_one = (
+                    select(t.c.seq)
+                    .where(t.c.cluster == event.cluster, t.c.fingerprint == resolved.fingerprint)
+                    .where(t.c.status == "firing")
+                    .order_by(t.c.seq.desc())
+                    .limit(1)
+                    .scalar_subquery()
+                )
+                await session.execute(
+                    update(t)
+                    .where(t.c.seq == open_one)
+                    .values(status="resolved", ends_at=resolved.ends_at, updated_at=event.time)
+                )
+
+    async def on_chain(self, delivery: Delivery) -> None:
+        event = delivery.event
+        async with self.db.sessions.begin() as session:
+            if not await claim(session, store.TABLES.inbox, CHAIN_CONSUMER, event.id):
+                return
+            await session.execute(
+                pg_insert(store.incident_events)
+                .values(
+                    event_id=event.id,
+                    correlation_id=event.correlationid or event.id,
+                    type=event.type,
+                    time=event.time,
+                    subject=event.subject,
+                    data=event.data,
+                )
+                .on_conflict_do_nothing(index_elements=[store.incident_events.c.event_id])
+            )
+
+    # --- queries --------------------------------------------------------------------------------------
+    async def audit(self, f: AuditFilter, visibility: Visibility) -> list[dict[str, Any]]:
+        t = store.audit_entries
+        q = select(t)
+        q = visibility.apply(q, t.c.namespace, t.c.cluster)
+        for column, value in (
+            (t.c.namespace, f.namespace),
+            (t.c.cluster, f.cluster),
+            (t.c.action, f.action),
+            (t.c.actor_id, f.actor),
+            (t.c.outcome, f.outcome),
+            (t.c.correlation_id, f.correlation_id),
+        ):
+            if value is not None:
+                q = q.where(column == value)
+        if f.since is not None:
+            q = q.where(t.c.time >= f.since)
+        if f.until is not None:
+            q = q.where(t.c.time < f.until)
+        if f.after is not None:
+            q = q.where(t.c.seq < f.after)
+        q = q.order_by(t.c.seq.desc()).limit(f.limit)
+        async with self.db.sessions() as session:
+            return [dict(r._mapping) for r in (await session.execute(q)).all()]
+
+    async def incidents(self, f: IncidentFilter, visibility: Visibility) -> list[dict[str, Any]]:
+        t = store.incidents
+        q = visibility.apply(select(t), t.c.namespace, t.c.cluster)
+        for column, value in (
+            (t.c.namespace, f.namespace),
+            (t.c.cluster, f.cluster),
+            (t.c.status, f.status),
+            (t.c.severity, f.severity),
+            (t.c.alertname, f.alertname),
+        ):
+            if value is not None:
+                q = q.where(column == value)
+        if f.since is not None:
+            q = q.where(or_(t.c.ends_at.is_(None), t.c.ends_at >= f.since))
+        if f.before is not None:
+            q = q.where(t.c.seq < f.before)
+        q = q.order_by(t.c.seq.desc()).limit(f.limit)
+        async with self.db.sessions() as session:
+            return [dict(r._mapping) for r in (await session.execute(q)).all()]
+
+    async def incident(self, incident_id: str) -> dict[str, Any] | None:
+        t = store.incidents
+        async with self.db.sessions() as session:
+            row = (await session.execute(select(t).where(t.c.id == incident_id))).first()
+        return dict(row._mapping) if row is not None else None
+
+    async def chain(self, correlation_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Recovery and notification events per correlation id, oldest first."""
+        if not correlation_ids:
+            return {}
+        e = store.incident_events
+        q = select(e).where(e.c.correlation_id.in_(list(correlation_ids))).order_by(e.c.time, e.c.event_id)
+        out: dict[str, list[dict[str, Any]]] = {cid: [] for cid in correlation_ids}
+        async with self.db.sessions() as session:
+            for r in (await session.execute(q)).all():
+                out[r.correlation_id].append(dict(r._mapping))
+        return out
+
+    async def record_deploy_request(self, values: dict[str, Any]) -> None:
+        async with self.db.sessions.begin() as session:
+            await session.execute(insert(store.deploy_requests).values(**values))
+
+    async def deploy_request(self, request_id: str) -> dict[str, Any] | None:
+        t = store.deploy_requests
+        async with self.db.sessions() as session:
+            row = (await session.execute(select(t).where(t.c.request_id == request_id))).first()
+        return dict(row._mapping) if row is not None else None
+
+
+__all__ = ["AuditFilter", "IncidentFilter", "ReadModel", "Visibility"]

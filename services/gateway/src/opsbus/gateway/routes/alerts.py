@@ -1,0 +1,75 @@
+"""`POST /v1/alerts/alertmanager`: Alertmanager's webhook (payload version 4) -> `alert.fired`/`alert.resolved`.
+
+It has its own credentials (Alertmanager's `http_config`: `authorization` bearer token or `basic_auth`),
+configured in `OPSBUS_GATEWAY__ALERTMANAGER__*`; with none configured every call is refused. The answer is
+200 only after JetStream stored every event, so Alertmanager's retry covers any failure (503 until NATS is
+back); ids are deterministic, so a retried notification is deduplicated by the stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from pydantic import BaseModel
+
+from opsbus.common.errors import TransientError
+from opsbus.common.rpc import ServiceUnavailableError
+from opsbus.gateway.auth import Ctx, unauthorized
+from opsbus.gateway.domain.alertmanager import AlertmanagerWebhook, MappingError, to_events
+from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem, ProblemError
+from opsbus.gateway.settings import AlertmanagerSettings
+
+router = APIRouter(tags=["alerts"], responses=PROBLEM_RESPONSES)
+
+
+class Accepted(BaseModel):
+    accepted: int
+    fired: int
+    resolved: int
+    event_ids: list[str]
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def check_credentials(settings: AlertmanagerSettings, authorization: str | None) -> None:
+    if settings.bearer_token is None and (settings.username is None or settings.password is None):
+        raise unauthorized("the Alertmanager receiver has no credentials configured, so it accepts nothing")
+    if not authorization:
+        raise unauthorized("credentials required")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and settings.bearer_token is not None:
+        if _same(value.strip(), settings.bearer_token.get_secret_value()):
+            return
+    elif scheme.lower() == "basic" and settings.username and settings.password is not None:
+        try:
+            user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise unauthorized("malformed basic credentials") from None
+        if _same(user, settings.username) & _same(password, settings.password.get_secret_value()):
+            return
+    raise unauthorized("wrong credentials")
+
+
+@router.post("/v1/alerts/alertmanager", summary="Alertmanager webhook receiver (payload version 4)")
+async def alertmanager(
+    *, body: AlertmanagerWebhook, ctx: Ctx, authorization: Annotated[str | None, Header()] = None
+) -> Accepted:
+    check_credentials(ctx.settings.gateway.alertmanager, authorization)
+    try:
+        events = to_events(body, default_cluster=ctx.settings.cluster, now=datetime.now(UTC))
+    except MappingError as exc:
+        errors = [ProblemError(pointer="#" + p.pointer, detail=p.detail) for p in exc.problems]
+        raise ApiProblem(422, "some alerts cannot become opsbus events", slug="validation", errors=errors) from None
+    try:
+        await ctx.commands.publish_alerts(events)
+    except TransientError as exc:
+        raise ServiceUnavailableError(f"the event bus did not acknowledge: {exc}") from exc
+    fired = sum(1 for e in events if e.verb == "fired")
+    return Accepted(accepted=len(events), fired=fired, resolved=len(events) - fired, event_ids=[e.id for e in events])

@@ -1,0 +1,125 @@
+"""`/v1/keys`: API keys (admin). The token is in the create response only; a key never out-scopes its maker."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Literal
+
+from fastapi import APIRouter, Path, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from opsbus.common.events.payloads.common import ResourceRef
+from opsbus.gateway.auth import Admin, Ctx, RequestId
+from opsbus.gateway.domain.access import ALL, Denied, Role, Scope
+from opsbus.gateway.keystore import KeyRecord
+from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem, ProblemError
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=PROBLEM_RESPONSES)
+_NAME = r"^(\*|[A-Za-z0-9_][A-Za-z0-9_\-]{0,252})$"
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200, description="What the key is for, e.g. `ci-payments`.")
+    role: Literal["viewer", "operator", "admin"]
+    namespaces: list[str] = Field(min_length=1, max_length=500, description='Namespaces, or `["*"]` for all.')
+    clusters: list[str] = Field(default=[ALL], min_length=1, max_length=100, description="Clusters, or `*`.")
+    expires_at: AwareDatetime | None = Field(default=None, description="Expiry; or give ttl_seconds.")
+    ttl_seconds: int | None = Field(default=None, ge=60, le=400 * 86400)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "ci-payments", "role": "operator", "namespaces": ["payments"], "ttl_seconds": 86400}]
+        }
+    )
+
+
+class KeyView(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    role: str
+    namespaces: list[str]
+    clusters: list[str]
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyView):
+    token: str = Field(description="The API key. Shown this once; store it in a secret manager.")
+
+
+class KeyList(BaseModel):
+    items: list[KeyView]
+
+
+def view(r: KeyRecord) -> KeyView:
+    return KeyView(
+        id=r.id,
+        name=r.name,
+        prefix=r.prefix,
+        role=str(r.role),
+        namespaces=list(r.namespaces),
+        clusters=list(r.clusters),
+        created_at=r.created_at,
+        created_by=r.created_by,
+        expires_at=r.expires_at,
+        revoked_at=r.revoked_at,
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create an API key (the token is shown once)")
+async def create_key(*, body: KeyCreate, who: Admin, ctx: Ctx, rid: RequestId) -> KeyCreated:
+    for field, names in (("namespaces", body.namespaces), ("clusters", body.clusters)):
+        for index, name in enumerate(names):
+            if not re.match(_NAME, name):
+                problem = ProblemError(pointer=f"#/{field}/{index}", detail="not a valid name, nor `*`")
+                raise ApiProblem(422, f"{name!r} is not a name or `*`", slug="validation", errors=[problem])
+    if body.expires_at is not None and body.ttl_seconds is not None:
+        raise ApiProblem(422, "give expires_at or ttl_seconds, not both", slug="validation")
+    role = Role.parse(body.role)
+    scope = Scope.of(body.namespaces, body.clusters)
+    if role > who.role or not who.scope.covers(scope):
+        raise Denied("a key may not have a higher role or a wider scope than the key that creates it")
+    expires = body.expires_at
+    if body.ttl_seconds is not None:
+        expires = ctx.keys.clock() + timedelta(seconds=body.ttl_seconds)
+    record, token = await ctx.keys.create(
+        name=body.name,
+        role=role,
+        namespaces=body.namespaces,
+        clusters=body.clusters,
+        created_by=who.label,
+        expires_at=expires,
+    )
+    await ctx.commands.audit(
+        who,
+        action="apikey.create",
+        target=ResourceRef(kind="ApiKey", name=record.id),
+        reason=f"key {body.name!r} ({body.role}) for namespaces {','.join(body.namespaces)}",
+        request_id=rid,
+        details={"role": body.role, "namespaces": ",".join(body.namespaces), "clusters": ",".join(body.clusters)},
+    )
+    return KeyCreated(**view(record).model_dump(), token=token)
+
+
+@router.get("", summary="List API keys (no secrets)")
+async def list_keys(*, who: Admin, ctx: Ctx) -> KeyList:
+    records = [r for r in await ctx.keys.list() if who.scope.covers(Scope.of(r.namespaces, r.clusters))]
+    return KeyList(items=[view(r) for r in records])
+
+
+@router.delete("/{key_id}", summary="Revoke an API key (immediately on this replica)")
+async def revoke_key(
+    *, who: Admin, ctx: Ctx, rid: RequestId, key_id: str = Path(min_length=1, max_length=64)
+) -> KeyView:
+    record = await ctx.keys.get(key_id)
+    if not who.scope.covers(Scope.of(record.namespaces, record.clusters)):
+        raise Denied("the key is outside your scope", hidden=True)
+    record = await ctx.keys.revoke(key_id, by=who.label)
+    await ctx.commands.audit(
+        who, action="apikey.revoke", target=ResourceRef(kind="ApiKey", name=key_id), reason="revoked", request_id=rid
+    )
+    return view(record)

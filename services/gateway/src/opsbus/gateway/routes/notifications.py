@@ -1,0 +1,125 @@
+"""`/v1/silences` (create, list, expire) and `/v1/routes` (read, validate) through the notifier.
+
+A silence belongs to the namespace of its `namespace="..."` equality matcher. A caller scoped to some
+namespaces must give such a matcher inside its scope (it cannot mute another tenant's alerts) and sees only
+those silences; a silence without one is cluster-wide (callers with every namespace only). Routes are
+configuration as code (the notifier's YAML): the gateway reads and validates them, it does not edit them.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Path
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from opsbus.common.api import notifier as api
+from opsbus.common.events.payloads.common import ResourceRef
+from opsbus.gateway.auth import Ctx, Operator, RequestId, Viewer
+from opsbus.gateway.domain.access import Denied, Principal, Role, authorize, can_see
+from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem
+
+router = APIRouter(tags=["notifications"], responses=PROBLEM_RESPONSES)
+_NAMESPACE_MATCHER = re.compile(r'^\s*namespace\s*=\s*"?([A-Za-z0-9_][A-Za-z0-9_\-]*)"?\s*$')
+
+
+class SilenceCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "matchers": ['namespace="payments"', 'alertname="KubePodCrashLooping"'],
+                    "duration_seconds": 3600,
+                    "comment": "checkout migration",
+                }
+            ]
+        },
+    )
+
+    matchers: list[str] = Field(min_length=1, max_length=50)
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    duration_seconds: float | None = Field(default=None, gt=0, le=90 * 86400)
+    comment: str = Field(min_length=1, max_length=2000)
+
+
+def namespace_of(matchers: list[str]) -> str | None:
+    for m in matchers:
+        found = _NAMESPACE_MATCHER.match(m)
+        if found:
+            return found.group(1)
+    return None
+
+
+def _who(who: Principal) -> str:
+    return (who.display_name or who.label)[:253]
+
+
+@router.post("/v1/silences", status_code=201, summary="Mute matching alerts for a while")
+async def create_silence(*, body: SilenceCreate, who: Operator, ctx: Ctx, rid: RequestId) -> api.SilenceView:
+    namespace = namespace_of(body.matchers)
+    authorize(who, Role.OPERATOR, namespace=namespace, cluster=ctx.settings.cluster)
+    if (body.ends_at is None) == (body.duration_seconds is None):
+        raise ApiProblem(422, "give exactly one of ends_at and duration_seconds", slug="validation")
+    request = api.CreateSilenceRequest(**body.model_dump(), created_by=_who(who))
+    silence = await ctx.services.call(api.SERVICE, "create_silence", request, api.SilenceView)
+    await ctx.commands.audit(
+        who,
+        action="silence.create",
+        target=ResourceRef(kind="Silence", namespace=namespace, name=silence.id),
+        reason=body.comment,
+        request_id=rid,
+        details={"matchers": list(silence.matchers), "ends_at": silence.ends_at.isoformat()},
+    )
+    return silence
+
+
+@router.get("/v1/silences", summary="Silences visible to you")
+async def list_silences(*, who: Viewer, ctx: Ctx, state: api.SilenceState | None = None) -> api.SilenceList:
+    answer = await ctx.services.call(
+        api.SERVICE, "list_silences", api.ListSilencesRequest(state=state), api.SilenceList
+    )
+    visible = [
+        s for s in answer.silences if can_see(who, namespace=namespace_of(s.matchers), cluster=ctx.settings.cluster)
+    ]
+    return api.SilenceList(silences=visible)
+
+
+@router.delete("/v1/silences/{silence_id}", summary="Expire a silence now")
+async def expire_silence(
+    *, who: Operator, ctx: Ctx, rid: RequestId, silence_id: str = Path(min_length=1, max_length=64)
+) -> api.SilenceView:
+    answer = await ctx.services.call(api.SERVICE, "list_silences", api.ListSilencesRequest(), api.SilenceList)
+    found = next((s for s in answer.silences if s.id == silence_id), None)
+    namespace = namespace_of(found.matchers) if found else None
+    if found is None or not can_see(who, namespace=namespace, cluster=ctx.settings.cluster):
+        raise ApiProblem(404, f"no silence {silence_id}", slug="not-found")
+    authorize(who, Role.OPERATOR, namespace=namespace, cluster=ctx.settings.cluster)
+    request = api.ExpireSilenceRequest(id=silence_id, expired_by=_who(who))
+    silence = await ctx.services.call(api.SERVICE, "expire_silence", request, api.SilenceView)
+    await ctx.commands.audit(
+        who,
+        action="silence.expire",
+        target=ResourceRef(kind="Silence", namespace=namespace, name=silence_id),
+        reason="expired through the gateway",
+        request_id=rid,
+    )
+    return silence
+
+
+class RoutesYaml(BaseModel):
+    yaml: str = Field(min_length=1, max_length=1_000_000, description="A whole notifier configuration YAML.")
+
+
+@router.get("/v1/routes", summary="The notification routing tree in force (no secrets)")
+async def get_routes(*, who: Viewer, ctx: Ctx) -> api.RoutesView:
+    if not who.scope.covers_cluster(ctx.settings.cluster):
+        raise Denied(f"not allowed in cluster {ctx.settings.cluster}")
+    return await ctx.services.call(api.SERVICE, "get_routes", api.Empty(), api.RoutesView)
+
+
+@router.post("/v1/routes/validate", summary="Validate a notifier configuration without applying it")
+async def validate_routes(*, body: RoutesYaml, who: Operator, ctx: Ctx) -> api.ValidateRoutesResponse:
+    request = api.ValidateRoutesRequest(yaml=body.yaml)
+    return await ctx.services.call(api.SERVICE, "validate_routes", request, api.ValidateRoutesResponse)

@@ -1,0 +1,190 @@
+"""`/v1/audit` (who did what, from every service's `audit.recorded`) and `/v1/incidents` (alerts with their
+recoveries and notifications): filtered, newest first, paginated by an opaque cursor, and limited in SQL to
+the caller's namespaces and clusters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from opsbus.gateway.auth import Ctx, Viewer
+from opsbus.gateway.domain.access import Denied, Principal, visible_clusters, visible_namespaces
+from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem
+from opsbus.gateway.readmodel import AuditFilter, IncidentFilter, Visibility
+
+router = APIRouter(responses=PROBLEM_RESPONSES)
+_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,252}$"
+
+
+class AuditEntry(BaseModel):
+    id: str
+    time: datetime
+    service: str
+    cluster: str
+    namespace: str | None
+    actor: dict[str, str]
+    action: str
+    target: dict[str, str | None]
+    outcome: str
+    reason: str
+    details: dict[str, Any]
+    request_id: str | None
+    correlation_id: str | None
+    dry_run: bool
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end.")
+
+
+class ChainEvent(BaseModel):
+    id: str
+    type: str
+    time: datetime
+    subject: str
+    data: dict[str, Any]
+
+
+class Incident(BaseModel):
+    id: str = Field(description="Id of the alert.fired event; the correlation id of everything that followed.")
+    cluster: str
+    namespace: str | None
+    fingerprint: str
+    alertname: str
+    severity: str
+    status: Literal["firing", "resolved"]
+    source: str
+    summary: str
+    subject: str
+    labels: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+    recoveries: list[ChainEvent]
+    notifications: list[ChainEvent]
+    alert: dict[str, Any] | None = Field(default=None, description="The full alert with evidence (single GET).")
+
+
+class IncidentPage(BaseModel):
+    items: list[Incident]
+    next_cursor: str | None
+
+
+def _visibility(who: Principal) -> Visibility:
+    return Visibility(visible_namespaces(who), visible_clusters(who))
+
+
+def _cursor(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise ApiProblem(422, "cursor is not one this API returned", slug="validation")
+    return int(value)
+
+
+def _check_filter(who: Principal, namespace: str | None, cluster: str | None) -> None:
+    """Asking for a namespace or cluster outside your scope is 403, not an empty page."""
+    if namespace is not None and not who.scope.covers_namespace(namespace):
+        raise Denied(f"not allowed on namespace {namespace}")
+    if cluster is not None and not who.scope.covers_cluster(cluster):
+        raise Denied(f"not allowed in cluster {cluster}")
+
+
+@router.get("/v1/audit", tags=["audit"], summary="The audit trail: decisions and mutating calls, newest first")
+async def audit(
+    *,
+    who: Viewer,
+    ctx: Ctx,
+    namespace: str | None = Query(default=None, pattern=_NAME),
+    cluster: str | None = Query(default=None, pattern=_NAME),
+    action: str | None = Query(default=None, max_length=200),
+    actor: str | None = Query(default=None, max_length=253),
+    outcome: Literal["executed", "skipped", "dry_run", "denied", "failed"] | None = None,
+    correlation_id: str | None = Query(default=None, max_length=200),
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = Query(default=None, max_length=20),
+    limit: int = Query(default=50, ge=1, le=500),
+) -> AuditPage:
+    _check_filter(who, namespace, cluster)
+    f = AuditFilter(namespace, cluster, action, actor, outcome, correlation_id, since, until, _cursor(cursor), limit)
+    rows = await ctx.reads.audit(f, _visibility(who))
+    items = [
+        AuditEntry(
+            id=r["event_id"],
+            time=r["time"],
+            service=r["service"],
+            cluster=r["cluster"],
+            namespace=r["namespace"],
+            actor={"kind": r["actor_kind"], "id": r["actor_id"]},
+            action=r["action"],
+            target={"kind": r["target_kind"], "namespace": r["namespace"], "name": r["target_name"]},
+            outcome=r["outcome"],
+            reason=r["reason"],
+            details=r["details"],
+            request_id=r["request_id"],
+            correlation_id=r["correlation_id"],
+            dry_run=r["dry_run"],
+        )
+        for r in rows
+    ]
+    return AuditPage(items=items, next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
+
+
+def _incident(row: dict[str, Any], chain: list[dict[str, Any]], *, full: bool) -> Incident:
+    events = [
+        ChainEvent(id=e["event_id"], type=e["type"], time=e["time"], subject=e["subject"], data=e["data"])
+        for e in chain
+    ]
+    return Incident(
+        id=row["id"],
+        cluster=row["cluster"],
+        namespace=row["namespace"],
+        fingerprint=row["fingerprint"],
+        alertname=row["alertname"],
+        severity=row["severity"],
+        status=row["status"],
+        source=row["source"],
+        summary=row["summary"],
+        subject=row["subject"],
+        labels=row["labels"],
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        recoveries=[e for e in events if ".recovery." in e.type],
+        notifications=[e for e in events if ".notify." in e.type],
+        alert=row["alert"] if full else None,
+    )
+
+
+@router.get("/v1/incidents", tags=["incidents"], summary="Alerts with their recoveries and notifications")
+async def incidents(
+    *,
+    who: Viewer,
+    ctx: Ctx,
+    namespace: str | None = Query(default=None, pattern=_NAME),
+    cluster: str | None = Query(default=None, pattern=_NAME),
+    status: Literal["firing", "resolved"] | None = None,
+    severity: Literal["critical", "warning", "info"] | None = None,
+    alertname: str | None = Query(default=None, max_length=200),
+    since: datetime | None = None,
+    cursor: str | None = Query(default=None, max_length=20),
+    limit: int = Query(default=50, ge=1, le=200),
+) -> IncidentPage:
+    _check_filter(who, namespace, cluster)
+    f = IncidentFilter(namespace, cluster, status, severity, alertname, since, _cursor(cursor), limit)
+    rows = await ctx.reads.incidents(f, _visibility(who))
+    chains = await ctx.reads.chain([r["id"] for r in rows])
+    items = [_incident(r, chains.get(r["id"], []), full=False) for r in rows]
+    return IncidentPage(items=items, next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
+
+
+@router.get("/v1/incidents/{incident_id}", tags=["incidents"], summary="One incident with its evidence")
+async def incident(*, who: Viewer, ctx: Ctx, incident_id: str = Path(min_length=1, max_length=200)) -> Incident:
+    row = await ctx.reads.incident(incident_id)
+    if row is None or not (who.scope.covers_namespace(row["namespace"]) and who.scope.covers_cluster(row["cluster"])):
+        raise ApiProblem(404, f"no incident {incident_id}", slug="not-found")
+    chains = await ctx.reads.chain([incident_id])
+    return _incident(row, chains[incident_id], full=True)

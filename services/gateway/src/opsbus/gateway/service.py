@@ -1,0 +1,204 @@
+"""Wiring of the gateway: database, bus, outbox relay, read-model consumers, the HTTP API on uvicorn,
+readiness, retention and ordered shutdown. No decisions are made here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from opsbus.common.bus import Bus, ConsumerSpec
+from opsbus.common.runtime import Runtime
+from opsbus.common.store import Database, OutboxRelay, RelayOptions, RetentionRule, check_schema_current, purge_all
+from opsbus.gateway import store
+from opsbus.gateway.app import create_app
+from opsbus.gateway.commands import Commands, Services
+from opsbus.gateway.context import GatewayContext
+from opsbus.gateway.domain.ratelimit import RateLimiter
+from opsbus.gateway.keystore import KeyStore
+from opsbus.gateway.oidc import JwtVerifier
+from opsbus.gateway.readmodel import ALERT_CONSUMER, AUDIT_CONSUMER, CHAIN_CONSUMER, ReadModel
+from opsbus.gateway.settings import GatewaySettings
+from opsbus.gateway.streaming import EventStreams, StreamOptions
+
+log = logging.getLogger(__name__)
+
+SERVICE = "gateway"
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the runtime owns SIGTERM and the shutdown order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        yield
+
+
+@dataclass
+class Gateway:
+    ctx: GatewayContext
+    app: FastAPI
+    bus: Bus
+    db: Database
+    port: int | None = None
+
+
+def consumer_specs() -> list[tuple[ConsumerSpec, str]]:
+    return [
+        (
+            ConsumerSpec(
+                durable=AUDIT_CONSUMER,
+                stream="AUDIT",
+                subjects=["audit.>"],
+                max_deliver=10,
+                backoff=(0.1, 1.0, 5.0, 30.0),
+                description="gateway: audit.recorded into the queryable audit table",
+            ),
+            "on_audit",
+        ),
+        (
+            ConsumerSpec(
+                durable=ALERT_CONSUMER,
+                stream="ALERT",
+                subjects=["alert.>"],
+                max_deliver=10,
+                backoff=(0.1, 1.0, 5.0, 30.0),
+                description="gateway: alerts into the incidents read model",
+            ),
+            "on_alert",
+        ),
+        (
+            ConsumerSpec(
+                durable=f"{CHAIN_CONSUMER}-recovery",
+                stream="RECOVERY",
+                subjects=["recovery.>"],
+                max_deliver=10,
+                backoff=(0.1, 1.0, 5.0, 30.0),
+                description="gateway: recoveries of incidents",
+            ),
+            "on_chain",
+        ),
+        (
+            ConsumerSpec(
+                durable=f"{CHAIN_CONSUMER}-notify",
+                stream="NOTIFY",
+                subjects=["notify.>"],
+                max_deliver=10,
+                backoff=(0.1, 1.0, 5.0, 30.0),
+                description="gateway: notifications of incidents",
+            ),
+            "on_chain",
+        ),
+    ]
+
+
+async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gateway:
+    """Start everything; with `serve_http=False` the app is returned unserved (tests use ASGI transport)."""
+    s = rt.settings
+    opts = s.gateway
+    db = Database.from_settings(s.database, application_name=f"opsbus-{SERVICE}")
+    rt.on_shutdown(db.close, "database")
+    await check_schema_current(db.engine, store.MIGRATIONS, store.SCHEMA, service=SERVICE)
+    rt.add_check("database", db.ping)
+
+    bus = await Bus.connect(
+        s.nats,
+        service=SERVICE,
+        registry=rt.registry,
+        tracer_provider=rt.tracer_provider,
+        shutdown_grace=s.shutdown_grace_seconds,
+        instance=rt.instance,
+    )
+    rt.on_shutdown(bus.close, "bus")
+    rt.add_check("nats", lambda: bus.connected)
+    await bus.ensure_streams()
+
+    relay = OutboxRelay(
+        db.engine, store.TABLES.outbox, bus.publisher, registry=rt.registry, options=RelayOptions(poll_interval=1.0)
+    )
+    await relay.start()
+    rt.on_shutdown(relay.stop, "outbox relay")
+
+    reads = ReadModel(db)
+    for spec, method in consumer_specs():
+        bus.consumer(spec, getattr(reads, method))
+    await bus.start()
+
+    http = httpx.AsyncClient(follow_redirects=False)
+    rt.on_shutdown(http.aclose, "http client")
+    ctx = GatewayContext(
+        settings=s,
+        keys=KeyStore(db, cache_seconds=opts.key_cache_seconds),
+        jwt=JwtVerifier(opts.oidc, http),
+        limiter=RateLimiter(opts.rate_per_second, opts.rate_burst),
+        reads=reads,
+        commands=Commands(db, bus.publisher, cluster=s.cluster, on_outbox=relay.wake),
+        services=Services(bus.nc, timeout=opts.rpc_timeout_seconds),
+        streams=EventStreams(
+            bus.js,
+            options=StreamOptions(opts.sse_heartbeat_seconds, opts.sse_queue, opts.sse_max_clients),
+            registry=rt.registry,
+        ),
+        registry=rt.registry,
+        readiness=rt.readiness,
+    )
+    app = create_app(ctx)
+    gateway = Gateway(ctx=ctx, app=app, bus=bus, db=db)
+
+    keep = timedelta(days=opts.audit_retention_days)
+    incidents_keep = timedelta(days=opts.incident_retention_days)
+    rules = [
+        RetentionRule.inbox(store.TABLES, timedelta(days=7)),
+        RetentionRule.published_outbox(store.TABLES, timedelta(days=7)),
+        RetentionRule(store.audit_entries, "time", keep),
+        RetentionRule(store.incidents, "updated_at", incidents_keep, store.incidents.c.status == "resolved"),
+        RetentionRule(store.incident_events, "time", incidents_keep),
+        RetentionRule(store.deploy_requests, "requested_at", incidents_keep),
+    ]
+
+    async def retention() -> None:
+        await purge_all(db.engine, rules)
+
+    rt.every("retention", 3600.0, retention)
+
+    if serve_http:
+        gateway.port = await _serve(rt, app)
+    return gateway
+
+
+async def _serve(rt: Runtime[GatewaySettings], app: FastAPI) -> int:
+    opts = rt.settings.gateway
+    config = uvicorn.Config(
+        app, host=opts.host, port=opts.port, log_config=None, access_log=False, lifespan="off", timeout_keep_alive=30
+    )
+    server = _ApiServer(config)
+    task = asyncio.create_task(server.serve(), name="gateway:api")
+    while not server.started:
+        if task.done():
+            await task
+            raise RuntimeError("the API server stopped during startup")
+        await asyncio.sleep(0.01)
+
+    async def stop() -> None:
+        server.should_exit = True
+        await task
+
+    rt.on_shutdown(stop, "api server")
+    port = int(next(s for srv in server.servers for s in srv.sockets).getsockname()[1])
+    log.info("gateway API on http://%s:%d/v1 (OpenAPI at /v1/openapi.json)", opts.host, port)
+    return port
+
+
+async def setup(rt: Runtime[GatewaySettings]) -> None:
+    await build(rt)
+
+
+def fresh_registry() -> CollectorRegistry:
+    return CollectorRegistry()

@@ -1,0 +1,56 @@
+"""The gateway's settings: `OPSBUS_GATEWAY__*` on top of the shared `ServiceSettings`. Built in `main()`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, SecretStr
+
+from opsbus.common.settings import ServiceSettings
+
+
+class OidcSettings(BaseModel):
+    """OIDC/JWT bearer tokens, validated against the issuer's JWKS. Unset `jwks_url`: JWTs are refused."""
+
+    issuer: str | None = Field(default=None, description="Expected `iss` claim.")
+    audience: str | None = Field(default=None, description="Expected `aud` claim.")
+    jwks_url: str | None = Field(default=None, description="Where the signing keys are published.")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    jwks_cache_seconds: float = Field(default=300.0, gt=0, description="Signing keys are refetched after this.")
+    leeway_seconds: float = Field(default=30.0, ge=0, description="Clock skew tolerated on exp/nbf/iat.")
+    role_claim: str = Field(default="opsbus_role", description="Claim holding viewer, operator or admin.")
+    namespaces_claim: str = Field(default="opsbus_namespaces", description="Claim listing namespaces (or `*`).")
+    clusters_claim: str = Field(default="opsbus_clusters", description="Claim listing clusters (or `*`).")
+    default_role: str | None = Field(default=None, description="Role when the claim is absent; None: refuse.")
+
+
+class AlertmanagerSettings(BaseModel):
+    """The webhook receiver's own credentials (Alertmanager's `http_config`): a bearer token or basic auth."""
+
+    bearer_token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+class GatewayOptions(BaseModel):
+    host: str = Field(default="127.0.0.1", description="Address the API listens on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="API port (0 picks a free one).")
+    public_url: str | None = Field(default=None, description="Base URL clients reach the gateway at.")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger request bodies get 413.")
+    rate_per_second: float = Field(default=50.0, gt=0, description="Sustained requests per second per caller.")
+    rate_burst: int = Field(default=100, ge=1, description="Requests a caller may burst above the rate.")
+    rpc_timeout_seconds: float = Field(default=5.0, gt=0, description="How long a service may take to answer.")
+    retry_after_seconds: int = Field(default=5, ge=1, description="Retry-After sent with 503.")
+    key_cache_seconds: float = Field(
+        default=5.0, ge=0, description="Verified keys are cached this long (a revocation elsewhere takes this long)."
+    )
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0, description="Comment lines keep idle streams open.")
+    sse_queue: int = Field(default=1000, ge=1, description="Events buffered per stream client before it is dropped.")
+    sse_max_clients: int = Field(default=500, ge=1)
+    audit_retention_days: int = Field(default=400, ge=1)
+    incident_retention_days: int = Field(default=30, ge=1)
+    cors_origins: list[str] = Field(default_factory=list, description="Empty: CORS off.")
+    oidc: OidcSettings = OidcSettings()
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
+
+
+class GatewaySettings(ServiceSettings):
+    gateway: GatewayOptions = GatewayOptions()

@@ -1,0 +1,141 @@
+"""The gateway's tables in its own `gateway` schema (migrations in `migrations/`).
+
+* `api_keys`: one row per key: public prefix (lookup), SHA-256 of the secret, role, namespace and cluster
+  scope, expiry, revocation. The secret itself is never stored.
+* `audit_entries`: the queryable audit trail, a read model of `audit.recorded` (every service's decisions).
+* `incidents`: alerts (`alert.fired`/`alert.resolved`, keyed by the firing event's id, which is the chain's
+  correlation id); `incident_events`: the recoveries and notifications of each chain.
+* `deploy_requests`: what the gateway asked the deployer, so status and authorization work before the
+  deployer has picked a request up.
+* the inbox and the outbox (`opsbus.common.store`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+from opsbus.common.store import make_metadata, store_tables
+
+SCHEMA = "gateway"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+metadata: MetaData = make_metadata(SCHEMA)
+TABLES = store_tables(metadata)
+TZ = DateTime(timezone=True)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("digest", String(64), nullable=False, comment="sha256 of the secret part, hex"),
+    Column("role", String(16), nullable=False),
+    Column("namespaces", ARRAY(String(253)), nullable=False),
+    Column("clusters", ARRAY(String(253)), nullable=False),
+    Column("created_at", TZ, nullable=False),
+    Column("created_by", String(253), nullable=False),
+    Column("expires_at", TZ, nullable=True),
+    Column("revoked_at", TZ, nullable=True),
+    Column("revoked_by", String(253), nullable=True),
+    PrimaryKeyConstraint("id", name="pk_api_keys"),
+    UniqueConstraint("prefix", name="uq_api_keys_prefix"),
+)
+
+audit_entries = Table(
+    "audit_entries",
+    metadata,
+    Column("seq", BigInteger, Identity(always=False), nullable=False, comment="cursor for pagination"),
+    Column("event_id", String(200), nullable=False),
+    Column("time", TZ, nullable=False),
+    Column("service", String(64), nullable=False),
+    Column("cluster", String(253), nullable=False),
+    Column("namespace", String(253), nullable=True),
+    Column("actor_kind", String(16), nullable=False),
+    Column("actor_id", String(253), nullable=False),
+    Column("action", String(200), nullable=False),
+    Column("target_kind", String(63), nullable=False),
+    Column("target_name", String(253), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("details", JSONB, nullable=False),
+    Column("request_id", String(200), nullable=True),
+    Column("correlation_id", String(200), nullable=True),
+    Column("dry_run", Boolean, nullable=False),
+    PrimaryKeyConstraint("seq", name="pk_audit_entries"),
+    UniqueConstraint("event_id", name="uq_audit_entries_event_id"),
+)
+Index("ix_audit_entries_namespace_seq", audit_entries.c.namespace, audit_entries.c.seq)
+Index("ix_audit_entries_time", audit_entries.c.time)
+Index("ix_audit_entries_correlation_id", audit_entries.c.correlation_id)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("seq", BigInteger, Identity(always=False), nullable=False),
+    Column("id", String(200), nullable=False, comment="id of the alert.fired event: the chain's correlation id"),
+    Column("cluster", String(253), nullable=False),
+    Column("namespace", String(253), nullable=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("alertname", String(200), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("status", String(16), nullable=False, comment="firing or resolved"),
+    Column("source", String(32), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("subject", String(600), nullable=False, comment="CloudEvents subject <kind>/<namespace>/<name>"),
+    Column("labels", JSONB, nullable=False),
+    Column("alert", JSONB, nullable=False, comment="the alert.fired payload (evidence included)"),
+    Column("starts_at", TZ, nullable=False),
+    Column("ends_at", TZ, nullable=True),
+    Column("updated_at", TZ, nullable=False),
+    PrimaryKeyConstraint("seq", name="pk_incidents"),
+    UniqueConstraint("id", name="uq_incidents_id"),
+)
+Index("ix_incidents_cluster_fingerprint", incidents.c.cluster, incidents.c.fingerprint)
+Index("ix_incidents_namespace_seq", incidents.c.namespace, incidents.c.seq)
+Index("ix_incidents_updated_at", incidents.c.updated_at)
+
+incident_events = Table(
+    "incident_events",
+    metadata,
+    Column("event_id", String(200), nullable=False),
+    Column("correlation_id", String(200), nullable=False),
+    Column("type", String(200), nullable=False),
+    Column("time", TZ, nullable=False),
+    Column("subject", String(600), nullable=False),
+    Column("data", JSONB, nullable=False),
+    PrimaryKeyConstraint("event_id", name="pk_incident_events"),
+)
+Index("ix_incident_events_correlation_id", incident_events.c.correlation_id)
+Index("ix_incident_events_time", incident_events.c.time)
+
+deploy_requests = Table(
+    "deploy_requests",
+    metadata,
+    Column("request_id", String(200), nullable=False),
+    Column("cluster", String(253), nullable=False),
+    Column("namespace", String(253), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(253), nullable=False),
+    Column("strategy", String(32), nullable=False),
+    Column("requester", String(300), nullable=False),
+    Column("requested_at", TZ, nullable=False),
+    PrimaryKeyConstraint("request_id", name="pk_deploy_requests"),
+)
+Index("ix_deploy_requests_requested_at", deploy_requests.c.requested_at)
