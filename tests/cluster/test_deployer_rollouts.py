@@ -504,3 +504,39 @@ async def test_deployer_stopped_mid_rollout_is_resumed_by_another_replica_with_o
     types = [e.type.split(".")[3] for e in deploy_events.for_request(request.id)]
     assert types.count("started") == 1 and types.count("failed") == 1 and types.count("rolledback") == 1, types
     assert image_of(cluster, "svc") == "registry.example/svc:1.0"
+
+
+async def test_rollback_request_returns_to_the_previous_revision_and_a_missing_revision_is_refused(
+    cluster: Cluster, deployer: Deployer, client_bus: Bus, deploy_events: DeployEvents
+) -> None:
+    cluster.create_deployment("back", replicas=2, image="registry.example/back:1")
+    await rolled_out(cluster, "back")
+    update = request_event(cluster, "back", strategy=Strategy.ROLLING, images={"app": "registry.example/back:2"})
+    await client_bus.publisher.publish(update)
+    await deploy_events.wait(update.id, DeploySucceeded, timeout=60)
+
+    healer = Actor(kind=ActorKind.SERVICE, id="healer")
+    rollback = Envelope.build(
+        DeployRequested(
+            cluster=CLUSTER,
+            workload=WorkloadRef(kind="Deployment", namespace=cluster.namespace, name="back"),
+            strategy=Strategy.ROLLBACK,
+            requester=healer,
+            reason="KubePodCrashLooping after release 2",
+        ),
+        service="healer",
+        cluster=CLUSTER,
+        obj=ObjectRef(kind="Deployment", namespace=cluster.namespace, name="back"),
+    )
+    await client_bus.publisher.publish(rollback)
+    rolled = (await deploy_events.wait(rollback.id, DeployRolledBack, timeout=60)).payload_as(DeployRolledBack)
+    assert not rolled.automatic
+    assert rolled.from_revision == 2 and rolled.to_revision == 3  # revision 1's template, renumbered
+    assert image_of(cluster, "back") == "registry.example/back:1"
+
+    missing = request_event(cluster, "back", strategy=Strategy.ROLLBACK, to_revision=9)
+    await client_bus.publisher.publish(missing)
+    refused = (await deploy_events.wait(missing.id, DeployFailed, timeout=30)).payload_as(DeployFailed)
+    assert refused.reason is DeployFailureReason.REVISION_NOT_FOUND
+    assert "no revision 9" in refused.message and "2, 3" in refused.message
+    assert image_of(cluster, "back") == "registry.example/back:1"
