@@ -44,6 +44,9 @@ class OptimizerOptions(BaseModel):
     excluded_namespaces: list[str] = Field(default_factory=lambda: ["kube-system", "kube-public", "kube-node-lease"])
     interval_seconds: float = Field(default=300.0, gt=0, description="How often usage is read and plans made.")
     usage_step_seconds: float = Field(default=60.0, gt=0, description="Resolution of usage samples.")
+    bootstrap_history_seconds: float = Field(
+        default=8 * 86_400.0, gt=0, description="Usage history read at the first start (Prometheus retention)."
+    )
     half_life_hours: float = Field(default=24.0, gt=0)
     cpu_percentile: float = Field(default=0.9, gt=0, lt=1)
     memory_percentile: float = Field(default=0.95, gt=0, lt=1)

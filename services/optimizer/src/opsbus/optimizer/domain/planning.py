@@ -168,7 +168,9 @@ def plan(snapshot: Snapshot, usage: dict[str, ContainerUsage], policy: Policy, h
     rec = _recommendation(base, snapshot, usage, policy, history=history, now=now)
     if rec is None:
         return _with(base, reason="no usage yet")
-    return _decide(rec, snapshot, policy, history, now)
+    last = history.last_applied_at
+    oom = any(u.last_oom_at is not None and (last is None or u.last_oom_at > last) for u in usage.values())
+    return _decide(rec, snapshot, policy, history, now, oom=oom)
 
 
 def _recommendation(
@@ -231,21 +233,25 @@ def _recommendation(
     return _with(rec, reason=_summary(snapshot, rec, hreason))
 
 
-def _decide(rec: Plan, snapshot: Snapshot, policy: Policy, history: History, now: float) -> Plan:  # noqa: PLR0911
+def _decide(  # noqa: PLR0911
+    rec: Plan, snapshot: Snapshot, policy: Policy, history: History, now: float, *, oom: bool
+) -> Plan:
+    """`oom`: an OOM kill since the last change; the memory bump is then not held back by confidence or
+    cooldown (waiting costs more crashes), only by a rollout in progress."""
     g = policy.guardrails
     pairs = list(zip(snapshot.containers, rec.targets, strict=True))
     if not any(_significant(c, t, g.min_change) for c, t in pairs) and rec.replicas_target is None:
         return _with(rec, action=Action.NOOP, reason=f"requests within {g.min_change:.0%} of the targets; {rec.reason}")
     if policy.mode is ScaleMode.RECOMMEND:
         return _with(rec, action=Action.RECOMMEND)
-    if rec.confidence < g.min_confidence:
+    if rec.confidence < g.min_confidence and not oom:
         why = f"{rec.reason}; not applied: confidence {rec.confidence:.2f} < {g.min_confidence:.2f}"
         return _with(rec, action=Action.RECOMMEND, guard="confidence", reason=why)
     rollout = snapshot.rollout.active()
     if rollout is not None:
         return _with(rec, action=Action.BLOCKED, guard="rollout", reason=f"rollout in progress: {rollout}")
     left = cooldown_left(history.last_applied_at, now, g)
-    if left > 0:
+    if left > 0 and not oom:
         why = f"cooldown: {left:.0f}s left since the last change"
         return _with(rec, action=Action.BLOCKED, guard="cooldown", reason=why)
 

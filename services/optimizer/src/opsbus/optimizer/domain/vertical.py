@@ -100,6 +100,19 @@ class ContainerUsage:
         self.last_sample_at = at
         self.samples += 1
 
+    def add_pods(self, at: float, cpu: Sequence[float], memory: Sequence[float], policy: VerticalPolicy) -> None:
+        """Samples of every pod of the workload at one instant: each CPU sample counts (as the VPA
+        aggregates containers of the same name), memory counts as the largest working set."""
+        if self.last_sample_at is not None and at <= self.last_sample_at:
+            return
+        for value in cpu:
+            self.cpu.add(value, at)
+        if memory:
+            self._add_memory(at, max(memory), policy)
+        self.first_sample_at = at if self.first_sample_at is None else self.first_sample_at
+        self.last_sample_at = at
+        self.samples += 1
+
     def _add_memory(self, at: float, value: float, policy: VerticalPolicy) -> None:
         window = policy.memory_window_seconds
         start = math.floor(at / window) * window

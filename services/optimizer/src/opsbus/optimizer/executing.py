@@ -1,0 +1,564 @@
+"""The executor: gathers snapshots (cluster inventory, usage), runs the pure planner, and applies its plans
+through the ports: the store (checkpoints, recommendations, applied changes), the bus (through the
+transactional outbox: `scale.recommended`, `scale.applied`, `audit.recorded`) and the cluster (one patch
+with a resourceVersion precondition).
+
+What it must never do: decide. Every "whether" and "how much" is in `domain.planning`; this module only
+reads, records and writes. Every decision is audited, including no-ops, once per change of decision (a
+workload that stays over-provisioned in recommend mode is not re-audited every cycle).
+
+A crash between the cluster patch and the commit that records it leaves the change made but unrecorded;
+the next cycle plans from the patched object, so nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsbus.common.audit import Auditor
+from opsbus.common.bus import Delivery
+from opsbus.common.errors import ConflictError, NotFoundError, PermanentError
+from opsbus.common.events import Envelope
+from opsbus.common.events.payloads import AlertFired
+from opsbus.common.events.payloads.audit import AuditOutcome
+from opsbus.common.events.payloads.common import Actor, ActorKind, WorkloadRef
+from opsbus.common.events.payloads.scale import (
+    ContainerRecommendation,
+    CostEstimate,
+    ReplicaRecommendation,
+    ScaleApplied,
+    ScaleMode,
+    ScaleRecommended,
+)
+from opsbus.common.store import Database, claim
+from opsbus.common.store import add as outbox_add
+from opsbus.optimizer import store
+from opsbus.optimizer.cluster import KubeCluster, Workload
+from opsbus.optimizer.domain.api import (
+    ApplyRecommendationRequest,
+    ApplyRecommendationResponse,
+    ListRecommendationsRequest,
+    RecommendationList,
+    RecommendationView,
+)
+from opsbus.optimizer.domain.cost import cost_change
+from opsbus.optimizer.domain.planning import (
+    Action,
+    ContainerSpec,
+    History,
+    Plan,
+    Snapshot,
+    footprint,
+    plan,
+    recommendation_payload,
+)
+from opsbus.optimizer.domain.quantities import memory_bytes
+from opsbus.optimizer.domain.vertical import ContainerUsage
+from opsbus.optimizer.settings import OptimizerOptions
+from opsbus.optimizer.usage import Sample, UsageSource
+
+log = logging.getLogger(__name__)
+
+SERVICE = "optimizer"
+CONSUMER = "optimizer-oom"
+OOM_ALERT = "KubeContainerOOMKilled"
+SELF = Actor(kind=ActorKind.SERVICE, id=SERVICE)
+_OUTCOME = {
+    Action.OFF: AuditOutcome.SKIPPED,
+    Action.NOOP: AuditOutcome.SKIPPED,
+    Action.RECOMMEND: AuditOutcome.SKIPPED,
+    Action.BLOCKED: AuditOutcome.DENIED,
+    Action.DRY_RUN: AuditOutcome.DRY_RUN,
+    Action.APPLY: AuditOutcome.EXECUTED,
+}
+
+
+@dataclass
+class CycleReport:
+    workloads: int = 0
+    samples: int = 0
+    source: str = ""
+    plans: tuple[Plan, ...] = ()
+
+
+def _ts(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _fingerprint(p: Plan) -> str:
+    targets = ",".join(f"{t.name}:{t.cpu_request}:{t.memory_request}" for t in p.targets)
+    return f"{targets}|{p.replicas_target}"
+
+
+def _decision(p: Plan) -> str:
+    return f"{p.action.value}|{p.guard}|{_fingerprint(p)}"
+
+
+class Optimizer:
+    def __init__(
+        self,
+        db: Database,
+        cluster: KubeCluster,
+        usage: UsageSource,
+        *,
+        options: OptimizerOptions,
+        cluster_name: str,
+        registry: CollectorRegistry,
+        clock: Callable[[], float] = time.time,
+        on_outbox: Callable[[], None] | None = None,
+    ) -> None:
+        self.db, self.cluster, self.usage, self.options = db, cluster, usage, options
+        self.cluster_name = cluster_name
+        self.clock = clock
+        self.auditor = Auditor(service=SERVICE, cluster=cluster_name)
+        self._wake = on_outbox or (lambda: None)
+        self.decisions = Counter(
+            "opsbus_optimizer_decisions", "Decisions per workload and cycle, by action.", ["action"], registry=registry
+        )
+        self.savings = Counter(
+            "opsbus_optimizer_recommended_savings",
+            "Monthly cost delta of published recommendations (negative saves), in the configured currency.",
+            registry=registry,
+        )
+        self.cycle_seconds = Histogram(
+            "opsbus_optimizer_cycle_seconds", "Duration of one optimisation cycle.", registry=registry
+        )
+
+    # --- the periodic cycle ------------------------------------------------------------------------
+    async def cycle(self) -> CycleReport:
+        started = time.monotonic()
+        now = self.clock()
+        o = self.options
+        workloads = await self.cluster.inventory(o.namespaces, o.excluded_namespaces)
+        active = [w for w in workloads if o.mode_for(w.snapshot.workload.namespace) is not ScaleMode.OFF]
+        async with self.db.sessions.begin() as s:
+            row = (await s.execute(select(store.cursors.c.until).where(store.cursors.c.name == "usage"))).first()
+        start = row[0] if row else now - o.bootstrap_history_seconds
+        namespaces = sorted({w.snapshot.workload.namespace for w in active}) if o.namespaces or active else []
+        samples: list[Sample] = []
+        if active:
+            samples = await self.usage.samples(namespaces, start, now, o.usage_step_seconds)
+        by_pod: dict[tuple[str, str], list[Sample]] = defaultdict(list)
+        for sample in samples:
+            by_pod[(sample.namespace, sample.pod)].append(sample)
+        plans = []
+        for w in workloads:
+            mine = [x for pod in w.pods for x in by_pod.get((w.snapshot.workload.namespace, pod), [])]
+            plans.append(await self.handle_workload(w, mine, now))
+        async with self.db.sessions.begin() as s:
+            await s.execute(
+                insert(store.cursors)
+                .values(name="usage", until=now)
+                .on_conflict_do_update(index_elements=[store.cursors.c.name], set_={"until": now})
+            )
+        self.cycle_seconds.observe(time.monotonic() - started)
+        return CycleReport(
+            workloads=len(workloads),
+            samples=len(samples),
+            source=getattr(self.usage, "last_used", self.usage.name),
+            plans=tuple(plans),
+        )
+
+    async def handle_workload(
+        self, w: Workload, samples: Sequence[Sample], now: float, cause: Envelope | None = None
+    ) -> Plan:
+        snap = w.snapshot
+        ref = snap.workload
+        policy = self.options.policy(ref.namespace)
+        async with self.db.sessions.begin() as s:
+            usage = await self._load_usage(s, ref)
+            by_container: dict[str, dict[float, tuple[list[float], list[float]]]] = defaultdict(dict)
+            for x in samples:
+                cpu, mem = by_container[x.container].setdefault(x.at, ([], []))
+                if x.cpu_millicores is not None:
+                    cpu.append(x.cpu_millicores)
+                if x.memory_bytes is not None:
+                    mem.append(x.memory_bytes)
+            for c in snap.containers:
+                series = by_container.get(c.name)
+                if not series:
+                    continue
+                u = usage.setdefault(c.name, ContainerUsage.new(policy.vertical))
+                for at in sorted(series):
+                    cpu, mem = series[at]
+                    u.add_pods(at, cpu, mem, policy.vertical)
+            if samples:
+                last = max(x.at for x in samples)
+                current = sum(x.cpu_millicores or 0.0 for x in samples if x.at == last)
+                snap = Snapshot(**{**snap.__dict__, "cpu_usage_millicores": current})
+            ws = await self._load_state(s, ref)
+            history = History(
+                last_applied_at=ws["last_applied_at"].timestamp() if ws["last_applied_at"] else None,
+                replica_history=tuple((float(t), int(r)) for t, r in ws["replica_history"]),
+            )
+            p = plan(snap, usage, policy, history, now)
+            await self._save_usage(s, ref, usage, now)
+            rec_id = await self._record_plan(s, snap, p, ws, now=now, cause=cause)
+        self.decisions.labels(p.action.value).inc()
+        self._wake()
+        if p.action in (Action.APPLY, Action.DRY_RUN):
+            await self._apply(snap, p, rec_id or f"rec-{uuid.uuid4().hex[:16]}", now, cause, actor=SELF)
+        return p
+
+    # --- OOM alerts -------------------------------------------------------------------------------
+    async def handle_alert(self, delivery: Delivery) -> None:
+        """`alert.fired` KubeContainerOOMKilled: bump the container's memory at once (inbox: once per event)."""
+        event = delivery.event
+        payload = event.payload()
+        if not isinstance(payload, AlertFired) or payload.alertname != OOM_ALERT:
+            return
+        ns = payload.labels.get("namespace")
+        container = payload.labels.get("container")
+        workload = payload.workload
+        if workload is None or workload.kind != "Deployment" or not ns or not container:
+            log.info("OOM alert %s names no Deployment container: ignored", event.id)
+            return
+        try:
+            w = await self.cluster.workload(workload)
+        except NotFoundError:
+            return
+        spec = next((c for c in w.snapshot.containers if c.name == container), None)
+        if spec is None:
+            return
+        at_kill = spec.memory_limit or spec.memory_request or self._memory_from_evidence(payload)
+        if not at_kill:
+            return
+        now = self.clock()
+        policy = self.options.policy(ns)
+        async with self.db.sessions.begin() as s:
+            if not await claim(s, store.TABLES.inbox, CONSUMER, event.id):
+                return
+            usage = await self._load_usage(s, workload)
+            u = usage.setdefault(container, ContainerUsage.new(policy.vertical))
+            floor = u.record_oom(now, at_kill, policy.vertical)
+            await self._save_usage(s, workload, usage, now)
+        log.info("OOM kill of %s/%s: memory floor %d bytes", workload, container, floor)
+        await self.handle_workload(w, [], now, cause=event)
+
+    @staticmethod
+    def _memory_from_evidence(alert: AlertFired) -> int | None:
+        for m in alert.evidence.metrics:
+            if "memory" in m.name and m.unit == "bytes" and m.value > 0:
+                return memory_bytes(m.value)
+        return None
+
+    # --- store -----------------------------------------------------------------------------------
+    async def _load_usage(self, s: AsyncSession, ref: WorkloadRef) -> dict[str, ContainerUsage]:
+        t = store.usage_checkpoints
+        rows = await s.execute(
+            select(t.c.container, t.c.state)
+            .where(t.c.namespace == ref.namespace, t.c.workload == ref.name)
+            .with_for_update()
+        )
+        return {r.container: ContainerUsage.from_json(r.state) for r in rows}
+
+    async def _save_usage(
+        self, s: AsyncSession, ref: WorkloadRef, usage: dict[str, ContainerUsage], now: float
+    ) -> None:
+        t = store.usage_checkpoints
+        for name, u in usage.items():
+            values = {"state": u.to_json(), "updated_at": _ts(now)}
+            await s.execute(
+                insert(t)
+                .values(namespace=ref.namespace, workload=ref.name, container=name, **values)
+                .on_conflict_do_update(index_elements=[t.c.namespace, t.c.workload, t.c.container], set_=values)
+            )
+
+    async def _load_state(self, s: AsyncSession, ref: WorkloadRef) -> dict[str, Any]:
+        t = store.workload_state
+        row = (
+            await s.execute(select(t).where(t.c.namespace == ref.namespace, t.c.workload == ref.name).with_for_update())
+        ).first()
+        if row is None:
+            return {"last_applied_at": None, "replica_history": [], "last_decision": None, "last_recommendation": None}
+        return dict(row._mapping)
+
+    async def _save_state(self, s: AsyncSession, ref: WorkloadRef, now: float, **values: Any) -> None:
+        t = store.workload_state
+        values["updated_at"] = _ts(now)
+        base = {"replica_history": [], **values}
+        await s.execute(
+            insert(t)
+            .values(namespace=ref.namespace, workload=ref.name, **base)
+            .on_conflict_do_update(index_elements=[t.c.namespace, t.c.workload], set_=values)
+        )
+
+    async def _record_plan(
+        self, s: AsyncSession, snap: Snapshot, p: Plan, ws: dict[str, Any], *, now: float, cause: Envelope | None
+    ) -> str | None:
+        """Publish the recommendation when its targets changed, audit the decision when it changed."""
+        ref = snap.workload
+        rec_id: str | None = None
+        publishes = p.action in (Action.RECOMMEND, Action.BLOCKED, Action.APPLY, Action.DRY_RUN)
+        fingerprint = _fingerprint(p) if publishes else ws["last_recommendation"]
+        if publishes and fingerprint != ws["last_recommendation"]:
+            rec_id = f"rec-{uuid.uuid4().hex[:20]}"
+            payload = recommendation_payload(p, snap, rec_id, self.options.policy(ref.namespace).prices)
+            await self._publish_recommendation(s, snap, p, payload, now=now, cause=cause)
+        decision = _decision(p)
+        if decision != ws["last_decision"]:
+            await self._audit(
+                s,
+                ref,
+                action="scale.apply",
+                outcome=_OUTCOME[p.action],
+                reason=(f"{p.action.value}: {p.reason}")[:2048],
+                details={"decision": p.action.value, "guard": p.guard, "recommendation_id": rec_id},
+                dry_run=p.action is Action.DRY_RUN,
+                cause=cause,
+                now=now,
+            )
+        await self._save_state(
+            s,
+            ref,
+            now,
+            replica_history=[[t, r] for t, r in p.replica_history],
+            last_decision=decision,
+            last_recommendation=fingerprint,
+        )
+        return rec_id
+
+    async def _publish_recommendation(
+        self, s: AsyncSession, snap: Snapshot, p: Plan, payload: ScaleRecommended, *, now: float, cause: Envelope | None
+    ) -> None:
+        ref = snap.workload
+        r = store.recommendations
+        await s.execute(
+            r.update()
+            .where(r.c.namespace == ref.namespace, r.c.workload == ref.name, r.c.status == "open")
+            .values(status="superseded")
+        )
+        await s.execute(
+            insert(r).values(
+                id=payload.recommendation_id,
+                namespace=ref.namespace,
+                workload=ref.name,
+                created_at=_ts(now),
+                action=p.action.value,
+                guard=p.guard,
+                reason=payload.reason,
+                status="open",
+                payload=payload.model_dump(mode="json"),
+            )
+        )
+        env = Envelope.build(
+            payload, service=SERVICE, cluster=self.cluster_name, obj=ref.as_object_ref(), cause=cause, time=_ts(now)
+        )
+        await outbox_add(s, store.TABLES.outbox, env)
+        self.savings.inc(min(0.0, payload.cost.monthly_delta) * -1)
+
+    async def _audit(
+        self,
+        s: AsyncSession,
+        ref: WorkloadRef,
+        *,
+        action: str,
+        outcome: AuditOutcome,
+        reason: str,
+        details: dict[str, Any],
+        now: float,
+        dry_run: bool = False,
+        cause: Envelope | None = None,
+        actor: Actor | None = None,
+    ) -> None:
+        entry = self.auditor.entry(
+            action=action,
+            target=ref.as_resource_ref(),
+            outcome=outcome,
+            reason=reason,
+            details=details,
+            dry_run=dry_run,
+            cause=cause,
+            actor=actor,
+            time=_ts(now),
+        )
+        await outbox_add(s, store.TABLES.outbox, entry)
+
+    # --- applying ---------------------------------------------------------------------------------
+    async def _apply(
+        self, snap: Snapshot, p: Plan, rec_id: str, now: float, cause: Envelope | None, *, actor: Actor
+    ) -> str | None:
+        ref = snap.workload
+        dry = p.action is Action.DRY_RUN
+        changed = [st for c, st in zip(snap.containers, p.step, strict=True) if st != c]
+        new_rv: str | None = None
+        if not dry:
+            try:
+                new_rv = await self.cluster.apply(ref, snap.resource_version, changed, p.replicas_step)
+            except (ConflictError, PermanentError, NotFoundError) as exc:
+                async with self.db.sessions.begin() as s:
+                    await self._audit(
+                        s,
+                        ref,
+                        action="scale.apply",
+                        outcome=AuditOutcome.FAILED,
+                        reason=str(exc),
+                        details={"recommendation_id": rec_id, "resource_version": snap.resource_version},
+                        now=now,
+                        cause=cause,
+                        actor=actor,
+                    )
+                    await self._save_state(s, ref, now, last_decision=f"failed|{exc}")
+                self._wake()
+                raise
+        step_cost = p.step_cost or cost_change(
+            footprint(snap.containers, snap.replicas),
+            footprint(p.step, p.replicas_step or snap.replicas),
+            self.options.policy(ref.namespace).prices,
+        )
+        applied = ScaleApplied(
+            recommendation_id=rec_id,
+            workload=ref,
+            containers=tuple(
+                ContainerRecommendation(container=c.name, current=c.requirements(), recommended=st.requirements())
+                for c, st in zip(snap.containers, p.step, strict=True)
+            ),
+            replicas=ReplicaRecommendation(current=snap.replicas, recommended=p.replicas_step)
+            if p.replicas_step is not None
+            else None,
+            cost=CostEstimate(
+                currency=self.options.prices.currency,
+                monthly_now=step_cost.monthly_now,
+                monthly_after=step_cost.monthly_after,
+                monthly_delta=step_cost.monthly_delta,
+            ),
+            mode=p.mode,
+            applied_by=actor,
+            dry_run=dry,
+            previous_revision=snap.revision,
+        )
+        async with self.db.sessions.begin() as s:
+            await s.execute(
+                insert(store.applied_changes).values(
+                    recommendation_id=rec_id,
+                    namespace=ref.namespace,
+                    workload=ref.name,
+                    applied_at=_ts(now),
+                    applied_by=actor.id,
+                    dry_run=dry,
+                    previous=[c.__dict__ for c in snap.containers] + [{"replicas": snap.replicas}],
+                    applied=[c.__dict__ for c in p.step] + [{"replicas": p.replicas_step}],
+                    resource_version_before=snap.resource_version,
+                    resource_version_after=new_rv,
+                )
+            )
+            if not dry:
+                r = store.recommendations
+                await s.execute(r.update().where(r.c.id == rec_id).values(status="applied"))
+                await self._save_state(s, ref, now, last_applied_at=_ts(now))
+            env = Envelope.build(
+                applied, service=SERVICE, cluster=self.cluster_name, obj=ref.as_object_ref(), cause=cause, time=_ts(now)
+            )
+            await outbox_add(s, store.TABLES.outbox, env)
+        self._wake()
+        return new_rv
+
+    # --- request-reply ----------------------------------------------------------------------------
+    async def list_recommendations(self, req: ListRecommendationsRequest) -> RecommendationList:
+        r = store.recommendations
+        q = select(r).order_by(r.c.created_at.desc()).limit(req.limit)
+        if req.namespace:
+            q = q.where(r.c.namespace == req.namespace)
+        if req.workload:
+            q = q.where(r.c.workload == req.workload)
+        if req.status:
+            q = q.where(r.c.status == req.status)
+        async with self.db.sessions() as s:
+            rows = (await s.execute(q)).all()
+        return RecommendationList(
+            recommendations=[
+                RecommendationView(
+                    id=row.id,
+                    namespace=row.namespace,
+                    workload=row.workload,
+                    created_at=row.created_at,
+                    action=row.action,
+                    guard=row.guard,
+                    reason=row.reason,
+                    status=row.status,
+                    recommendation=ScaleRecommended.model_validate(row.payload),
+                )
+                for row in rows
+            ]
+        )
+
+    async def apply_recommendation(self, req: ApplyRecommendationRequest) -> ApplyRecommendationResponse:
+        """A human applies a recommendation as recommended (no step clamp: they chose it), refused while a
+        rollout is under way or when the workload changed since (its containers are no longer the ones
+        recommended for)."""
+        r = store.recommendations
+        async with self.db.sessions() as s:
+            row = (await s.execute(select(r).where(r.c.id == req.recommendation_id))).first()
+        if row is None:
+            raise NotFoundError(f"recommendation {req.recommendation_id} not found")
+        if row.status != "open":
+            raise ConflictError(f"recommendation {row.id} is {row.status}")
+        rec = ScaleRecommended.model_validate(row.payload)
+        w = await self.cluster.workload(rec.workload)
+        snap = w.snapshot
+        rollout = snap.rollout.active()
+        now = self.clock()
+        if rollout is not None:
+            async with self.db.sessions.begin() as s:
+                await self._audit(
+                    s,
+                    rec.workload,
+                    action="scale.apply",
+                    outcome=AuditOutcome.DENIED,
+                    reason=f"rollout in progress: {rollout}",
+                    details={"recommendation_id": row.id},
+                    now=now,
+                    actor=req.actor,
+                )
+            self._wake()
+            raise PermanentError(f"rollout in progress: {rollout}")
+        by_name = {c.container: c for c in rec.containers}
+        steps = []
+        for c in snap.containers:
+            cr = by_name.get(c.name)
+            if cr is None:
+                steps.append(c)
+                continue
+            rq, lm = cr.recommended.requests, cr.recommended.limits
+            steps.append(ContainerSpec(c.name, rq.cpu_millicores, lm.cpu_millicores, rq.memory_bytes, lm.memory_bytes))
+        replicas = rec.replicas.recommended if rec.replicas is not None else None
+        p = Plan(
+            workload=rec.workload,
+            action=Action.DRY_RUN if req.dry_run else Action.APPLY,
+            reason=f"applied by {req.actor.id}",
+            mode=rec.mode,
+            targets=tuple(steps),
+            step=tuple(steps),
+            replicas_current=snap.replicas,
+            replicas_target=replicas,
+            replicas_step=replicas,
+        )
+        rv = await self._apply(snap, p, row.id, now, None, actor=req.actor)
+        async with self.db.sessions.begin() as s:
+            await self._audit(
+                s,
+                rec.workload,
+                action="scale.apply",
+                outcome=AuditOutcome.DRY_RUN if req.dry_run else AuditOutcome.EXECUTED,
+                reason=f"recommendation {row.id} applied on request",
+                details={"recommendation_id": row.id},
+                now=now,
+                actor=req.actor,
+                dry_run=req.dry_run,
+            )
+        self._wake()
+        return ApplyRecommendationResponse(
+            recommendation_id=row.id, applied=not req.dry_run, dry_run=req.dry_run, reason=p.reason, resource_version=rv
+        )
