@@ -540,3 +540,38 @@ async def test_rollback_request_returns_to_the_previous_revision_and_a_missing_r
     assert refused.reason is DeployFailureReason.REVISION_NOT_FOUND
     assert "no revision 9" in refused.message and "2, 3" in refused.message
     assert image_of(cluster, "back") == "registry.example/back:1"
+
+
+async def test_recreate_replaces_every_pod_and_succeeds(
+    cluster: Cluster, deployer: Deployer, client_bus: Bus, deploy_events: DeployEvents
+) -> None:
+    cluster.create_deployment("batch", replicas=2, image="registry.example/batch:1")
+    await rolled_out(cluster, "batch")
+    request = request_event(cluster, "batch", strategy=Strategy.RECREATE, images={"app": "registry.example/batch:2"})
+    await client_bus.publisher.publish(request)
+    await deploy_events.wait(request.id, DeploySucceeded, timeout=60)
+    d = cluster.deployment("batch")
+    assert d.spec.strategy.type == "Recreate"
+    assert d.spec.template.spec.containers[0].image == "registry.example/batch:2"
+
+
+async def test_request_timeout_is_a_terminal_event_and_rolls_back(
+    cluster: Cluster, deployer: Deployer, client_bus: Bus, deploy_events: DeployEvents
+) -> None:
+    cluster.create_deployment("slow", replicas=2, image="registry.example/slow:1")
+    await rolled_out(cluster, "slow")
+    request = request_event(
+        cluster,
+        "slow",
+        strategy=Strategy.ROLLING,
+        manifest=crashing_manifest("slow", "registry.example/slow:2"),
+        progress_deadline_seconds=600,  # the rollout would sit for 10 minutes; the request allows 60 s
+        timeout_seconds=60,
+    )
+    began = time.monotonic()
+    await client_bus.publisher.publish(request)
+    failed = (await deploy_events.wait(request.id, DeployFailed, timeout=90)).payload_as(DeployFailed)
+    assert failed.reason is DeployFailureReason.TIMEOUT and failed.rollback_pending
+    assert 59 <= time.monotonic() - began < 75
+    await deploy_events.wait(request.id, DeployRolledBack, timeout=60)
+    assert image_of(cluster, "slow") == "registry.example/slow:1"

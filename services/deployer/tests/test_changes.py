@@ -115,3 +115,12 @@ def test_canary_deployment_shares_the_service_labels_and_starts_at_zero() -> Non
     assert LIVE["spec"]["template"]["spec"]["containers"][0]["image"] == "app:1"  # the live copy is untouched
     promoted = promoted_template(body["spec"]["template"])
     assert promoted["metadata"]["labels"] == {"app": "web"}
+
+
+def test_background_analysis_with_canary_is_refused_not_ignored() -> None:
+    analysis = {
+        "metrics": [{"name": "ok", "provider": {"query": "q"}, "success_condition": {"operator": ">=", "threshold": 1}}]
+    }
+    req = request(strategy=Strategy.CANARY, canary={"steps": [{"weight": 25}]}, analysis=analysis)
+    with pytest.raises(ChangeRefused, match="background analysis is not supported with canary"):
+        canary_deployment(LIVE, req, "r1")

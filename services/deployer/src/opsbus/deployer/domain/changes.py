@@ -183,6 +183,13 @@ def green_deployment(live: Mapping[str, Any], request: DeployRequested, rollout_
 def _beside(
     live: Mapping[str, Any], request: DeployRequested, rollout_id: str, *, suffix: str, label: str, replicas: int
 ) -> dict[str, Any]:
+    if request.analysis is not None:
+        # Ignoring it would let the rollout pass unanalysed: refuse rather than fail open.
+        raise ChangeRefused(
+            DeployFailureReason.INVALID_REQUEST,
+            f"background analysis is not supported with {request.strategy.value} yet: put it in the canary steps "
+            "or in blue_green.pre_promotion_analysis",
+        )
     template, _ = new_template(live, request, rollout_id)
     meta = live.get("metadata") or {}
     spec = live.get("spec") or {}
