@@ -7,7 +7,9 @@ metrics clients, the rollout engine and the request-reply endpoints. No decision
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -20,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from opsbus.common.bus import Bus, ConsumerSpec
 from opsbus.common.rpc import Endpoint, serve
 from opsbus.common.runtime import Runtime
-from opsbus.common.store import Database, OutboxRelay, RelayOptions, check_schema_current
+from opsbus.common.store import Database, OutboxRelay, RelayOptions, RetentionRule, check_schema_current, purge_all
 from opsbus.deployer.api import (
     CommandRequest,
     HistoryRequest,
@@ -33,10 +35,13 @@ from opsbus.deployer.executing import Engine, view
 from opsbus.deployer.kube import Kube, KubePort, api_client
 from opsbus.deployer.prometheus import MetricsPort, Prometheus
 from opsbus.deployer.settings import DeployerSettings
-from opsbus.deployer.store import MIGRATIONS, SCHEMA, TABLES
+from opsbus.deployer.store import MIGRATIONS, SCHEMA, TABLES, Revision, Rollout
 
 SERVICE = "deployer"
 VERSION = "0.1.0"
+RETENTION_EVERY_SECONDS = 3600.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,9 +53,13 @@ class Deployer:
     rpc: Service
     http: httpx.AsyncClient
     closers: list[Any] = field(default_factory=list)
+    retention: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
         """Ordered: stop answering and pulling, stop driving rollouts, flush the outbox, close connections."""
+        if self.retention is not None:
+            self.retention.cancel()
+            await asyncio.gather(self.retention, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.rpc.stop()
         for consumer in self.bus.consumers:
@@ -62,6 +71,29 @@ class Deployer:
         await self.db.close()
         for closer in self.closers:
             closer()
+
+
+def retention_rules(settings: DeployerSettings) -> list[RetentionRule]:
+    opts = settings.deployer
+    short, history = timedelta(days=opts.inbox_outbox_retention_days), timedelta(days=opts.history_retention_days)
+    rollouts = Rollout.__table__
+    return [
+        RetentionRule.inbox(TABLES, short),
+        RetentionRule.published_outbox(TABLES, short),
+        RetentionRule(rollouts, "finished_at", history, rollouts.c.finished_at.is_not(None)),  # type: ignore[arg-type]
+        RetentionRule(Revision.__table__, "recorded_at", history),  # type: ignore[arg-type]
+    ]
+
+
+async def _retention_loop(db: Database, rules: list[RetentionRule]) -> None:
+    while True:
+        try:
+            purged = await purge_all(db.engine, rules)
+            if any(purged.values()):
+                log.info("retention purged %s", purged)
+        except Exception:
+            log.exception("retention pass failed")
+        await asyncio.sleep(RETENTION_EVERY_SECONDS)
 
 
 def consumer_spec(settings: DeployerSettings) -> ConsumerSpec:
@@ -154,7 +186,10 @@ async def start(
     await bus.start()
     tracer = tracer_provider.get_tracer("opsbus.deployer") if tracer_provider else None
     rpc = await serve(bus.nc, SERVICE, VERSION, endpoints(engine), description="opsbus deployer", tracer=tracer)
-    return Deployer(engine=engine, bus=bus, db=db, relay=relay, rpc=rpc, http=http, closers=closers)
+    retention = asyncio.create_task(_retention_loop(db, retention_rules(settings)), name="deployer:retention")
+    return Deployer(
+        engine=engine, bus=bus, db=db, relay=relay, rpc=rpc, http=http, closers=closers, retention=retention
+    )
 
 
 async def setup(rt: Runtime[DeployerSettings]) -> None:

@@ -26,6 +26,12 @@ class DeployerOptions(BaseModel):
     request_freshness_seconds: int = Field(
         default=3600, ge=60, description="deploy.requested older than this is acknowledged and skipped."
     )
+    inbox_outbox_retention_days: int = Field(
+        default=7, ge=1, description="Processed-event records and published outbox rows older than this are purged."
+    )
+    history_retention_days: int = Field(
+        default=400, ge=1, description="Finished rollouts and revision records older than this are purged."
+    )
     lease_seconds: float = Field(
         default=15.0, gt=0, description="A running rollout whose owner stopped renewing for this long is resumed."
     )
