@@ -1,86 +1,37 @@
-"""Request and response models of the healer's request-reply endpoints (`opsbus.svc.healer.<operation>`).
+"""Request and response models of `opsbus.svc.healer.<operation>`.
 
-They live with the healer for now; the gateway will import them once they move to `opsbus.common` (see the
-issue note). Pure pydantic: no I/O.
+They live in `opsbus.common.api.healer` (DESIGN.md section 2: the gateway calls these endpoints); this module
+names them for the healer's own code so there is one definition on the wire.
 """
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from opsbus.common.api.healer import (
+    ApprovalAnswer,
+    ApproveRequest,
+    GetPoliciesRequest,
+    Issue,
+    ListPendingRequest,
+    PendingApproval,
+    PendingList,
+    PoliciesAnswer,
+    PutPolicyRequest,
+    RejectRequest,
+    ValidatePolicyRequest,
+    ValidationAnswer,
+)
 
-from opsbus.common.events.payloads import RecoveryAction
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ApproveRequest(_Model):
-    recovery_id: str = Field(min_length=1)
-    step: int = Field(ge=1)
-    approver: str = Field(min_length=1, max_length=253)
-    comment: str | None = Field(default=None, max_length=1024)
-
-
-class RejectRequest(_Model):
-    recovery_id: str = Field(min_length=1)
-    step: int = Field(ge=1)
-    approver: str = Field(min_length=1, max_length=253)
-    reason: str = Field(min_length=1, max_length=1024)
-
-
-class ApprovalAnswer(_Model):
-    recovery_id: str
-    step: int
-    status: str
-
-
-class ListPendingRequest(_Model):
-    pass
-
-
-class PendingApproval(_Model):
-    recovery_id: str
-    step: int
-    action: RecoveryAction
-    reason: str
-    requested_at: AwareDatetime
-    expires_at: AwareDatetime
-
-
-class PendingList(_Model):
-    items: list[PendingApproval]
-
-
-class GetPoliciesRequest(_Model):
-    pass
-
-
-class PoliciesAnswer(_Model):
-    version: int
-    document: str
-    policies: list[str]
-
-
-class ValidatePolicyRequest(_Model):
-    document: str
-
-
-class Issue(_Model):
-    line: int | None
-    column: int | None
-    path: str
-    message: str
-
-
-class ValidationAnswer(_Model):
-    valid: bool
-    issues: list[Issue]
-    policies: list[str] = Field(default_factory=list)
-
-
-class PutPolicyRequest(_Model):
-    document: str
-    expected_version: int = Field(ge=0, description="The version being replaced; 409 when it is not the latest.")
-    author: str = Field(min_length=1, max_length=253)
-    comment: str | None = None
+__all__ = [
+    "ApprovalAnswer",
+    "ApproveRequest",
+    "GetPoliciesRequest",
+    "Issue",
+    "ListPendingRequest",
+    "PendingApproval",
+    "PendingList",
+    "PoliciesAnswer",
+    "PutPolicyRequest",
+    "RejectRequest",
+    "ValidatePolicyRequest",
+    "ValidationAnswer",
+]
