@@ -1,0 +1,3 @@
+from opsbus.cli.main import run
+
+run()

@@ -1,0 +1,369 @@
+"""`opsbus`: the operator's command line for the opsbus gateway and the local sandbox cluster.
+
+Every gateway command reads `OPSBUS_URL` (default http://127.0.0.1:8000) and `OPSBUS_API_KEY` (an API key
+from `python -m opsbus.gateway create-admin-key` or `POST /v1/keys`). Output is a table for humans; add
+`--output json` for scripts. Errors print the gateway's explanation and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from opsbus.cli.client import Gateway, GatewayError
+
+app = typer.Typer(
+    name="opsbus",
+    help="Operate opsbus: roll out, follow incidents, approve remediations, mute alerts, watch events live.\n\n"
+    "Set OPSBUS_URL to the gateway (default http://127.0.0.1:8000) and OPSBUS_API_KEY to your key.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+silence_app = typer.Typer(help="Mute alerts that match label matchers for a while (Alertmanager silences).")
+sandbox_app = typer.Typer(help="The local Kubernetes sandbox (a real control plane with fake nodes on 127.0.0.1).")
+app.add_typer(silence_app, name="silence")
+app.add_typer(sandbox_app, name="sandbox")
+
+out = Console()
+err = Console(stderr=True)
+
+Url = Annotated[str | None, typer.Option("--url", envvar="OPSBUS_URL", help="Gateway base URL.", show_default=False)]
+Key = Annotated[str | None, typer.Option("--api-key", envvar="OPSBUS_API_KEY", help="API key.", show_default=False)]
+Output = Annotated[str, typer.Option("--output", "-o", help="table (for people) or json (for scripts).")]
+
+
+def _gateway(url: str | None, key: str | None) -> Gateway:
+    return Gateway.from_env(url, key)
+
+
+def _call(gw: Gateway, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        return gw.request(method, path, **kwargs)
+    except GatewayError as exc:
+        err.print(f"[bold red]error[/]: {exc.title} ({exc.status or 'no answer'}): {exc.detail}")
+        for e in exc.errors:
+            where = e.get("pointer") or e.get("parameter") or ""
+            err.print(f"  {where}: {e.get('detail')}")
+        if exc.status == 401:
+            err.print("  check OPSBUS_API_KEY (expired or revoked keys are refused)")
+        if exc.retry_after:
+            err.print(f"  the gateway asks to retry in {exc.retry_after}s")
+        raise typer.Exit(1) from None
+
+
+def _emit(data: Any, output: str, table: Table | None) -> None:
+    if output == "json" or table is None:
+        out.print_json(json.dumps(data, default=str))
+    else:
+        out.print(table)
+
+
+@app.command()
+def deploy(  # noqa: PLR0917 - typer: one parameter per option
+    workload: Annotated[str, typer.Argument(help="NAMESPACE/NAME of a Deployment (or KIND/NAMESPACE/NAME).")],
+    image: Annotated[
+        list[str], typer.Option("--image", "-i", help="CONTAINER=IMAGE; repeat for several containers.")
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    strategy: Annotated[str, typer.Option(help="rolling, recreate, blue-green, canary or rollback.")] = "rolling",
+    cluster: Annotated[str | None, typer.Option(help="Target cluster (default: the gateway's).")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why: a change ticket, an incident.")] = None,
+    to_revision: Annotated[int | None, typer.Option(help="rollback only: the revision to return to.")] = None,
+    url: Url = None,
+    api_key: Key = None,
+    output: Output = "table",
+) -> None:
+    """Request a rollout. Prints the request id; `opsbus rollout ID` follows it.
+
+    Examples:  opsbus deploy payments/checkout -i app=registry/checkout:1.43 --reason CHG-1234
+               opsbus deploy payments/checkout --strategy rollback
+    """
+    parts = workload.split("/")
+    if len(parts) == 2:
+        parts = ["Deployment", *parts]
+    if len(parts) != 3:
+        err.print("[red]error[/]: WORKLOAD must be NAMESPACE/NAME or KIND/NAMESPACE/NAME")
+        raise typer.Exit(2)
+    images = {}
+    for pair in image:
+        container, sep, ref = pair.partition("=")
+        if not sep:
+            err.print(f"[red]error[/]: --image {pair!r} must be CONTAINER=IMAGE")
+            raise typer.Exit(2)
+        images[container] = ref
+    body: dict[str, Any] = {
+        "workload": {"kind": parts[0], "namespace": parts[1], "name": parts[2]},
+        "strategy": strategy,
+        "images": images,
+    }
+    for name, value in (("cluster", cluster), ("reason", reason), ("to_revision", to_revision)):
+        if value is not None:
+            body[name] = value
+    answer = _call(_gateway(url, api_key), "POST", "/v1/deployments", json=body)
+    if output == "json":
+        _emit(answer, output, None)
+    else:
+        out.print(f"[green]requested[/] {strategy} of {'/'.join(parts)}: request [bold]{answer['request_id']}[/]")
+        out.print(f"follow it: opsbus rollout {answer['request_id']}")
+
+
+@app.command()
+def rollout(
+    request_id: Annotated[str, typer.Argument(help="The request id printed by `opsbus deploy`.")],
+    url: Url = None,
+    api_key: Key = None,
+    output: Output = "table",
+) -> None:
+    """Show a rollout's state (requested, running, succeeded, failed, rolledback...)."""
+    answer = _call(_gateway(url, api_key), "GET", f"/v1/deployments/{request_id}")
+    table = Table(show_header=False)
+    rollout = answer.get("rollout") or {}
+    for key, value in (
+        ("request", answer["request_id"]),
+        ("workload", answer["workload"]),
+        ("state", answer["state"]),
+        ("phase", rollout.get("phase")),
+        ("revision", rollout.get("revision")),
+        ("message", rollout.get("message") or rollout.get("reason")),
+    ):
+        table.add_row(key, str(value) if value is not None else "-")
+    _emit(answer, output, table)
+
+
+@app.command()
+def incidents(  # noqa: PLR0917 - typer: one parameter per option
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Only this namespace.")] = None,
+    status: Annotated[str | None, typer.Option(help="firing or resolved.")] = None,
+    severity: Annotated[str | None, typer.Option(help="critical, warning or info.")] = None,
+    limit: Annotated[int, typer.Option(help="How many (newest first).")] = 20,
+    url: Url = None,
+    api_key: Key = None,
+    output: Output = "table",
+) -> None:
+    """List incidents: alerts with what the healer did and who was notified, newest first."""
+    params = {k: v for k, v in (("namespace", namespace), ("status", status), ("severity", severity)) if v}
+    answer = _call(_gateway(url, api_key), "GET", "/v1/incidents", params={**params, "limit": limit})
+    table = Table("started", "status", "severity", "alert", "object", "recoveries", "notified", "id")
+    for i in answer["items"]:
+        colour = "red" if i["status"] == "firing" else "green"
+        table.add_row(
+            i["starts_at"][:19],
+            f"[{colour}]{i['status']}[/]",
+            i["severity"],
+            i["alertname"],
+            i["subject"],
+            str(len(i["recoveries"])),
+            str(len(i["notifications"])),
+            i["id"],
+        )
+    _emit(answer, output, table)
+
+
+def _decide(verb: str, recovery_id: str, step: int, body: dict[str, Any], *, url: str | None, key: str | None) -> None:
+    answer = _call(_gateway(url, key), "POST", f"/v1/recoveries/{recovery_id}/steps/{step}/{verb}", json=body)
+    out.print(f"recovery {answer['recovery_id']} step {answer['step']}: [bold]{answer['status']}[/]")
+
+
+@app.command()
+def approve(
+    recovery_id: Annotated[str, typer.Argument(help="The recovery waiting for approval (see `opsbus pending`).")],
+    step: Annotated[int, typer.Option(help="The ladder step to approve.")] = 1,
+    comment: Annotated[str | None, typer.Option(help="Recorded in the audit trail.")] = None,
+    url: Url = None,
+    api_key: Key = None,
+) -> None:
+    """Approve a disruptive remediation step (for example a node drain) the healer planned."""
+    _decide("approve", recovery_id, step, {"comment": comment}, url=url, key=api_key)
+
+
+@app.command()
+def reject(
+    recovery_id: Annotated[str, typer.Argument(help="The recovery waiting for approval.")],
+    reason: Annotated[str, typer.Option(help="Why not; recorded in the audit trail.")],
+    step: Annotated[int, typer.Option(help="The ladder step to reject.")] = 1,
+    url: Url = None,
+    api_key: Key = None,
+) -> None:
+    """Reject a planned remediation step; the healer escalates to humans instead."""
+    _decide("reject", recovery_id, step, {"reason": reason}, url=url, key=api_key)
+
+
+@app.command()
+def pending(url: Url = None, api_key: Key = None, output: Output = "table") -> None:
+    """Remediation steps waiting for an approval in your namespaces."""
+    answer = _call(_gateway(url, api_key), "GET", "/v1/recoveries/pending")
+    table = Table("recovery", "step", "action", "target", "why", "expires")
+    for p in answer["items"]:
+        t = p["action"]["target"]
+        table.add_row(
+            p["recovery_id"],
+            str(p["step"]),
+            p["action"]["kind"],
+            f"{t['kind']}/{t.get('namespace') or '_'}/{t['name']}",
+            p["reason"],
+            p["expires_at"][:19],
+        )
+    _emit(answer, output, table)
+
+
+@silence_app.command("create")
+def silence_create(  # noqa: PLR0917 - typer: one parameter per option
+    matcher: Annotated[
+        list[str], typer.Argument(help='Label matchers, e.g. namespace="payments" alertname=~"Kube.*".')
+    ],
+    duration: Annotated[str, typer.Option(help="How long: 30m, 2h, 1d.")] = "2h",
+    comment: Annotated[str, typer.Option(help="Why (required by policy: say who and what for).")] = "",
+    url: Url = None,
+    api_key: Key = None,
+    output: Output = "table",
+) -> None:
+    """Mute alerts matching all MATCHERs for DURATION. A scoped key must include namespace="..."."""
+    if not comment:
+        err.print("[red]error[/]: --comment is required: say why you silence these alerts")
+        raise typer.Exit(2)
+    body = {"matchers": matcher, "duration_seconds": _seconds(duration), "comment": comment}
+    answer = _call(_gateway(url, api_key), "POST", "/v1/silences", json=body)
+    if output == "json":
+        _emit(answer, output, None)
+    else:
+        out.print(f"[green]silence {answer['id']}[/] until {answer['ends_at'][:19]} ({', '.join(answer['matchers'])})")
+
+
+@silence_app.command("list")
+def silence_list(
+    state: Annotated[str | None, typer.Option(help="pending, active or expired.")] = None,
+    url: Url = None,
+    api_key: Key = None,
+    output: Output = "table",
+) -> None:
+    """List silences you can see."""
+    answer = _call(_gateway(url, api_key), "GET", "/v1/silences", params={"state": state} if state else None)
+    table = Table("id", "state", "matchers", "until", "by", "comment")
+    for s in answer["silences"]:
+        table.add_row(s["id"], s["state"], ", ".join(s["matchers"]), s["ends_at"][:19], s["created_by"], s["comment"])
+    _emit(answer, output, table)
+
+
+@silence_app.command("expire")
+def silence_expire(
+    silence_id: Annotated[str, typer.Argument(help="The silence to end now.")], url: Url = None, api_key: Key = None
+) -> None:
+    """End a silence now: matching alerts notify again."""
+    answer = _call(_gateway(url, api_key), "DELETE", f"/v1/silences/{silence_id}")
+    out.print(f"silence {answer['id']}: {answer['state']}")
+
+
+@app.command()
+def tail(
+    pattern: Annotated[str, typer.Argument(help="Subject pattern, family first: alert.>, deploy.*.*.payments.")],
+    since: Annotated[str | None, typer.Option(help="Resume after this event id (stream sequence).")] = None,
+    url: Url = None,
+    api_key: Key = None,
+    output: Output = "table",
+) -> None:
+    """Follow events live (Ctrl-C to stop). Reconnects after a drop without losing events."""
+    gw = _gateway(url, api_key)
+    try:
+        for event in gw.stream("/v1/events/stream", {"pattern": pattern}, since):
+            if output == "json":
+                sys.stdout.write(event["data"] + "\n")
+                sys.stdout.flush()
+                continue
+            body = json.loads(event["data"])
+            data = body.get("data", {})
+            what = data.get("alertname") or data.get("action") or data.get("state") or data.get("reason") or ""
+            out.print(
+                f"[dim]{event.get('id', ''):>8}[/] {body.get('time', '')[:19]} [bold]{event.get('event', '')}[/] "
+                f"{body.get('subject', '')} {what}"
+            )
+    except GatewayError as exc:
+        err.print(f"[bold red]error[/]: {exc.title} ({exc.status or 'no answer'}): {exc.detail}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+def _seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except (ValueError, IndexError):
+        err.print(f"[red]error[/]: duration {text!r}: use e.g. 30m, 2h, 1d")
+        raise typer.Exit(2) from None
+
+
+# --- the local sandbox ------------------------------------------------------------------------------
+def _sandbox_script() -> Path:
+    explicit = os.environ.get("OPSBUS_SANDBOX_SCRIPT")
+    if explicit:
+        return Path(explicit)
+    for base in (Path.cwd(), *Path.cwd().parents, *Path(__file__).resolve().parents):
+        candidate = base / "deploy" / "sandbox" / "sandbox.sh"
+        if candidate.exists():
+            return candidate
+    err.print(
+        "[red]error[/]: deploy/sandbox/sandbox.sh not found: run inside the opsbus repository "
+        "or set OPSBUS_SANDBOX_SCRIPT"
+    )
+    raise typer.Exit(2)
+
+
+def _sandbox(*args: str) -> None:
+    script = _sandbox_script()
+    code = subprocess.call(["bash", str(script), *args])  # noqa: S603, S607 - our own script, fixed arguments
+    raise typer.Exit(code)
+
+
+@sandbox_app.command("up")
+def sandbox_up() -> None:
+    """Start the sandbox cluster on 127.0.0.1 (builds the control plane from source the first time)."""
+    _sandbox("up")
+
+
+@sandbox_app.command("down")
+def sandbox_down() -> None:
+    """Stop the sandbox cluster."""
+    _sandbox("down")
+
+
+@sandbox_app.command("status")
+def sandbox_status() -> None:
+    """Show whether the sandbox runs, its nodes and pods."""
+    _sandbox("status")
+
+
+@sandbox_app.command("chaos")
+def sandbox_chaos(
+    fault: Annotated[str, typer.Argument(help="crashloop, oomkilled, imagepull, unschedulable, notready...")],
+    target: Annotated[str, typer.Argument(help="pod/NAME, deployment/NAME or node/NAME.")],
+    namespace: Annotated[str, typer.Argument(help="Namespace of the target.")] = "default",
+) -> None:
+    """Inject a fault into the sandbox so the watcher, healer and notifier have something to do."""
+    _sandbox("chaos", fault, target, namespace)
+
+
+@sandbox_app.command("heal")
+def sandbox_heal(
+    fault: Annotated[str, typer.Argument(help="The fault injected with `opsbus sandbox chaos`.")],
+    target: Annotated[str, typer.Argument(help="The same target.")],
+    namespace: Annotated[str, typer.Argument(help="Namespace of the target.")] = "default",
+) -> None:
+    """Remove a fault injected with `opsbus sandbox chaos`."""
+    _sandbox("heal", fault, target, namespace)
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    run()
