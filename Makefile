@@ -16,7 +16,7 @@ setup: ## install everything opsbus needs (uv, Python deps, nats-server, Postgre
 lint: setup ## ruff, mypy --strict and import-linter contracts
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy libs/common/src $(wildcard services/*/src) bench tests
+	$(UV) run --frozen mypy libs/common/src $(wildcard services/*/src) $(wildcard tools/*/src) bench tests
 	$(UV) run --frozen lint-imports
 
 fmt: ## format and autofix
