@@ -131,7 +131,7 @@ def slack_body(
     """Block Kit: a header, one section per alert (mrkdwn, under Slack's 3000-character limit), link buttons."""
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": rendered.title[:150]}}]
     for a in n.alerts[:20]:
-        body = f"*{'🔥' if a.status == 'firing' else '✅'} {a.title}*"
+        body = f"*{'🔥' if a.status == 'firing' else '✅'} {a.title}*\n*Severity:* {a.severity}"
         if a.reason:
             body += f"\n*Reason:* {a.reason}"
         if a.log_lines:
