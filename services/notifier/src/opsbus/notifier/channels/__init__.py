@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 import httpx
@@ -55,12 +56,28 @@ class Channel(Protocol):
     async def send(self, notification: Notification) -> Outcome: ...
 
 
-def _http_outcome(response: httpx.Response) -> Outcome:
+def secret_parts(url: str, extra: Iterable[str] = ()) -> tuple[str, ...]:
+    """What must never appear in an error: the URL, its path and query, every token-like path segment (the secret
+    of a Slack or Teams URL), and `extra` (a routing key, a signing key), longest first so none is left in part."""
+    parts = urlsplit(url)
+    found = {url, parts.path, parts.query, unquote(parts.path), *extra}
+    found.update(segment for segment in parts.path.split("/") if len(segment) >= 8)
+    return tuple(sorted((p for p in found if p and p != "/"), key=len, reverse=True))
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "<redacted>")
+    return text
+
+
+def _http_outcome(response: httpx.Response, secrets: Iterable[str] = ()) -> Outcome:
     if 200 <= response.status_code < 300:
         return Outcome(True, response.status_code)
     retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
     retryable = response.status_code in RETRYABLE_STATUS or response.status_code >= 500
-    text = response.text[:200].replace("\n", " ")
+    # a receiver may quote the request (a 404 page with the path, a 400 with the body): redact, then truncate
+    text = redact(response.text, secrets)[:200].replace("\n", " ")
     return Outcome(False, response.status_code, retryable, retry_after, f"HTTP {response.status_code}: {text}")
 
 
@@ -76,6 +93,7 @@ class HttpChannel:
         *,
         headers: Mapping[str, str] | None = None,
         secret: bytes | None = None,
+        redact: Iterable[str] = (),
     ) -> None:
         self.kind = kind
         self._client = client
@@ -83,6 +101,7 @@ class HttpChannel:
         self._build = build
         self._headers = dict(headers or {})
         self._secret = secret
+        self._secrets = secret_parts(url, [*redact, *([secret.decode(errors="replace")] if secret else [])])
 
     async def send(self, notification: Notification) -> Outcome:
         body = json.dumps(self._build(notification), separators=(",", ":"), default=str).encode()
@@ -102,7 +121,7 @@ class HttpChannel:
             return Outcome(False, None, True, None, f"timeout ({type(exc).__name__})")
         except httpx.HTTPError as exc:  # the message may quote the URL: keep only the type
             return Outcome(False, None, True, None, f"connection failed ({type(exc).__name__})")
-        return _http_outcome(response)
+        return _http_outcome(response, self._secrets)
 
 
 class EmailChannel:
@@ -180,7 +199,9 @@ def build_channels(
                     severity=cfg_p.severity,
                 )
 
-            out[name] = HttpChannel(kind, client, config.url.get_secret_value(), build_pd)
+            out[name] = HttpChannel(
+                kind, client, config.url.get_secret_value(), build_pd, redact=[config.routing_key.get_secret_value()]
+            )
         elif isinstance(config, EmailConfig):
             out[name] = EmailChannel(config, renderer, timeout)
     return out
