@@ -104,6 +104,7 @@ class Engine:
         self.auditor = Auditor(service=SERVICE, cluster=cluster)
         self.metrics = EngineMetrics(registry)
         self.findings: dict[str, dict[str, Finding]] = {}  # object key -> fingerprint -> finding
+        self.saturation: dict[str, tuple[Finding, str]] = {}  # fingerprint -> (finding, object key), from metrics
         self._dirty: set[str] = set()
         self._deleted: set[str] = set()
         self._wake = asyncio.Event()
@@ -128,6 +129,7 @@ class Engine:
                 self._deleted.add(objkey)
                 self.findings.pop(objkey, None)
                 self._dirty.discard(objkey)
+                self.saturation = {fp: v for fp, v in self.saturation.items() if v[1] != objkey}
                 if kind == "Pod":
                     self.ctx.restarts.forget(f"{change.key}/")
             else:
@@ -156,6 +158,13 @@ class Engine:
             event_id=ev_id,
         )
         await self._send(env)
+
+    def set_saturation(self, findings: list[Finding]) -> None:
+        """Replace the findings of the saturation rules (metrics source); the next evaluation decides on them."""
+        self.saturation = {
+            f.fingerprint: (f, f"{f.target.kind}/{f.target.namespace}/{f.target.name}") for f in findings
+        }
+        self._wake.set()
 
     # --- the loop ---------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -196,6 +205,7 @@ class Engine:
             else:
                 self.findings.pop(objkey, None)
         present = {fp: (f, objkey) for objkey, fs in self.findings.items() for fp, f in fs.items()}
+        present.update(self.saturation)
         deleted, self._deleted = self._deleted, set()
         decisions = self.book.evaluate(present, deleted, now)
         fires = [d for d in decisions if isinstance(d, Fire)]

@@ -10,6 +10,7 @@ from opsbus.common.bus import Bus
 from opsbus.common.runtime import Runtime
 from opsbus.watcher.domain.objects import RESOURCES
 from opsbus.watcher.executing import Engine, read_firing
+from opsbus.watcher.prometheus import PrometheusSource, SaturationLoop
 from opsbus.watcher.settings import WatcherSettings
 from opsbus.watcher.watching import Informer, InformerOptions, KubeClient, WatchMetrics
 
@@ -35,6 +36,16 @@ async def setup(rt: Runtime[WatcherSettings]) -> None:
     watcher = await start(settings, bus, kube, rt.registry)
     rt.add_check("informers", lambda: watcher.engine.synced)
     rt.on_shutdown(watcher.stop, "watcher")
+    if opts.prometheus.url:
+        source = PrometheusSource(opts.prometheus)
+        rt.on_shutdown(source.close, "prometheus")
+        loop = SaturationLoop(
+            source, cluster=settings.cluster, apply=watcher.engine.set_saturation, cache=watcher.engine.cache
+        )
+        rt.every("saturation", opts.prometheus.interval_seconds, loop.run_once)
+        log.info("saturation rules on: %s every %.0fs", opts.prometheus.url, opts.prometheus.interval_seconds)
+    else:
+        log.info("saturation rules off: no OPSBUS_WATCHER__PROMETHEUS__URL")
 
 
 class Watcher:

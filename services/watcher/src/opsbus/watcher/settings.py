@@ -7,6 +7,26 @@ from pydantic import BaseModel, Field
 
 from opsbus.common.settings import ServiceSettings
 from opsbus.watcher.domain.rules import Thresholds
+from opsbus.watcher.domain.saturation import SaturationRules
+
+
+class PrometheusOptions(SaturationRules):
+    """The metrics source of the saturation rules (`OPSBUS_WATCHER__PROMETHEUS__URL=http://prometheus:9090`).
+    Without a URL the saturation rules are off."""
+
+    url: str | None = Field(default=None, description="Base URL of the Prometheus HTTP API; unset: rules off.")
+    interval_seconds: float = Field(default=30.0, gt=0, description="How often the saturation rules run.")
+    step_seconds: float = Field(default=30.0, gt=0, description="Resolution of query_range (aligned to it).")
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Bound on one query.")
+    selector: str = Field(
+        default="",
+        description='Extra label matchers added to every query, e.g. `cluster="prod"` (comma separated).',
+    )
+    stale_after_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="While queries fail, keep the last saturation findings this long (no resolve on an outage).",
+    )
 
 
 class WatcherOptions(BaseModel):
@@ -18,6 +38,7 @@ class WatcherOptions(BaseModel):
         description="Namespaces to watch; empty watches the whole cluster. Nodes are always watched.",
     )
     thresholds: Thresholds = Thresholds()
+    prometheus: PrometheusOptions = PrometheusOptions()
     evaluate_interval_seconds: float = Field(
         default=1.0, gt=0, description="Time-based rules (bounds, hysteresis) are re-evaluated this often."
     )

@@ -148,7 +148,9 @@ def fired_payload(
         starts_at=starts_at,
         source=AlertSource.WATCHER,
         workload=finding.workload,
-        evidence=AlertEvidence(containers=finding.containers[:64], events=events[-20:], logs=logs[:8]),
+        evidence=AlertEvidence(
+            containers=finding.containers[:64], events=events[-20:], logs=logs[:8], metrics=finding.metrics[:20]
+        ),
     )
 
 

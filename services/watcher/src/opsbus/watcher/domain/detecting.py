@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from opsbus.common.events.payloads.alert import MetricObservation
 from opsbus.common.events.payloads.common import ContainerState, ResourceRef, Severity, WorkloadRef
 from opsbus.watcher.domain.cache import Cache
 from opsbus.watcher.domain.objects import Obj, conditions, container_state, parse_time
@@ -66,6 +67,7 @@ class Finding:
     observed: datetime | None = None  # latest status transition behind it: detection latency starts here
     containers: tuple[ContainerState, ...] = ()
     log_containers: tuple[str, ...] = ()  # crashed containers whose previous logs are evidence
+    metrics: tuple[MetricObservation, ...] = ()  # observed values behind a saturation finding
 
     @property
     def fingerprint(self) -> str:
