@@ -309,7 +309,10 @@ class Engine:
                 log.exception("deployer scheduler pass failed")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._options.tick_seconds)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+                # arrives as the event fires, and this loop would then never stop.
+                async with asyncio.timeout(self._options.tick_seconds):
+                    await self._wake.wait()
 
     async def schedule(self) -> None:
         """One scheduler pass: time out queued requests, start idle workloads' next rollout, resume orphans."""

@@ -610,7 +610,10 @@ class Notifier:
             if flushed or sent:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.options.tick)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+                # arrives as the event fires, and this loop would then never stop.
+                async with asyncio.timeout(self.options.tick):
+                    await self._wake.wait()
 
 
 def silence_from(row: Any) -> Silence:

@@ -171,7 +171,10 @@ class Engine:
         interval = self.options.evaluate_interval_seconds
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+                # arrives as the event fires, and this loop would then never stop.
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
             self._wake.clear()
             if self.synced:
                 try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from opsbus.common.bus import Bus
@@ -56,12 +55,13 @@ class Watcher:
         self.informers = informers
         self.tasks: list[asyncio.Task[None]] = []
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
         for task in self.tasks:
             task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self.tasks:
+            _, stuck = await asyncio.wait(self.tasks, timeout=grace)
+            for task in stuck:
+                log.error("watcher task %s did not stop within %.0fs of being cancelled", task.get_name(), grace)
         self.tasks.clear()
 
 

@@ -256,7 +256,10 @@ class OutboxRelay:
                 with contextlib.suppress(Exception):
                     await self.observe()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+                    # arrives as the event fires, and this loop would then never stop.
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
         finally:
             await self._unlisten()
 
