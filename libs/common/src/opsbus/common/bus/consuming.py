@@ -249,10 +249,8 @@ class Consumer:
 
     # --- one message --------------------------------------------------------------------------------
     async def handle(self, msg: Msg) -> None:
-        meta = msg.metadata
-        attempt = int(meta.num_delivered or 1)
-        sequence = int(meta.sequence.stream) if meta.sequence else 0
-        headers = dict(msg.headers or {})
+        attempt, sequence = _delivery_of(msg)
+        headers = msg.headers or {}
         try:
             event = Envelope.from_json(msg.data)
         except UndecodableError as exc:
@@ -406,6 +404,21 @@ class Consumer:
                 if now - since >= interval:
                     with contextlib.suppress(Exception):
                         await msg.in_progress()
+
+
+def _delivery_of(msg: Msg) -> tuple[int, int]:
+    """(delivery attempt, stream sequence) from the JetStream ack subject, read directly: nats-py's
+    `msg.metadata` also builds datetimes and dataclasses we do not need, on every message."""
+    parts = (msg.reply or "").split(".")
+    try:
+        if len(parts) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+            return int(parts[4]), int(parts[5])
+        if len(parts) >= 11:  # $JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>...
+            return int(parts[6]), int(parts[7])
+    except ValueError:
+        pass
+    meta = msg.metadata
+    return int(meta.num_delivered or 1), int(meta.sequence.stream) if meta.sequence else 0
 
 
 def _queued(sub: JetStreamContext.PullSubscription) -> list[Msg]:
