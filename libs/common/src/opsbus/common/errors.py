@@ -50,3 +50,16 @@ class NotFoundError(PermanentError):
 
 class ConflictError(PermanentError):
     """The request conflicts with the current state: a stale version, a duplicate (409)."""
+
+
+def error_for_status(status: int, detail: str) -> OpsbusError:
+    """The typed error for an HTTP status from the Kubernetes API (or any HTTP API), so every service retries
+    the same answers: 404 -> NotFound, 409 -> Conflict (a precondition such as resourceVersion failed), 429 and
+    5xx -> Transient, 0 (no HTTP answer at all: connection refused, reset) -> Transient, the rest -> Permanent."""
+    if status == 404:
+        return NotFoundError(detail)
+    if status == 409:
+        return ConflictError(detail)
+    if status in {0, 429} or status >= 500:
+        return TransientError(detail)
+    return PermanentError(detail)

@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from opsbus.common.errors import ConflictError, NotFoundError, PermanentError, TransientError
+from opsbus.common.errors import ConflictError, NotFoundError, TransientError, error_for_status
 
 T = TypeVar("T")
 JSON = dict[str, Any]
@@ -56,13 +56,9 @@ class Kube:
         except ApiException as exc:
             status = int(exc.status or 0)
             detail = f"{what}: {status} {exc.reason}: {(exc.body or '')[:500]}"
-            if status == 404:
-                raise NotFoundError(detail) from exc
-            if status in (409, 422):
+            if status == 422:  # the apiserver refused the object as invalid: reported like a conflict
                 raise ConflictError(detail) from exc
-            if status == 429 or status >= 500 or status == 0:
-                raise TransientError(detail) from exc
-            raise PermanentError(detail) from exc
+            raise error_for_status(status, detail) from exc
         except (TimeoutError, OSError) as exc:
             raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from exc
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from opsbus.common.errors import ConflictError, NotFoundError, PermanentError, TransientError
+from opsbus.common.errors import NotFoundError, error_for_status
 from opsbus.common.events.payloads import ResourceRef
 from opsbus.healer.domain.planning import AlertState, Snapshot
 
@@ -36,14 +36,8 @@ def parse_bytes(quantity: str) -> int:
 
 
 def _typed(exc: ApiException, what: str) -> Exception:
-    status = exc.status or 0
-    if status == 404:
-        return NotFoundError(f"{what}: not found")
-    if status == 409:
-        return ConflictError(f"{what}: changed since it was planned (precondition failed)")
-    if status == 429 or status >= 500:
-        return TransientError(f"{what}: apiserver answered {status} {exc.reason}")
-    return PermanentError(f"{what}: apiserver answered {status} {exc.reason}: {exc.body}")
+    status = int(exc.status or 0)
+    return error_for_status(status, f"{what}: apiserver answered {status} {exc.reason}: {(exc.body or '')[:500]}")
 
 
 class KubeCluster:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from opsbus.common.errors import ConflictError, NotFoundError, PermanentError, TransientError
+from opsbus.common.errors import NotFoundError, error_for_status
 from opsbus.common.events.payloads.common import WorkloadRef
 from opsbus.optimizer.domain.guardrails import RolloutState
 from opsbus.optimizer.domain.planning import ContainerSpec, Snapshot
@@ -31,14 +31,8 @@ REVISION = "deployment.kubernetes.io/revision"
 
 
 def _typed(exc: ApiException, what: str) -> Exception:
-    status = exc.status or 0
-    if status == 404:
-        return NotFoundError(f"{what}: not found")
-    if status == 409:
-        return ConflictError(f"{what}: changed since it was planned (resourceVersion precondition failed)")
-    if status == 429 or status >= 500:
-        return TransientError(f"{what}: apiserver answered {status} {exc.reason}")
-    return PermanentError(f"{what}: apiserver answered {status} {exc.reason}")
+    status = int(exc.status or 0)
+    return error_for_status(status, f"{what}: apiserver answered {status} {exc.reason}: {(exc.body or '')[:500]}")
 
 
 @dataclass(frozen=True)
