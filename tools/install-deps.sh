@@ -4,6 +4,7 @@
 #   - the Python workspace (uv sync against uv.lock)
 #   - nats-server at NATS_SERVER_VERSION, built from source through the Go module proxy (about 1 minute cold)
 #   - PostgreSQL server binaries from Debian's packages, if none are installed
+#   - whatever tools/install.d/*.sh add (one file per tool, each pinned in versions.env and cached)
 # Safe to run again: every step is skipped when its result is already there.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -45,3 +46,11 @@ if [ -z "$pg_ctl_bin" ]; then
 fi
 [ -n "$pg_ctl_bin" ] || { echo "PostgreSQL server binaries not found after install" >&2; exit 1; }
 say "PostgreSQL: $("$pg_ctl_bin" --version)"
+
+# One installer per extra tool (helm, jaeger, promtool, ...). Each is sourced in name order with `cache`, `say` and
+# the versions in scope, and must be a no-op when its result is already there.
+for installer in "$here"/install.d/*.sh; do
+  [ -e "$installer" ] || continue
+  # shellcheck source=/dev/null
+  source "$installer"
+done
