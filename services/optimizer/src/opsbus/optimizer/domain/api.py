@@ -1,52 +1,23 @@
 """Request and response models of the optimizer's request-reply endpoints
-(`opsbus.svc.optimizer.list_recommendations`, `opsbus.svc.optimizer.apply_recommendation`)."""
+(`opsbus.svc.optimizer.list_recommendations`, `opsbus.svc.optimizer.apply_recommendation`).
+
+They live in `opsbus.common.api.optimizer` (DESIGN.md section 2: the gateway calls these endpoints); this
+module names them for the optimizer's own code so there is one definition on the wire."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from opsbus.common.api.optimizer import (
+    ApplyRecommendationRequest,
+    ApplyRecommendationResponse,
+    ListRecommendationsRequest,
+    RecommendationList,
+    RecommendationView,
+)
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from opsbus.common.events.payloads.common import Actor
-from opsbus.common.events.payloads.scale import ScaleRecommended
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ListRecommendationsRequest(_Model):
-    namespace: str | None = None
-    workload: str | None = None
-    status: str | None = Field(default=None, description="open, applied or superseded")
-    limit: int = Field(default=100, ge=1, le=1000)
-
-
-class RecommendationView(_Model):
-    id: str
-    namespace: str
-    workload: str
-    created_at: datetime
-    action: str
-    guard: str | None
-    reason: str
-    status: str
-    recommendation: ScaleRecommended
-
-
-class RecommendationList(_Model):
-    recommendations: list[RecommendationView]
-
-
-class ApplyRecommendationRequest(_Model):
-    recommendation_id: str = Field(min_length=1)
-    actor: Actor
-    dry_run: bool = False
-
-
-class ApplyRecommendationResponse(_Model):
-    recommendation_id: str
-    applied: bool
-    dry_run: bool
-    reason: str
-    resource_version: str | None = None
+__all__ = [
+    "ApplyRecommendationRequest",
+    "ApplyRecommendationResponse",
+    "ListRecommendationsRequest",
+    "RecommendationList",
+    "RecommendationView",
+]

@@ -1,0 +1,57 @@
+"""`opsbus.svc.optimizer.{list_recommendations,apply_recommendation}`.
+
+The optimizer answers with these models (`opsbus.optimizer.domain.api` re-exports them); the gateway calls
+them for `/v1/recommendations`. One definition on the wire.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsbus.common.events.payloads.common import Actor
+from opsbus.common.events.payloads.scale import ScaleRecommended
+
+SERVICE = "optimizer"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ListRecommendationsRequest(_Model):
+    namespace: str | None = None
+    workload: str | None = None
+    status: str | None = Field(default=None, description="open, applied or superseded")
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class RecommendationView(_Model):
+    id: str
+    namespace: str
+    workload: str
+    created_at: datetime
+    action: str
+    guard: str | None
+    reason: str
+    status: str
+    recommendation: ScaleRecommended
+
+
+class RecommendationList(_Model):
+    recommendations: list[RecommendationView]
+
+
+class ApplyRecommendationRequest(_Model):
+    recommendation_id: str = Field(min_length=1)
+    actor: Actor
+    dry_run: bool = False
+
+
+class ApplyRecommendationResponse(_Model):
+    recommendation_id: str
+    applied: bool
+    dry_run: bool
+    reason: str
+    resource_version: str | None = None
