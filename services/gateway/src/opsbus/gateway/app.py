@@ -11,7 +11,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from opsbus.gateway.context import GatewayContext
 from opsbus.gateway.middleware import GatewayMiddleware
 from opsbus.gateway.problems import install
-from opsbus.gateway.routes import alerts, deployments, events, keys, notifications, recoveries, system, trail
+from opsbus.gateway.routes import (
+    alerts,
+    deployments,
+    events,
+    keys,
+    notifications,
+    recommendations,
+    recoveries,
+    system,
+    trail,
+)
 
 DESCRIPTION = """
 The front door of opsbus for other systems, teams and operators.
@@ -37,7 +47,7 @@ def create_app(ctx: GatewayContext) -> FastAPI:
     )
     app.state.ctx = ctx
     install(app, retry_after=ctx.settings.gateway.retry_after_seconds)
-    for module in (system, keys, deployments, recoveries, notifications, trail, alerts, events):
+    for module in (system, keys, deployments, recoveries, recommendations, notifications, trail, alerts, events):
         app.include_router(module.router)
     if ctx.settings.gateway.cors_origins:
         app.add_middleware(
