@@ -67,6 +67,7 @@ from opsbus.healer.domain.planning import (
     target_for,
 )
 from opsbus.healer.domain.policy import AlertFacts, Policy, PolicyError, PolicySet, VerifyCheck, parse_policies
+from opsbus.healer.leasing import LeaseLost, Leases
 from opsbus.healer.store import (
     TABLES,
     AlertRow,
@@ -119,6 +120,8 @@ class Executor:
         wake_relay: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         verify_poll: float = 0.5,
+        owner: str | None = None,
+        lease_seconds: float = 15.0,
     ) -> None:
         self.db = db
         self.cluster = cluster
@@ -127,6 +130,8 @@ class Executor:
         self.wake_relay = wake_relay
         self.clock = clock
         self.verify_poll = verify_poll
+        self.leases = Leases(db, owner or f"healer-{uuid.uuid4().hex[:12]}", lease_seconds, clock)
+        self.plan_lock = f"opsbus.healer:{cluster_name}"
         self.outbox = Outbox.for_tables(TABLES)
         self.auditor = Auditor(service=SERVICE, cluster=cluster_name)
         self._policies: PolicySet | None = None
@@ -268,6 +273,45 @@ class Executor:
 
     # --- the ladder ---------------------------------------------------------------------------------
     async def run(self, rid: str, grant: Grant | None = None) -> None:
+        """Run the recovery under its lease: only one replica walks a recovery at a time (see `leasing`)."""
+        if not await self.leases.claim(rid):
+            async with self.db.sessions() as session:
+                rec = await session.get(RecoveryRow, rid)
+            if rec is None:
+                raise NotFoundError(f"recovery {rid} not found")
+            if rec.status in TERMINAL or rec.status in ("awaiting_approval", "exhausted"):
+                return
+            until = rec.lease_until or self.clock()
+            delay = max(1.0, (until - self.clock()).total_seconds() + 1.0)
+            raise TransientError(f"recovery {rid} is being run by replica {rec.lease_owner}; retry later", delay=delay)
+        try:
+            async with self.leases.kept(rid):
+                await self._walk(rid, grant)
+        except LeaseLost as exc:
+            log.warning("%s: another replica carries on", exc)
+            return
+        except Exception:
+            await self.leases.release(rid)
+            raise
+        await self.leases.release(rid)
+
+    async def resume_orphans(self) -> int:
+        """Claim and resume recoveries whose replica stopped renewing its lease (it died mid-step)."""
+        resumed = 0
+        for rid in await self.leases.orphans():
+            if await self.leases.claim(rid):
+                log.info("recovery %s: resuming an orphaned recovery as %s", rid, self.leases.owner)
+                self.spawn(self._resume(rid))
+                resumed += 1
+        return resumed
+
+    async def _resume(self, rid: str, grant: Grant | None = None) -> None:
+        try:
+            await self.run(rid, grant)
+        except (TransientError, PermanentError) as exc:
+            log.warning("recovery %s: resume deferred: %s", rid, exc)
+
+    async def _walk(self, rid: str, grant: Grant | None) -> None:
         """Walk the recovery's ladder from its current step until it ends, waits for a human, or defers."""
         while True:
             async with self.db.sessions() as session:
@@ -280,8 +324,12 @@ class Executor:
                     )
                 ).scalar_one_or_none()
                 alert_row = await session.get(AlertRow, rec.fingerprint)
+                approval = await session.get(ApprovalRow, (rid, rec.step))
             if rec.status in TERMINAL:
                 return
+            if grant is None and approval is not None and approval.status == "approved":
+                # Approved while no replica was running it (or the approving replica died): carry on.
+                grant = Grant(approval.decided_by or "unknown", approval.expires_at)
             if rec.status == "awaiting_approval" and grant is None:
                 return
             cause = Envelope.model_validate(rec.alert_event)
@@ -301,22 +349,30 @@ class Executor:
                 continue
             target = target_for(step, alert)
             snapshot = await self.cluster.snapshot(target, alert) if target is not None else None
-            history = await self._history(policy)
-            decision = plan(
-                PlanningInput(
-                    recovery_id=rid,
-                    alert=alert,
-                    policy=policy,
-                    policy_version=rec.policy_version,
-                    step=rec.step,
-                    snapshot=snapshot,
-                    history=history,
-                    guards=self.guards,
-                    now=self.clock(),
-                    grant=grant,
-                    continuing=rec.step > 1 or grant is not None,
+            # History, plan and the start of the action in one transaction under one lock per cluster: two
+            # replicas planning at once see each other's attempts (cooldown, budget and rate limit hold).
+            async with self.db.sessions.begin() as session:
+                await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(self.plan_lock))))
+                history = await self._history(session, policy)
+                decision = plan(
+                    PlanningInput(
+                        recovery_id=rid,
+                        alert=alert,
+                        policy=policy,
+                        policy_version=rec.policy_version,
+                        step=rec.step,
+                        snapshot=snapshot,
+                        history=history,
+                        guards=self.guards,
+                        now=self.clock(),
+                        grant=grant,
+                        continuing=rec.step > 1 or grant is not None,
+                    )
                 )
-            )
+                starting = isinstance(decision, Plan) and decision.approval is None and not decision.dry_run
+                request_id = None
+                if isinstance(decision, Plan) and starting:
+                    request_id = await self._start(session, rec, cause, decision, grant)
             if isinstance(decision, NoOp):
                 await self._no_op(rec, cause, policy, decision, target)
                 return
@@ -326,24 +382,21 @@ class Executor:
             if decision.dry_run:
                 await self._dry_run(rec, cause, decision)
                 return
-            request_id = await self._start(rec, cause, decision, grant)
+            self.wake_relay()
             grant = None
             await self._apply_and_verify(rec, cause, policy, decision, request_id, resumed=False)
 
-    async def _history(self, policy: Policy) -> list[PastAttempt]:
+    async def _history(self, session: AsyncSession, policy: Policy) -> list[PastAttempt]:
         horizon = max(policy.attempt_window, policy.cooldown, self.guards.rate_limit_window)
         since = self.clock() - timedelta(seconds=horizon)
-        async with self.db.sessions() as session:
-            rows = (
-                await session.execute(
-                    select(AttemptRow).where(
-                        AttemptRow.started_at >= since, AttemptRow.status.not_in(["dry_run", "skipped"])
-                    )
+        rows = (
+            await session.execute(
+                select(AttemptRow).where(
+                    AttemptRow.started_at >= since, AttemptRow.status.not_in(["dry_run", "skipped"])
                 )
-            ).scalars()
-            return [
-                PastAttempt(r.recovery_id, r.target_key, ActionKind(r.action), r.started_at, r.dry_run) for r in rows
-            ]
+            )
+        ).scalars()
+        return [PastAttempt(r.recovery_id, r.target_key, ActionKind(r.action), r.started_at, r.dry_run) for r in rows]
 
     # --- outcomes -----------------------------------------------------------------------------------
     def _event(self, payload: Any, target: ResourceRef, cause: Envelope, key: str | None = None) -> Envelope:
@@ -513,30 +566,20 @@ class Executor:
                 key=f"{rec.id}:{p.step}:dry_run",
                 details={"recovery_id": rec.id, "step": p.step, "parameters": dict(p.action.parameters)},
             )
-            session.add(
-                AttemptRow(
-                    recovery_id=rec.id,
-                    step=p.step,
-                    action=p.action.kind.value,
-                    target_key=rec.target_key,
-                    target=p.action.target.model_dump(mode="json"),
-                    plan=_plan_to_json(p),
-                    status="dry_run",
-                    dry_run=True,
-                    started_at=self.clock(),
-                    finished_at=self.clock(),
-                    message=p.reason,
-                )
-            )
+            session.add(self._attempt(rec, p, "dry_run", finished_at=self.clock(), message=p.reason))
             await self._set_status(session, rec.id, "dry_run")
         self.wake_relay()
 
-    async def _start(self, rec: RecoveryRow, cause: Envelope, p: Plan, grant: Grant | None) -> str | None:
-        """Commit the attempt as started (with its events) before touching the cluster."""
+    async def _start(
+        self, session: AsyncSession, rec: RecoveryRow, cause: Envelope, p: Plan, grant: Grant | None
+    ) -> str | None:
+        """Record the attempt as started (with its events) in the planning transaction, before touching the
+        cluster; fenced by the lease, so a replica that lost it never starts an action."""
+        await self.leases.fence(session, rec.id)
         fields = self._step_fields(rec, cause, p)
         planned = RecoveryPlanned(**fields, reason=p.reason, guards=p.guards, verification=p.verification)
         approved_by = Actor(kind=ActorKind.USER, id=grant.approver) if grant else None
-        count = sum(1 for a in await self._history_for(rec.target_key)) + 1
+        count = sum(1 for a in await self._history_for(session, rec.target_key)) + 1
         started = RecoveryStarted(**fields, attempt=count, approved_by=approved_by)
         request_id = None
         events = [
@@ -557,32 +600,28 @@ class Executor:
             deploy = self._event(request, alert.workload.as_resource_ref(), events[-1], f"{rec.id}:{p.step}:deploy")
             request_id = deploy.id
             events.append(deploy)
-        async with self.db.sessions.begin() as session:
-            session.add(
-                AttemptRow(
-                    recovery_id=rec.id,
-                    step=p.step,
-                    action=p.action.kind.value,
-                    target_key=rec.target_key,
-                    target=p.action.target.model_dump(mode="json"),
-                    plan=_plan_to_json(p),
-                    status="started",
-                    dry_run=False,
-                    started_at=self.clock(),
-                    deploy_request_id=request_id,
-                )
-            )
-            await self._emit(session, *events)
-            await self._set_status(session, rec.id, "running")
-        self.wake_relay()
+        session.add(self._attempt(rec, p, "started", deploy_request_id=request_id))
+        await self._emit(session, *events)
+        await self._set_status(session, rec.id, "running")
         return request_id
 
-    async def _history_for(self, key: str) -> list[str]:
-        async with self.db.sessions() as session:
-            q = select(AttemptRow.id).where(
-                AttemptRow.target_key == key, AttemptRow.status.not_in(["dry_run", "skipped"])
-            )
-            return [str(i) for i in (await session.execute(q)).scalars()]
+    def _attempt(self, rec: RecoveryRow, p: Plan, status: str, **extra: Any) -> AttemptRow:
+        return AttemptRow(
+            recovery_id=rec.id,
+            step=p.step,
+            action=p.action.kind.value,
+            target_key=rec.target_key,
+            target=p.action.target.model_dump(mode="json"),
+            plan=_plan_to_json(p),
+            status=status,
+            dry_run=status == "dry_run",
+            started_at=self.clock(),
+            **extra,
+        )
+
+    async def _history_for(self, session: AsyncSession, key: str) -> list[str]:
+        q = select(AttemptRow.id).where(AttemptRow.target_key == key, AttemptRow.status.not_in(["dry_run", "skipped"]))
+        return [str(i) for i in (await session.execute(q)).scalars()]
 
     async def _apply_and_verify(
         self, rec: RecoveryRow, cause: Envelope, policy: Policy, p: Plan, request_id: str | None, *, resumed: bool
@@ -835,6 +874,8 @@ class Executor:
                 event: Any = RecoveryApproved(
                     recovery_id=rid, step=step, approver=user, reason=comment, expires_at=row.expires_at
                 )
+                # `running` again: if this replica dies before the step starts, the orphan sweep resumes it.
+                await self._set_status(session, rid, "running")
             else:
                 event = RecoveryRejected(recovery_id=rid, step=step, approver=user, reason=comment or "rejected")
                 await self._set_status(session, rid, "rejected")
@@ -853,8 +894,44 @@ class Executor:
             expires = row.expires_at
         self.wake_relay()
         if approve:
-            self.spawn(self.run(rid, grant=Grant(approver, expires)))
+            self.spawn(self._resume(rid, Grant(approver, expires)))
         return "approved" if approve else "rejected"
+
+    async def on_decision_event(self, event: Envelope) -> None:
+        """`recovery.approved`/`recovery.rejected` published by someone else (the gateway, a team's tool):
+        the same decision as the request-reply endpoints, idempotent. The healer's own announcements of
+        decisions it already recorded are skipped; a redelivery or a repeat of the recorded decision is a
+        no-op; a decision contradicting an earlier one (or arriving after expiry) is recorded and ignored."""
+        if event.service == SERVICE:
+            return
+        approve = event.type == RecoveryApproved.event_type
+        d: RecoveryApproved | RecoveryRejected = (
+            event.payload_as(RecoveryApproved) if approve else event.payload_as(RecoveryRejected)
+        )
+        comment = d.reason
+        try:
+            await self.decide(d.recovery_id, d.step, d.approver.id, approve=approve, comment=comment)
+        except NotFoundError as exc:
+            raise PermanentError(f"{event.type} {event.id}: {exc}") from exc
+        except ConflictError as exc:
+            wanted = "approved" if approve else "rejected"
+            async with self.db.sessions.begin() as session:
+                row = await session.get(ApprovalRow, (d.recovery_id, d.step))
+                rec = await session.get(RecoveryRow, d.recovery_id)
+                if row is None or rec is None or row.status == wanted:
+                    return  # redelivered, or the same decision already came through the endpoint
+                await self._audit(
+                    session,
+                    Envelope.model_validate(rec.alert_event),
+                    action=f"recovery.{'approve' if approve else 'reject'}",
+                    target=RecoveryAction.model_validate(row.action).target,
+                    outcome=AuditOutcome.SKIPPED,
+                    reason=f"ignored {wanted[:-1]} by {d.approver.id} ({event.service}): {exc}",
+                    key=f"{event.id}:ignored",
+                    actor=d.approver,
+                    details={"recovery_id": d.recovery_id, "step": d.step, "event_id": event.id},
+                )
+            self.wake_relay()
 
     async def expire_approvals(self) -> int:
         now = self.clock()

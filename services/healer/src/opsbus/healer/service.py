@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import uuid
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -27,6 +29,7 @@ from opsbus.healer.settings import HealerSettings
 from opsbus.healer.store import MIGRATIONS, SCHEMA, TABLES
 
 SERVICE = "healer"
+log = logging.getLogger(__name__)
 
 
 def policy_text(path: str | None) -> str:
@@ -70,6 +73,8 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
         cluster_name=s.cluster,
         wake_relay=relay.wake,
         verify_poll=s.healer.verify_poll_seconds,
+        owner=f"{rt.instance}/{uuid.uuid4().hex[:8]}",
+        lease_seconds=s.healer.lease_seconds,
     )
     rt.on_shutdown(executor.close, "recoveries")
     await executor.load_policies(
@@ -85,6 +90,9 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
 
     async def deploy(d: Delivery) -> None:
         await executor.on_deploy_outcome(d.event)
+
+    async def decision(d: Delivery) -> None:
+        await executor.on_decision_event(d.event)
 
     c = s.cluster
     bus.consumer(
@@ -118,6 +126,15 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
             description="healer: outcomes of rollbacks it requested",
         ),
         deploy,
+    )
+    bus.consumer(
+        ConsumerSpec(
+            durable="healer-decisions",
+            stream="RECOVERY",
+            subjects=[f"recovery.{v}.{c}.*" for v in ("approved", "rejected")],
+            description="healer: approvals and rejections published by the gateway or other tools",
+        ),
+        decision,
     )
     await bus.start()
 
@@ -183,18 +200,23 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
     )
     rt.on_shutdown(svc.stop, "rpc")
 
-    async def expiry_loop() -> None:
+    async def housekeeping() -> None:
+        """Expire unanswered approvals; resume recoveries whose replica died (its lease ran out)."""
+        every = min(5.0, s.healer.lease_seconds / 2)
         while True:
-            await asyncio.sleep(5.0)
-            with contextlib.suppress(Exception):
+            await asyncio.sleep(every)
+            try:
                 await executor.expire_approvals()
+                await executor.resume_orphans()
+            except Exception:  # the database may be briefly away: the next round retries
+                log.warning("healer housekeeping failed; retrying in %.0fs", every, exc_info=True)
 
-    expiry = asyncio.create_task(expiry_loop(), name="healer:approval-expiry")
+    loop = asyncio.create_task(housekeeping(), name="healer:housekeeping")
 
-    async def stop_expiry() -> None:
-        expiry.cancel()
+    async def stop_loop() -> None:
+        loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await expiry
+            await loop
 
-    rt.on_shutdown(stop_expiry, "approval-expiry")
+    rt.on_shutdown(stop_loop, "housekeeping")
     return Healer(executor=executor, bus=bus)

@@ -34,6 +34,12 @@ class HealerOptions(BaseModel):
     kubeconfig: str | None = Field(default=None, description="Path; unset uses in-cluster config or ~/.kube/config.")
     verify_poll_seconds: float = Field(default=0.5, gt=0)
     alert_concurrency: int = Field(default=16, ge=1, description="Recoveries run in parallel per replica.")
+    lease_seconds: float = Field(
+        default=15.0,
+        ge=1.0,
+        description="A replica holds a recovery this long and renews it every third of it; when a replica dies, "
+        "another resumes its recoveries after at most this long.",
+    )
 
     def guards(self) -> Guards:
         return Guards(
