@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from kubernetes import client
 from nats.js.api import DeliverPolicy
 from prometheus_client import CollectorRegistry
 
@@ -19,7 +20,7 @@ from opsbus.watcher.service import Watcher, start
 from opsbus.watcher.settings import WatcherSettings
 from opsbus.watcher.watching import KubeClient
 from tests.cluster.conftest import SandboxHandle
-from tests.cluster.kube import Cluster, is_running_and_ready, wait_until
+from tests.cluster.kube import Cluster, container_status, is_running_and_ready, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 
@@ -76,7 +77,12 @@ async def watched(cluster: Cluster, sandbox: SandboxHandle, make_bus: MakeBus) -
             "kubeconfig": str(sandbox.kubeconfig),
             "namespaces": [cluster.namespace],
             "log_timeout_seconds": 1.0,
-            "thresholds": {"resolve_after_seconds": 2, "oom_recent_seconds": 5, "pending_unschedulable_seconds": 1},
+            "thresholds": {
+                "resolve_after_seconds": 2,
+                "oom_recent_seconds": 5,
+                "pending_unschedulable_seconds": 1,
+                "replicas_mismatch_seconds": 1,
+            },
         },
     )
     kube = KubeClient.from_config(str(sandbox.kubeconfig))
@@ -185,3 +191,139 @@ async def test_node_not_ready_fires_and_resolves(cluster: Cluster, watched: tupl
     finally:
         await bus_alerts.stop()
         cluster.core.delete_node(node)
+
+
+async def test_image_pull_failure_fires_once_across_backoff_and_resolves_on_heal(
+    cluster: Cluster, watched: tuple[Watcher, Alerts]
+) -> None:
+    _, alerts = watched
+    pod = await _running_pod(cluster, "web")
+    name = pod.metadata.name
+    await asyncio.to_thread(cluster.chaos, "imagepull", f"pod/{name}")
+    fired = (await alerts.wait("fired", "KubePodImagePullFailing")).payload_as(AlertFired)
+    assert fired.labels["pod"] == name
+    assert fired.labels["container"] == "app"
+    assert fired.labels["workload"] == "web"
+    assert fired.workload is not None and fired.workload.kind == "Deployment"
+    app = next(c for c in fired.evidence.containers if c.name == "app")
+    assert app.state == "waiting" and app.reason in {"ErrImagePull", "ImagePullBackOff"}
+    assert fired.annotations.description is not None and "not found" in fired.annotations.description
+    # the kubelet alternates ErrImagePull and ImagePullBackOff: one fault, still one alert
+    await asyncio.to_thread(
+        wait_until,
+        "the pod to pass through both pull reasons",
+        lambda: _waiting_reason(cluster, name) not in {None, app.reason},
+        60,
+    )
+    await asyncio.sleep(1.5)
+    assert len(alerts.of("fired", "KubePodImagePullFailing")) == 1
+
+    await asyncio.to_thread(cluster.heal, "imagepull", f"pod/{name}")
+    resolved = (await alerts.wait("resolved", "KubePodImagePullFailing", timeout=90)).payload_as(AlertResolved)
+    assert resolved.fingerprint == fired.fingerprint
+    assert resolved.resolution == "condition cleared"
+    assert len(alerts.of("fired", "KubePodImagePullFailing")) == 1
+    others = {e.data.get("alertname") for e in alerts.events} - {"KubePodImagePullFailing"}
+    assert not others, f"one fault, one alert: also got {others}"
+
+
+def _waiting_reason(cluster: Cluster, pod: str) -> str | None:
+    cs = container_status(cluster.pod(pod), "app")
+    return cs.state.waiting.reason if cs is not None and cs.state.waiting is not None else None
+
+
+async def test_unschedulable_rollout_fires_for_the_pending_pod_and_resolves_on_rollback(
+    cluster: Cluster, watched: tuple[Watcher, Alerts]
+) -> None:
+    _, alerts = watched
+    healthy = await _running_pod(cluster, "web")
+    await asyncio.to_thread(cluster.chaos, "unschedulable", "deployment/web")
+    fired_env = await alerts.wait("fired", "KubePodNotScheduled")
+    fired = fired_env.payload_as(AlertFired)
+    pending = fired.labels["pod"]
+    assert pending != healthy.metadata.name, "the new release's pod is the unschedulable one"
+    assert pending.startswith("web-")
+    assert fired.labels["workload"] == "web"
+    assert "node" not in fired.labels
+    assert fired.annotations.description is not None and "node(s)" in fired.annotations.description
+    scheduling = [e for e in fired.evidence.events if e.reason == "FailedScheduling"]
+    assert scheduling, f"the scheduler's event is evidence: {fired.evidence.events}"
+    assert cluster.pod(pending).status.phase == "Pending"
+
+    await asyncio.to_thread(cluster.heal, "unschedulable", "deployment/web")  # rolls back: the pending pod goes
+    resolved = (await alerts.wait("resolved", "KubePodNotScheduled", timeout=90)).payload_as(AlertResolved)
+    assert resolved.fingerprint == fired.fingerprint
+    assert resolved.resolution == "object deleted"
+    await asyncio.sleep(1.0)
+    assert len(alerts.of("fired", "KubePodNotScheduled")) == 1
+    assert len(alerts.of("resolved", "KubePodNotScheduled")) == 1
+
+
+def _pod_template(app: str, node_selector: dict[str, str] | None = None) -> client.V1PodTemplateSpec:
+    return client.V1PodTemplateSpec(
+        metadata=client.V1ObjectMeta(labels={"app": app}),
+        spec=client.V1PodSpec(
+            containers=[client.V1Container(name="app", image="registry.example/app:1.0")],
+            node_selector=node_selector,
+        ),
+    )
+
+
+def _create_statefulset(cluster: Cluster, name: str) -> None:
+    body = client.V1StatefulSet(
+        metadata=client.V1ObjectMeta(name=name, labels={"app": name}),
+        spec=client.V1StatefulSetSpec(
+            replicas=2,
+            service_name=name,
+            selector=client.V1LabelSelector(match_labels={"app": name}),
+            template=_pod_template(name),
+        ),
+    )
+    cluster.apps.create_namespaced_stateful_set(cluster.namespace, body)
+
+
+def _create_daemonset(cluster: Cluster, name: str) -> None:
+    # Pinned to one of the sandbox's own nodes: other tests add and remove nodes on the shared cluster.
+    nodes = cluster.core.list_node(label_selector="kwok.x-k8s.io/kwokctl-scale=node").items
+    node = sorted(str(n.metadata.name) for n in nodes if n.metadata is not None)[0]
+    body = client.V1DaemonSet(
+        metadata=client.V1ObjectMeta(name=name, labels={"app": name}),
+        spec=client.V1DaemonSetSpec(
+            selector=client.V1LabelSelector(match_labels={"app": name}),
+            template=_pod_template(name, {"kubernetes.io/hostname": node}),
+        ),
+    )
+    cluster.apps.create_namespaced_daemon_set(cluster.namespace, body)
+
+
+@pytest.mark.parametrize(("kind", "pods"), [("StatefulSet", 2), ("DaemonSet", 1)])
+async def test_workload_replicas_mismatch_fires_for_statefulset_and_daemonset(
+    cluster: Cluster, watched: tuple[Watcher, Alerts], kind: str, pods: int
+) -> None:
+    _, alerts = watched
+    alertname = f"Kube{kind}ReplicasMismatch"
+    name = kind.lower()
+    (_create_statefulset if kind == "StatefulSet" else _create_daemonset)(cluster, name)
+    running = await asyncio.to_thread(wait_until, f"{name} running", lambda: cluster.running_pods(name, pods), 120)
+    victim = sorted(p.metadata.name for p in running)[-1]
+    await asyncio.to_thread(cluster.chaos, "imagepull", f"pod/{victim}")
+
+    fired_env = await alerts.wait("fired", alertname)
+    fired = fired_env.payload_as(AlertFired)
+    assert fired_env.subject == f"{kind}/{cluster.namespace}/{name}"
+    assert fired.labels["namespace"] == cluster.namespace
+    assert fired.labels["workload"] == name
+    assert fired.labels[name] == name
+    assert fired.workload is not None and (fired.workload.kind, fired.workload.name) == (kind, name)
+    assert f"1 of {pods} pods not ready" in fired.annotations.summary
+    # the pod's own alert says which pod and why; the workload alert says the workload is short
+    pod_alert = (await alerts.wait("fired", "KubePodImagePullFailing")).payload_as(AlertFired)
+    assert pod_alert.labels["pod"] == victim and pod_alert.labels["workload"] == name
+
+    await asyncio.to_thread(cluster.heal, "imagepull", f"pod/{victim}")
+    resolved = (await alerts.wait("resolved", alertname, timeout=90)).payload_as(AlertResolved)
+    assert resolved.fingerprint == fired.fingerprint
+    assert resolved.resolution == "condition cleared"
+    await asyncio.sleep(1.0)
+    assert len(alerts.of("fired", alertname)) == 1
+    assert len(alerts.of("resolved", alertname)) == 1

@@ -220,3 +220,45 @@ def k8s_event(
         "series": {"count": 14, "lastObservedTime": when},
         "regarding": {"kind": "Pod", "name": regarding_pod, "namespace": ns, "apiVersion": "v1"},
     }
+
+
+def statefulset(name: str = "ledger", *, ns: str = "payments", replicas: int = 3, ready: int = 3) -> dict[str, Any]:
+    """A StatefulSet as the controller-manager reports it (no conditions: StatefulSets carry none)."""
+    return {
+        "kind": "StatefulSet",
+        "apiVersion": "apps/v1",
+        "metadata": {"name": name, "namespace": ns, "uid": f"uid-{name}", "resourceVersion": "21", "generation": 1},
+        "spec": {"replicas": replicas, "serviceName": name, "template": {"spec": {"containers": []}}},
+        "status": {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "readyReplicas": ready or None,  # the controller omits zero counts
+            "availableReplicas": ready or None,
+            "currentReplicas": replicas,
+            "updatedReplicas": replicas,
+            "currentRevision": f"{name}-5b8f7d6c9",
+            "updateRevision": f"{name}-5b8f7d6c9",
+            "collisionCount": 0,
+        },
+    }
+
+
+def daemonset(
+    name: str = "node-exporter", *, ns: str = "monitoring", desired: int = 3, ready: int = 3
+) -> dict[str, Any]:
+    return {
+        "kind": "DaemonSet",
+        "apiVersion": "apps/v1",
+        "metadata": {"name": name, "namespace": ns, "uid": f"uid-{name}", "resourceVersion": "31", "generation": 1},
+        "spec": {"selector": {"matchLabels": {"app": name}}, "template": {"spec": {"containers": []}}},
+        "status": {
+            "currentNumberScheduled": desired,
+            "desiredNumberScheduled": desired,
+            "numberMisscheduled": 0,
+            "numberReady": ready,
+            "numberAvailable": ready or None,
+            "numberUnavailable": (desired - ready) or None,
+            "observedGeneration": 1,
+            "updatedNumberScheduled": desired,
+        },
+    }

@@ -217,3 +217,90 @@ def test_stripping_drops_bulk_but_keeps_what_detectors_read() -> None:
     ]
     assert "images" not in strip(s.node())["status"]
     assert key_of(p) == "payments/checkout-7d9f8b6c5-x2x4q"
+
+
+def _member(
+    name: str, owner: tuple[str, str], *, ready: bool, since: str = s.T0, ns: str = "payments", phase: str = "Running"
+) -> dict[str, Any]:
+    return s.pod(name, ns=ns, ready=ready, ready_since=since, owner=owner, uid=f"uid-{name}", phase=phase)
+
+
+_STS = ("StatefulSet", "ledger")
+_DS = ("DaemonSet", "node-exporter")
+WORKLOAD_CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]], list[str]]] = [
+    ("statefulset all ready", s.statefulset(), [_member("ledger-0", _STS, ready=True)], []),
+    (
+        "statefulset pod unready beyond bound",
+        s.statefulset(ready=2),
+        [_member("ledger-0", _STS, ready=True), _member("ledger-1", _STS, ready=False)],
+        ["KubeStatefulSetReplicasMismatch"],
+    ),
+    (
+        "statefulset pod unready within bound",
+        s.statefulset(ready=2),
+        [_member("ledger-1", _STS, ready=False, since="2025-03-14T09:26:00Z")],
+        [],
+    ),
+    ("statefulset status ahead of its pods (none cached unready)", s.statefulset(ready=2), [], []),
+    (
+        "unready pod of another statefulset",
+        s.statefulset(ready=2),
+        [_member("cache-0", ("StatefulSet", "cache"), ready=False)],
+        [],
+    ),
+    (
+        "unready pod of a same-named statefulset in another namespace",
+        s.statefulset(ready=2),
+        [_member("ledger-1", _STS, ready=False, ns="staging")],
+        [],
+    ),
+    ("statefulset scaled to zero", s.statefulset(replicas=0, ready=0), [], []),
+    (
+        "statefulset pod pending, no Ready condition yet: dated from its creation",
+        s.statefulset(replicas=1, ready=0),
+        [_member("ledger-0", _STS, ready=False, phase="Pending")],
+        ["KubeStatefulSetReplicasMismatch"],
+    ),
+    (
+        "daemonset pod unready beyond bound",
+        s.daemonset(ready=2),
+        [_member("node-exporter-x7k2p", _DS, ready=False, ns="monitoring")],
+        ["KubeDaemonSetReplicasMismatch"],
+    ),
+    ("daemonset all ready", s.daemonset(), [_member("node-exporter-x7k2p", _DS, ready=True, ns="monitoring")], []),
+    ("daemonset on no node", s.daemonset(desired=0, ready=0), [], []),
+]
+
+
+@pytest.mark.parametrize(("case", "workload", "pods", "expected"), WORKLOAD_CASES, ids=[c[0] for c in WORKLOAD_CASES])
+def test_statefulset_and_daemonset_replicas(
+    case: str, workload: dict[str, Any], pods: list[dict[str, Any]], expected: list[str]
+) -> None:
+    found = detect(workload["kind"], workload, ctx(workload, *pods), NOW)
+    assert [f.alertname for f in found] == expected
+
+
+def test_replicas_mismatch_is_dated_from_the_earliest_unready_pod_and_labelled_by_workload() -> None:
+    sts = s.statefulset(ready=1)
+    pods = [
+        _member("ledger-0", _STS, ready=True),
+        _member("ledger-1", _STS, ready=False, since="2025-03-14T09:10:00Z"),
+        _member("ledger-2", _STS, ready=False, since="2025-03-14T09:05:00Z"),
+    ]
+    deleting = _member("ledger-9", _STS, ready=False, since="2025-03-14T08:00:00Z")
+    deleting["metadata"]["deletionTimestamp"] = "2025-03-14T09:20:00Z"
+    (f,) = detect("StatefulSet", sts, ctx(sts, *pods, deleting), NOW)
+    assert dict(f.labels) == {
+        "alertname": "KubeStatefulSetReplicasMismatch",
+        "cluster": "prod",
+        "severity": "warning",
+        "namespace": "payments",
+        "workload": "ledger",
+        "statefulset": "ledger",
+    }
+    assert f.since == datetime(2025, 3, 14, 9, 5, tzinfo=UTC)  # a pod going away does not date it
+    assert f.workload is not None and str(f.workload) == "StatefulSet/payments/ledger"
+    assert "2 of 3 pods not ready" in f.summary
+    # the same fault seen again (another replica, a restart) has the same identity and start
+    (again,) = detect("StatefulSet", sts, ctx(*reversed(pods), sts), NOW + timedelta(minutes=1))
+    assert (again.fingerprint, again.since) == (f.fingerprint, f.since)

@@ -22,6 +22,13 @@ latency, not a polling or scrape interval. Rules (thresholds in `rules.Threshold
 - KubeDeploymentRolloutStuck (warning): Progressing=False with reason ProgressDeadlineExceeded.
 - KubeDeploymentReplicasMismatch (warning): unavailableReplicas > 0 and Available=False for longer than
   `deployment_unavailable_seconds`.
+- KubeStatefulSetReplicasMismatch / KubeDaemonSetReplicasMismatch (warning): fewer pods ready than desired
+  (StatefulSet: status.readyReplicas < spec.replicas; DaemonSet: numberReady < desiredNumberScheduled) for
+  longer than `replicas_mismatch_seconds`. Neither kind carries a condition to date this from, so the mismatch
+  is dated from the workload's own unready pods in the cache: the earliest Ready=False transition (or creation,
+  for a pod without a Ready condition yet). While none of its pods is cached unready (pods not created yet,
+  or the status ahead of the pod events) nothing fires; a pod that cannot be created shows as a FailedCreate
+  Kubernetes Event instead.
 - KubeJobFailed (warning): Failed=True (BackoffLimitExceeded, DeadlineExceeded, ...).
 
 Labels follow Alertmanager's vocabulary and identify the fault; the fingerprint hashes them, so it is stable
@@ -431,6 +438,69 @@ def detect_deployment(dep: Obj, ctx: Context, now: datetime) -> list[Finding]:
     return findings
 
 
+def _controlled_by(pod: Obj, kind: str, name: str) -> bool:
+    refs = (pod.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("controller") and r.get("kind") == kind and r.get("name") == name for r in refs)
+
+
+def unready_since(cache: Cache, kind: str, ns: str, name: str) -> datetime | None:
+    """The earliest moment one of the workload's cached pods became unready (None: no unready pod cached)."""
+    earliest: datetime | None = None
+    for key, pod in cache.items("Pod"):
+        if not key.startswith(f"{ns}/") or not _controlled_by(pod, kind, name):
+            continue
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        ready = conditions(pod).get("Ready")
+        if ready is not None and ready.get("status") == "True":
+            continue
+        since = parse_time((ready or {}).get("lastTransitionTime")) or _created(pod)
+        if since is not None and (earliest is None or since < earliest):
+            earliest = since
+    return earliest
+
+
+def _replica_counts(obj: Obj, kind: str) -> tuple[int, int]:
+    """(desired, ready) of a StatefulSet or DaemonSet, as its controller reports them."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    if kind == "StatefulSet":
+        replicas = spec.get("replicas")
+        return int(1 if replicas is None else replicas), int(status.get("readyReplicas") or 0)
+    return int(status.get("desiredNumberScheduled") or 0), int(status.get("numberReady") or 0)
+
+
+def detect_replicas(obj: Obj, ctx: Context, now: datetime) -> list[Finding]:
+    """KubeStatefulSetReplicasMismatch / KubeDaemonSetReplicasMismatch (see the module docstring)."""
+    meta = obj.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return []
+    kind = str(obj.get("kind"))
+    ns, name = str(meta.get("namespace")), str(meta.get("name"))
+    desired, ready = _replica_counts(obj, kind)
+    if ready >= desired:
+        return []
+    since = unready_since(ctx.cache, kind, ns, name)
+    if since is None or not _older_than(since, now, ctx.thresholds.replicas_mismatch_seconds):
+        return []
+    alertname = f"Kube{kind}ReplicasMismatch"
+    slug = "kubestatefulsetreplicasmismatch" if kind == "StatefulSet" else "kubedaemonsetrolloutstuck"
+    return [
+        Finding(
+            alertname=alertname,
+            severity=Severity.WARNING,
+            labels=_labels(ctx, alertname, Severity.WARNING, namespace=ns, workload=name, **{kind.lower(): name}),
+            summary=f"{kind} {ns}/{name} has {desired - ready} of {desired} pods not ready "
+            f"for {(now - since).total_seconds():.0f}s",
+            description=f"{ready} ready of {desired} desired; the first pod became unready at {since.isoformat()}.",
+            target=_ref(obj, kind),
+            workload=WorkloadRef(kind=kind, namespace=ns, name=name),
+            since=since,
+            observed=since,
+            runbook=RUNBOOK.format(slug=slug),
+        )
+    ]
+
+
 def detect_job(job: Obj, ctx: Context, now: datetime) -> list[Finding]:
     meta = job.get("metadata") or {}
     ns, name = str(meta.get("namespace")), str(meta.get("name"))
@@ -467,6 +537,8 @@ DETECTORS: Mapping[str, Detector] = {
     "Pod": detect_pod,
     "Node": detect_node,
     "Deployment": detect_deployment,
+    "StatefulSet": detect_replicas,
+    "DaemonSet": detect_replicas,
     "Job": detect_job,
 }
 

@@ -26,6 +26,12 @@ class Thresholds(BaseModel):
         description="KubeDeploymentReplicasMismatch: unavailable replicas > 0 (and Available=False or progress "
         "stalled) for longer than this.",
     )
+    replicas_mismatch_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="KubeStatefulSetReplicasMismatch / KubeDaemonSetReplicasMismatch: fewer pods ready than desired, "
+        "dated from the earliest unready pod of the workload, for longer than this.",
+    )
     oom_recent_seconds: float = Field(
         default=300.0,
         gt=0,
