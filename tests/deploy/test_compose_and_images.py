@@ -1,0 +1,85 @@
+"""docker-compose.yml and the Dockerfile: Debian's docker-compose validates the file, every opsbus service waits for
+healthy NATS/PostgreSQL and its own migration, and hadolint finds nothing in the Dockerfile (and does find problems in
+a bad one, so a clean run means something).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.deploy.tools import REPO_ROOT, hadolint, ok, on_path, run
+
+SERVICES = ("watcher", "healer", "deployer", "optimizer", "notifier", "gateway")
+MIGRATING = ("healer", "deployer", "optimizer", "notifier", "gateway")
+DOCKERFILE = REPO_ROOT / "deploy" / "docker" / "Dockerfile"
+
+
+def _compose() -> dict[str, Any]:
+    config = ok(on_path("docker-compose"), "--file", REPO_ROOT / "docker-compose.yml", "config")
+    data: dict[str, Any] = yaml.safe_load(config)
+    return data
+
+
+def test_docker_compose_config_validates_and_has_the_whole_platform() -> None:
+    services = _compose()["services"]
+    infrastructure = {"nats", "postgres", "jaeger", "prometheus", "grafana"}
+    assert set(services) == infrastructure | set(SERVICES) | {f"migrate-{s}" for s in MIGRATING}
+    for name in infrastructure - {"grafana"}:
+        assert services[name]["healthcheck"]["test"], name
+    assert "--jetstream" in services["nats"]["command"]
+
+
+def test_services_wait_for_healthy_dependencies_and_their_migration() -> None:
+    services = _compose()["services"]
+    for name in SERVICES:
+        service = services[name]
+        depends = service["depends_on"]
+        assert depends["nats"] == {"condition": "service_healthy"}, name
+        assert depends["postgres"] == {"condition": "service_healthy"}, name
+        if name in MIGRATING:
+            assert depends[f"migrate-{name}"] == {"condition": "service_completed_successfully"}, name
+            assert services[f"migrate-{name}"]["command"] == ["migrate"]
+        assert "/readyz" in " ".join(service["healthcheck"]["test"]), name
+        assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
+        assert service["build"]["args"] == {"SERVICE": name}
+        env = service["environment"]
+        assert env["OPSBUS_NATS__URL"] == "nats://nats:4222"
+        assert env["OPSBUS_HTTP__HOST"] == "0.0.0.0"
+        assert env["OPSBUS_TELEMETRY__OTLP_ENDPOINT"] == "http://jaeger:4318/v1/traces"
+    for name in ("watcher", "healer", "deployer", "optimizer"):
+        mounts = " ".join(services[name]["volumes"])
+        assert ":/etc/opsbus/kubeconfig:ro" in mounts, name
+
+
+def test_docker_compose_refuses_a_broken_file(tmp_path: Path) -> None:
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(
+        'version: "3.8"\nservices:\n  nats:\n    image: nats\n    depends_on: {postgres: {condition: maybe}}\n'
+    )
+    result = run(on_path("docker-compose"), "--file", broken, "config", "-q")
+    assert result.returncode != 0
+
+
+def test_dockerfile_lints_clean() -> None:
+    ok(hadolint(), "--failure-threshold", "info", DOCKERFILE)
+
+
+def test_hadolint_flags_a_careless_dockerfile(tmp_path: Path) -> None:
+    careless = tmp_path / "Dockerfile"
+    careless.write_text("FROM python:latest\nRUN apt-get update && apt-get install curl\nADD . /app\n")
+    result = run(hadolint(), careless)
+    assert result.returncode != 0
+    assert "DL3007" in result.stdout  # latest tag
+
+
+def test_image_runs_unprivileged_with_the_service_entrypoint() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    runtime = text.split("AS runtime", 1)[1]
+    assert "USER 10001:10001" in runtime
+    assert "uv sync --frozen --no-dev --no-editable" in text
+    assert 'exec python -m \\"opsbus.${OPSBUS_SERVICE}\\"' in runtime
+    ignored = (REPO_ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert "**/tests/" in ignored and "*" in ignored
