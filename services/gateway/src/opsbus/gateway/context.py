@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from opsbus.gateway.commands import Commands, Services
 from opsbus.gateway.domain.ratelimit import RateLimiter
+from opsbus.gateway.history import EventHistory
 from opsbus.gateway.keystore import KeyStore
 from opsbus.gateway.oidc import JwtVerifier
 from opsbus.gateway.readmodel import ReadModel
@@ -26,5 +27,6 @@ class GatewayContext:
     commands: Commands
     services: Services
     streams: EventStreams
+    history: EventHistory
     registry: CollectorRegistry
     readiness: Callable[[], Awaitable[dict[str, str]]]

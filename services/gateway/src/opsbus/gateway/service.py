@@ -22,6 +22,7 @@ from opsbus.gateway.app import create_app
 from opsbus.gateway.commands import Commands, Services
 from opsbus.gateway.context import GatewayContext
 from opsbus.gateway.domain.ratelimit import RateLimiter
+from opsbus.gateway.history import EventHistory
 from opsbus.gateway.keystore import KeyStore
 from opsbus.gateway.oidc import JwtVerifier
 from opsbus.gateway.readmodel import ALERT_CONSUMER, AUDIT_CONSUMER, CHAIN_CONSUMER, ReadModel
@@ -146,6 +147,7 @@ async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gat
             options=StreamOptions(opts.sse_heartbeat_seconds, opts.sse_queue, opts.sse_max_clients),
             registry=rt.registry,
         ),
+        history=EventHistory(bus.js, timeout=opts.rpc_timeout_seconds),
         registry=rt.registry,
         readiness=rt.readiness,
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from opsbus.common.events.catalog import FAMILIES
 from opsbus.common.events.subjects import SubjectError, validate_pattern
-from opsbus.gateway.domain.access import Principal, can_see
+from opsbus.gateway.domain.access import CLUSTER_SCOPED, Principal, can_see
 
 
 class PatternError(ValueError):
@@ -46,3 +46,45 @@ def visible(principal: Principal, subject: str) -> bool:
     if len(parts) != 4:
         return False
     return can_see(principal, namespace=parts[3], cluster=parts[2])
+
+
+MAX_FILTERS = 64
+
+
+def scoped_filters(pattern: str, principal: Principal) -> list[str]:
+    """The server-side filter subjects that select what `pattern` matches inside the caller's scope.
+
+    For a caller with every namespace and cluster that is the pattern itself. Otherwise it is the pattern
+    narrowed to each (cluster, namespace) of the scope, e.g. `alert.>` for a caller of `payments` becomes
+    `alert.*.*.payments`; combinations the pattern excludes are left out, and an empty list means the
+    caller can see nothing the pattern matches. Above `MAX_FILTERS` combinations the pattern is returned
+    unnarrowed (the per-event `visible()` check still applies).
+    """
+    tokens = pattern.split(".")
+    if tokens[-1] == ">":
+        tokens = (tokens[:-1] + ["*"] * 4)[:4] if len(tokens) <= 4 else tokens
+    scope = principal.scope
+    if scope.all_namespaces and scope.all_clusters:
+        return [pattern]
+    if len(tokens) != 4:
+        return [pattern]
+    clusters = ["*"] if scope.all_clusters else sorted(scope.clusters)
+    namespaces = ["*"] if scope.all_namespaces else sorted(scope.namespaces - {CLUSTER_SCOPED})
+    if len(clusters) * len(namespaces) > MAX_FILTERS:
+        return [pattern]
+    out: list[str] = []
+    for cluster in clusters:
+        for namespace in namespaces:
+            narrowed = _meet(tokens[2], cluster), _meet(tokens[3], namespace)
+            if None not in narrowed:
+                out.append(".".join([tokens[0], tokens[1], *(t for t in narrowed if t is not None)]))
+    return out
+
+
+def _meet(a: str, b: str) -> str | None:
+    """The token matching what both `a` and `b` match (`*` matches any one token), None when nothing does."""
+    if a == "*":
+        return b
+    if b in {"*", a}:
+        return a
+    return None

@@ -1,18 +1,81 @@
-"""`GET /v1/events/stream`: Server-Sent Events of bus events matching a subject pattern, limited to the
-caller's namespaces and clusters, resumable with `Last-Event-ID` (the stream sequence)."""
+"""`GET /v1/events`: past events from the streams, one page at a time by stream sequence.
+`GET /v1/events/stream`: Server-Sent Events of bus events matching a subject pattern, resumable with
+`Last-Event-ID` (the stream sequence). Both are limited to the caller's namespaces and clusters."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime, BaseModel, Field
 
 from opsbus.gateway.auth import Ctx, LastEventId, Viewer
-from opsbus.gateway.domain.access import Denied
-from opsbus.gateway.domain.streams import PatternError, subscription
+from opsbus.gateway.domain.access import Denied, Principal
+from opsbus.gateway.domain.streams import PatternError, Subscription, subscription
+from opsbus.gateway.history import HistoryQuery
 from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem
 from opsbus.gateway.streaming import TooManyClientsError
 
 router = APIRouter(tags=["events"], responses=PROBLEM_RESPONSES)
+_PATTERN_HELP = "NATS subject pattern, family first: `alert.>`, `deploy.*.*.payments`, `audit.recorded.prod.*`."
+_DEFAULT_WINDOW = timedelta(hours=1)
+
+
+class PastEvent(BaseModel):
+    sequence: int = Field(description="The event's sequence in its stream (the SSE `id`).")
+    subject: str
+    time: datetime = Field(description="When the stream stored it.")
+    event: dict[str, Any] | None = Field(description="The CloudEvent; null if the message is not a JSON object.")
+
+
+class EventPage(BaseModel):
+    events: list[PastEvent]
+    next_after: int | None = Field(
+        description="The last stream sequence read: pass it as `after` for the next page (or as Last-Event-ID "
+        "to /v1/events/stream to follow live from there)."
+    )
+    more: bool = Field(description="Whether the stream holds more matching events after `next_after`.")
+
+
+def _checked(who: Principal, pattern: str) -> Subscription:
+    """The pattern's subscription; 422 when invalid, 403 when it names a namespace or cluster out of scope."""
+    try:
+        sub = subscription(pattern)
+    except PatternError as exc:
+        raise ApiProblem(422, str(exc), slug="validation") from None
+    tokens = pattern.split(".")
+    if len(tokens) == 4 and tokens[3] not in {"*", ">"} and not who.scope.covers_namespace(tokens[3]):
+        raise Denied(f"not allowed on namespace {tokens[3]}")
+    if len(tokens) >= 3 and tokens[2] not in {"*", ">"} and not who.scope.covers_cluster(tokens[2]):
+        raise Denied(f"not allowed in cluster {tokens[2]}")
+    return sub
+
+
+@router.get("/v1/events", summary="Past events of a subject pattern in your namespaces, oldest first, by page")
+async def history(
+    *,
+    who: Viewer,
+    ctx: Ctx,
+    subject: str = Query(min_length=3, max_length=300, description=_PATTERN_HELP),
+    since: Annotated[
+        AwareDatetime | None,
+        Query(description="Start at the first event stored at or after this time (default: an hour ago)."),
+    ] = None,
+    after: int | None = Query(
+        default=None, ge=0, le=2**63 - 1, description="Start after this stream sequence (the `next_after` of a page)."
+    ),
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> EventPage:
+    sub = _checked(who, subject)
+    start = since if since is not None or after is not None else datetime.now(UTC) - _DEFAULT_WINDOW
+    page = await ctx.history.page(HistoryQuery(sub, after=after, since=start, limit=limit), who)
+    return EventPage(
+        events=[PastEvent(sequence=e.sequence, subject=e.subject, time=e.time, event=e.event) for e in page.events],
+        next_after=page.next_after,
+        more=page.more,
+    )
 
 
 @router.get(
@@ -26,22 +89,10 @@ async def stream(
     who: Viewer,
     ctx: Ctx,
     last_event_id: LastEventId = None,
-    pattern: str = Query(
-        min_length=3,
-        max_length=300,
-        description="NATS subject pattern, family first: `alert.>`, `deploy.*.*.payments`, `audit.recorded.prod.*`.",
-    ),
+    pattern: str = Query(min_length=3, max_length=300, description=_PATTERN_HELP),
     after: int | None = Query(default=None, ge=0, description="Resume after this sequence (like Last-Event-ID)."),
 ) -> StreamingResponse:
-    try:
-        sub = subscription(pattern)
-    except PatternError as exc:
-        raise ApiProblem(422, str(exc), slug="validation") from None
-    tokens = pattern.split(".")
-    if len(tokens) == 4 and tokens[3] not in {"*", ">"} and not who.scope.covers_namespace(tokens[3]):
-        raise Denied(f"not allowed on namespace {tokens[3]}")
-    if len(tokens) >= 3 and tokens[2] not in {"*", ">"} and not who.scope.covers_cluster(tokens[2]):
-        raise Denied(f"not allowed in cluster {tokens[2]}")
+    sub = _checked(who, pattern)
     resume = after
     if last_event_id is not None:
         if not last_event_id.strip().isdigit() or len(last_event_id.strip()) > 18:
