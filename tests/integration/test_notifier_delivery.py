@@ -121,6 +121,7 @@ class Stack:
     database_url: str
     nats_url: str
     running: list[tuple[Runtime[NotifierSettings], asyncio.Task[int]]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     async def start(self, yaml_text: str, **options: Any) -> Notifier:
         settings = NotifierSettings(
@@ -139,12 +140,13 @@ class Stack:
                 **options,
             },
         )
-        config = parse_config(yaml_text, env={"HOOK_SECRET": SECRET.decode()})
+        env = {"HOOK_SECRET": SECRET.decode(), **self.env}
+        parse_config(yaml_text, env=env)  # a broken test configuration fails here, not in the service
         rt: Runtime[NotifierSettings] = Runtime("notifier", settings, registry=CollectorRegistry())
         made: asyncio.Future[Notifier] = asyncio.get_running_loop().create_future()
 
         async def wire(runtime: Runtime[NotifierSettings]) -> None:
-            made.set_result(await setup(runtime, config=config))
+            made.set_result(await setup(runtime, config_text=yaml_text, env=env))
 
         task = asyncio.create_task(rt.run(wire, install_signals=False), name=f"notifier-{settings.instance}")
         self.running.append((rt, task))

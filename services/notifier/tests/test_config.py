@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from opsbus.notifier.domain.config import ConfigError, parse_config
+from opsbus.notifier.domain.config import ConfigError, literal_secrets, parse_config, redact_secrets
 from opsbus.notifier.domain.matchers import Matcher, MatcherError
 from opsbus.notifier.domain.routing import match_routes
 
@@ -133,3 +133,52 @@ def test_secrets_come_from_the_environment_and_stay_secret() -> None:
     pd = config.receivers["pager"].pagerduty_configs[0]
     assert pd.routing_key.get_secret_value() == "pd-routing-key"
     assert "pd-routing-key" not in repr(config.receivers["pager"])
+
+
+SECRETS_YAML = """\
+route:
+  receiver: team
+receivers:
+  - name: team
+    slack_configs:
+      - url: https://hooks.slack.com/services/T0/B0/literalsecret
+    webhook_configs:
+      - url: https://hooks.example.com/${HOOK_TOKEN}
+        secret: ${HOOK_SECRET}
+    pagerduty_configs:
+      - routing_key: r0utingkey0123
+"""
+
+
+def test_literal_secrets_are_named_with_path_and_line_and_references_are_not() -> None:
+
+    assert [(i.path, i.line) for i in literal_secrets(SECRETS_YAML)] == [
+        ("receivers[0].slack_configs[0].url", 6),
+        ("receivers[0].pagerduty_configs[0].routing_key", 11),
+    ]
+
+
+def test_redaction_replaces_every_literal_secret_and_keeps_references() -> None:
+
+    text, redacted = redact_secrets(SECRETS_YAML)
+    assert redacted
+    assert "literalsecret" not in text and "r0utingkey0123" not in text
+    assert "${HOOK_TOKEN}" in text and "${HOOK_SECRET}" in text
+    assert redact_secrets("route: [\n") == ("route: [\n", False)
+
+
+def test_validation_with_an_environment_that_has_everything_reports_no_unset_variable() -> None:
+    class AnyEnv(dict[str, str]):
+        def __contains__(self, key: object) -> bool:
+            return True
+
+        def __getitem__(self, key: str) -> str:
+            return "x"
+
+    parse_config(SECRETS_YAML, env=AnyEnv())  # an empty mapping that answers every name is still used
+    with pytest.raises(ConfigError) as caught:
+        parse_config(SECRETS_YAML, env={})
+    assert [i.path for i in caught.value.issues] == [
+        "receivers[0].webhook_configs[0].url",
+        "receivers[0].webhook_configs[0].secret",
+    ]

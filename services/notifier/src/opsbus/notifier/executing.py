@@ -134,6 +134,11 @@ class Notifier:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
+    def apply_config(self, config: NotifierConfig, channels: Mapping[str, Mapping[str, Channel]]) -> None:
+        """Put a new routing configuration in force (groups already open keep their options until flushed)."""
+        self.config, self.channels = config, channels
+        self.wake()
+
     # --- 1. ingest ---------------------------------------------------------------------------------
     async def handle(self, delivery: Delivery) -> None:
         """Consumer handler: route the event into its groups (idempotent through the inbox)."""

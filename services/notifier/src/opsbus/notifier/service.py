@@ -14,17 +14,25 @@ import httpx
 
 from opsbus.common.audit import Auditor
 from opsbus.common.bus import Bus, ConsumerSpec
-from opsbus.common.errors import ConfigurationError
+from opsbus.common.errors import ConfigurationError, PermanentError
 from opsbus.common.rpc import Endpoint, serve
 from opsbus.common.runtime import Runtime
 from opsbus.common.store import Database, OutboxRelay, RelayOptions, RetentionRule, check_schema_current
 from opsbus.notifier import store
 from opsbus.notifier.channels import Channel, build_channels
+from opsbus.notifier.configuring import ConfigVersions, Reloader, StoredConfig
 from opsbus.notifier.domain.api import (
+    ConfigIssue,
+    ConfigVersion,
+    ConfigVersionList,
+    ConfigVersionSummary,
     CreateSilenceRequest,
     Empty,
     ExpireSilenceRequest,
+    GetConfigRequest,
+    ListConfigVersionsRequest,
     ListSilencesRequest,
+    PutConfigRequest,
     RoutesView,
     RouteView,
     SilenceList,
@@ -32,7 +40,14 @@ from opsbus.notifier.domain.api import (
     ValidateRoutesRequest,
     ValidateRoutesResponse,
 )
-from opsbus.notifier.domain.config import ConfigError, NotifierConfig, Route, parse_config
+from opsbus.notifier.domain.config import (
+    ConfigError,
+    NotifierConfig,
+    Route,
+    literal_secrets,
+    parse_config,
+    redact_secrets,
+)
 from opsbus.notifier.domain.delivery import RetryPolicy
 from opsbus.notifier.domain.muting import Silence
 from opsbus.notifier.executing import ExecutorOptions, Notifier
@@ -46,15 +61,17 @@ VERSION = "0.1.0"
 SUBJECTS = {"ALERT": ["alert.>"], "RECOVERY": ["recovery.>"], "DEPLOY": ["deploy.>"], "SCALE": ["scale.>"]}
 
 
-def load_config(path: str, env: Mapping[str, str] | None = None) -> NotifierConfig:
+def read_config(path: str, env: Mapping[str, str]) -> str:
+    """The configuration file's text, checked: `ConfigurationError` naming the file and every problem."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigurationError(f"cannot read notifier configuration {path}: {exc.strerror}") from exc
     try:
-        return parse_config(text, env=os.environ if env is None else env)
+        parse_config(text, env=env)
     except ConfigError as exc:
         raise ConfigurationError(f"{path}: {exc}") from exc
+    return text
 
 
 def build_all_channels(
@@ -92,15 +109,96 @@ def silence_view(s: Silence, now: datetime) -> SilenceView:
     )
 
 
-def endpoints(notifier: Notifier) -> list[Endpoint[Any, Any]]:
-    config = notifier.config
+def config_version(stored: StoredConfig, active: int | None) -> ConfigVersion:
+    text, redacted = redact_secrets(stored.yaml)
+    return ConfigVersion(
+        version=stored.version,
+        yaml=text,
+        sha256=stored.sha256,
+        source=stored.source,
+        author=stored.author,
+        comment=stored.comment,
+        created_at=stored.created_at,
+        active=stored.version == active,
+        redacted=redacted,
+    )
+
+
+def validate(text: str) -> ValidateRoutesResponse:
+    """Every problem a put would refuse, except unset variables (validation does not read the environment)."""
+    try:
+        parse_config(text, env=_AnyEnv())
+        issues = literal_secrets(text)
+    except ConfigError as exc:
+        issues = list(exc.issues)
+    return ValidateRoutesResponse(
+        valid=not issues,
+        problems=[str(i) for i in issues],
+        issues=[ConfigIssue(path=i.path, line=i.line, message=i.message) for i in issues],
+    )
+
+
+def config_endpoints(versions: ConfigVersions, reloader: Reloader) -> list[Endpoint[Any, Any]]:
+    async def get_config(req: GetConfigRequest) -> ConfigVersion:
+        if req.version is not None:
+            stored = await versions.get(req.version)
+        else:
+            latest = await versions.latest()
+            if latest is None:
+                raise PermanentError("no configuration has been recorded yet")
+            stored = latest
+        return config_version(stored, reloader.version)
+
+    async def put_config(req: PutConfigRequest) -> ConfigVersion:
+        stored = await versions.put(
+            req.yaml, expected_version=req.expected_version, author=req.author, comment=req.comment
+        )
+        await reloader.refresh()
+        return config_version(stored, reloader.version)
+
+    async def list_config_versions(req: ListConfigVersionsRequest) -> ConfigVersionList:
+        active = reloader.version
+        return ConfigVersionList(
+            versions=[
+                ConfigVersionSummary(
+                    version=v.version,
+                    sha256=v.sha256,
+                    source=v.source,
+                    author=v.author,
+                    comment=v.comment,
+                    created_at=v.created_at,
+                    active=v.version == active,
+                )
+                for v in await versions.history(req.limit)
+            ]
+        )
+
+    return [
+        Endpoint("get_config", GetConfigRequest, ConfigVersion, get_config, "The configuration YAML and version."),
+        Endpoint(
+            "put_config",
+            PutConfigRequest,
+            ConfigVersion,
+            put_config,
+            "Store and apply a new configuration version (409 when expected_version is not the latest).",
+        ),
+        Endpoint(
+            "list_config_versions",
+            ListConfigVersionsRequest,
+            ConfigVersionList,
+            list_config_versions,
+            "The configuration versions, newest first.",
+        ),
+    ]
+
+
+def endpoints(notifier: Notifier, reloader: Reloader | None = None) -> list[Endpoint[Any, Any]]:
+    """The request-reply endpoints; the configuration ones (get/put/list versions) need the `reloader`."""
 
     async def create_silence(req: CreateSilenceRequest) -> SilenceView:
         now = notifier.clock()
         start, end = req.window(now)
         if end <= start:
-            from opsbus.common.errors import PermanentError  # noqa: PLC0415
-
             raise PermanentError("the silence ends before it starts")
         silence = await notifier.create_silence(req.matchers, start, end, req.created_by, req.comment)
         return silence_view(silence, now)
@@ -114,20 +212,18 @@ def endpoints(notifier: Notifier) -> list[Endpoint[Any, Any]]:
         return silence_view(await notifier.expire_silence(req.id, req.expired_by), notifier.clock())
 
     async def get_routes(_: Empty) -> RoutesView:
+        config = notifier.config
         return RoutesView(
             route=route_view(config.root),
             receivers={name: [f"{k}/{i}" for k, i, _ in r.integrations()] for name, r in config.receivers.items()},
             inhibit_rules=len(config.inhibit_rules),
+            version=reloader.version if reloader else None,
         )
 
     async def validate_routes(req: ValidateRoutesRequest) -> ValidateRoutesResponse:
-        try:
-            parse_config(req.yaml, env=_AnyEnv())
-        except ConfigError as exc:
-            return ValidateRoutesResponse(valid=False, problems=list(exc.problems))
-        return ValidateRoutesResponse(valid=True)
+        return validate(req.yaml)
 
-    return [
+    served: list[Endpoint[Any, Any]] = [
         Endpoint("create_silence", CreateSilenceRequest, SilenceView, create_silence, "Create a silence."),
         Endpoint("list_silences", ListSilencesRequest, SilenceList, list_silences, "List silences."),
         Endpoint("expire_silence", ExpireSilenceRequest, SilenceView, expire_silence, "Expire a silence now."),
@@ -140,6 +236,9 @@ def endpoints(notifier: Notifier) -> list[Endpoint[Any, Any]]:
             "Validate a routing YAML without applying it.",
         ),
     ]
+    if reloader is not None:
+        served += config_endpoints(reloader.versions, reloader)
+    return served
 
 
 class _AnyEnv(dict[str, str]):
@@ -152,11 +251,15 @@ class _AnyEnv(dict[str, str]):
         return "placeholder"
 
 
-async def setup(rt: Runtime[NotifierSettings], *, config: NotifierConfig | None = None) -> Notifier:
-    """Start everything; `config` overrides the file (tests)."""
+async def setup(
+    rt: Runtime[NotifierSettings], *, config_text: str | None = None, env: Mapping[str, str] | None = None
+) -> Notifier:
+    """Start everything; `config_text` replaces the file's content and `env` the process environment (tests)."""
     s = rt.settings
     opts = s.notifier
-    config = config or load_config(opts.config_file)
+    env = os.environ if env is None else env
+    if config_text is None:
+        config_text = read_config(opts.config_file, env)
     db = Database.from_settings(s.database, application_name=f"opsbus-{SERVICE}")
     rt.on_shutdown(db.close, "database")
     await check_schema_current(db.engine, store.MIGRATIONS, store.SCHEMA, service=SERVICE)
@@ -183,12 +286,21 @@ async def setup(rt: Runtime[NotifierSettings], *, config: NotifierConfig | None 
     client = httpx.AsyncClient(timeout=opts.request_timeout_seconds, follow_redirects=False)
     rt.on_shutdown(client.aclose, "http client")
     renderer = Renderer(Links(gateway_url=opts.gateway_url, jaeger_url=opts.jaeger_url))
-    channels = build_all_channels(config, renderer, client, opts.request_timeout_seconds)
     auditor = Auditor(service=SERVICE, cluster=s.cluster)
+
+    def channels_for(config: NotifierConfig) -> dict[str, dict[str, Channel]]:
+        return build_all_channels(config, renderer, client, opts.request_timeout_seconds)
+
+    versions = ConfigVersions(db, auditor=auditor, env=env, clock=utcnow, on_outbox=relay.wake)
+    in_force = await versions.seed(config_text)
+    try:
+        config = parse_config(in_force.yaml, env=env)
+    except ConfigError as exc:
+        raise ConfigurationError(f"notifier configuration version {in_force.version} (in force): {exc}") from exc
     notifier = Notifier(
         db,
         config,
-        channels,
+        channels_for(config),
         auditor=auditor,
         cluster=s.cluster,
         registry=rt.registry,
@@ -202,6 +314,9 @@ async def setup(rt: Runtime[NotifierSettings], *, config: NotifierConfig | None 
         ),
         on_outbox=relay.wake,
     )
+    reloader = Reloader(versions, notifier, channels_for)
+    reloader.apply(in_force)
+    rt.every("config reload", opts.config_poll_seconds, reloader.refresh)
     await notifier.start()
     rt.on_shutdown(notifier.stop, "flush and delivery loop")
 
@@ -223,12 +338,17 @@ async def setup(rt: Runtime[NotifierSettings], *, config: NotifierConfig | None 
         bus.nc,
         SERVICE,
         VERSION,
-        endpoints(notifier),
+        endpoints(notifier, reloader),
         description="routes and silences",
         tracer=rt.tracer_provider.get_tracer("opsbus.notifier"),
     )
     rt.on_shutdown(svc.stop, "rpc endpoints")
-    log.info("notifier routing %d routes to %d receivers", len(config.routes()), len(config.receivers))
+    log.info(
+        "notifier routing %d routes to %d receivers (configuration version %d)",
+        len(config.routes()),
+        len(config.receivers),
+        in_force.version,
+    )
     return notifier
 
 

@@ -21,6 +21,9 @@ class NotifierOptions(BaseModel):
         default=60.0, gt=0, description="A delivery claimed by a replica that died is retried after this."
     )
     batch: int = Field(default=50, ge=1)
+    config_poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often each replica looks for a configuration version put through the API."
+    )
     retention_days: int = Field(default=30, ge=1, description="Delivery log and finished notifications kept.")
 
 

@@ -8,6 +8,9 @@
   Status `pending` -> `sending` (leased) -> `delivered` | `pending` (retry later) | `dead` (dead letter).
 * `delivery_log`: every attempt with its outcome, status code, error (no URLs) and latency.
 * `silences`: matchers, creator, comment, start and end.
+* `config_versions`: every routing configuration in force so far (seeded from the file or put through the API);
+  the highest version is the one in force, and its primary key is what makes two concurrent edits conflict.
+* `rate_limits`: one token bucket per integration, shared by every replica (row-locked while a token is taken).
 """
 
 from __future__ import annotations
@@ -132,6 +135,28 @@ silences = Table(
     PrimaryKeyConstraint("id", name="pk_silences"),
 )
 Index("ix_silences_ends_at", silences.c.ends_at)
+
+config_versions = Table(
+    "config_versions",
+    metadata,
+    Column("version", Integer, nullable=False),
+    Column("yaml", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("source", String(8), nullable=False, comment="file or api"),
+    Column("author", String(253), nullable=False),
+    Column("comment", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("version", name="pk_config_versions"),
+)
+
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", String(300), nullable=False, comment="<receiver>/<kind>/<index>"),
+    Column("tokens", Float, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("key", name="pk_rate_limits"),
+)
 
 
 # --- rows <-> domain ---------------------------------------------------------------------------------

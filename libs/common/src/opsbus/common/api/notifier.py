@@ -1,7 +1,22 @@
-"""`opsbus.svc.notifier.{create_silence,list_silences,expire_silence,get_routes,validate_routes}`.
+"""`opsbus.svc.notifier.<operation>`: silences, the routing tree, and editing the routing configuration.
 
-Mirrors `opsbus.notifier.domain.api` (the notifier's own copy) on the wire. Matcher syntax is checked by the
-notifier itself (it answers 400 with the reason); here a matcher is a non-empty string.
+Operations and their models:
+
+* `create_silence` CreateSilenceRequest -> SilenceView; `list_silences` ListSilencesRequest -> SilenceList;
+  `expire_silence` ExpireSilenceRequest -> SilenceView (404 unknown id).
+* `get_routes` Empty -> RoutesView: the routing tree in force, no secrets.
+* `validate_routes` ValidateRoutesRequest -> ValidateRoutesResponse: never applies anything; every problem is
+  given as text (`problems`) and structured with its YAML path and line (`issues`).
+* `get_config` GetConfigRequest -> ConfigVersion: the YAML in force (or a past version), with its version.
+* `put_config` PutConfigRequest -> ConfigVersion: store and apply a new version. Optimistic concurrency:
+  `expected_version` must be the version in force, else 409 (fetch, reapply the change, retry). An invalid YAML
+  is refused with 422 naming every problem (validate first to get them structured). Secrets (webhook URLs,
+  routing keys, passwords, HMAC keys) must be `${VARIABLE}` references resolved from the notifier's
+  environment, never literal values, so that a stored configuration can be read back without revealing them.
+* `list_config_versions` ListConfigVersionsRequest -> ConfigVersionList: the history, newest first.
+
+The notifier takes these models from here (`opsbus.notifier.domain.api` re-exports them and adds matcher
+syntax checks, answering 400 with the reason); here a matcher is a non-empty string. Pure pydantic, no I/O.
 """
 
 from __future__ import annotations
@@ -12,6 +27,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 SERVICE = "notifier"
 SilenceState = Literal["pending", "active", "expired"]
+ConfigSource = Literal["file", "api"]
 
 
 class _Model(BaseModel):
@@ -78,12 +94,63 @@ class RoutesView(_Model):
     route: RouteView
     receivers: dict[str, list[str]] = Field(description="Receiver -> its integrations (`webhook/0`...), no URLs.")
     inhibit_rules: int
+    version: int | None = Field(default=None, description="The configuration version in force (see get_config).")
 
 
 class ValidateRoutesRequest(_Model):
     yaml: str = Field(min_length=1, max_length=1_000_000)
 
 
+class ConfigIssue(_Model):
+    """One problem of a configuration: where it is (`route.routes[1].group_wait`, line 14) and what is wrong."""
+
+    path: str = Field(description="YAML path, e.g. `receivers[0].slack_configs[0].url`; `<root>` for the document.")
+    line: int | None = Field(default=None, description="1-based line in the YAML, when known.")
+    message: str
+
+
 class ValidateRoutesResponse(_Model):
     valid: bool
-    problems: list[str] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list, description="Every problem as `path (line N): message`.")
+    issues: list[ConfigIssue] = Field(default_factory=list, description="The same problems, structured.")
+
+
+class GetConfigRequest(_Model):
+    version: int | None = Field(default=None, ge=1, description="A past version; default: the one in force.")
+
+
+class ConfigVersion(_Model):
+    version: int = Field(ge=1)
+    yaml: str = Field(description="The stored YAML; literal secrets (file-seeded versions only) read `<redacted>`.")
+    sha256: str = Field(description="SHA-256 (hex) of the stored YAML.")
+    source: ConfigSource = Field(description="`file`: seeded from the configuration file at start; `api`: put.")
+    author: str
+    comment: str | None = None
+    created_at: AwareDatetime
+    active: bool = Field(description="True when this is the version in force.")
+    redacted: bool = Field(default=False, description="True when literal secrets were replaced in `yaml`.")
+
+
+class PutConfigRequest(_Model):
+    yaml: str = Field(min_length=1, max_length=1_000_000, description="The whole new configuration YAML.")
+    expected_version: int = Field(ge=0, description="The version being replaced; 409 when it is not the latest.")
+    author: str = Field(min_length=1, max_length=253)
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class ListConfigVersionsRequest(_Model):
+    limit: int = Field(default=20, ge=1, le=200)
+
+
+class ConfigVersionSummary(_Model):
+    version: int
+    sha256: str
+    source: ConfigSource
+    author: str
+    comment: str | None = None
+    created_at: AwareDatetime
+    active: bool
+
+
+class ConfigVersionList(_Model):
+    versions: list[ConfigVersionSummary] = Field(description="Newest first.")

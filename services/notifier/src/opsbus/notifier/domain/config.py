@@ -48,11 +48,26 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 Path = tuple[str | int, ...]
 
 
-class ConfigError(ValueError):
-    """The configuration is invalid; `problems` lists every error as `path (line N): message`."""
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One problem: its YAML path (`route.routes[1].group_wait`, `<root>`), 1-based line when known, message."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = tuple(problems)
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        if self.path == "<root>" and self.message.startswith("not valid YAML"):
+            return self.message  # it names its line and column itself
+        return f"{self.path}" + (f" (line {self.line})" if self.line else "") + f": {self.message}"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; `issues` lists every error, `problems` the same as `path (line N): message`."""
+
+    def __init__(self, issues: Sequence[Issue]) -> None:
+        self.issues = tuple(issues)
+        self.problems = tuple(str(i) for i in self.issues)
         super().__init__("invalid notifier configuration:\n  " + "\n  ".join(self.problems))
 
 
@@ -331,15 +346,18 @@ def _substitute(value: Any, env: Mapping[str, str], path: Path, problems: list[t
     return value
 
 
-def _where(path: Path, lines: Mapping[Path, int]) -> str:
+def _path_text(path: Path) -> str:
     text = ""
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<root>"
+
+
+def _issue(path: Path, lines: Mapping[Path, int], message: str) -> Issue:
     probe = path
     while probe and probe not in lines:
         probe = probe[:-1]
-    line = lines.get(probe)
-    return f"{text or '<root>'}" + (f" (line {line})" if line else "")
+    return Issue(_path_text(path), lines.get(probe), message)
 
 
 def _yaml_path(loc: tuple[int | str, ...]) -> Path:
@@ -347,28 +365,89 @@ def _yaml_path(loc: tuple[int | str, ...]) -> Path:
     return tuple(aliases.get(p, p) if isinstance(p, str) else p for p in loc)
 
 
-def parse_config(text: str, env: Mapping[str, str] | None = None) -> NotifierConfig:
-    """Parse and validate the YAML; `ConfigError` lists every problem with its YAML path and line."""
+def _compose(text: str) -> tuple[dict[str, Any], dict[Path, int]]:
+    """The YAML as plain data and the line of every path in it; `ConfigError` when it is not a YAML mapping."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"]) from None
+        message = f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
+        raise ConfigError([Issue("<root>", mark.line + 1 if mark is not None else None, message)]) from None
     if not isinstance(raw, dict) or node is None:
-        raise ConfigError(["<root>: the configuration must be a mapping with route and receivers"])
+        raise ConfigError([Issue("<root>", None, "the configuration must be a mapping with route and receivers")])
     lines: dict[Path, int] = {}
     _lines(node, (), lines)
+    return raw, lines
+
+
+# Fields holding secrets, per integration list. PagerDuty's `url` is the public Events API endpoint.
+SECRET_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "webhook_configs": ("url", "secret"),
+    "slack_configs": ("url",),
+    "msteams_configs": ("url",),
+    "pagerduty_configs": ("routing_key",),
+    "email_configs": ("auth_password",),
+}
+REDACTED = "<redacted>"
+
+
+def _secret_values(raw: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    found: list[tuple[Path, str]] = []
+    receivers = raw.get("receivers")
+    if not isinstance(receivers, list):
+        return found
+    for i, receiver in enumerate(receivers):
+        if not isinstance(receiver, dict):
+            continue
+        for kind, fields in SECRET_FIELDS.items():
+            configs = receiver.get(kind)
+            for j, cfg in enumerate(configs if isinstance(configs, list) else []):
+                for name in fields:
+                    value = cfg.get(name) if isinstance(cfg, dict) else None
+                    if isinstance(value, str) and value:
+                        found.append((("receivers", i, kind, j, name), value))
+    return found
+
+
+def literal_secrets(text: str) -> list[Issue]:
+    """Secret fields whose value is written out instead of taken from `${VARIABLE}`: a configuration stored
+    through the API is readable back (get_config), so its secrets must live in the notifier's environment."""
+    raw, lines = _compose(text)
+    return [
+        _issue(path, lines, "a secret must come from the environment: write ${VARIABLE}, not the value")
+        for path, value in _secret_values(raw)
+        if not _ENV.search(value)
+    ]
+
+
+def redact_secrets(text: str) -> tuple[str, bool]:
+    """`text` with every literal secret value replaced by `<redacted>`, and whether anything was replaced.
+    Text that is not a YAML mapping is returned as is (it was never accepted, so it holds no live secret)."""
+    try:
+        raw, _ = _compose(text)
+    except ConfigError:
+        return text, False
+    changed = False
+    for _, value in sorted(_secret_values(raw), key=lambda found: len(found[1]), reverse=True):
+        if not _ENV.search(value) and value in text:
+            text, changed = text.replace(value, REDACTED), True
+    return text, changed
+
+
+def parse_config(text: str, env: Mapping[str, str] | None = None) -> NotifierConfig:
+    """Parse and validate the YAML; `ConfigError` lists every problem with its YAML path and line."""
+    raw, lines = _compose(text)
     problems: list[tuple[Path, str]] = []
-    raw = _substitute(raw, env or {}, (), problems)
+    raw = _substitute(raw, {} if env is None else env, (), problems)
     try:
         parsed = ConfigFile.model_validate(raw)
     except ValidationError as exc:
         messages = []
         for error in exc.errors(include_url=False):
             message = error["msg"].removeprefix("Value error, ")
-            messages.append(f"{_where(_yaml_path(error['loc']), lines)}: {message}")
+            messages.append(_issue(_yaml_path(error["loc"]), lines, message))
         raise ConfigError(messages) from None
     root = _resolve(
         parsed.route,
@@ -383,7 +462,7 @@ def parse_config(text: str, env: Mapping[str, str] | None = None) -> NotifierCon
         for r in parsed.inhibit_rules
     )
     if problems:
-        raise ConfigError([f"{_where(path, lines)}: {message}" for path, message in problems])
+        raise ConfigError([_issue(path, lines, message) for path, message in problems])
     return NotifierConfig(
         root=root, receivers={r.name: r for r in parsed.receivers}, inhibit_rules=rules, source=parsed
     )
