@@ -49,6 +49,7 @@ def create_app(ctx: GatewayContext) -> FastAPI:
     install(app, retry_after=ctx.settings.gateway.retry_after_seconds)
     for module in (system, keys, deployments, recoveries, recommendations, notifications, trail, alerts, events):
         app.include_router(module.router)
+    app.include_router(keys.whoami_router)
     if ctx.settings.gateway.cors_origins:
         app.add_middleware(
             CORSMiddleware,

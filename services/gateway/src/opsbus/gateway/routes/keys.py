@@ -10,12 +10,13 @@ from fastapi import APIRouter, Path, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from opsbus.common.events.payloads.common import ResourceRef
-from opsbus.gateway.auth import Admin, Ctx, RequestId
+from opsbus.gateway.auth import Admin, Caller, Ctx, RequestId
 from opsbus.gateway.domain.access import ALL, Denied, Role, Scope
 from opsbus.gateway.keystore import KeyRecord
 from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem, ProblemError
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=PROBLEM_RESPONSES)
+whoami_router = APIRouter(responses=PROBLEM_RESPONSES)
 _NAME = r"^(\*|[A-Za-z0-9_][A-Za-z0-9_\-]{0,252})$"
 
 
@@ -53,6 +54,15 @@ class KeyCreated(KeyView):
 
 class KeyList(BaseModel):
     items: list[KeyView]
+
+
+class Identity(BaseModel):
+    kind: Literal["apikey", "user"] = Field(description="An API key or an OIDC subject.")
+    id: str
+    display_name: str | None
+    role: Literal["viewer", "operator", "admin"]
+    namespaces: list[str] = Field(description="`*` means every namespace.")
+    clusters: list[str] = Field(description="`*` means every cluster.")
 
 
 def view(r: KeyRecord) -> KeyView:
@@ -123,3 +133,15 @@ async def revoke_key(
         who, action="apikey.revoke", target=ResourceRef(kind="ApiKey", name=key_id), reason="revoked", request_id=rid
     )
     return view(record)
+
+
+@whoami_router.get("/v1/whoami", tags=["keys"], summary="Who the gateway takes you for: role and scope")
+async def whoami(*, who: Caller) -> Identity:
+    return Identity(
+        kind="apikey" if who.kind == "apikey" else "user",
+        id=who.id,
+        display_name=who.display_name,
+        role=str(who.role),
+        namespaces=sorted(who.scope.namespaces),
+        clusters=sorted(who.scope.clusters),
+    )
