@@ -1,6 +1,7 @@
 """The watcher's Prometheus adapter against a real HTTP server on 127.0.0.1 answering in Prometheus' JSON format:
-range queries are parsed into the saturation rules' alerts; errors, garbage and empty answers give no alert, are
-logged, and never raise; an outage keeps the last findings only for `stale_after_seconds`."""
+range queries (cAdvisor container series, kubelet volume stats) are parsed into the saturation rules' alerts;
+errors, garbage and empty answers give no alert, are logged, and never raise; an outage keeps the last findings
+only for `stale_after_seconds`."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from starlette.routing import Route
 
 from opsbus.common.testing.servers import free_port
 from opsbus.watcher.domain.detecting import Finding
-from opsbus.watcher.domain.saturation import CPU_THROTTLED, MEMORY_NEAR_LIMIT
+from opsbus.watcher.domain.saturation import CPU_THROTTLED, MEMORY_NEAR_LIMIT, VOLUME_FILLING_UP
 from opsbus.watcher.prometheus import PrometheusSource, SaturationLoop
 from opsbus.watcher.settings import PrometheusOptions
 
@@ -59,6 +60,8 @@ class Fake:
         start, end, step = float(params["start"]), float(params["end"]), float(params["step"])
         stamps = [start + i * step for i in range(int((end - start) / step) + 1)]
         query = params["query"]
+        if "kubelet_volume_stats" in query:
+            return JSONResponse(volume_answer(query, stamps))
         if "working_set" in query:
             values = [0.95 * GI for _ in stamps]
         elif "memory_limit" in query:
@@ -78,6 +81,30 @@ class Fake:
             {"metric": {"namespace": "kube-system"}, "values": [[stamps[0], "1"]]},  # no pod/container: skipped
         ]
         return JSONResponse({"status": "success", "data": {"resultType": "matrix", "result": result}})
+
+
+CLAIM = {"namespace": "payments", "persistentvolumeclaim": "data-ledger-0"}
+CAPACITY = 10 * GI
+
+
+def volume_answer(query: str, stamps: list[float]) -> dict[str, Any]:
+    """data-ledger-0 goes from 10% to 5% free over the window (full in as long again); logs-ledger-0 stays half
+    empty; one series lacks the claim label."""
+    span = stamps[-1] - stamps[0]
+    if "available" in query:
+        filling = [CAPACITY * (0.10 - 0.05 * (ts - stamps[0]) / span) for ts in stamps]
+        steady = [CAPACITY * 0.5 for _ in stamps]
+    else:
+        filling = steady = [float(CAPACITY) for _ in stamps]
+    result = [
+        {"metric": CLAIM, "values": [[ts, repr(v)] for ts, v in zip(stamps, filling, strict=True)]},
+        {
+            "metric": {"namespace": "payments", "persistentvolumeclaim": "logs-ledger-0"},
+            "values": [[ts, repr(v)] for ts, v in zip(stamps, steady, strict=True)],
+        },
+        {"metric": {"namespace": "payments"}, "values": [[stamps[0], "1"]]},
+    ]
+    return {"status": "success", "data": {"resultType": "matrix", "result": result}}
 
 
 @pytest.fixture
@@ -130,19 +157,54 @@ async def test_parses_real_range_answers_into_alerts(prometheus: tuple[Fake, str
     finally:
         await source.close()
     assert found is not None
-    assert sorted(f.alertname for f in found) == sorted([MEMORY_NEAR_LIMIT, CPU_THROTTLED])
+    assert sorted(f.alertname for f in found) == sorted([MEMORY_NEAR_LIMIT, CPU_THROTTLED, VOLUME_FILLING_UP])
     assert applied.calls == [found]
     by_name = {f.alertname: f for f in found}
     assert by_name[MEMORY_NEAR_LIMIT].labels["pod"] == LABELS["pod"]
     assert by_name[MEMORY_NEAR_LIMIT].metrics[0].value == pytest.approx(0.95)
     assert by_name[CPU_THROTTLED].metrics[0].value == pytest.approx(0.5)
-    # four range queries, the window aligned to the step (replicas read the same timestamps), selector applied
-    assert len(fake.requests) == 4
+    # six range queries, the window aligned to the step (replicas read the same timestamps), selector applied;
+    # the container series over the container rules' window, the volume stats over the volume trend window
+    assert len(fake.requests) == 6
     for params in fake.requests:
         assert float(params["end"]) % 30 == 0 and float(params["end"]) <= NOW.timestamp()
-        assert float(params["end"]) - float(params["start"]) == 600
-        assert 'cluster="prod"' in params["query"] and 'container!="POD"' in params["query"]
+        assert 'cluster="prod"' in params["query"]
+        if "kubelet_volume_stats" in params["query"]:
+            assert float(params["end"]) - float(params["start"]) == 6 * 3600
+            assert "by (namespace, persistentvolumeclaim)" in params["query"]
+        else:
+            assert float(params["end"]) - float(params["start"]) == 600
+            assert 'container!="POD"' in params["query"]
     assert math.isclose(float(fake.requests[0]["step"]), 30)
+
+
+async def test_disk_fill_prediction_from_kubelet_volume_stats(prometheus: tuple[Fake, str]) -> None:
+    _, url = prometheus
+    source = PrometheusSource(options(url))
+    try:
+        found = await SaturationLoop(source, cluster="prod", apply=Applied(), clock=lambda: NOW).run_once()
+    finally:
+        await source.close()
+    assert found is not None
+    (volume,) = [f for f in found if f.alertname == VOLUME_FILLING_UP]  # the steady, half-empty claim: no alert
+    assert dict(volume.labels) == {
+        "alertname": VOLUME_FILLING_UP,
+        "cluster": "prod",
+        "severity": "warning",
+        "namespace": "payments",
+        "persistentvolumeclaim": "data-ledger-0",
+    }
+    assert (volume.target.kind, volume.target.namespace, volume.target.name) == (
+        "PersistentVolumeClaim",
+        "payments",
+        "data-ledger-0",
+    )
+    (obs,) = volume.metrics
+    # 5% of capacity lost in 6 h, 5% left: full in 6 h (the fit over real range answers, NaN-free, step-aligned)
+    assert obs.predicted_exhaustion_seconds == pytest.approx(6 * 3600, rel=0.01)
+    assert obs.value == pytest.approx(0.05 * CAPACITY, rel=0.01)
+    assert obs.unit == "bytes" and obs.query is not None and "kubelet_volume_stats_available_bytes" in obs.query
+    assert "fills up in 6.0 hours" in volume.summary
 
 
 @pytest.mark.parametrize("mode", ["unavailable", "bad_data", "html", "vector", "slow"])
@@ -210,7 +272,7 @@ async def test_outage_keeps_findings_until_stale(prometheus: tuple[Fake, str]) -
     loop = SaturationLoop(source, cluster="prod", apply=applied, clock=lambda: clock[0])
     try:
         first = await loop.run_once()
-        assert first is not None and len(first) == 2
+        assert first is not None and len(first) == 3
         fake.mode = "unavailable"
         clock[0] += timedelta(seconds=60)
         assert await loop.run_once() is None

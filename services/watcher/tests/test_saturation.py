@@ -17,9 +17,11 @@ from opsbus.watcher.domain.saturation import (
     CPU_THROTTLED,
     MEMORY_FILLS_SOON,
     MEMORY_NEAR_LIMIT,
+    VOLUME_FILLING_UP,
     ContainerId,
     SaturationRules,
     Snapshot,
+    VolumeId,
     counter_increase,
     detect_saturation,
     linear_fit,
@@ -226,3 +228,76 @@ async def test_engine_resolves_saturation_of_a_deleted_pod_at_once() -> None:
     await engine.evaluate()
     (resolved,) = sent.of("resolved")
     assert resolved.payload_as(AlertResolved).resolution == "object deleted"
+
+
+VID = VolumeId("payments", "data-ledger-0")
+VOLUME_RULES = SaturationRules(
+    volume_available_ratio=0.03,
+    volume_trend_window_seconds=6 * 3600,
+    volume_horizon_seconds=4 * 86400,
+    volume_trend_below_ratio=0.15,
+    trend_min_samples=5,
+)
+
+
+def volume(free: Callable[[float], float], *, seconds: float = 6 * 3600, capacity: float = 100 * GI) -> Snapshot:
+    """kubelet volume stats: free bytes as a fraction of capacity, fn of seconds-before-NOW."""
+    return Snapshot(
+        end=NOW,
+        volume_available={VID: series(lambda ago: free(ago) * capacity, seconds=seconds, step=60)},
+        volume_capacity={VID: series(lambda _: capacity, seconds=seconds, step=60)},
+        queries={
+            "volume_available": "max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_available_bytes)"
+        },
+    )
+
+
+# (name, snapshot, fires, predicted seconds to full or None)
+VOLUME_CASES: list[tuple[str, Snapshot, bool, float | None]] = [
+    ("half empty, steady", volume(lambda _: 0.5), False, None),
+    ("2% free, steady: nearly full", volume(lambda _: 0.02), True, None),
+    ("10% free, losing 2%/h: full in 5 h", volume(lambda ago: 0.10 + 0.02 * ago / 3600), True, 5 * 3600),
+    (
+        "10% free, losing 1%/day: 10 days, beyond the horizon",
+        volume(lambda ago: 0.10 + 0.01 * ago / 86400),
+        False,
+        None,
+    ),
+    ("40% free, losing 5%/h: not below the 15% guard", volume(lambda ago: 0.40 + 0.05 * ago / 3600), False, None),
+    ("10% free and rising (cleanup)", volume(lambda ago: 0.10 - 0.01 * ago / 3600), False, None),
+    (
+        "falling, seen for 1 h only (window half-covered)",
+        volume(lambda ago: 0.1 + ago / 3600, seconds=3600),
+        False,
+        None,
+    ),
+    ("no capacity series", Snapshot(end=NOW, volume_available={VID: series(lambda _: 1.0, seconds=600)}), False, None),
+]
+
+
+@pytest.mark.parametrize(("name", "snap", "fires", "eta"), VOLUME_CASES, ids=[c[0] for c in VOLUME_CASES])
+def test_disk_fill_rule(name: str, snap: Snapshot, fires: bool, eta: float | None) -> None:
+    findings = detect_saturation(snap, VOLUME_RULES, "prod")
+    assert [f.alertname for f in findings] == ([VOLUME_FILLING_UP] if fires else []), name
+    for f in findings:
+        assert dict(f.labels) == {
+            "alertname": VOLUME_FILLING_UP,
+            "cluster": "prod",
+            "severity": "warning",
+            "namespace": "payments",
+            "persistentvolumeclaim": "data-ledger-0",
+        }
+        assert f.target.kind == "PersistentVolumeClaim" and f.target.name == "data-ledger-0"
+        (obs,) = f.metrics
+        assert obs.unit == "bytes" and obs.threshold == pytest.approx(0.03 * 100 * GI)
+        if eta is None:
+            assert obs.predicted_exhaustion_seconds is None
+        else:
+            assert obs.predicted_exhaustion_seconds == pytest.approx(eta, rel=0.01)
+
+
+def test_nearly_full_volume_is_dated_from_when_it_crossed_the_ratio() -> None:
+    snap = volume(lambda ago: 0.02 if ago <= 1800 else 0.5)
+    (f,) = detect_saturation(snap, VOLUME_RULES, "prod")
+    assert f.since == NOW - timedelta(seconds=1800)
+    assert "nearly full" in f.summary

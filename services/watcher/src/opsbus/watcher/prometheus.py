@@ -11,6 +11,9 @@ Series (cAdvisor, as scraped from the kubelet):
 - memory limit: `container_spec_memory_limit_bytes > 0` (0 means no limit: no ratio)
 - CFS counters: `container_cpu_cfs_throttled_periods_total`, `container_cpu_cfs_periods_total`
 each `max by (namespace, pod, container)` over real containers (`container!=""`, not the pause container).
+- volumes (kubelet, per PersistentVolumeClaim): `kubelet_volume_stats_available_bytes`,
+  `kubelet_volume_stats_capacity_bytes`, each `max by (namespace, persistentvolumeclaim)`, over their own (longer)
+  trend window.
 """
 
 from __future__ import annotations
@@ -24,12 +27,16 @@ from typing import Any
 import httpx
 
 from opsbus.watcher.domain.detecting import Finding
-from opsbus.watcher.domain.saturation import ContainerId, Sample, Snapshot, detect_saturation
+from opsbus.watcher.domain.saturation import ContainerId, Sample, Snapshot, VolumeId, detect_saturation
 from opsbus.watcher.settings import PrometheusOptions
 
 log = logging.getLogger(__name__)
 
 _BY = "namespace, pod, container"
+_BY_VOLUME = "namespace, persistentvolumeclaim"
+_CONTAINER_LABELS = ("namespace", "pod", "container")
+_VOLUME_LABELS = ("namespace", "persistentvolumeclaim")
+VOLUME_QUERIES = ("volume_available", "volume_capacity")
 
 
 class PrometheusError(Exception):
@@ -43,12 +50,25 @@ def queries(selector: str = "") -> dict[str, str]:
         "memory_limit": f"max by ({_BY}) (container_spec_memory_limit_bytes{{{sel}}}) > 0",
         "throttled_periods": f"max by ({_BY}) (container_cpu_cfs_throttled_periods_total{{{sel}}})",
         "periods": f"max by ({_BY}) (container_cpu_cfs_periods_total{{{sel}}})",
+        "volume_available": f"max by ({_BY_VOLUME}) (kubelet_volume_stats_available_bytes{{{selector}}})",
+        "volume_capacity": f"max by ({_BY_VOLUME}) (kubelet_volume_stats_capacity_bytes{{{selector}}}) > 0",
     }
 
 
 def parse_matrix(body: Any) -> dict[ContainerId, list[Sample]]:
     """The `matrix` result of a range query, by container. Series without the three labels and non-finite
     values (NaN, +Inf) are skipped."""
+    return {ContainerId(*key): samples for key, samples in parse_series(body, _CONTAINER_LABELS).items()}
+
+
+def parse_volumes(body: Any) -> dict[VolumeId, list[Sample]]:
+    """The `matrix` result of a volume query, by PersistentVolumeClaim (series without both labels skipped)."""
+    return {VolumeId(*key): samples for key, samples in parse_series(body, _VOLUME_LABELS).items()}
+
+
+def parse_series(body: Any, labels: Sequence[str]) -> dict[tuple[str, ...], list[Sample]]:
+    """The `matrix` result of a range query, keyed by the values of `labels`; series lacking one are skipped,
+    and so are non-finite values (NaN, +Inf)."""
     if not isinstance(body, dict):
         raise PrometheusError("response is not a JSON object")
     if body.get("status") != "success":
@@ -56,11 +76,11 @@ def parse_matrix(body: Any) -> dict[ContainerId, list[Sample]]:
     data = body.get("data")
     if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
         raise PrometheusError("response data is not a matrix")
-    out: dict[ContainerId, list[Sample]] = {}
+    out: dict[tuple[str, ...], list[Sample]] = {}
     for series in data["result"]:
         metric = series.get("metric") or {}
         try:
-            cid = ContainerId(str(metric["namespace"]), str(metric["pod"]), str(metric["container"]))
+            key = tuple(str(metric[label]) for label in labels)
         except KeyError:
             continue
         samples: list[Sample] = []
@@ -72,7 +92,7 @@ def parse_matrix(body: Any) -> dict[ContainerId, list[Sample]]:
             if math.isfinite(value):
                 samples.append((datetime.fromtimestamp(float(ts), UTC), value))
         if samples:
-            out[cid] = sorted(samples)
+            out[key] = sorted(samples)
     return out
 
 
@@ -87,9 +107,8 @@ class PrometheusSource:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def query_range(
-        self, query: str, start: datetime, end: datetime, step: float
-    ) -> dict[ContainerId, list[Sample]]:
+    async def query_range(self, query: str, start: datetime, end: datetime, step: float) -> Any:
+        """The decoded answer of one range query (checked by `parse_matrix` / `parse_volumes`)."""
         params: dict[str, str | float] = {
             "query": query,
             "start": f"{start.timestamp():.3f}",
@@ -106,9 +125,10 @@ class PrometheusSource:
             raise PrometheusError(f"HTTP {resp.status_code}, body is not JSON") from exc
         if resp.status_code != 200 and isinstance(body, dict) and body.get("status") == "success":
             raise PrometheusError(f"HTTP {resp.status_code}")
-        return parse_matrix(body)
+        return body
 
     def window(self) -> float:
+        """Range of the container queries: the longest window a container rule reads."""
         o = self.options
         return max(o.memory_for_seconds + o.step_seconds, o.trend_window_seconds, o.throttle_window_seconds)
 
@@ -117,14 +137,21 @@ class PrometheusSource:
         end = datetime.fromtimestamp(math.floor(now.timestamp() / step) * step, UTC)
         start = end - timedelta(seconds=self.window())
         series: dict[str, Mapping[ContainerId, Sequence[Sample]]] = {}
+        volumes: dict[str, Mapping[VolumeId, Sequence[Sample]]] = {}
+        volume_start = end - timedelta(seconds=self.options.volume_trend_window_seconds)
         for name, query in self.queries.items():
-            series[name] = await self.query_range(query, start, end, step)
+            if name in VOLUME_QUERIES:
+                volumes[name] = parse_volumes(await self.query_range(query, volume_start, end, step))
+            else:
+                series[name] = parse_matrix(await self.query_range(query, start, end, step))
         return Snapshot(
             end=end,
             working_set=series["working_set"],
             memory_limit=series["memory_limit"],
             throttled_periods=series["throttled_periods"],
             periods=series["periods"],
+            volume_available=volumes["volume_available"],
+            volume_capacity=volumes["volume_capacity"],
             queries=self.queries,
         )
 
@@ -164,6 +191,8 @@ class SaturationLoop:
         findings = detect_saturation(snap, self.source.options, self.cluster, self.cache)
         if not snap.working_set and not snap.throttled_periods:
             log.info("saturation rules: Prometheus returned no container series")
+        if not snap.volume_available:
+            log.debug("saturation rules: Prometheus returned no kubelet volume series")
         self.failures = 0
         self.last_success = now
         self.apply(findings)

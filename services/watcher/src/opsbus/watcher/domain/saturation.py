@@ -15,6 +15,12 @@ as plain data (`Snapshot`); these rules decide. Rules (bounds in `SaturationRule
   the limit within `trend_horizon_seconds`. Not raised when MemoryNearLimit already fires for the container (one
   fault, one alert).
 
+- KubePersistentVolumeFillingUp (warning, per PersistentVolumeClaim, from kubelet volume stats): free space
+  already at or below `volume_available_ratio` of capacity, or a least-squares line through the available bytes
+  over `volume_trend_window_seconds` (the same fit as memory, same sample rules) falls and reaches zero within
+  `volume_horizon_seconds` while less than `volume_trend_below_ratio` is free (the kubernetes-mixin's guard: a
+  large, mostly empty volume that is written to is not "filling up").
+
 Labels follow the pod detectors' vocabulary (alertname, cluster, severity, namespace, pod, container, and node /
 workload from the cache), so fingerprints are computed the same way and the alert book fires once
 and resolves with the same hysteresis. `since` is a sample timestamp; the adapter aligns query ranges to the
@@ -38,6 +44,7 @@ from opsbus.watcher.domain.detecting import RUNBOOK, Finding, workload_of
 MEMORY_NEAR_LIMIT = "KubeContainerMemoryNearLimit"
 CPU_THROTTLED = "KubeContainerCPUThrottled"
 MEMORY_FILLS_SOON = "KubeContainerMemoryFillsSoon"
+VOLUME_FILLING_UP = "KubePersistentVolumeFillingUp"
 
 
 class SaturationRules(BaseModel):
@@ -59,6 +66,16 @@ class SaturationRules(BaseModel):
     )
     trend_horizon_seconds: float = Field(default=4 * 3600.0, gt=0, description="... reaches the limit within this.")
     trend_min_samples: int = Field(default=5, ge=2, description="... from at least this many samples.")
+    volume_available_ratio: float = Field(
+        default=0.03, ge=0, lt=1, description="KubePersistentVolumeFillingUp: free / capacity at or below this ..."
+    )
+    volume_trend_window_seconds: float = Field(
+        default=6 * 3600.0, gt=0, description="... or a linear fit of the free bytes over this window ..."
+    )
+    volume_horizon_seconds: float = Field(default=4 * 86400.0, gt=0, description="... reaches zero within this ...")
+    volume_trend_below_ratio: float = Field(
+        default=0.15, gt=0, le=1, description="... while free / capacity is below this."
+    )
 
 
 @dataclass(frozen=True, order=True)
@@ -66,6 +83,12 @@ class ContainerId:
     namespace: str
     pod: str
     container: str
+
+
+@dataclass(frozen=True, order=True)
+class VolumeId:
+    namespace: str
+    claim: str  # the PersistentVolumeClaim
 
 
 Sample = tuple[datetime, float]
@@ -80,6 +103,8 @@ class Snapshot:
     memory_limit: Mapping[ContainerId, Sequence[Sample]] = field(default_factory=dict)
     throttled_periods: Mapping[ContainerId, Sequence[Sample]] = field(default_factory=dict)
     periods: Mapping[ContainerId, Sequence[Sample]] = field(default_factory=dict)
+    volume_available: Mapping[VolumeId, Sequence[Sample]] = field(default_factory=dict)
+    volume_capacity: Mapping[VolumeId, Sequence[Sample]] = field(default_factory=dict)
     queries: Mapping[str, str] = field(default_factory=dict)  # series name -> query, for the evidence
 
 
@@ -130,7 +155,74 @@ def detect_saturation(
     ids: set[ContainerId] = set(snap.working_set) | set(snap.throttled_periods)
     for cid in sorted(ids):
         findings.extend(_container(cid, snap, rules, cluster, cache))
+    for vid in sorted(snap.volume_available):
+        finding = _volume(vid, snap, rules, cluster)
+        if finding is not None:
+            findings.append(finding)
     return findings
+
+
+def _volume(vid: VolumeId, snap: Snapshot, rules: SaturationRules, cluster: str) -> Finding | None:
+    available = list(snap.volume_available.get(vid, ()))
+    capacity = _latest(snap.volume_capacity.get(vid))
+    if not available or not capacity or capacity <= 0:
+        return None
+    free, ratio = available[-1][1], available[-1][1] / capacity
+    seconds: float | None = None
+    if ratio <= rules.volume_available_ratio:
+        since = available[-1][0]
+        for t, v in reversed(available):  # the run at or below the ratio that ends now dates it
+            if v / capacity > rules.volume_available_ratio:
+                break
+            since = t
+        how = f"only {ratio:.1%} ({free:.0f} bytes) of {capacity:.0f} is free"
+    else:
+        window = since_cutoff(available, snap.end - timedelta(seconds=rules.volume_trend_window_seconds))
+        span = (window[-1][0] - window[0][0]).total_seconds() if window else 0.0
+        fit = linear_fit(window) if len(window) >= rules.trend_min_samples else None
+        if fit is None or span < rules.volume_trend_window_seconds / 2 or ratio >= rules.volume_trend_below_ratio:
+            return None
+        slope, now_value = fit
+        if slope >= 0:
+            return None
+        seconds = max(now_value / -slope, 0.0)
+        if seconds >= rules.volume_horizon_seconds:
+            return None
+        since = window[-1][0]
+        how = (
+            f"{ratio:.1%} free, falling {-slope * 3600:.0f} bytes/hour over the last "
+            f"{rules.volume_trend_window_seconds / 3600:.1f} h: full in {seconds / 3600:.1f} h "
+            f"(horizon {rules.volume_horizon_seconds / 3600:.0f} h)"
+        )
+    labels = {
+        "alertname": VOLUME_FILLING_UP,
+        "cluster": cluster,
+        "severity": Severity.WARNING.value,
+        "namespace": vid.namespace,
+        "persistentvolumeclaim": vid.claim,
+    }
+    left = "is nearly full" if seconds is None else f"fills up in {seconds / 3600:.1f} hours"
+    return Finding(
+        alertname=VOLUME_FILLING_UP,
+        severity=Severity.WARNING,
+        labels=labels,
+        summary=f"PersistentVolumeClaim {vid.namespace}/{vid.claim} {left}",
+        description=f"The volume behind it: {how}.",
+        target=ResourceRef(kind="PersistentVolumeClaim", name=vid.claim, namespace=vid.namespace, api_version="v1"),
+        since=since,
+        observed=since,
+        runbook=RUNBOOK.format(slug="kubepersistentvolumefillingup"),
+        metrics=(
+            MetricObservation(
+                name="volume_available_bytes",
+                value=round(free, 1),
+                threshold=round(capacity * rules.volume_available_ratio, 1),
+                unit="bytes",
+                query=snap.queries.get("volume_available"),
+                predicted_exhaustion_seconds=None if seconds is None else round(seconds, 1),
+            ),
+        ),
+    )
 
 
 def _container(
