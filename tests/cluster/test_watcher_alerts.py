@@ -29,8 +29,10 @@ CLUSTER = "sandbox"
 FIRE_TIMEOUT_S = 60
 
 
-class Alerts:
-    """Every alert event on the bus for one namespace, read back from the ALERT stream."""
+class StreamEvents:
+    """Every event of one family on the bus for one namespace, read back from its stream from the start."""
+
+    family, stream = "alert.*", "ALERT"
 
     def __init__(self, bus: Bus, namespace: str) -> None:
         self.bus = bus
@@ -40,8 +42,8 @@ class Alerts:
 
     async def start(self) -> None:
         self._sub = await self.bus.js.subscribe(
-            f"alert.*.{CLUSTER}.{self.namespace}",
-            stream="ALERT",
+            f"{self.family}.{CLUSTER}.{self.namespace}",
+            stream=self.stream,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
             cb=self._on,
@@ -53,6 +55,10 @@ class Alerts:
     async def stop(self) -> None:
         if self._sub is not None:
             await self._sub.unsubscribe()
+
+
+class Alerts(StreamEvents):
+    """Every alert event on the bus for one namespace, read back from the ALERT stream."""
 
     def of(self, verb: str, alertname: str) -> list[Envelope]:
         return [e for e in self.events if e.verb == verb and e.data.get("alertname") == alertname]

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
-from nats.js.api import DeliverPolicy
 from prometheus_client import CollectorRegistry
 
 from opsbus.common.bus import Bus
@@ -25,7 +23,7 @@ from opsbus.watcher.settings import WatcherSettings
 from opsbus.watcher.watching import KubeClient
 from tests.cluster.conftest import SandboxHandle
 from tests.cluster.kube import Cluster, container_status, is_running_and_ready, wait_until
-from tests.cluster.test_watcher_alerts import CLUSTER, Alerts
+from tests.cluster.test_watcher_alerts import CLUSTER, Alerts, StreamEvents
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 
@@ -33,34 +31,17 @@ MakeBus = Callable[..., Awaitable[Bus]]
 CRASH = "KubePodCrashLooping"
 
 
-class PodChanges:
+class PodChanges(StreamEvents):
     """Every pod `cluster.event` of one namespace, read back from the CLUSTER stream."""
 
-    def __init__(self, bus: Bus, namespace: str) -> None:
-        self.bus, self.namespace = bus, namespace
-        self.events: list[Envelope] = []
-        self._sub: Any = None
-
-    async def start(self) -> None:
-        self._sub = await self.bus.js.subscribe(
-            f"cluster.event.{CLUSTER}.{self.namespace}",
-            stream="CLUSTER",
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-            cb=self._on,
-        )
-
-    async def _on(self, msg: Any) -> None:
-        env = Envelope.from_json(msg.data)
-        if env.data.get("kind") == "Pod":
-            self.events.append(env)
-
-    async def stop(self) -> None:
-        if self._sub is not None:
-            await self._sub.unsubscribe()
+    family, stream = "cluster.event", "CLUSTER"
 
     def of(self, change: str, name: str) -> list[Envelope]:
-        return [e for e in self.events if e.data.get("change") == change and e.data.get("name") == name]
+        return [
+            e
+            for e in self.events
+            if e.data.get("kind") == "Pod" and e.data.get("change") == change and e.data.get("name") == name
+        ]
 
 
 def _crash_looping(cluster: Cluster, pod: str) -> bool:
