@@ -76,9 +76,11 @@ async def start_healer(
     await upgrade(DatabaseSettings.model_validate({"url": database_url}), MIGRATIONS, SCHEMA)
     runs: list[tuple[Runtime[HealerSettings], asyncio.Task[int]]] = []
 
-    async def start(*, dry_run: bool = False) -> Runtime[HealerSettings]:
-        policy = tmp_path / "policies.yaml"
-        policy.write_text(POLICY.replace("{dry_run}", "false"))
+    async def start(
+        *, dry_run: bool = False, policies: str = POLICY, options: dict[str, Any] | None = None
+    ) -> Runtime[HealerSettings]:
+        policy = tmp_path / f"policies-{len(runs)}.yaml"
+        policy.write_text(policies.replace("{dry_run}", "false"))
         settings = HealerSettings.model_validate(
             {
                 "cluster": CLUSTER,
@@ -91,6 +93,7 @@ async def start_healer(
                     "kubeconfig": str(sandbox.kubeconfig),
                     "dry_run": dry_run,
                     "protected_namespaces": ["kube-system", "protected-ns"],
+                    **(options or {}),
                 },
             }
         )
@@ -111,7 +114,8 @@ async def start_healer(
 
     yield start
     for rt, task in runs:
-        rt.request_shutdown()
+        if not task.done():
+            rt.request_shutdown()
         await asyncio.wait_for(task, 30)
 
 

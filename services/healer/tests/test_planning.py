@@ -20,9 +20,11 @@ from opsbus.healer.domain.planning import (
     PastAttempt,
     Plan,
     PlanningInput,
+    Revision,
     Snapshot,
     next_step,
     plan,
+    rollback_revision,
     target_for,
 )
 from opsbus.healer.domain.policy import Policy, parse_policies
@@ -265,3 +267,17 @@ def test_ladder_progression_and_targets() -> None:
     assert target_for(crash.ladder[1], alert(workload=None)) is None
     node = policy("node")
     assert target_for(node.ladder[1], alert()) == ResourceRef(kind="Node", name="node-a", api_version="v1")
+
+
+def test_rollback_returns_to_the_newest_revision_with_another_template_skipping_restarts() -> None:
+    revisions = (Revision(1, "good"), Revision(2, "bad"), Revision(3, "bad"))  # 3: a restart of 2
+    assert rollback_revision(3, revisions) == 1
+    assert rollback_revision(2, revisions) == 1
+    assert rollback_revision(1, revisions) is None
+    assert rollback_revision(None, revisions) is None
+    step3 = inp(step=3, continuing=True)
+    snap = Snapshot(target=WORKLOAD.as_resource_ref(), resource_version="7", revision=3, revisions=revisions)
+    p = acts(plan(replace(step3, snapshot=snap)))
+    assert p.action.kind is ActionKind.ROLLBACK and p.action.parameters["to_revision"] == 1
+    nothing = refused(plan(replace(step3, snapshot=replace(snap, revision=1))), "rollback_target")
+    assert nothing.escalate and "no older revision" in nothing.reason

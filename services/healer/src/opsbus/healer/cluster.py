@@ -9,6 +9,7 @@ The client is synchronous: calls run in a worker thread so the event loop keeps 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -20,11 +21,12 @@ from kubernetes.client.exceptions import ApiException
 
 from opsbus.common.errors import NotFoundError, error_for_status
 from opsbus.common.events.payloads import ResourceRef
-from opsbus.healer.domain.planning import AlertState, Snapshot
+from opsbus.healer.domain.planning import AlertState, Revision, Snapshot
 
 T = TypeVar("T")
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+REVISION = "deployment.kubernetes.io/revision"
 _UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
 
@@ -89,6 +91,8 @@ class KubeCluster:
                     workload_pods_total=d.spec.replicas or 0,
                     memory_limit_bytes=limit,
                     container=container,
+                    revision=_revision_of(d),
+                    revisions=await self._revisions(d),
                 )
             return Snapshot(target=target)
         except NotFoundError:
@@ -113,6 +117,18 @@ class KubeCluster:
             workload_pods_total=total,
             workload_pods_disrupted=disrupted,
         )
+
+    async def _revisions(self, d: Any) -> tuple[Revision, ...]:
+        """The Deployment's ReplicaSets (owned by it) as revisions with template digests."""
+        ns, uid = d.metadata.namespace, d.metadata.uid
+        sets = await self._call("replicasets", lambda: self.apps.list_namespaced_replica_set(ns).items)
+        out = []
+        for rs in sets:
+            owners = rs.metadata.owner_references or []
+            number = _revision_of(rs)
+            if number is not None and any(o.uid == uid for o in owners):
+                out.append(Revision(number, template_digest(rs.spec.template)))
+        return tuple(out)
 
     async def _unschedulable_nodes(self) -> tuple[str, ...]:
         nodes = await self._call("nodes", lambda: self.core.list_node().items)
@@ -234,6 +250,20 @@ class KubeCluster:
     async def no_failed_pods(self, ns: str, selector: str | None) -> tuple[bool, str]:
         left = await self.failed_pods(ns, selector)
         return not left, f"{len(left)} failed pods left"
+
+
+def _revision_of(obj: Any) -> int | None:
+    value = (obj.metadata.annotations or {}).get(REVISION)
+    return int(value) if value and value.isdigit() else None
+
+
+def template_digest(template: Any) -> str:
+    """A digest of a pod template that a rollout restart does not change."""
+    data = client.ApiClient().sanitize_for_serialization(template)  # type: ignore[no-untyped-call]
+    meta = data.setdefault("metadata", {})
+    meta.get("labels", {}).pop("pod-template-hash", None)
+    meta.get("annotations", {}).pop(RESTARTED_AT, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def _memory_limit(containers: list[Any], wanted: str | None) -> tuple[int | None, str | None]:

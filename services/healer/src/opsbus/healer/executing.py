@@ -136,6 +136,7 @@ class Executor:
         self.auditor = Auditor(service=SERVICE, cluster=cluster_name)
         self._policies: PolicySet | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: set[str] = set()
 
     # --- policies -----------------------------------------------------------------------------------
     async def load_policies(self, document: str, author: str) -> PolicySet:
@@ -273,7 +274,11 @@ class Executor:
 
     # --- the ladder ---------------------------------------------------------------------------------
     async def run(self, rid: str, grant: Grant | None = None) -> None:
-        """Run the recovery under its lease: only one replica walks a recovery at a time (see `leasing`)."""
+        """Run the recovery under its lease: only one replica walks a recovery at a time (see `leasing`),
+        and one task in this replica (a redelivered alert finds the sweep already resuming it)."""
+        if rid in self._running:
+            log.info("recovery %s is already running in this replica", rid)
+            return
         if not await self.leases.claim(rid):
             async with self.db.sessions() as session:
                 rec = await session.get(RecoveryRow, rid)
@@ -284,6 +289,7 @@ class Executor:
             until = rec.lease_until or self.clock()
             delay = max(1.0, (until - self.clock()).total_seconds() + 1.0)
             raise TransientError(f"recovery {rid} is being run by replica {rec.lease_owner}; retry later", delay=delay)
+        self._running.add(rid)
         try:
             async with self.leases.kept(rid):
                 await self._walk(rid, grant)
@@ -293,13 +299,15 @@ class Executor:
         except Exception:
             await self.leases.release(rid)
             raise
+        finally:
+            self._running.discard(rid)
         await self.leases.release(rid)
 
     async def resume_orphans(self) -> int:
         """Claim and resume recoveries whose replica stopped renewing its lease (it died mid-step)."""
         resumed = 0
         for rid in await self.leases.orphans():
-            if await self.leases.claim(rid):
+            if rid not in self._running and await self.leases.claim(rid):
                 log.info("recovery %s: resuming an orphaned recovery as %s", rid, self.leases.owner)
                 self.spawn(self._resume(rid))
                 resumed += 1
@@ -594,6 +602,7 @@ class Executor:
                 cluster=self.cluster_name,
                 workload=alert.workload,
                 strategy=Strategy.ROLLBACK,
+                to_revision=_int_or_none(p.action.parameters.get("to_revision")),
                 requester=Actor(kind=ActorKind.SERVICE, id=SERVICE),
                 reason=f"recovery {rec.id} step {p.step}: {alert.alertname}",
             )
@@ -693,7 +702,7 @@ class Executor:
 
     async def _apply(self, p: Plan, cause: Envelope, *, resumed: bool) -> None:  # noqa: PLR0912
         a, t, pre = p.action, p.action.target, p.preconditions
-        ns, name = t.namespace or "", t.name
+        ns, name = _namespace_of(t), t.name
         params = a.parameters
         grace = int(params["grace_period_seconds"]) if "grace_period_seconds" in params else None
         try:
@@ -746,7 +755,7 @@ class Executor:
         if check is VerifyCheck.NONE:
             return None
         t = p.action.target
-        ns = t.namespace or ""
+        ns = _namespace_of(t)
         started = time.monotonic()
         deadline = started + p.verification.timeout_seconds
         observed = "not checked yet"
@@ -984,6 +993,15 @@ class Executor:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _int_or_none(value: object) -> int | None:
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+
+
+def _namespace_of(t: ResourceRef) -> str:
+    """The namespace an action works in: the target's own, or the target itself when it is a Namespace."""
+    return t.namespace or (t.name if t.kind == "Namespace" else "")
 
 
 def _outcome(status: str) -> AttemptOutcome:

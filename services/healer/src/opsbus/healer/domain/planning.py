@@ -89,6 +89,27 @@ class AlertState:
 
 
 @dataclass(frozen=True, slots=True)
+class Revision:
+    """One rollout revision of a Deployment (its ReplicaSet) and a digest of its pod template, computed
+    without the things that change on a restart (`restartedAt` annotation, `pod-template-hash` label)."""
+
+    number: int
+    template_digest: str
+
+
+def rollback_revision(current: int | None, revisions: Sequence[Revision]) -> int | None:
+    """The revision a rollback should return to: the newest older one whose template really differs from the
+    current one. A rollout restart makes a revision with the same template: `rollout undo` would land on the
+    bad release again, so restarts are skipped. None when there is nothing different to go back to."""
+    by_number = {r.number: r for r in revisions}
+    now = by_number.get(current) if current is not None else None
+    if now is None:
+        return None
+    older = sorted((r for r in revisions if r.number < now.number), key=lambda r: r.number, reverse=True)
+    return next((r.number for r in older if r.template_digest != now.template_digest), None)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """What the executor read from the cluster about the step's target just before planning."""
 
@@ -100,6 +121,8 @@ class Snapshot:
     nodes_unschedulable: tuple[str, ...] = ()
     memory_limit_bytes: int | None = None
     container: str | None = None
+    revision: int | None = None  # a Deployment's current rollout revision
+    revisions: tuple[Revision, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +327,16 @@ def plan(inp: PlanningInput) -> Decision:  # noqa: PLR0911, PLR0912, PLR0915 - o
         new = min(math.ceil(current * float(params.get("factor", 1.5))), ceiling)
         params.update(from_bytes=current, to_bytes=new, container=snap.container or "")
         checks.append(_passed("bounds", f"memory limit {current} -> {new} (ceiling {ceiling})"))
+    if step.action is ActionKind.ROLLBACK:
+        back_to = rollback_revision(snap.revision, snap.revisions)
+        if back_to is None:
+            return refuse(
+                "rollback_target",
+                f"revision {snap.revision} has no older revision with a different pod template to roll back to",
+                escalate=True,
+            )
+        params["to_revision"] = back_to
+        checks.append(_passed("rollback_target", f"revision {snap.revision} -> {back_to}"))
 
     action = RecoveryAction(
         kind=step.action, target=snap.target, parameters=params, disruptive=step.action in DISRUPTIVE
