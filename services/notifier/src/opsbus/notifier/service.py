@@ -17,7 +17,14 @@ from opsbus.common.bus import Bus, ConsumerSpec
 from opsbus.common.errors import ConfigurationError, PermanentError
 from opsbus.common.rpc import Endpoint, serve
 from opsbus.common.runtime import Runtime
-from opsbus.common.store import Database, OutboxRelay, RelayOptions, RetentionRule, check_schema_current
+from opsbus.common.store import (
+    Database,
+    OutboxRelay,
+    RelayOptions,
+    RetentionRule,
+    check_schema_current,
+    purge_all,
+)
 from opsbus.notifier import store
 from opsbus.notifier.channels import Channel, build_channels
 from opsbus.notifier.configuring import ConfigVersions, Reloader, StoredConfig
@@ -317,6 +324,14 @@ async def setup(
     reloader = Reloader(versions, notifier, channels_for)
     reloader.apply(in_force)
     rt.every("config reload", opts.config_poll_seconds, reloader.refresh)
+    rules = retention_rules(
+        timedelta(days=opts.retention_days), stale_alerts=timedelta(days=opts.stale_alert_retention_days)
+    )
+
+    async def retention() -> None:
+        await purge_all(db.engine, rules)
+
+    rt.every("retention", opts.retention_interval_seconds, retention)
     await notifier.start()
     rt.on_shutdown(notifier.stop, "flush and delivery loop")
 
@@ -352,7 +367,11 @@ async def setup(
     return notifier
 
 
-def retention_rules(keep: timedelta) -> list[RetentionRule]:
+def retention_rules(keep: timedelta, *, stale_alerts: timedelta) -> list[RetentionRule]:
+    """What the retention job deletes: attempts in the delivery log, finished notifications (delivered or dead),
+    silences that ended, processed-event and published-outbox records older than `keep`; groups no flush has
+    touched for `keep` (a live group is rewritten at least every group_interval, so only abandoned ones); and
+    firing alerts not seen for `stale_alerts` (an inhibition source whose resolution was lost)."""
     t = store.notifications
     return [
         RetentionRule.inbox(store.TABLES, keep),
@@ -360,6 +379,8 @@ def retention_rules(keep: timedelta) -> list[RetentionRule]:
         RetentionRule(store.delivery_log, "at", keep),
         RetentionRule(t, "finished_at", keep, t.c.finished_at.is_not(None)),
         RetentionRule(store.silences, "ends_at", keep),
+        RetentionRule(store.groups, "updated_at", keep),
+        RetentionRule(store.firing_alerts, "updated_at", stale_alerts),
     ]
 
 

@@ -24,7 +24,15 @@ class NotifierOptions(BaseModel):
     config_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often each replica looks for a configuration version put through the API."
     )
-    retention_days: int = Field(default=30, ge=1, description="Delivery log and finished notifications kept.")
+    retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Days kept: delivery log, finished notifications, ended silences, abandoned groups.",
+    )
+    stale_alert_retention_days: int = Field(
+        default=90, ge=1, description="A firing alert not seen for this long stops inhibiting others."
+    )
+    retention_interval_seconds: float = Field(default=3600.0, gt=0, description="How often old rows are deleted.")
 
 
 class NotifierSettings(ServiceSettings):
