@@ -28,7 +28,6 @@ import argparse
 import math
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from opsbus.optimizer.domain.cost import GIB, Prices
@@ -104,10 +103,14 @@ class Score:
     intervals: int = 0
     oom: int = 0
     throttled: int = 0
+    mem_over_request: int = 0  # intervals with memory above the request (below the limit): evictable under pressure
+    cpu_used: float = 0.0
+    cpu_unreserved: float = 0.0  # CPU used above the request: served from the node's spare, not reserved
     changes: int = 0
     oom_by_shape: dict[str, int] = field(default_factory=dict)
 
-    def add(self, shape: str, cpu_req: float, mem_req: float, cpu_use: float, mem_use: float) -> bool:
+    def add(self, shape: str, r: Resources, cpu_use: float, mem_use: float) -> bool:
+        cpu_req, mem_req = r.cpu_request, r.memory_request
         hours = STEP / HOUR
         self.intervals += 1
         self.cpu_request += cpu_req
@@ -118,26 +121,45 @@ class Score:
         used = (min(cpu_use, cpu_req) / 1000 * PRICES.vcpu_hour + min(mem_use, mem_req) / GIB * PRICES.gib_hour) * hours
         self.cost += cost
         self.cost_slack += cost - used
-        oom = mem_use > mem_req  # memory limit = request
+        oom = mem_use > r.memory_limit
         if oom:
             self.oom += 1
             self.oom_by_shape[shape] = self.oom_by_shape.get(shape, 0) + 1
-        if cpu_use > 2 * cpu_req:  # CPU limit = 2x request
+        elif mem_use > mem_req:
+            self.mem_over_request += 1
+        if cpu_use > r.cpu_limit:
             self.throttled += 1
+        self.cpu_used += cpu_use
+        self.cpu_unreserved += max(0.0, min(cpu_use, r.cpu_limit) - cpu_req)
         return oom
 
 
-Recommender = Callable[[ContainerUsage, float], tuple[int, int] | None]
+@dataclass(frozen=True)
+class Resources:
+    cpu_request: int
+    cpu_limit: int
+    memory_request: int
+    memory_limit: int
 
 
-def fixed_requests(trace: Trace) -> tuple[int, int]:
+def fixed_requests(trace: Trace) -> Resources:
+    """The hand-written manifest: CPU 1.5x the first day's p99 with a limit of twice that, memory 1.5x the
+    first day's peak with the limit equal to the request."""
     first = int(DAY / STEP)
     cpu = sorted(trace.cpu[:first])
-    return math.ceil(cpu[int(0.99 * len(cpu))] * 1.5), math.ceil(max(trace.mem[:first]) * 1.5)
+    cpu_req, mem_req = math.ceil(cpu[int(0.99 * len(cpu))] * 1.5), math.ceil(max(trace.mem[:first]) * 1.5)
+    return Resources(cpu_req, 2 * cpu_req, mem_req, mem_req)
+
+
+def _limit(target: int | None, old_limit: int, old_request: int, new_request: int) -> int:
+    """The recommender's limit, or (none given) the old limit scaled with the request, as the VPA does."""
+    if target is None:
+        return max(new_request, round(old_limit * new_request / old_request))
+    return max(new_request, target)
 
 
 def replay(trace: Trace, policy: VerticalPolicy | None, guard: Guardrails | None, score: Score) -> None:
-    cpu_req, mem_req = fixed_requests(trace)
+    cur = fixed_requests(trace)
     usage = ContainerUsage.new(policy) if policy else None
     warmup = int(DAY / STEP)
     per_hour = int(HOUR / STEP)
@@ -145,88 +167,144 @@ def replay(trace: Trace, policy: VerticalPolicy | None, guard: Guardrails | None
         t = i * STEP
         oom = False
         if i >= warmup:
-            oom = score.add(trace.shape, cpu_req, mem_req, c, m)
+            oom = score.add(trace.shape, cur, c, m)
         if usage is None or policy is None:
             continue
-        usage.add_sample(t, c, min(m, mem_req) if oom else m, policy)  # a killed container's usage stops at the limit
+        usage.add_sample(t, c, min(m, cur.memory_limit) if oom else m, policy)  # a killed container stops there
         if oom:
-            usage.record_oom(t, mem_req, policy)
+            usage.record_oom(t, cur.memory_limit, policy)
         if i + 1 >= warmup and (oom or (i + 1) % per_hour == 0):
             r = recommend(usage, policy, t)
             if r is None:
                 continue
             new_cpu, new_mem = r.cpu_millicores, r.memory_bytes
             if guard is not None:
-                new_cpu, new_mem = clamp_step(cpu_req, new_cpu, guard), clamp_step(mem_req, new_mem, guard)
-            moved = relative_change(cpu_req, new_cpu) >= 0.1 or relative_change(mem_req, new_mem) >= 0.1 or oom
-            if moved and (new_cpu, new_mem) != (cpu_req, mem_req):
-                cpu_req, mem_req = new_cpu, new_mem
+                new_cpu, new_mem = (
+                    clamp_step(cur.cpu_request, new_cpu, guard),
+                    clamp_step(cur.memory_request, new_mem, guard),
+                )
+            cpu_lim = _limit(r.cpu_limit_millicores, cur.cpu_limit, cur.cpu_request, new_cpu)
+            mem_lim = _limit(r.memory_limit_bytes, cur.memory_limit, cur.memory_request, new_mem)
+            if guard is not None and r.memory_limit_bytes is not None:
+                cpu_lim = max(new_cpu, clamp_step(cur.cpu_limit, cpu_lim, guard))
+                mem_lim = max(new_mem, clamp_step(cur.memory_limit, mem_lim, guard))
+            new = Resources(new_cpu, cpu_lim, new_mem, mem_lim)
+            moved = (
+                oom
+                or relative_change(cur.cpu_request, new.cpu_request) >= 0.1
+                or relative_change(cur.memory_request, new.memory_request) >= 0.1
+                or new.cpu_limit >= 1.1 * cur.cpu_limit  # a limit that must grow is worth a change on its own
+                or new.memory_limit >= 1.1 * cur.memory_limit
+            )
+            if moved and new != cur:
+                cur = new
                 score.changes += 1
 
 
+def hindsight(trace: Trace, score: Score) -> None:
+    """Not a recommender, a reference: per trace, constant requests at exactly its own scored CPU p90 and memory
+    peak, chosen knowing the future (no margin, no OOM kill). What a perfect constant p90 sizing would reach."""
+    warmup = int(DAY / STEP)
+    cpu = sorted(trace.cpu[warmup:])
+    cpu_req, mem_req = math.ceil(cpu[int(0.9 * len(cpu))]), math.ceil(max(trace.mem[warmup:]))
+    r = Resources(cpu_req, 2 * cpu_req, mem_req, mem_req)
+    for c, m in zip(trace.cpu[warmup:], trace.mem[warmup:], strict=True):
+        score.add(trace.shape, r, c, m)
+
+
 SHAPES = ("diurnal", "spiky", "growing", "leaky", "step")
+POLICIES: dict[str, tuple[VerticalPolicy | None, Guardrails | None]] = {
+    "fixed": (None, None),
+    "vpa": (VerticalPolicy.vpa(), None),
+    "opsbus": (VerticalPolicy(), Guardrails()),
+}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--traces-per-shape", type=int, default=4)
-    ap.add_argument("--days", type=int, default=14)
-    args = ap.parse_args()
-    rng = random.Random(args.seed)
-    traces = [generate(shape, rng, args.days) for shape in SHAPES for _ in range(args.traces_per_shape)]
-    policies: dict[str, tuple[VerticalPolicy | None, Guardrails | None]] = {
-        "fixed": (None, None),
-        "vpa": (VerticalPolicy.vpa(), None),
-        "opsbus": (VerticalPolicy(), Guardrails()),
-    }
-    scores = {name: Score() for name in policies}
-    started = time.perf_counter()
+def run(seed: int, traces_per_shape: int, days: int) -> dict[str, Score]:
+    rng = random.Random(seed)
+    traces = [generate(shape, rng, days) for shape in SHAPES for _ in range(traces_per_shape)]
+    scores = {name: Score() for name in (*POLICIES, "hindsight p90")}
     for trace in traces:
-        for name, (policy, guard) in policies.items():
+        for name, (policy, guard) in POLICIES.items():
             replay(trace, policy, guard, scores[name])
-    elapsed = time.perf_counter() - started
+        hindsight(trace, scores["hindsight p90"])
+    return scores
 
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else ("0 vs 0" if not a else "inf")
+
+
+def report(seed: int, traces_per_shape: int, days: int, scores: dict[str, Score], elapsed: float) -> None:
     print(
-        f"{len(traces)} traces ({args.traces_per_shape} x {', '.join(SHAPES)}), {args.days} days, 5-minute intervals, "
-        f"seed {args.seed}, replayed in {elapsed:.1f}s\n"
+        f"{len(SHAPES) * traces_per_shape} traces ({traces_per_shape} x {', '.join(SHAPES)}), {days} days, "
+        f"5-minute intervals, seed {seed}, replayed in {elapsed:.1f}s\n"
     )
     print(
         "| policy | CPU slack | memory slack | cost-weighted slack | OOM-killed intervals | throttled intervals "
-        "| changes | cost | saved vs fixed |"
+        "| memory above request | CPU used above request | changes | cost | saved vs fixed |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     fixed_cost = scores["fixed"].cost
     for name, s in scores.items():
         print(
             f"| {name} | {s.cpu_slack / s.cpu_request:.1%} | {s.mem_slack / s.mem_request:.1%} "
             f"| {s.cost_slack / s.cost:.1%} | {s.oom / s.intervals:.3%} ({s.oom}) "
-            f"| {s.throttled / s.intervals:.3%} ({s.throttled}) | {s.changes} | {s.cost:.2f} "
-            f"| {1 - s.cost / fixed_cost:.1%} |"
+            f"| {s.throttled / s.intervals:.3%} ({s.throttled}) | {s.mem_over_request / s.intervals:.2%} "
+            f"| {s.cpu_unreserved / s.cpu_used:.1%} | {s.changes} | {s.cost:.2f} | {1 - s.cost / fixed_cost:.1%} |"
         )
     o, v, f = scores["opsbus"], scores["vpa"], scores["fixed"]
-
-    def ratio(a: float, b: float) -> str:
-        return f"{a / b:.2f}x" if b else ("0 vs 0" if not a else "inf")
-
     print()
-    print(
-        f"opsbus / vpa:   cost-weighted slack {ratio(o.cost_slack / o.cost, v.cost_slack / v.cost)}, "
-        f"OOM intervals {ratio(o.oom, v.oom)}, throttled {ratio(o.throttled, v.throttled)}, "
-        f"cost {ratio(o.cost, v.cost)}"
-    )
-    print(
-        f"opsbus / fixed: cost-weighted slack {ratio(o.cost_slack / o.cost, f.cost_slack / f.cost)}, "
-        f"OOM intervals {ratio(o.oom, f.oom)}, throttled {ratio(o.throttled, f.throttled)}, "
-        f"cost {ratio(o.cost, f.cost)}"
-    )
+    for base_name, b in (("vpa", v), ("fixed", f)):
+        print(
+            f"opsbus / {base_name}: cost-weighted slack {ratio(o.cost_slack / o.cost, b.cost_slack / b.cost)}, "
+            f"OOM intervals {ratio(o.oom, b.oom)}, throttled {ratio(o.throttled, b.throttled)}, "
+            f"cost {ratio(o.cost, b.cost)}"
+        )
     print()
     print(
         "OOM-killed intervals by shape: "
         + "; ".join(
-            f"{name}: " + ", ".join(f"{k} {s.oom_by_shape.get(k, 0)}" for k in SHAPES) for name, s in scores.items()
+            f"{name}: " + ", ".join(f"{k} {s.oom_by_shape.get(k, 0)}" for k in SHAPES)
+            for name, s in scores.items()
+            if name in POLICIES
         )
     )
+
+
+def targets_met(scores: dict[str, Score]) -> tuple[bool, bool, bool]:
+    """The issue's targets: cost-weighted slack <= 25%, OOM intervals <= 1/10 of the VPA's, >= 30% saved."""
+    o, v, f = scores["opsbus"], scores["vpa"], scores["fixed"]
+    return o.cost_slack / o.cost <= 0.25, o.oom * 10 <= v.oom, 1 - o.cost / f.cost >= 0.30
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=7, help="seed of the detailed table")
+    ap.add_argument("--seeds", default="", help="comma-separated further seeds for a summary table, e.g. 1,2,3,4")
+    ap.add_argument("--traces-per-shape", type=int, default=4)
+    ap.add_argument("--days", type=int, default=14)
+    args = ap.parse_args()
+    started = time.perf_counter()
+    scores = run(args.seed, args.traces_per_shape, args.days)
+    report(args.seed, args.traces_per_shape, args.days, scores, time.perf_counter() - started)
+    seeds = [args.seed, *(int(x) for x in args.seeds.split(",") if x.strip())]
+    if len(seeds) < 2:
+        return
+    print(
+        "\n| seed | slack fixed / vpa / opsbus | OOM intervals fixed / vpa / opsbus | throttled vpa / opsbus "
+        "| saved vpa / opsbus | targets (slack, OOM, saved) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for seed in seeds:
+        sc = scores if seed == args.seed else run(seed, args.traces_per_shape, args.days)
+        f, v, o = sc["fixed"], sc["vpa"], sc["opsbus"]
+        met = " ".join("yes" if m else "NO" for m in targets_met(sc))
+        print(
+            f"| {seed} | {f.cost_slack / f.cost:.1%} / {v.cost_slack / v.cost:.1%} / {o.cost_slack / o.cost:.1%} "
+            f"| {f.oom} / {v.oom} / {o.oom} | {v.throttled} / {o.throttled} "
+            f"| {1 - v.cost / f.cost:.1%} / {1 - o.cost / f.cost:.1%} | {met} |"
+        )
 
 
 if __name__ == "__main__":

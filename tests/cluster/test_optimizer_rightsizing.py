@@ -216,7 +216,7 @@ async def test_auto_mode_patches_requests_within_the_max_step(
     assert requests == {"cpu": "700m", "memory": str(round(1024 * MI * 0.7))}  # one step of -30%, not the target
     assert rv_after != rv_before
     limits = cluster.deployment("api").spec.template.spec.containers[0].resources.limits
-    assert limits["cpu"] == "1400m"  # limits keep their 2:1 proportion
+    assert limits["cpu"] == "1400m"  # the limit moves one clamped step too, and stays 2x the request
 
     applied = await wait_for(bus, f"scale.applied.{CLUSTER}.{ns}", lambda es: len(es) >= 1)
     a = applied[0].data
@@ -317,7 +317,7 @@ async def test_an_oom_kill_bumps_memory_at_once(
 
         def bumped() -> Any:
             res = cluster.deployment("leaky").spec.template.spec.containers[0].resources
-            return res if res.limits["memory"] != "1Gi" else None
+            return res if res.limits["memory"] != limit_before else None
 
         res = await asyncio.to_thread(wait_until, "memory raised after the OOM kill", bumped, 30)
     # the kill happened at the limit: x1.2 (larger than +100 Mi here), despite the cooldown

@@ -62,11 +62,20 @@ def test_over_provisioned_workload_gets_a_cheaper_recommendation_in_recommend_mo
     t = p.targets[0]
     assert t.cpu_request is not None and t.cpu_request < 200
     assert t.memory_request == 250 * MI  # the minimum: 200 Mi usage x margin is below it
-    assert t.cpu_limit == 2 * t.cpu_request  # limits keep their proportion
+    # limits come from usage: CPU keeps room for bursts over the request, memory covers the highest peak
+    assert t.cpu_limit is not None and t.cpu_limit >= 2 * t.cpu_request
+    assert t.memory_limit is not None and t.memory_limit > t.memory_request
     assert p.cost is not None and p.cost.monthly_delta < 0
     payload = recommendation_payload(p, snapshot(), "rec-1", Policy().prices)
     assert payload.containers[0].recommended.requests.cpu_millicores == t.cpu_request
     assert payload.cost.monthly_delta == p.cost.monthly_delta
+
+
+def test_vpa_policy_keeps_the_limits_proportion_to_requests() -> None:
+    p = decide(Policy(mode=ScaleMode.RECOMMEND, vertical=VerticalPolicy.vpa()))
+    t = p.targets[0]
+    assert t.cpu_request is not None and t.cpu_limit == 2 * t.cpu_request
+    assert t.memory_limit == t.memory_request
 
 
 def test_mode_off_decides_nothing() -> None:
@@ -118,6 +127,14 @@ def test_cooldown_blocks_a_second_change() -> None:
     assert (p.action, p.guard) == (Action.BLOCKED, "cooldown")
     assert "3000s left" in p.reason
     assert decide(auto(cooldown_seconds=300), history=recent).action is Action.APPLY
+
+
+def test_cooldown_counts_the_change_annotated_on_the_object_when_the_store_missed_it() -> None:
+    # a restart between the patch and the store's commit: the store knows an older change, the object the new one
+    stale = History(last_applied_at=NOW - 5 * 3600)
+    p = decide(auto(cooldown_seconds=3600), snapshot(applied_at=NOW - 600), history=stale)
+    assert (p.action, p.guard) == (Action.BLOCKED, "cooldown")
+    assert decide(auto(cooldown_seconds=3600), snapshot(applied_at=NOW - 7200), history=stale).action is Action.APPLY
 
 
 def test_low_confidence_only_recommends() -> None:

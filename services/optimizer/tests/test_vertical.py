@@ -85,13 +85,38 @@ def test_confidence_grows_with_history(days: float, expected: float) -> None:
     assert confidence(days * DAY) == pytest.approx(expected)
 
 
-def test_low_confidence_widens_the_margin() -> None:
+def test_low_confidence_widens_the_limits_not_the_requests() -> None:
     p = VerticalPolicy()
     short = recommend(feed(p, 0.25, lambda i, t: 500.0, lambda i, t: 500.0 * MI), p, now=0.25 * DAY)
     long = recommend(feed(p, 7, lambda i, t: 500.0, lambda i, t: 500.0 * MI), p, now=7 * DAY)
     assert short is not None and long is not None
     assert short.confidence < long.confidence
+    assert (short.cpu_millicores, short.memory_bytes) == (long.cpu_millicores, long.memory_bytes)
+    assert short.memory_limit_bytes is not None and long.memory_limit_bytes is not None
+    assert short.memory_limit_bytes > long.memory_limit_bytes
+
+
+def test_low_confidence_widens_the_requests_when_limits_follow_them() -> None:
+    p = VerticalPolicy(limits_from_usage=False)
+    short = recommend(feed(p, 0.25, lambda i, t: 500.0, lambda i, t: 500.0 * MI), p, now=0.25 * DAY)
+    long = recommend(feed(p, 7, lambda i, t: 500.0, lambda i, t: 500.0 * MI), p, now=7 * DAY)
+    assert short is not None and long is not None
     assert short.cpu_millicores > long.cpu_millicores
+    assert short.cpu_limit_millicores is None and short.memory_limit_bytes is None
+
+
+def test_limits_cover_the_highest_peak_with_headroom_and_cpu_bursts() -> None:
+    p = VerticalPolicy()
+
+    def mem(i: int, t: float) -> float:  # 400 Mi, 900 Mi for 10 minutes once
+        return (900.0 if 100 <= i < 102 else 400.0) * MI
+
+    r = recommend(feed(p, 7, lambda i, t: float(100 + (i % 10) * 20), mem), p, now=7 * DAY)
+    assert r is not None and r.cpu_limit_millicores is not None and r.memory_limit_bytes is not None
+    assert r.memory_bytes < 900 * MI  # one old spike does not set the request...
+    assert r.memory_limit_bytes >= 900 * MI * (1 + p.memory_limit_headroom)  # ...but the limit covers it
+    assert r.cpu_millicores < 280  # p60 of 100..280m + 10%
+    assert r.cpu_limit_millicores >= max(2 * r.cpu_millicores, 280)
 
 
 def test_a_leak_is_extrapolated_where_the_vpa_lags() -> None:

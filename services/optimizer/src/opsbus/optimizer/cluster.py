@@ -28,6 +28,8 @@ from opsbus.optimizer.domain.quantities import cpu_millicores, format_cpu, forma
 
 T = TypeVar("T")
 REVISION = "deployment.kubernetes.io/revision"
+APPLIED_AT = "opsbus.io/optimizer-applied-at"  # epoch seconds of the optimizer's last change, written with it
+APPLIED_RECOMMENDATION = "opsbus.io/optimizer-recommendation"
 
 
 def _typed(exc: ApiException, what: str) -> Exception:
@@ -167,7 +169,9 @@ class KubeCluster:
             and all((p.metadata.labels or {}).get(k) == v for k, v in selector.items())
         )
         s = d.status
-        revision = (d.metadata.annotations or {}).get(REVISION)
+        annotations = d.metadata.annotations or {}
+        revision = annotations.get(REVISION)
+        applied_at = _epoch(annotations.get(APPLIED_AT))
         snap = Snapshot(
             workload=WorkloadRef(kind="Deployment", namespace=ns, name=name),
             replicas=replicas,
@@ -183,6 +187,7 @@ class KubeCluster:
             revision=int(revision) if revision and revision.isdigit() else None,
             hpa=hpa,
             pdb_min_available=max(known) if known else None,
+            applied_at=applied_at,
         )
         return Workload(snapshot=snap, pods=mine)
 
@@ -194,15 +199,30 @@ class KubeCluster:
         raise NotFoundError(f"deployment {ns}/{ref.name}: not found")
 
     async def apply(
-        self, ref: WorkloadRef, resource_version: str, containers: Sequence[ContainerSpec], replicas: int | None
+        self,
+        ref: WorkloadRef,
+        resource_version: str,
+        containers: Sequence[ContainerSpec],
+        replicas: int | None,
+        *,
+        applied_at: float | None = None,
+        recommendation_id: str | None = None,
     ) -> str:
-        """Patch requests/limits (and replicas) with the resourceVersion precondition; the new resourceVersion."""
+        """Patch requests/limits (and replicas) with the resourceVersion precondition; the new resourceVersion.
+        The Deployment's own annotations (not the pod template's: no rollout for them) record when and which
+        recommendation, in the same write as the change."""
         spec: dict[str, Any] = {
             "template": {"spec": {"containers": [{"name": c.name, "resources": _resources(c)} for c in containers]}}
         }
         if replicas is not None:
             spec["replicas"] = replicas
-        body = {"metadata": {"resourceVersion": resource_version}, "spec": spec}
+        metadata: dict[str, Any] = {"resourceVersion": resource_version}
+        notes = {APPLIED_AT: f"{applied_at:.3f}" if applied_at is not None else None}
+        if recommendation_id is not None:
+            notes[APPLIED_RECOMMENDATION] = recommendation_id
+        if applied_at is not None:
+            metadata["annotations"] = notes
+        body = {"metadata": metadata, "spec": spec}
         what = f"deployment {ref.namespace}/{ref.name}"
         d = await self._call(what, lambda: self.apps.patch_namespaced_deployment(ref.name, ref.namespace, body))
         return str(d.metadata.resource_version)
@@ -216,6 +236,13 @@ class KubeCluster:
             )
         items: list[dict[str, Any]] = r.get("items", [])
         return items
+
+
+def _epoch(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None  # someone else's value: ignored, the store's record still holds
 
 
 def _resources(c: ContainerSpec) -> dict[str, dict[str, str]]:

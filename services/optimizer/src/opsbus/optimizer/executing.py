@@ -106,6 +106,20 @@ def _decision(p: Plan) -> str:
     return f"{p.action.value}|{p.guard}|{_fingerprint(p)}"
 
 
+def _changed_since(rec: ScaleRecommended, snap: Snapshot) -> str:
+    """What differs between the resources a recommendation was made for and what runs now ('' when nothing):
+    applying it over someone else's change, or over itself after a restart, would be a second change."""
+    now = {c.name: c.requirements() for c in snap.containers}
+    diffs = [
+        f"container {c.container}" + (" is gone" if c.container not in now else " has other resources")
+        for c in rec.containers
+        if now.get(c.container) != c.current
+    ]
+    if rec.replicas is not None and rec.replicas.current != snap.replicas:
+        diffs.append(f"replicas {rec.replicas.current} -> {snap.replicas}")
+    return "; ".join(diffs)
+
+
 class Optimizer:
     def __init__(
         self,
@@ -396,7 +410,9 @@ class Optimizer:
         new_rv: str | None = None
         if not dry:
             try:
-                new_rv = await self.cluster.apply(ref, snap.resource_version, changed, p.replicas_step)
+                new_rv = await self.cluster.apply(
+                    ref, snap.resource_version, changed, p.replicas_step, applied_at=now, recommendation_id=rec_id
+                )
             except (ConflictError, PermanentError, NotFoundError) as exc:
                 async with self.db.sessions.begin() as s:
                     await self._audit(
@@ -510,20 +526,29 @@ class Optimizer:
         snap = w.snapshot
         rollout = snap.rollout.active()
         now = self.clock()
+        changed = _changed_since(rec, snap)
+        refusal: Exception | None = None
         if rollout is not None:
+            refusal = PermanentError(f"rollout in progress: {rollout}")
+        elif changed:
+            refusal = ConflictError(
+                f"recommendation {row.id} no longer applies, the workload changed since: {changed}; "
+                "the next cycle recommends from what runs now"
+            )
+        if refusal is not None:
             async with self.db.sessions.begin() as s:
                 await self._audit(
                     s,
                     rec.workload,
                     action="scale.apply",
                     outcome=AuditOutcome.DENIED,
-                    reason=f"rollout in progress: {rollout}",
+                    reason=str(refusal),
                     details={"recommendation_id": row.id},
                     now=now,
                     actor=req.actor,
                 )
             self._wake()
-            raise PermanentError(f"rollout in progress: {rollout}")
+            raise refusal
         by_name = {c.container: c for c in rec.containers}
         steps = []
         for c in snap.containers:

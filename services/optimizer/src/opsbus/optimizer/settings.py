@@ -48,9 +48,19 @@ class OptimizerOptions(BaseModel):
         default=8 * 86_400.0, gt=0, description="Usage history read at the first start (Prometheus retention)."
     )
     half_life_hours: float = Field(default=24.0, gt=0)
-    cpu_percentile: float = Field(default=0.9, gt=0, lt=1)
-    memory_percentile: float = Field(default=0.95, gt=0, lt=1)
-    safety_margin: float = Field(default=0.15, ge=0)
+    cpu_percentile: float = Field(
+        default=0.6, gt=0, lt=1, description="CPU request: this percentile of usage (0.9 is the VPA's)."
+    )
+    cpu_safety_margin: float = Field(default=0.1, ge=0, description="Added to the CPU percentile.")
+    memory_percentile: float = Field(default=0.95, gt=0, lt=1, description="Memory request: of hourly peaks.")
+    safety_margin: float = Field(default=0.15, ge=0, description="Added to the memory percentile.")
+    limits_from_usage: bool = Field(
+        default=True,
+        description="Set limits from usage (CPU p99 and at least 2x the request; memory the highest peak plus "
+        "headroom); false: limits keep their ratio to requests, as the VPA does.",
+    )
+    cpu_limit_percentile: float = Field(default=0.99, gt=0, le=1)
+    memory_limit_headroom: float = Field(default=0.6, ge=0, description="Memory limit over the highest peak seen.")
     target_utilization: float = Field(default=0.7, gt=0, le=1, description="Horizontal target, of requests.")
     tolerance: float = Field(default=0.1, ge=0)
     scale_down_stabilization_seconds: float = Field(default=300.0, ge=0)
@@ -67,8 +77,13 @@ class OptimizerOptions(BaseModel):
             mode=self.mode_for(namespace),
             vertical=VerticalPolicy(
                 cpu_percentile=self.cpu_percentile,
+                cpu_safety_margin=self.cpu_safety_margin,
                 memory_percentile=self.memory_percentile,
                 safety_margin=self.safety_margin,
+                half_life_seconds=self.half_life_hours * 3600.0,
+                limits_from_usage=self.limits_from_usage,
+                cpu_limit_percentile=self.cpu_limit_percentile,
+                memory_limit_headroom=self.memory_limit_headroom,
             ),
             horizontal=HorizontalPolicy(
                 target_utilization=self.target_utilization,

@@ -81,12 +81,20 @@ class Snapshot:
     hpa: str | None = None  # name of the HPA that manages the workload's replicas
     pdb_min_available: int | None = None
     cpu_usage_millicores: float | None = None  # recent total over the workload's pods (horizontal input)
+    applied_at: float | None = None  # the optimizer's last change, as annotated on the object itself
 
 
 @dataclass(frozen=True)
 class History:
     last_applied_at: float | None = None
     replica_history: tuple[tuple[float, int], ...] = ()
+
+
+def last_change(snapshot: Snapshot, history: History) -> float | None:
+    """The latest change the optimizer made: its store's record, or the annotation it wrote with the patch
+    (a restart between the patch and the store's commit must not let a second step through the cooldown)."""
+    known = [t for t in (history.last_applied_at, snapshot.applied_at) if t is not None]
+    return max(known) if known else None
 
 
 class Action(StrEnum):
@@ -134,13 +142,27 @@ def _scaled_limit(limit: int | None, request: int | None, new_request: int) -> i
     return max(new_request, round(limit * new_request / request))
 
 
-def _resized(spec: ContainerSpec, cpu: int, memory: int) -> ContainerSpec:
+def _own_limit(limit: int | None, target: int | None, new_request: int) -> int | None:
+    """A limit the recommender set from usage replaces an existing one; a container without a limit keeps none."""
+    if limit is None or target is None:
+        return None
+    return max(new_request, target)
+
+
+def _resized(
+    spec: ContainerSpec, cpu: int, memory: int, cpu_limit: int | None = None, memory_limit: int | None = None
+) -> ContainerSpec:
+    """`cpu_limit`/`memory_limit`: limits from usage; None keeps the limit's ratio to the request."""
     return ContainerSpec(
         name=spec.name,
         cpu_request=cpu,
-        cpu_limit=_scaled_limit(spec.cpu_limit, spec.cpu_request, cpu),
+        cpu_limit=_own_limit(spec.cpu_limit, cpu_limit, cpu)
+        if cpu_limit is not None
+        else _scaled_limit(spec.cpu_limit, spec.cpu_request, cpu),
         memory_request=memory,
-        memory_limit=_scaled_limit(spec.memory_limit, spec.memory_request, memory),
+        memory_limit=_own_limit(spec.memory_limit, memory_limit, memory)
+        if memory_limit is not None
+        else _scaled_limit(spec.memory_limit, spec.memory_request, memory),
     )
 
 
@@ -152,10 +174,18 @@ def footprint(containers: tuple[ContainerSpec, ...], replicas: int) -> Footprint
     )
 
 
+def _grows(current: int | None, new: int | None, min_change: float) -> bool:
+    return current is not None and new is not None and new >= current * (1 + min_change)
+
+
 def _significant(current: ContainerSpec, new: ContainerSpec, min_change: float) -> bool:
+    """Requests moved by `min_change`, or a limit must grow by it (a limit usage is reaching is worth a change
+    on its own; a limit that could shrink waits for the next request change)."""
     return (
         relative_change(current.cpu_request, new.cpu_request or 0) >= min_change
         or relative_change(current.memory_request, new.memory_request or 0) >= min_change
+        or _grows(current.cpu_limit, new.cpu_limit, min_change)
+        or _grows(current.memory_limit, new.memory_limit, min_change)
     )
 
 
@@ -168,7 +198,7 @@ def plan(snapshot: Snapshot, usage: dict[str, ContainerUsage], policy: Policy, h
     rec = _recommendation(base, snapshot, usage, policy, history=history, now=now)
     if rec is None:
         return _with(base, reason="no usage yet")
-    last = history.last_applied_at
+    last = last_change(snapshot, history)
     oom = any(u.last_oom_at is not None and (last is None or u.last_oom_at > last) for u in usage.values())
     return _decide(rec, snapshot, policy, history, now, oom=oom)
 
@@ -187,7 +217,9 @@ def _recommendation(
             continue
         vts.append(vt)
         basis[spec.name] = vt.basis
-        targets.append(_resized(spec, vt.cpu_millicores, vt.memory_bytes))
+        targets.append(
+            _resized(spec, vt.cpu_millicores, vt.memory_bytes, vt.cpu_limit_millicores, vt.memory_limit_bytes)
+        )
     if not vts:
         return None
     conf = min(v.confidence for v in vts)
@@ -250,21 +282,14 @@ def _decide(  # noqa: PLR0911
     rollout = snapshot.rollout.active()
     if rollout is not None:
         return _with(rec, action=Action.BLOCKED, guard="rollout", reason=f"rollout in progress: {rollout}")
-    left = cooldown_left(history.last_applied_at, now, g)
+    left = cooldown_left(last_change(snapshot, history), now, g)
     if left > 0 and not oom:
         why = f"cooldown: {left:.0f}s left since the last change"
         return _with(rec, action=Action.BLOCKED, guard="cooldown", reason=why)
 
     notes: list[str] = []
     wanted = tuple(t if _significant(c, t, g.min_change) else c for c, t in pairs)
-    steps = tuple(
-        _resized(
-            c, clamp_step(c.cpu_request, t.cpu_request or 0, g), clamp_step(c.memory_request, t.memory_request or 0, g)
-        )
-        if t is not c
-        else c
-        for c, t in zip(snapshot.containers, wanted, strict=True)
-    )
+    steps = tuple(_step(c, t, g) if t is not c else c for c, t in zip(snapshot.containers, wanted, strict=True))
     if steps != wanted:
         notes.append(f"step clamped to -{g.max_step_down:.0%}/+{g.max_step_up:.0%}")
     replicas_step = rec.replicas_target
@@ -286,6 +311,26 @@ def _decide(  # noqa: PLR0911
     reason = rec.reason + ("; " + "; ".join(notes) if notes else "")
     action = Action.DRY_RUN if g.dry_run else Action.APPLY
     return _with(rec, action=action, reason=reason, step=steps, replicas_step=replicas_step, step_cost=cost)
+
+
+def _step(current: ContainerSpec, target: ContainerSpec, g: Guardrails) -> ContainerSpec:
+    """The target within the step clamp: requests and limits each move at most one step; a limit never
+    ends below its request."""
+    cpu = clamp_step(current.cpu_request, target.cpu_request or 0, g)
+    memory = clamp_step(current.memory_request, target.memory_request or 0, g)
+
+    def limit(now: int | None, wanted: int | None, request: int) -> int | None:
+        if now is None or wanted is None:
+            return wanted
+        return max(request, clamp_step(now, wanted, g))
+
+    return ContainerSpec(
+        name=current.name,
+        cpu_request=cpu,
+        cpu_limit=limit(current.cpu_limit, target.cpu_limit, cpu),
+        memory_request=memory,
+        memory_limit=limit(current.memory_limit, target.memory_limit, memory),
+    )
 
 
 def _summary(snapshot: Snapshot, p: Plan, hreason: str) -> str:

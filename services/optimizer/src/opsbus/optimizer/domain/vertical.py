@@ -30,7 +30,7 @@ DAY = 86_400.0
 
 @dataclass(frozen=True)
 class VerticalPolicy:
-    cpu_percentile: float = 0.9
+    cpu_percentile: float = 0.6
     memory_percentile: float = 0.95
     safety_margin: float = 0.15
     half_life_seconds: float = DAY
@@ -39,6 +39,11 @@ class VerticalPolicy:
     recent_peak_margin: float = 0.05
     trend_horizon_seconds: float = 6 * 3_600.0  # 0: no trend term
     low_confidence_margin: float = 0.3  # extra margin x (1 - confidence)
+    cpu_safety_margin: float | None = 0.1  # None: `safety_margin`
+    limits_from_usage: bool = True  # False: limits keep their ratio to requests (the VPA's RequestsAndLimits)
+    cpu_limit_percentile: float = 0.99
+    cpu_limit_min_ratio: float = 2.0  # a CPU limit leaves at least this much room over the request for bursts
+    memory_limit_headroom: float = 0.6
     min_cpu_millicores: int = 25
     min_memory_bytes: int = 250 * MI
     oom_bump_ratio: float = 1.2
@@ -55,6 +60,8 @@ class VerticalPolicy:
             recent_peak_seconds=0.0,
             trend_horizon_seconds=0.0,
             low_confidence_margin=0.0,
+            cpu_safety_margin=None,
+            limits_from_usage=False,
         )
 
 
@@ -179,6 +186,8 @@ class VerticalTarget:
     basis: str
     memory_over_share: float  # weighted share of memory peaks above the target: the OOM likelihood
     cpu_over_share: float  # weighted share of CPU samples above the target
+    cpu_limit_millicores: int | None = None  # None: limits keep their ratio to requests
+    memory_limit_bytes: int | None = None
 
 
 def confidence(observed_seconds: float) -> float:
@@ -205,12 +214,18 @@ def recommend(usage: ContainerUsage, policy: VerticalPolicy, now: float) -> Vert
     if usage.samples == 0:
         return None
     conf = confidence(usage.observed_seconds)
-    margin = policy.safety_margin + policy.low_confidence_margin * (1.0 - conf)
+    uncertainty = policy.low_confidence_margin * (1.0 - conf)
+    # short history widens what protects the container: the limits when they are set from usage (requests,
+    # what the cluster reserves and bills, stay at the estimate), else the requests (limits follow them)
+    margin = policy.safety_margin + (0.0 if policy.limits_from_usage else uncertainty)
+    cpu_margin = (policy.safety_margin if policy.cpu_safety_margin is None else policy.cpu_safety_margin) + (
+        0.0 if policy.limits_from_usage else uncertainty
+    )
     notes: list[str] = []
 
     cpu_p = usage.cpu.percentile(policy.cpu_percentile)
-    cpu = max(float(policy.min_cpu_millicores), cpu_p * (1 + margin))
-    notes.append(f"cpu p{policy.cpu_percentile * 100:.0f}={cpu_p:.0f}m +{margin:.0%}")
+    cpu = max(float(policy.min_cpu_millicores), cpu_p * (1 + cpu_margin))
+    notes.append(f"cpu p{policy.cpu_percentile * 100:.0f}={cpu_p:.0f}m +{cpu_margin:.0%}")
 
     peaks = DecayingHistogram(usage.memory_peaks.buckets, usage.memory_peaks.half_life_seconds)
     peaks.merge(usage.memory_peaks)
@@ -245,6 +260,20 @@ def recommend(usage: ContainerUsage, policy: VerticalPolicy, now: float) -> Vert
         notes.append(f"OOM bump x{policy.oom_bump_ratio} / +{policy.oom_bump_bytes // MI}Mi")
     memory = max(float(policy.min_memory_bytes), memory)
 
+    cpu_limit: int | None = None
+    memory_limit: int | None = None
+    if policy.limits_from_usage:
+        cpu_high = usage.cpu.percentile(policy.cpu_limit_percentile)
+        cpu_limit = math.ceil(
+            max(math.ceil(cpu) * policy.cpu_limit_min_ratio, cpu_high * (1 + policy.safety_margin + uncertainty))
+        )
+        highest = max([peaks.percentile(1.0), *(p for _, p in recent)])
+        memory_limit = math.ceil(max(memory, highest) * (1 + policy.memory_limit_headroom + uncertainty))
+        notes.append(
+            f"limits: cpu p{policy.cpu_limit_percentile * 100:.0f}={cpu_high:.0f}m, memory highest peak "
+            f"{highest / MI:.0f}Mi +{policy.memory_limit_headroom + uncertainty:.0%}"
+        )
+
     cpu_m = math.ceil(cpu)
     mem_b = math.ceil(memory)
     return VerticalTarget(
@@ -255,4 +284,6 @@ def recommend(usage: ContainerUsage, policy: VerticalPolicy, now: float) -> Vert
         basis="; ".join(notes),
         memory_over_share=peaks.share_above(mem_b),
         cpu_over_share=usage.cpu.share_above(cpu_m),
+        cpu_limit_millicores=cpu_limit,
+        memory_limit_bytes=memory_limit,
     )
