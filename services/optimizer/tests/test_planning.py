@@ -196,3 +196,17 @@ def test_a_floor_at_or_above_current_leaves_nothing_to_apply(floor: int) -> None
 )
 def test_clamp_step(current: int | None, target: int, expected: int) -> None:
     assert clamp_step(current, target, Guardrails(max_step_down=0.3, max_step_up=1.0)) == expected
+
+
+def test_a_scale_up_goes_through_the_cooldown_alone() -> None:
+    recent = History(last_applied_at=NOW - 600)
+    over = busy(4, used=130 * 4 * 1.4)  # 140% utilisation vs 70% target
+    p = decide(auto(cooldown_seconds=3600), over, history=recent)
+    assert p.action is Action.APPLY and p.replicas_step == 8
+    assert p.step == over.containers  # the vertical part waits for the cooldown
+    assert "only the scale-up applied" in p.reason
+
+
+def test_a_scale_down_waits_for_the_cooldown() -> None:
+    p = decide(auto(cooldown_seconds=3600, min_replicas=1), busy(10, used=130 * 10 * 0.2), History(NOW - 600))
+    assert (p.action, p.guard) == (Action.BLOCKED, "cooldown")

@@ -10,7 +10,8 @@ applies the plan. Decisions, in order:
 4. mode `recommend` -> publish only.
 5. auto: confidence below `min_confidence` -> publish only (guard `confidence`).
 6. auto: a rollout is under way -> blocked (guard `rollout`).
-7. auto: within the cooldown of the last applied change -> blocked (guard `cooldown`).
+7. auto: within the cooldown of the last applied change -> blocked (guard `cooldown`), except a scale-up of
+   replicas, which goes through alone (load does not wait an hour; the HPA does not hold scale-ups either).
 8. auto: the applied step is clamped to `max_step_down`/`max_step_up`; replicas to min replicas and the
    PDB's minAvailable; an HPA-managed workload never gets a replica change.
 9. dry run -> everything decided and recorded, nothing changed.
@@ -283,12 +284,15 @@ def _decide(  # noqa: PLR0911
     if rollout is not None:
         return _with(rec, action=Action.BLOCKED, guard="rollout", reason=f"rollout in progress: {rollout}")
     left = cooldown_left(last_change(snapshot, history), now, g)
-    if left > 0 and not oom:
+    scale_up = rec.replicas_target is not None and rec.replicas_target > snapshot.replicas
+    notes: list[str] = []
+    held = left > 0 and not oom
+    if held and not scale_up:
         why = f"cooldown: {left:.0f}s left since the last change"
         return _with(rec, action=Action.BLOCKED, guard="cooldown", reason=why)
-
-    notes: list[str] = []
-    wanted = tuple(t if _significant(c, t, g.min_change) else c for c, t in pairs)
+    if held:  # more replicas under load do not wait (as the HPA's scale-up); the rest of the change does
+        notes.append(f"cooldown: {left:.0f}s left, only the scale-up applied")
+    wanted = tuple(c if held or not _significant(c, t, g.min_change) else t for c, t in pairs)
     steps = tuple(_step(c, t, g) if t is not c else c for c, t in zip(snapshot.containers, wanted, strict=True))
     if steps != wanted:
         notes.append(f"step clamped to -{g.max_step_down:.0%}/+{g.max_step_up:.0%}")
