@@ -105,7 +105,7 @@ def up(gateway_port: int) -> int:
         seed_namespace(kubeconfig, NAMESPACE)
         stack.start()
         key = stack.create_admin_key()
-        _print_welcome(stack, key, kubeconfig)
+        _print_welcome(stack, key)
         while not stopping.wait(1.0):
             for name, proc in stack.services.items():
                 if not proc.running:
@@ -124,7 +124,7 @@ def up(gateway_port: int) -> int:
         _say("demo stopped")
 
 
-def _print_welcome(stack: Stack, key: str, kubeconfig: Path) -> None:
+def _print_welcome(stack: Stack, key: str) -> None:
     out = sys.stdout
     out.write(
         f"""
@@ -135,15 +135,19 @@ opsbus is running.
   Jaeger         {stack.jaeger.query_url}/api/traces?service=opsbus-watcher   (query API)
   logs           {stack.workdir}
 
-In another terminal, first:
+In another terminal, from this directory, first:
 
-  export OPSBUS_URL={stack.gateway_url} OPSBUS_API_KEY={key} KUBECONFIG={kubeconfig}
+  export OPSBUS_URL={stack.gateway_url} OPSBUS_API_KEY={key}
 
 then try:
 
-  uv run opsbus tail 'alert.>'                                                  # watch the events
-  bash deploy/sandbox/sandbox.sh chaos crashloop deployment/web {NAMESPACE}     # inject a fault
-  uv run opsbus incidents --namespace {NAMESPACE}                               # see the incident
+  # 1. watch the events (leave it running)
+  uv run opsbus tail 'alert.>'
+  # 2. make one pod of the demo's `web` Deployment crash-loop
+  bash deploy/sandbox/sandbox.sh chaos crashloop \\
+    "$(bash deploy/sandbox/sandbox.sh kubectl -n {NAMESPACE} get pods -l app=web -o name | head -1)" {NAMESPACE}
+  # 3. see the incident: the alert, its evidence, what the healer did, the notifications
+  uv run opsbus incidents --namespace {NAMESPACE}
 
 Ctrl-C (or `make demo-down`) stops everything.
 """

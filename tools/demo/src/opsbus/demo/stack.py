@@ -78,7 +78,7 @@ class ServiceProcess:
                 start_new_session=True,
             )
 
-    def wait_ready(self, timeout: float = 90.0) -> None:
+    def wait_ready(self, timeout: float = 240.0) -> None:
         url = f"http://127.0.0.1:{self.http_port}/readyz"
         deadline = time.monotonic() + timeout
         last = "no answer"
@@ -173,10 +173,9 @@ class Stack:
             self._start_postgres()
             self.progress(f"starting Jaeger (OTLP in on :{self.jaeger.otlp_port}, query on {self.jaeger.query_url})")
             self.jaeger.start()
-            for name in MIGRATED:
-                if name in self.options.services:
-                    self.progress(f"migrating the {name} schema")
-                    self.migrate(name)
+            migrated = [name for name in MIGRATED if name in self.options.services]
+            self.progress(f"migrating the schemas of {', '.join(migrated)}")
+            self.migrate(*migrated)
             for name in self.options.services:
                 self.services[name] = self._service(name)
                 self.services[name].start()
@@ -207,17 +206,29 @@ class Stack:
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def migrate(self, name: str) -> None:
-        result = subprocess.run(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", f"opsbus.{name}", "migrate", "upgrade"],
-            env=self._env(name, http_port=0),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"migrating {name} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+    def migrate(self, *names: str) -> None:
+        """`python -m opsbus.<name> migrate upgrade` for each, in parallel (each owns its own schema)."""
+        running = {
+            name: subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", f"opsbus.{name}", "migrate", "upgrade"],
+                env=self._env(name, http_port=0),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for name in names
+        }
+        failed = []
+        for name, proc in running.items():
+            try:
+                output, _ = proc.communicate(timeout=300)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                output, _ = proc.communicate()
+            if proc.returncode != 0:
+                failed.append(f"migrating {name} failed ({proc.returncode}):\n{output}")
+        if failed:
+            raise RuntimeError("\n".join(failed))
 
     def create_admin_key(self, name: str = "demo-admin") -> str:
         """A fresh admin API key, made the way an operator makes the first one (`python -m opsbus.gateway ...`)."""
@@ -226,7 +237,7 @@ class Stack:
             env=self._env("gateway", http_port=0),
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=240,
             check=False,
         )
         if result.returncode != 0:
