@@ -1,16 +1,16 @@
 """The HTTP side of the CLI: one `httpx.Client` against the gateway, with problem+json turned into a readable
-error (`GatewayError`) instead of a traceback. Configured from `OPSBUS_URL` and `OPSBUS_API_KEY`."""
+error (`GatewayError`) instead of a traceback. Configured from options, `OPSBUS_URL`/`OPSBUS_API_KEY` or the
+file `opsbus login` writes (see `settings`)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+from opsbus.cli.settings import resolve
 
 
 class GatewayError(Exception):
@@ -30,11 +30,9 @@ class Gateway:
     timeout: float = 15.0
 
     @classmethod
-    def from_env(cls, url: str | None = None, key: str | None = None) -> Gateway:
-        return cls(
-            url=(url or os.environ.get("OPSBUS_URL") or DEFAULT_URL).rstrip("/"),
-            key=key or os.environ.get("OPSBUS_API_KEY"),
-        )
+    def resolve(cls, url: str | None = None, key: str | None = None) -> Gateway:
+        login = resolve(url, key)
+        return cls(url=login.url, key=login.api_key)
 
     def _client(self, timeout: float | None = None) -> httpx.Client:
         headers = {"User-Agent": "opsbus-cli/0.1"}

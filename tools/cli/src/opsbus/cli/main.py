@@ -1,8 +1,9 @@
 """`opsbus`: the operator's command line for the opsbus gateway and the local sandbox cluster.
 
-Every gateway command reads `OPSBUS_URL` (default http://127.0.0.1:8000) and `OPSBUS_API_KEY` (an API key
-from `python -m opsbus.gateway create-admin-key` or `POST /v1/keys`). Output is a table for humans; add
-`--output json` for scripts. Errors print the gateway's explanation and exit non-zero.
+Every gateway command finds the gateway and the API key in `--url`/`--api-key`, else `OPSBUS_URL`/
+`OPSBUS_API_KEY`, else the file `opsbus login` wrote (default http://127.0.0.1:8000, no key). A first key comes
+from `python -m opsbus.gateway create-admin-key`; `opsbus keys create` makes more. Output is a table for
+humans; add `--output json` for scripts. Errors print the gateway's explanation and exit non-zero.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from opsbus.cli.client import Gateway, GatewayError
+from opsbus.cli import apikeys, policies, recommendations
+from opsbus.cli.client import GatewayError
+from opsbus.cli.console import Key, Output, Url, call, emit, err, explain, gateway, out
+from opsbus.cli.durations import seconds
+from opsbus.cli.events import events
+from opsbus.cli.login import login, logout, whoami
 
 app = typer.Typer(
     name="opsbus",
     help="Operate opsbus: roll out, follow incidents, approve remediations, mute alerts, watch events live.\n\n"
-    "Set OPSBUS_URL to the gateway (default http://127.0.0.1:8000) and OPSBUS_API_KEY to your key.",
+    "Start with `opsbus login --url URL` (or set OPSBUS_URL and OPSBUS_API_KEY).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -31,39 +36,11 @@ silence_app = typer.Typer(help="Mute alerts that match label matchers for a whil
 sandbox_app = typer.Typer(help="The local Kubernetes sandbox (a real control plane with fake nodes on 127.0.0.1).")
 app.add_typer(silence_app, name="silence")
 app.add_typer(sandbox_app, name="sandbox")
-
-out = Console()
-err = Console(stderr=True)
-
-Url = Annotated[str | None, typer.Option("--url", envvar="OPSBUS_URL", help="Gateway base URL.", show_default=False)]
-Key = Annotated[str | None, typer.Option("--api-key", envvar="OPSBUS_API_KEY", help="API key.", show_default=False)]
-Output = Annotated[str, typer.Option("--output", "-o", help="table (for people) or json (for scripts).")]
-
-
-def _gateway(url: str | None, key: str | None) -> Gateway:
-    return Gateway.from_env(url, key)
-
-
-def _call(gw: Gateway, method: str, path: str, **kwargs: Any) -> Any:
-    try:
-        return gw.request(method, path, **kwargs)
-    except GatewayError as exc:
-        err.print(f"[bold red]error[/]: {exc.title} ({exc.status or 'no answer'}): {exc.detail}")
-        for e in exc.errors:
-            where = e.get("pointer") or e.get("parameter") or ""
-            err.print(f"  {where}: {e.get('detail')}")
-        if exc.status == 401:
-            err.print("  check OPSBUS_API_KEY (expired or revoked keys are refused)")
-        if exc.retry_after:
-            err.print(f"  the gateway asks to retry in {exc.retry_after}s")
-        raise typer.Exit(1) from None
-
-
-def _emit(data: Any, output: str, table: Table | None) -> None:
-    if output == "json" or table is None:
-        out.print_json(json.dumps(data, default=str))
-    else:
-        out.print(table)
+app.add_typer(policies.app, name="policies")
+app.add_typer(recommendations.app, name="recommendations")
+app.add_typer(apikeys.app, name="keys")
+for command in (login, logout, whoami, events):
+    app.command()(command)
 
 
 @app.command()
@@ -106,9 +83,9 @@ def deploy(  # noqa: PLR0917 - typer: one parameter per option
     for name, value in (("cluster", cluster), ("reason", reason), ("to_revision", to_revision)):
         if value is not None:
             body[name] = value
-    answer = _call(_gateway(url, api_key), "POST", "/v1/deployments", json=body)
+    answer = call(gateway(url, api_key), "POST", "/v1/deployments", json=body)
     if output == "json":
-        _emit(answer, output, None)
+        emit(answer, output, None)
     else:
         out.print(f"[green]requested[/] {strategy} of {'/'.join(parts)}: request [bold]{answer['request_id']}[/]")
         out.print(f"follow it: opsbus rollout {answer['request_id']}")
@@ -122,7 +99,7 @@ def rollout(
     output: Output = "table",
 ) -> None:
     """Show a rollout's state (requested, running, succeeded, failed, rolledback...)."""
-    answer = _call(_gateway(url, api_key), "GET", f"/v1/deployments/{request_id}")
+    answer = call(gateway(url, api_key), "GET", f"/v1/deployments/{request_id}")
     table = Table(show_header=False)
     rollout = answer.get("rollout") or {}
     for key, value in (
@@ -134,7 +111,7 @@ def rollout(
         ("message", rollout.get("message") or rollout.get("reason")),
     ):
         table.add_row(key, str(value) if value is not None else "-")
-    _emit(answer, output, table)
+    emit(answer, output, table)
 
 
 @app.command()
@@ -149,7 +126,7 @@ def incidents(  # noqa: PLR0917 - typer: one parameter per option
 ) -> None:
     """List incidents: alerts with what the healer did and who was notified, newest first."""
     params = {k: v for k, v in (("namespace", namespace), ("status", status), ("severity", severity)) if v}
-    answer = _call(_gateway(url, api_key), "GET", "/v1/incidents", params={**params, "limit": limit})
+    answer = call(gateway(url, api_key), "GET", "/v1/incidents", params={**params, "limit": limit})
     table = Table("started", "status", "severity", "alert", "object", "recoveries", "notified", "id")
     for i in answer["items"]:
         colour = "red" if i["status"] == "firing" else "green"
@@ -163,11 +140,11 @@ def incidents(  # noqa: PLR0917 - typer: one parameter per option
             str(len(i["notifications"])),
             i["id"],
         )
-    _emit(answer, output, table)
+    emit(answer, output, table)
 
 
 def _decide(verb: str, recovery_id: str, step: int, body: dict[str, Any], *, url: str | None, key: str | None) -> None:
-    answer = _call(_gateway(url, key), "POST", f"/v1/recoveries/{recovery_id}/steps/{step}/{verb}", json=body)
+    answer = call(gateway(url, key), "POST", f"/v1/recoveries/{recovery_id}/steps/{step}/{verb}", json=body)
     out.print(f"recovery {answer['recovery_id']} step {answer['step']}: [bold]{answer['status']}[/]")
 
 
@@ -198,7 +175,7 @@ def reject(
 @app.command()
 def pending(url: Url = None, api_key: Key = None, output: Output = "table") -> None:
     """Remediation steps waiting for an approval in your namespaces."""
-    answer = _call(_gateway(url, api_key), "GET", "/v1/recoveries/pending")
+    answer = call(gateway(url, api_key), "GET", "/v1/recoveries/pending")
     table = Table("recovery", "step", "action", "target", "why", "expires")
     for p in answer["items"]:
         t = p["action"]["target"]
@@ -210,7 +187,7 @@ def pending(url: Url = None, api_key: Key = None, output: Output = "table") -> N
             p["reason"],
             p["expires_at"][:19],
         )
-    _emit(answer, output, table)
+    emit(answer, output, table)
 
 
 @silence_app.command("create")
@@ -228,10 +205,10 @@ def silence_create(  # noqa: PLR0917 - typer: one parameter per option
     if not comment:
         err.print("[red]error[/]: --comment is required: say why you silence these alerts")
         raise typer.Exit(2)
-    body = {"matchers": matcher, "duration_seconds": _seconds(duration), "comment": comment}
-    answer = _call(_gateway(url, api_key), "POST", "/v1/silences", json=body)
+    body = {"matchers": matcher, "duration_seconds": seconds(duration), "comment": comment}
+    answer = call(gateway(url, api_key), "POST", "/v1/silences", json=body)
     if output == "json":
-        _emit(answer, output, None)
+        emit(answer, output, None)
     else:
         out.print(f"[green]silence {answer['id']}[/] until {answer['ends_at'][:19]} ({', '.join(answer['matchers'])})")
 
@@ -244,11 +221,11 @@ def silence_list(
     output: Output = "table",
 ) -> None:
     """List silences you can see."""
-    answer = _call(_gateway(url, api_key), "GET", "/v1/silences", params={"state": state} if state else None)
+    answer = call(gateway(url, api_key), "GET", "/v1/silences", params={"state": state} if state else None)
     table = Table("id", "state", "matchers", "until", "by", "comment")
     for s in answer["silences"]:
         table.add_row(s["id"], s["state"], ", ".join(s["matchers"]), s["ends_at"][:19], s["created_by"], s["comment"])
-    _emit(answer, output, table)
+    emit(answer, output, table)
 
 
 @silence_app.command("expire")
@@ -256,7 +233,7 @@ def silence_expire(
     silence_id: Annotated[str, typer.Argument(help="The silence to end now.")], url: Url = None, api_key: Key = None
 ) -> None:
     """End a silence now: matching alerts notify again."""
-    answer = _call(_gateway(url, api_key), "DELETE", f"/v1/silences/{silence_id}")
+    answer = call(gateway(url, api_key), "DELETE", f"/v1/silences/{silence_id}")
     out.print(f"silence {answer['id']}: {answer['state']}")
 
 
@@ -269,7 +246,7 @@ def tail(
     output: Output = "table",
 ) -> None:
     """Follow events live (Ctrl-C to stop). Reconnects after a drop without losing events."""
-    gw = _gateway(url, api_key)
+    gw = gateway(url, api_key)
     try:
         for event in gw.stream("/v1/events/stream", {"pattern": pattern}, since):
             if output == "json":
@@ -284,21 +261,10 @@ def tail(
                 f"{body.get('subject', '')} {what}"
             )
     except GatewayError as exc:
-        err.print(f"[bold red]error[/]: {exc.title} ({exc.status or 'no answer'}): {exc.detail}")
+        explain(exc)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
-
-
-def _seconds(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    try:
-        if text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except (ValueError, IndexError):
-        err.print(f"[red]error[/]: duration {text!r}: use e.g. 30m, 2h, 1d")
-        raise typer.Exit(2) from None
 
 
 # --- the local sandbox ------------------------------------------------------------------------------
