@@ -44,7 +44,17 @@ def _each(verbs: tuple[str, ...], services: tuple[str, ...]) -> tuple[tuple[str,
     return tuple((verb, services) for verb in verbs)
 
 
-_DEPLOY_OUTCOMES = ("started", "progressed", "succeeded", "failed", "rolledback", "superseded", "aborted")
+_DEPLOY_OUTCOMES = (
+    "started",
+    "progressed",
+    "succeeded",
+    "failed",
+    "rolledback",
+    "superseded",
+    "aborted",
+    "skipped",
+    "rollback_failed",
+)
 _RECOVERY_STEPS = ("planned", "started", "succeeded", "failed", "escalated")
 
 
@@ -71,7 +81,7 @@ FAMILIES: tuple[Family, ...] = (
         "deploy",
         "DEPLOY",
         30 * DAY,
-        ("requested", "started", "progressed", "succeeded", "failed", "rolledback", "superseded", "aborted"),
+        ("requested", *_DEPLOY_OUTCOMES),
         ("gateway", "cli", "healer", "deployer"),
         ("deployer", "notifier", "healer", "gateway"),
         "Rollout requests and their lifecycle, linked by correlationid.",

@@ -3,6 +3,9 @@
 `deploy.requested` is the only way anything changes a pod template (the healer's rollback is a request too).
 The deployer answers every request with `deploy.started` and exactly one terminal event: `succeeded`,
 `failed`, `rolledback`, `superseded` or `aborted`; a timeout is `failed` with reason `timeout`, never silence.
+A request that arrives older than the deployer's freshness bound ends in `skipped` (nothing was changed); a
+`failed` with `rollback_pending` is followed by `rolledback`, or by `rollback_failed` when the rollback itself
+misses its progress deadline (the workload then needs a human).
 Every outcome carries `request_id`, the id of the `deploy.requested` event it answers.
 
 Validation lives in the request model so that a bad request fails where it is made (the gateway answers
@@ -15,9 +18,9 @@ from __future__ import annotations
 import itertools
 import re
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from opsbus.common.events.envelope import EventPayload
 from opsbus.common.events.payloads.common import Actor, Frozen, ReplicaCounts, WorkloadRef
@@ -82,11 +85,41 @@ class MetricsProvider(Frozen):
     timeout_seconds: float = Field(default=10, gt=0, le=120, description="Per-query timeout.")
 
 
+class KubernetesCheck(StrEnum):
+    RESTARTS = "restarts"
+    NOT_READY = "not_ready"
+
+
+class KubernetesProvider(Frozen):
+    """A check the deployer makes itself, against the apiserver, on the new version's pods only.
+
+    `restarts`: container restarts summed over the new pods; `not_ready`: new pods without Ready=True.
+    No new pod yet (or the pods cannot be listed) is inconclusive, never a pass.
+    """
+
+    kind: Literal["kubernetes"] = Field(description="Provider type.")
+    check: KubernetesCheck = Field(description="restarts (of the new pods' containers) or not_ready (new pods).")
+
+
+def _provider_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("kind", "prometheus"))
+    return str(getattr(value, "kind", "prometheus"))
+
+
+AnyProvider = Annotated[
+    Annotated[MetricsProvider, Tag("prometheus")] | Annotated[KubernetesProvider, Tag("kubernetes")],
+    Discriminator(_provider_kind),
+]
+
+
 class AnalysisMetric(Frozen):
     """One metric of an analysis: measured `count` times every `interval_seconds`."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", description="Metric name within the analysis.")
-    provider: MetricsProvider = Field(description="Where to measure.")
+    provider: AnyProvider = Field(
+        description="Where to measure: a Prometheus query (kind prometheus, the default) or a kubernetes check."
+    )
     success_condition: Threshold = Field(description="A measurement succeeds when this holds.")
     failure_condition: Threshold | None = Field(
         default=None,
@@ -175,6 +208,13 @@ class BlueGreenSpec(Frozen):
     auto_promote: bool = Field(default=True, description="Switch without a human once analysis passes.")
     scale_down_delay_seconds: int = Field(
         default=30, ge=0, description="Keep the old stack this long after the switch, for a fast abort."
+    )
+    post_promotion_analysis: AnalysisSpec | None = Field(
+        default=None,
+        description=(
+            "Analysis after the switch, while the old stack is kept; failure (or inconclusive) switches traffic "
+            "back and removes the new stack. The old stack is kept until it passes, even past the delay."
+        ),
     )
 
 
@@ -359,7 +399,7 @@ class DeployFailureReason(StrEnum):
 
 
 class DeployFailed(_DeployOutcome):
-    """Terminal: the rollout failed. When `rollback_pending`, a `deploy.rolledback` follows."""
+    """Terminal: the rollout failed. When `rollback_pending`, `deploy.rolledback` (or `rollback_failed`) follows."""
 
     event_type: ClassVar[str] = "io.opsbus.deploy.failed.v1"
 
@@ -399,3 +439,30 @@ class DeployAborted(_DeployOutcome):
     aborted_by: Actor = Field(description="Who aborted.")
     reason: str = Field(max_length=1024, description="Why.")
     reverted_to_revision: int | None = Field(default=None, ge=1, description="Revision running after the abort.")
+
+
+class DeploySkipped(_DeployOutcome):
+    """Terminal: the request was not carried out because it arrived too late; nothing in the cluster changed."""
+
+    event_type: ClassVar[str] = "io.opsbus.deploy.skipped.v1"
+
+    reason: Literal["stale"] = Field(description="Why it was skipped: `stale` (older than the freshness bound).")
+    age_seconds: float = Field(ge=0, description="Age of the request when the deployer received it.")
+    freshness_seconds: float = Field(gt=0, description="The deployer's freshness bound for requests.")
+    message: str = Field(max_length=1024, description="Details for humans.")
+
+
+class DeployRollbackFailed(_DeployOutcome):
+    """Terminal: the rollback (automatic, or an abort's return to the old template) missed its progress deadline.
+
+    The workload is left as the rollback left it, possibly half on each revision: it needs a human.
+    """
+
+    event_type: ClassVar[str] = "io.opsbus.deploy.rollback_failed.v1"
+
+    failure: DeployFailureReason | None = Field(
+        default=None, description="What the rollout had failed on (absent when a human aborted it)."
+    )
+    to_revision: int | None = Field(default=None, ge=1, description="Revision the rollback was returning to.")
+    replicas: ReplicaCounts | None = Field(default=None, description="Replica counts when it gave up.")
+    message: str = Field(max_length=4096, description="Details for humans (the condition, the counts).")
