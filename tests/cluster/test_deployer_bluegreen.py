@@ -1,5 +1,6 @@
 """Blue-green on the sandbox: the Service's selector is the switch; promote ends with the stable Deployment on
-the new template and nothing left over, abort (failing pre-promotion analysis) never touches the stable one."""
+the new template and nothing left over, abort (failing pre-promotion analysis) never touches the stable one,
+and a failing post-promotion analysis switches the traffic back and removes the new stack."""
 
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ async def test_blue_green_promote_switches_the_service_and_leaves_nothing_behind
         {
             "active_service": "web",
             "pre_promotion_analysis": {"metrics": [metric(0.95)]},
+            "post_promotion_analysis": {"metrics": [metric(0.95)]},
             "scale_down_delay_seconds": 3,
         }
     )
@@ -86,7 +88,7 @@ async def test_blue_green_promote_switches_the_service_and_leaves_nothing_behind
         await asyncio.sleep(0.2)
     done = (await deploy_events.wait(request.id, DeploySucceeded, timeout=5)).payload_as(DeploySucceeded)
     assert green_selected
-    assert done.analysis[0].successful == 2
+    assert done.analysis[0].successful == 2  # the post-promotion analysis, measured after the switch
     await rolled_out(cluster, "web", timeout=30)
     assert image_of(cluster, "web") == "registry.example/web:2"
     assert selector(cluster, "web") == {"app": "web"}  # original selector restored
@@ -127,3 +129,51 @@ async def test_blue_green_abort_by_failing_analysis_switches_back_and_removes_th
         await asyncio.sleep(0.5)
     assert names == ["api"]
     assert not pod_hashes(cluster, "app=api,opsbus.io/green=true")
+
+
+async def test_blue_green_post_promotion_analysis_failure_switches_back_and_removes_the_new_stack(
+    cluster: Cluster, deployer: Deployer, client_bus: Bus, deploy_events: DeployEvents, prometheus: FakePrometheus
+) -> None:
+    cluster.create_deployment("shop", replicas=2, image="registry.example/shop:1")
+    create_service(cluster, "shop", "shop")
+    before = await rolled_out(cluster, "shop")
+    prometheus.answer = answer(0.3)  # the new stack serves badly once it takes the traffic
+    spec = BlueGreenSpec.model_validate(
+        {
+            "active_service": "shop",
+            # measured 3 s after the switch, so the test sees the traffic on the new stack first
+            "post_promotion_analysis": {"metrics": [{**metric(0.95), "initial_delay_seconds": 3}]},
+            "scale_down_delay_seconds": 600,  # the old stack is still there to switch back to
+        }
+    )
+    request = request_event(
+        cluster, "shop", strategy=Strategy.BLUE_GREEN, images={"app": "registry.example/shop:2"}, blue_green=spec
+    )
+    await client_bus.publisher.publish(request)
+
+    green_selected = False
+    for _ in range(450):
+        if any(isinstance(e.payload(), DeploySucceeded | DeployFailed) for e in deploy_events.for_request(request.id)):
+            break
+        sel = await asyncio.to_thread(selector, cluster, "shop")
+        green = await asyncio.to_thread(pod_hashes, cluster, "app=shop,opsbus.io/green=true")
+        if sel.get("pod-template-hash") in green:
+            green_selected = True
+        await asyncio.sleep(0.2)
+    failed = (await deploy_events.wait(request.id, DeployFailed, timeout=5)).payload_as(DeployFailed)
+    assert green_selected, "the Service never switched to the new stack before the analysis failed"
+    assert failed.reason is DeployFailureReason.ANALYSIS_FAILED
+    assert "post-promotion" in failed.message
+    rolled = (await deploy_events.wait(request.id, DeployRolledBack, timeout=30)).payload_as(DeployRolledBack)
+    assert rolled.automatic and "traffic back on the old stack" in rolled.reason
+    assert selector(cluster, "shop") == {"app": "shop"}
+    assert cluster.deployment("shop").metadata.generation == before.metadata.generation  # never converged
+    assert image_of(cluster, "shop") == "registry.example/shop:1"
+    names: list[Any] = []
+    for _ in range(60):
+        names = deployment_names(cluster)
+        if names == ["shop"] and not pod_hashes(cluster, "app=shop,opsbus.io/green=true"):
+            break
+        await asyncio.sleep(0.5)
+    assert names == ["shop"]
+    assert not pod_hashes(cluster, "app=shop,opsbus.io/green=true")

@@ -120,3 +120,46 @@ def test_new_stack_that_never_becomes_available_fails_on_the_deadline() -> None:
     first = go(spec, deploying, stuck)
     d = go(spec, first.state, stuck, T0 + timedelta(seconds=61))
     assert d.outcome is Outcome.FAILED and d.reason is DeployFailureReason.PROGRESS_DEADLINE_EXCEEDED
+
+
+FAILED = Measurement(value=0.5, outcome=AnalysisOutcome.FAILED)
+
+
+def post_spec(**kw: Any) -> BlueGreenSpec:
+    return BlueGreenSpec.model_validate(
+        {"active_service": "web", "scale_down_delay_seconds": 30, "post_promotion_analysis": ANALYSIS, **kw}
+    )
+
+
+def test_post_promotion_analysis_keeps_the_old_stack_until_it_passes_even_past_the_delay() -> None:
+    spec = post_spec()
+    switched = State(Stage.SWITCHED, T0)
+    late = T0 + timedelta(seconds=300)
+    running = go(spec, switched, view(selected_hash="green1"), late)
+    assert running.outcome is Outcome.CONTINUE and running.effect is None
+    assert running.message.startswith("post-promotion analysis")
+    passed = replace(switched, measurements={"ok": [OK]})
+    early = go(spec, passed, view(selected_hash="green1"), T0 + timedelta(seconds=10))
+    assert early.effect is None and early.outcome is Outcome.CONTINUE  # passed, the delay still holds
+    converge = go(spec, passed, view(selected_hash="green1"), T0 + timedelta(seconds=30))
+    assert converge.effect == ConvergeStable() and converge.state.stage is Stage.CONVERGE
+    assert [r.outcome for r in converge.analysis] == [AnalysisOutcome.SUCCESSFUL]
+
+
+def test_post_promotion_analysis_failure_fails_the_rollout_before_converging() -> None:
+    spec = post_spec()
+    failed = go(spec, State(Stage.SWITCHED, T0, measurements={"ok": [FAILED]}), view(selected_hash="green1"))
+    assert failed.outcome is Outcome.FAILED and failed.reason is DeployFailureReason.ANALYSIS_FAILED
+    assert failed.state.stage is Stage.SWITCHED  # not converged: the executor switches back and removes green
+    assert failed.effect is None
+
+
+def test_post_promotion_analysis_with_no_data_fails_closed_or_pauses_for_a_human() -> None:
+    nodata = State(Stage.SWITCHED, T0, measurements={"ok": [NONE]})
+    d = go(post_spec(), nodata, view(selected_hash="green1"), T0 + timedelta(seconds=60))
+    assert d.outcome is Outcome.FAILED and d.reason is DeployFailureReason.ANALYSIS_INCONCLUSIVE
+    pausing = post_spec(post_promotion_analysis={**ANALYSIS, "inconclusive": "pause"})
+    paused = go(pausing, nodata, view(selected_hash="green1"), T0 + timedelta(seconds=60))
+    assert paused.outcome is Outcome.PAUSED and paused.effect is None
+    promoted = go(pausing, nodata, view(selected_hash="green1", promote_requested=True), T0 + timedelta(seconds=60))
+    assert promoted.effect == ConvergeStable() and promoted.used_promote

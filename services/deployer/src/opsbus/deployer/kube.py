@@ -1,4 +1,4 @@
-"""The cluster port: read a Deployment and its ReplicaSets, apply a JSON Patch. Nothing else.
+"""The cluster port: Deployments (read, patch, create, delete), their ReplicaSets and pods, Services. Nothing else.
 
 Built on the official `kubernetes` client (synchronous; each call runs in a worker thread with a timeout) and
 returning plain JSON (camelCase, as the apiserver sends it), so the planners take plain data. Client
@@ -29,6 +29,7 @@ class KubePort(Protocol):
     async def delete_deployment(self, namespace: str, name: str) -> None: ...
     async def service(self, namespace: str, name: str) -> JSON: ...
     async def patch_service(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> JSON: ...
+    async def pods(self, namespace: str, labels: dict[str, str]) -> list[JSON]: ...
 
 
 def api_client(kubeconfig: str | None) -> client.ApiClient:
@@ -142,3 +143,14 @@ class Kube:
             ),
         )
         return self._json(obj)
+
+    async def pods(self, namespace: str, labels: dict[str, str]) -> list[JSON]:
+        """Pods matching every label in `labels` (never all pods: an empty selector is refused)."""
+        if not labels:
+            raise ValueError("pods() needs a label selector")
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        listing = await self._call(
+            f"list pods {selector} in {namespace}",
+            lambda: self._core.list_namespaced_pod(namespace, label_selector=selector, _request_timeout=self._timeout),
+        )
+        return [self._json(pod) for pod in listing.items]

@@ -101,7 +101,8 @@ def consumer_spec(settings: DeployerSettings) -> ConsumerSpec:
         durable="deployer-requests",
         stream="DEPLOY",
         subjects=[f"deploy.requested.{settings.cluster}.>"],
-        freshness=timedelta(seconds=settings.deployer.request_freshness_seconds),
+        # No bus-level freshness: the engine answers a stale request with deploy.skipped instead of dropping it.
+        freshness=None,
         description="deployer: deploy.requested for this cluster",
     )
 

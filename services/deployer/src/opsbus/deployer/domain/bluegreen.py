@@ -12,7 +12,8 @@ DEPLOY    the `<name>-green` Deployment (new template, full replica count) becom
 ANALYSE   pre-promotion analysis against the green stack (inconclusive pauses or fails, never passes)
 AWAIT     without auto_promote: wait for a promote command
 SWITCHED  the active Service selects the green pods; the blue stack stays for `scale_down_delay_seconds`, so an
-          abort can switch back at once
+          abort can switch back at once, and until the post-promotion analysis (if any) passed: its failure
+          (or an inconclusive result with policy fail) switches traffic back and removes the green stack
 CONVERGE  the stable Deployment takes the new template (its pods replace the blue ones while the Service still
           selects only green)
 CLEANUP   the Service's original selector is restored (it now matches only new pods) and green is deleted
@@ -122,6 +123,12 @@ def _switch(spec: BlueGreenSpec, state: State, view: View, now: datetime, *, use
     )
 
 
+def _analysis_reason(verdict: analysis.AnalysisState) -> DeployFailureReason:
+    if verdict.outcome.value == "failed":
+        return DeployFailureReason.ANALYSIS_FAILED
+    return DeployFailureReason.ANALYSIS_INCONCLUSIVE
+
+
 def advance(  # noqa: PLR0911, PLR0912 - a state machine: one return per transition
     spec: BlueGreenSpec,
     state: State,
@@ -175,11 +182,7 @@ def advance(  # noqa: PLR0911, PLR0912 - a state machine: one return per transit
         assert spec.pre_promotion_analysis is not None
         verdict = analysis.judge(spec.pre_promotion_analysis, state.measurements)
         if verdict.verdict is analysis.Verdict.FAIL:
-            reason = (
-                DeployFailureReason.ANALYSIS_FAILED
-                if verdict.outcome.value == "failed"
-                else DeployFailureReason.ANALYSIS_INCONCLUSIVE
-            )
+            reason = _analysis_reason(verdict)
             return Decision(state, Outcome.FAILED, verdict.message, reason=reason, analysis=verdict.results)
         if verdict.verdict is analysis.Verdict.CONTINUE:
             return Decision(state, Outcome.CONTINUE, verdict.message, analysis=verdict.results)
@@ -200,6 +203,20 @@ def advance(  # noqa: PLR0911, PLR0912 - a state machine: one return per transit
         return _switch(spec, state, view, now, used=True)
 
     if state.stage is Stage.SWITCHED:
+        used = False
+        results: tuple[AnalysisResult, ...] = ()
+        if spec.post_promotion_analysis is not None:
+            verdict = analysis.judge(spec.post_promotion_analysis, state.measurements)
+            results = verdict.results
+            message = f"post-promotion analysis: {verdict.message}"
+            if verdict.verdict is analysis.Verdict.FAIL:
+                return Decision(state, Outcome.FAILED, message, reason=_analysis_reason(verdict), analysis=results)
+            if verdict.verdict is analysis.Verdict.CONTINUE:
+                return Decision(state, Outcome.CONTINUE, message, analysis=results)
+            if verdict.verdict is analysis.Verdict.PAUSE:
+                if not view.promote_requested:
+                    return Decision(state, Outcome.PAUSED, message, analysis=results)
+                used = True  # a human accepted the inconclusive post-promotion analysis
         if now < state.since + timedelta(seconds=spec.scale_down_delay_seconds):
             return Decision(
                 state, Outcome.CONTINUE, f"serving from the new stack; old stack kept {spec.scale_down_delay_seconds}s"
@@ -209,6 +226,8 @@ def advance(  # noqa: PLR0911, PLR0912 - a state machine: one return per transit
             Outcome.CONTINUE,
             "the stable Deployment takes the new template",
             ConvergeStable(),
+            used_promote=used,
+            analysis=results,
         )
 
     if state.stage is Stage.CONVERGE:

@@ -1,0 +1,247 @@
+"""Replica-ratio canary: a second Deployment sharing the Service, scaled step by step, then promoted or removed.
+
+Why this module exists: without a service mesh the traffic share of a canary is its share of the Service's
+ready pods, so the executor creates `<name>-canary` with the new template, scales it per step as the pure
+`canary` planner says, measures each step's analysis, and on promotion writes the canary's template into the
+stable Deployment. Abort removes the canary and leaves the stable Deployment untouched (unless promotion had
+begun, then it rolls back). It must never choose weights, replica counts or verdicts: the planner does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opsbus.common.errors import NotFoundError
+from opsbus.common.events.envelope import EventPayload
+from opsbus.common.events.payloads.audit import AuditOutcome
+from opsbus.common.events.payloads.common import Actor
+from opsbus.common.events.payloads.deploy import (
+    DeployFailed,
+    DeployFailureReason,
+    DeployPhase,
+    DeployProgressed,
+    DeployRequested,
+    DeployStarted,
+)
+from opsbus.deployer.domain import canary, podchecks, progression
+from opsbus.deployer.domain.changes import (
+    ChangeRefused,
+    canary_deployment,
+    canary_name,
+    new_template,
+    plan_template,
+    promoted_template,
+)
+from opsbus.deployer.executing.context import Context
+from opsbus.deployer.executing.measuring import measure_due, needs_pods
+from opsbus.deployer.executing.recording import SELF
+from opsbus.deployer.executing.reverting import Reverter
+from opsbus.deployer.executing.serializing import canary_from_json, canary_to_json, stored_results
+from opsbus.deployer.store import Rollout
+
+
+def _phase(state: canary.CanaryState, paused: bool) -> DeployPhase:
+    if paused:
+        return DeployPhase.PAUSED
+    if state.stage in (canary.Stage.PROMOTE, canary.Stage.CLEANUP):
+        return DeployPhase.PROMOTING
+    if state.stage is canary.Stage.ANALYSE:
+        return DeployPhase.ANALYZING
+    return DeployPhase.PROGRESSING
+
+
+class Canary:
+    def __init__(self, ctx: Context, reverter: Reverter) -> None:
+        self._ctx = ctx
+        self._reverter = reverter
+
+    async def apply(
+        self,
+        row: Rollout,
+        request: DeployRequested,
+        live: dict[str, Any],
+        previous: dict[str, Any],
+        previous_revision: int | None,
+    ) -> None:
+        assert request.canary is not None
+        ctx = self._ctx
+        ns = request.workload.namespace
+        try:
+            body = canary_deployment(live, request, row.id)
+            _, images = new_template(live, request, row.id)
+        except ChangeRefused as refused:
+            await ctx.recorder.fail_now(row, request, refused.reason, refused.message)
+            return
+        name = body["metadata"]["name"]
+        await ctx.create_beside(ns, body, row.id)
+        now = ctx.clock()
+        started = DeployStarted(
+            **{**ctx.recorder.base(row, request), "revision": None},
+            previous_revision=previous_revision,
+            images=images,
+            replicas=progression.Observation.from_deployment(live).counts(),
+            steps_total=len(request.canary.steps),
+        )
+        await ctx.recorder.save(
+            row.id,
+            {
+                "step": "applied",
+                "started_at": row.started_at or now,
+                "previous_template": previous,
+                "previous_revision": previous_revision,
+                "revision": previous_revision,
+                "tracking": {"canary": canary_to_json(canary.start(now))},
+            },
+            emit=[started],
+            audit=[("deploy.canary.create", AuditOutcome.EXECUTED, f"{ns}/{name} with {images}")],
+        )
+
+    async def follow(self, row: Rollout, request: DeployRequested) -> None:  # noqa: PLR0915 - one tick
+        assert request.canary is not None
+        assert row.tracking is not None
+        ctx = self._ctx
+        recorder = ctx.recorder
+        now = ctx.clock()
+        ns, name = request.workload.namespace, request.workload.name
+        command = row.command or {}
+        state = canary_from_json(row.tracking["canary"])
+        stable_live = await ctx.kube.deployment(ns, name)
+        stable = progression.Observation.from_deployment(stable_live)
+        try:
+            canary_live: dict[str, Any] | None = await ctx.kube.deployment(ns, canary_name(name))
+        except NotFoundError:
+            canary_live = None
+        canary_obs = progression.Observation.from_deployment(canary_live) if canary_live else None
+        if command.get("action") == "abort":
+            actor = Actor.model_validate(command["actor"])
+            await self._end(row, request, stable_live, state, failure=None, reason=str(command["reason"]), by=actor)
+            return
+        if now >= row.deadline_at:
+            timeout = request.timeout_seconds or ctx.options.default_timeout_seconds
+            failure = recorder.failure(row, request, DeployFailureReason.TIMEOUT, f"request timed out after {timeout}s")
+            await self._end(row, request, stable_live, state, failure=failure, reason=failure.message, by=SELF)
+            return
+        step = request.canary.steps[min(state.step, len(request.canary.steps) - 1)]
+        if state.stage is canary.Stage.ANALYSE and step.analysis is not None:
+            new_pods = None
+            if needs_pods(step.analysis) and canary_live is not None:
+                canary_sets = await ctx.kube.replica_sets(ns, canary_live)
+                new_pods = podchecks.new_pods_selector(canary_live, canary_sets)
+            taken, measured = await measure_due(
+                ctx, step.analysis, state.measurements, state.since, now, namespace=ns, new_pods=new_pods
+            )
+            if measured:
+                state = canary.CanaryState(state.step, state.stage, state.since, state.tracking, taken)
+        decision = canary.advance(
+            request.canary,
+            state,
+            stable=stable,
+            canary=canary_obs,
+            deadline_seconds=request.progress_deadline_seconds,
+            grace_seconds=ctx.options.deadline_grace_seconds,
+            promote_requested=command.get("action") == "promote",
+            now=now,
+        )
+        state = decision.state
+        if decision.outcome is canary.Outcome.FAILED:
+            assert decision.reason is not None
+            failure = recorder.failure(
+                row, request, decision.reason, decision.message, decision.analysis, step=state.step
+            )
+            await self._end(row, request, stable_live, state, failure=failure, reason=decision.message, by=SELF)
+            return
+        state = await self._act(row, request, decision.effect, state, stable_live=stable_live, canary_live=canary_live)
+        changes: dict[str, Any] = {"tracking": {"canary": canary_to_json(state)}}
+        if decision.used_promote:
+            changes["command"] = None
+        if decision.analysis:
+            changes["analysis"] = {"results": [r.model_dump(mode="json") for r in decision.analysis]}
+        if decision.outcome is canary.Outcome.SUCCEEDED:
+            await ctx.kube.delete_deployment(ns, canary_name(name))
+            changes["revision"] = stable.revision
+            row.revision = stable.revision
+            results = decision.analysis or stored_results(row)
+            await recorder.succeed(row, request=request, live=stable_live, obs=stable, changes=changes, results=results)
+            return
+        phase = _phase(state, paused=decision.outcome is canary.Outcome.PAUSED)
+        marker = f"{state.step}:{state.stage.value}:{phase.value}"
+        emit: list[EventPayload] = []
+        if marker != row.tracking.get("marker"):
+            weight = request.canary.steps[state.step].weight if state.stage is not canary.Stage.CLEANUP else 100
+            emit.append(
+                DeployProgressed(
+                    **recorder.base(row, request),
+                    phase=phase,
+                    replicas=(canary_obs or stable).counts(),
+                    step=state.step + 1,
+                    steps_total=len(request.canary.steps),
+                    canary_weight=weight,
+                    analysis=decision.analysis,
+                    message=decision.message[:1024],
+                )
+            )
+        changes["tracking"]["marker"] = marker
+        changes["phase"] = phase.value
+        await recorder.save(row.id, changes, emit=emit)
+
+    async def _act(
+        self,
+        row: Rollout,
+        request: DeployRequested,
+        effect: canary.Effect | None,
+        state: canary.CanaryState,
+        *,
+        stable_live: dict[str, Any],
+        canary_live: dict[str, Any] | None,
+    ) -> canary.CanaryState:
+        """Apply the planner's effect; the state then follows the generation the write produced."""
+        ctx = self._ctx
+        ns, name = request.workload.namespace, request.workload.name
+        now = ctx.clock()
+        if isinstance(effect, canary.ScaleCanary) and canary_live is not None:
+            patched = await ctx.kube.patch_deployment(
+                ns, canary_name(name), [{"op": "replace", "path": "/spec/replicas", "value": effect.replicas}]
+            )
+            if state.tracking is not None:
+                generation = int(patched["metadata"].get("generation") or 0)
+                tracking = progression.Tracking(
+                    generation, state.tracking.deadline_seconds, now, None, state.tracking.grace_seconds
+                )
+                return canary.CanaryState(state.step, state.stage, state.since, tracking, state.measurements)
+        elif isinstance(effect, canary.PromoteStable):
+            assert canary_live is not None
+            template = promoted_template((canary_live.get("spec") or {}).get("template") or {})
+            patched = await ctx.kube.patch_deployment(ns, name, plan_template(stable_live, template, row.id))
+            return canary.CanaryState(state.step, state.stage, state.since, ctx.track(patched, request, now), {})
+        return state
+
+    async def _end(
+        self,
+        row: Rollout,
+        request: DeployRequested,
+        stable_live: dict[str, Any],
+        state: canary.CanaryState,
+        *,
+        failure: DeployFailed | None,
+        reason: str,
+        by: Actor,
+    ) -> None:
+        """Abort a canary: the canary Deployment goes; the stable one is untouched unless promotion began."""
+        ctx = self._ctx
+        ns, name = request.workload.namespace, request.workload.name
+        await ctx.kube.delete_deployment(ns, canary_name(name))
+        if state.stage in (canary.Stage.PROMOTE, canary.Stage.CLEANUP):
+            # The stable Deployment already took the new template: put the old one back and follow it.
+            after = "aborted" if failure is None else "rolledback"
+            await self._reverter.begin(row, request, stable_live, after=after, failure=failure, reason=reason, by=by)
+            return
+        await self._reverter.end_untouched(
+            row,
+            request,
+            revision=progression.Observation.from_deployment(stable_live).revision,
+            failure=failure,
+            reason=reason,
+            by=by,
+            done="canary removed, stable untouched",
+            action="deploy.canary.abort",
+        )

@@ -1,0 +1,117 @@
+"""The request-reply side: look a rollout up, list a workload's history, record an abort or a promote.
+
+Why this module exists: the gateway's commands must reach a rollout whichever replica drives it, so a command
+is only written to the rollout's row (a queued rollout is aborted at once); the driving replica acts on it at
+its next tick. It must never touch the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import select
+
+from opsbus.common.errors import ConflictError, NotFoundError
+from opsbus.common.events.payloads.audit import AuditOutcome
+from opsbus.common.events.payloads.common import Actor, WorkloadRef
+from opsbus.common.events.payloads.deploy import DeployAborted, DeployPhase
+from opsbus.deployer.api import RolloutSelector
+from opsbus.deployer.executing.recording import Recorder
+from opsbus.deployer.executing.serializing import request_of, workload_key
+from opsbus.deployer.store import Revision, Rollout
+
+
+class Commands:
+    def __init__(self, recorder: Recorder, clock: Callable[[], datetime]) -> None:
+        self._recorder = recorder
+        self._sessions = recorder.sessions
+        self._clock = clock
+
+    async def find(self, selector: RolloutSelector) -> Rollout:
+        async with self._sessions() as s:
+            query = select(Rollout)
+            if selector.deployment_id is not None:
+                query = query.where(Rollout.id == selector.deployment_id)
+            elif selector.request_id is not None:
+                query = query.where(Rollout.request_id == selector.request_id)
+            else:
+                assert selector.workload is not None
+                query = (
+                    query.where(Rollout.workload == workload_key(selector.workload))
+                    .order_by(Rollout.requested_at.desc())
+                    .limit(1)
+                )
+            row = (await s.execute(query)).scalars().first()
+            if row is None:
+                raise NotFoundError("no such rollout")
+            s.expunge(row)
+            return row
+
+    async def history(self, workload: WorkloadRef, limit: int) -> tuple[list[Rollout], list[Revision]]:
+        key = workload_key(workload)
+        async with self._sessions() as s:
+            rollouts = (
+                (
+                    await s.execute(
+                        select(Rollout)
+                        .where(Rollout.workload == key)
+                        .order_by(Rollout.requested_at.desc())
+                        .limit(limit)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            revisions = (
+                (
+                    await s.execute(
+                        select(Revision)
+                        .where(Revision.workload == key)
+                        .order_by(Revision.recorded_at.desc())
+                        .limit(limit)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            return list(rollouts), list(revisions)
+
+    async def command(self, selector: RolloutSelector, action: str, actor: Actor, reason: str) -> Rollout:
+        """Record an abort or promote. A queued rollout is aborted at once; a running one at its next tick."""
+        target = await self.find(selector)
+        recorder = self._recorder
+        async with self._sessions.begin() as s:
+            row = await s.get(Rollout, target.id, with_for_update=True)
+            assert row is not None
+            if row.state == "queued" and action == "abort":
+                event, request = request_of(row)
+                row.state = "aborted"
+                row.phase = None
+                row.finished_at = self._clock()
+                row.outcome_reason = "aborted"
+                row.message = reason or "aborted while queued"
+                aborted = DeployAborted(
+                    **recorder.base(row, request),
+                    aborted_by=actor,
+                    reason=row.message[:1024],
+                    reverted_to_revision=None,
+                )
+                await recorder.emit(s, event, request, aborted)
+                await recorder.audit(
+                    s,
+                    cause=event,
+                    request=request,
+                    action="deploy.abort",
+                    outcome=AuditOutcome.EXECUTED,
+                    reason=row.message,
+                    rollout_id=row.id,
+                )
+            elif row.state != "running":
+                raise ConflictError(f"rollout {row.id} is {row.state}: nothing to {action}")
+            elif action == "promote" and row.phase != DeployPhase.PAUSED.value:
+                raise ConflictError(f"rollout {row.id} is {row.phase}, not paused: nothing to promote")
+            else:
+                row.command = {"action": action, "actor": actor.model_dump(mode="json"), "reason": reason or action}
+        recorder.on_commit()
+        return await self.find(RolloutSelector(deployment_id=target.id))

@@ -1,0 +1,316 @@
+"""The outbox side of a rollout: every state change and the events announcing it, in one transaction.
+
+Why this module exists: a crash must never leave a rollout that changed state silently, or an event about a
+change that did not happen; and every request gets exactly one terminal event. All writes of a rollout's row
+go through `Recorder.save` (which also renews the owner's lease and refuses to write once another replica owns
+the rollout). It must never read or change the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from opsbus.common.audit import Auditor
+from opsbus.common.errors import OpsbusError
+from opsbus.common.events.envelope import Envelope, EventPayload
+from opsbus.common.events.payloads.audit import AuditOutcome
+from opsbus.common.events.payloads.common import Actor, ActorKind
+from opsbus.common.events.payloads.deploy import (
+    AnalysisResult,
+    DeployFailed,
+    DeployFailureReason,
+    DeployRequested,
+    DeployRolledBack,
+    DeploySkipped,
+    DeploySucceeded,
+    DeploySuperseded,
+    Strategy,
+)
+from opsbus.common.store import StoreTables, add
+from opsbus.deployer.domain import progression
+from opsbus.deployer.domain.changes import images_of
+from opsbus.deployer.executing.serializing import request_of
+from opsbus.deployer.store import Revision, Rollout
+
+SERVICE = "deployer"
+SELF = Actor(kind=ActorKind.SERVICE, id=SERVICE)
+
+Audit = tuple[str, AuditOutcome, str]
+
+
+class LostLeaseError(OpsbusError):
+    """Another replica owns this rollout now; stop driving it."""
+
+
+class Recorder:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        tables: StoreTables,
+        cluster: str,
+        instance: str,
+        lease_seconds: float,
+        clock: Callable[[], datetime],
+        on_commit: Callable[[], None],
+    ) -> None:
+        self.sessions = sessions
+        self._tables = tables
+        self.instance = instance
+        self._lease = timedelta(seconds=lease_seconds)
+        self._clock = clock
+        self.on_commit = on_commit
+        self._auditor = Auditor(service=SERVICE, cluster=cluster)
+
+    # --- inside a caller's transaction ---------------------------------------------------------------
+    async def emit(self, s: AsyncSession, cause: Envelope, request: DeployRequested, payload: EventPayload) -> None:
+        envelope = Envelope.build(
+            payload,
+            service=SERVICE,
+            cluster=request.cluster,
+            obj=request.workload.as_object_ref(),
+            cause=cause,
+            time=self._clock(),
+        )
+        await add(s, self._tables.outbox, envelope)
+
+    async def audit(
+        self,
+        s: AsyncSession,
+        *,
+        cause: Envelope,
+        request: DeployRequested,
+        action: str,
+        outcome: AuditOutcome,
+        reason: str,
+        rollout_id: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        entry = self._auditor.entry(
+            action=action,
+            target=request.workload.as_resource_ref(),
+            outcome=outcome,
+            reason=reason[:1024],
+            details={"deployment_id": rollout_id, **(details or {})},
+            cause=cause,
+            idempotency_key=f"{rollout_id}:{action}:{outcome.value}",
+            time=self._clock(),
+        )
+        await add(s, self._tables.outbox, entry)
+
+    async def supersede(
+        self, s: AsyncSession, row: Rollout, event: Envelope, request: DeployRequested, by: str
+    ) -> None:
+        row.state = "superseded"
+        row.phase = None
+        row.finished_at = self._clock()
+        row.outcome_reason = "superseded"
+        row.message = f"superseded by request {by}"
+        payload = DeploySuperseded(
+            deployment_id=row.id,
+            request_id=row.request_id,
+            workload=request.workload,
+            strategy=request.strategy,
+            superseded_by=by,
+            was_running=False,
+        )
+        await self.emit(s, event, request, payload)
+        await self.audit(
+            s,
+            cause=event,
+            request=request,
+            action="deploy.supersede",
+            outcome=AuditOutcome.SKIPPED,
+            reason=row.message,
+            rollout_id=row.id,
+        )
+
+    async def skip_stale(
+        self,
+        s: AsyncSession,
+        row: Rollout,
+        event: Envelope,
+        request: DeployRequested,
+        *,
+        age: float,
+        freshness: float,
+    ) -> None:
+        message = (
+            f"request is {age:.0f}s old, the deployer's freshness bound is {freshness:.0f}s "
+            "(OPSBUS_DEPLOYER__REQUEST_FRESHNESS_SECONDS): nothing was changed; send a new request if it still holds"
+        )
+        row.outcome_reason = "stale"
+        row.message = message
+        payload = DeploySkipped(
+            **self.base(row, request), reason="stale", age_seconds=age, freshness_seconds=freshness, message=message
+        )
+        await self.emit(s, event, request, payload)
+        await self.audit(
+            s,
+            cause=event,
+            request=request,
+            action="deploy.skip",
+            outcome=AuditOutcome.SKIPPED,
+            reason=message,
+            rollout_id=row.id,
+        )
+
+    async def finish_failed(
+        self,
+        s: AsyncSession,
+        row: Rollout,
+        event: Envelope,
+        request: DeployRequested,
+        *,
+        reason: DeployFailureReason,
+        message: str,
+        rollback: bool,
+    ) -> None:
+        row.state = "failed"
+        row.phase = None
+        row.finished_at = self._clock()
+        row.outcome_reason = reason.value
+        row.message = message
+        await self.emit(
+            s,
+            event,
+            request,
+            DeployFailed(**self.base(row, request), reason=reason, message=message[:4096], rollback_pending=rollback),
+        )
+        await self.audit(
+            s,
+            cause=event,
+            request=request,
+            action="deploy.fail",
+            outcome=AuditOutcome.FAILED,
+            reason=message,
+            rollout_id=row.id,
+        )
+
+    # --- their own transaction -----------------------------------------------------------------------
+    async def save(
+        self,
+        rollout_id: str,
+        changes: dict[str, Any],
+        emit: Sequence[EventPayload] = (),
+        audit: Sequence[Audit] = (),
+        revision: Revision | None = None,
+    ) -> None:
+        """Persist `changes` and the events announcing them in one transaction, if we still own the rollout."""
+        async with self.sessions.begin() as s:
+            row = await s.get(Rollout, rollout_id, with_for_update=True)
+            if row is None or row.owner != self.instance or row.state != "running":
+                raise LostLeaseError(rollout_id)
+            event, request = request_of(row)
+            for name, value in changes.items():
+                setattr(row, name, value)
+            row.lease_until = self._clock() + self._lease
+            row.updated_at = self._clock()
+            for payload in emit:
+                await self.emit(s, event, request, payload)
+            for action, outcome, reason in audit:
+                await self.audit(
+                    s, cause=event, request=request, action=action, outcome=outcome, reason=reason, rollout_id=row.id
+                )
+            if revision is not None:
+                s.add(revision)
+        if emit or audit:
+            self.on_commit()
+
+    def base(self, row: Rollout, request: DeployRequested) -> dict[str, Any]:
+        """The fields every deploy.* event of this rollout carries."""
+        return {
+            "deployment_id": row.id,
+            "request_id": row.request_id,
+            "workload": request.workload,
+            "strategy": request.strategy,
+            "revision": row.revision,
+        }
+
+    def failure(
+        self,
+        row: Rollout,
+        request: DeployRequested,
+        reason: DeployFailureReason,
+        message: str,
+        results: Sequence[AnalysisResult] = (),
+        *,
+        step: int | None = None,
+    ) -> DeployFailed:
+        """A `deploy.failed` announcing that an automatic rollback follows."""
+        return DeployFailed(
+            **self.base(row, request),
+            reason=reason,
+            message=message[:4096],
+            failed_step=step + 1 if step is not None else None,
+            analysis=tuple(results),
+            rollback_pending=True,
+            duration_seconds=(self._clock() - row.started_at).total_seconds() if row.started_at else None,
+        )
+
+    async def fail_now(self, row: Rollout, request: DeployRequested, reason: DeployFailureReason, message: str) -> None:
+        """Terminal failure before anything changed in the cluster: nothing to roll back."""
+        now = self._clock()
+        payload = DeployFailed(
+            **self.base(row, request),
+            reason=reason,
+            message=message[:4096],
+            rollback_pending=False,
+            duration_seconds=(now - row.started_at).total_seconds() if row.started_at else None,
+        )
+        await self.save(
+            row.id,
+            {"state": "failed", "phase": None, "finished_at": now, "outcome_reason": reason.value, "message": message},
+            emit=[payload],
+            audit=[("deploy.validate" if row.step == "pending" else "deploy.apply", AuditOutcome.FAILED, message)],
+        )
+
+    async def succeed(
+        self,
+        row: Rollout,
+        *,
+        request: DeployRequested,
+        live: dict[str, Any],
+        obs: progression.Observation,
+        changes: dict[str, Any],
+        results: Sequence[AnalysisResult],
+    ) -> None:
+        """Terminal success: the revision is recorded as good (a rollback request ends in `deploy.rolledback`)."""
+        now = self._clock()
+        started = row.started_at or now
+        template = (live.get("spec") or {}).get("template") or {}
+        revision = Revision(
+            workload=row.workload,
+            revision=obs.revision,
+            rollout_id=row.id,
+            images=images_of(template),
+            template=template,
+            outcome="good",
+        )
+        base = self.base(row, request)
+        payload: EventPayload
+        if request.strategy is Strategy.ROLLBACK:
+            payload = DeployRolledBack(
+                **base,
+                from_revision=row.previous_revision,
+                to_revision=obs.revision or 1,
+                automatic=False,
+                reason=request.reason or "rollback requested",
+            )
+            state = "rolledback"
+        else:
+            payload = DeploySucceeded(
+                **base, duration_seconds=(now - started).total_seconds(), replicas=obs.counts(), analysis=tuple(results)
+            )
+            state = "succeeded"
+        await self.save(
+            row.id,
+            {**changes, "state": state, "phase": None, "finished_at": now, "message": "rollout complete"},
+            emit=[payload],
+            audit=[("deploy.complete", AuditOutcome.EXECUTED, f"{state}: revision {obs.revision}")],
+            revision=revision,
+        )
