@@ -8,11 +8,13 @@ import pytest
 
 from opsbus.notifier.domain.config import parse_config
 from opsbus.notifier.domain.delivery import (
+    Bucket,
     RetryPolicy,
     TokenBucket,
     next_delay,
     parse_retry_after,
     sign,
+    take_token,
     verify,
 )
 from opsbus.notifier.domain.matchers import parse_all
@@ -139,3 +141,18 @@ def test_signature_is_hmac_of_timestamp_dot_body_and_rejects_replays() -> None:
     assert not verify(b"k", "1700000000", body, signature, now=1700000400)  # too old: replay
     assert not verify(b"k", "1700000000", b'{"a":2}', signature, now=1700000000)
     assert not verify(b"other", "1700000000", body, signature, now=1700000000)
+
+
+def test_take_token_starts_full_refills_at_the_rate_and_never_goes_back_in_time() -> None:
+
+    state, wait = take_token(None, per_second=2.0, burst=2, now=100.0)
+    assert (state, wait) == (Bucket(1.0, 100.0), 0.0)
+    state, wait = take_token(state, per_second=2.0, burst=2, now=100.0)
+    assert (state, wait) == (Bucket(0.0, 100.0), 0.0)
+    state, wait = take_token(state, per_second=2.0, burst=2, now=100.25)
+    assert state == Bucket(0.5, 100.25) and wait == pytest.approx(0.25)
+    # another replica's clock a little behind: no refill, no negative tokens, time stays put
+    behind, wait = take_token(state, per_second=2.0, burst=2, now=99.0)
+    assert behind == Bucket(0.5, 100.25) and wait == pytest.approx(0.25)
+    full, wait = take_token(state, per_second=2.0, burst=2, now=1000.0)
+    assert full == Bucket(1.0, 1000.0) and wait == 0.0  # refilled to the burst, not beyond

@@ -45,12 +45,13 @@ from opsbus.common.store import Database, add, claim
 from opsbus.notifier import store
 from opsbus.notifier.channels import Channel, Outcome
 from opsbus.notifier.domain.config import NotifierConfig
-from opsbus.notifier.domain.delivery import RetryPolicy, TokenBucket, next_delay
+from opsbus.notifier.domain.delivery import RetryPolicy, next_delay
 from opsbus.notifier.domain.grouping import Group, Notification, flush, group_key, ingest
 from opsbus.notifier.domain.matchers import parse_all
 from opsbus.notifier.domain.muting import Silence, mute_reasons
 from opsbus.notifier.domain.notices import Notice, notice_from
 from opsbus.notifier.domain.routing import match_routes
+from opsbus.notifier.ratelimits import SharedRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class Notifier:
         self.metrics = NotifierMetrics(registry)
         self._on_outbox = on_outbox or (lambda: None)
         self._outbox = store.TABLES.outbox
-        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self.limiter = SharedRateLimiter(db, clock)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -334,27 +335,25 @@ class Notifier:
                     return RetryPolicy(integ.max_attempts, p.base_seconds, p.max_seconds, p.max_retry_after)
         return self.options.retry
 
-    def _rate_wait(self, receiver: str, integration: str, now: float) -> float:
+    async def _rate_wait(self, receiver: str, integration: str) -> float:
+        """Seconds to wait before sending to this integration (its bucket is shared by every replica)."""
         cfg = self.config.receivers.get(receiver)
         if cfg is None:
             return 0.0
         for kind, index, integ in cfg.integrations():
             if f"{kind}/{index}" == integration and integ.rate_limit is not None:
-                bucket = self._buckets.get((receiver, integration))
-                if bucket is None:
-                    bucket = TokenBucket(integ.rate_limit.per_second, integ.rate_limit.burst, now)
-                    self._buckets[(receiver, integration)] = bucket
-                return bucket.take(now)
+                return await self.limiter.take(f"{receiver}/{integration}", integ.rate_limit)
         return 0.0
 
     async def _attempt(self, row: Any) -> None:
         attempt = row.attempts + 1
         notification = store.notification_from(row.body)
         channel = self.channels.get(row.receiver, {}).get(row.integration)
+        wait = await self._rate_wait(row.receiver, row.integration)
         now = self.clock()
-        wait = self._rate_wait(row.receiver, row.integration, now.timestamp())
         if wait > 0:  # not an attempt: put it back for when the bucket has a token
             await self._reschedule(row, attempt, now + timedelta(seconds=wait))
+            self._schedule_wake(wait)
             return
         started = time.perf_counter()
         if channel is None:

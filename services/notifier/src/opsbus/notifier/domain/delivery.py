@@ -59,22 +59,38 @@ def parse_retry_after(value: str | None, now_unix: float) -> float | None:
     return max(0.0, when.timestamp() - now_unix)
 
 
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A token bucket's stored state: tokens left at time `at` (seconds since the epoch)."""
+
+    tokens: float
+    at: float
+
+
+def take_token(state: Bucket | None, *, per_second: float, burst: int, now: float) -> tuple[Bucket, float]:
+    """Refill `state` up to `now` and take one token: (the new state, 0.0) when taken, else (the refilled state,
+    seconds until a token is there). A new bucket starts full. A clock behind `at` (another replica's clock
+    slightly ahead) refills nothing rather than going back in time."""
+    if state is None:
+        state = Bucket(float(burst), now)
+    tokens = min(float(burst), state.tokens + max(0.0, now - state.at) * per_second)
+    at = max(state.at, now)
+    if tokens >= 1.0:
+        return Bucket(tokens - 1.0, at), 0.0
+    return Bucket(tokens, at), (1.0 - tokens) / per_second
+
+
 class TokenBucket:
-    """`per_second` sustained, `burst` at once. `take(now)` returns 0 when a token was taken, else the wait."""
+    """An in-process bucket (`take_token` on local state): `take(now)` is 0 when a token was taken, else the wait."""
 
     def __init__(self, per_second: float, burst: int, now: float) -> None:
         self.rate = per_second
-        self.capacity = float(burst)
-        self.tokens = float(burst)
-        self.at = now
+        self.burst = burst
+        self.state = Bucket(float(burst), now)
 
     def take(self, now: float) -> float:
-        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
-        self.at = max(self.at, now)
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
+        self.state, wait = take_token(self.state, per_second=self.rate, burst=self.burst, now=now)
+        return wait
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
