@@ -69,7 +69,9 @@ class KubeClient:
         headers = {"Accept": "application/json"}
         token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
         if token:
-            headers["Authorization"] = token if token.startswith("Bearer ") else f"Bearer {token}"
+            # In-cluster config stores "bearer <token>" (lower case); a kubeconfig "Bearer <token>" or the bare token.
+            scheme, _, credential = token.partition(" ")
+            headers["Authorization"] = f"Bearer {credential if scheme.lower() == 'bearer' and credential else token}"
         http = httpx.AsyncClient(
             base_url=str(cfg.host),
             verify=verify,
