@@ -22,13 +22,19 @@ OBSERVABILITY = REPO_ROOT / "deploy" / "observability"
 INSTALL_HINT = "run `make setup` (tools/install-deps.sh installs it)"
 
 
-def pinned(name: str) -> str:
-    """A version from tools/versions.env."""
-    for line in (REPO_ROOT / "tools" / "versions.env").read_text(encoding="utf-8").splitlines():
+def pinned(name: str, where: Path = REPO_ROOT / "tools" / "versions.env") -> str:
+    """A version from tools/versions.env (or another versions file)."""
+    for line in where.read_text(encoding="utf-8").splitlines():
         key, sep, value = line.partition("=")
         if sep and key.strip() == name:
             return value.strip()
-    raise KeyError(f"{name} is not pinned in tools/versions.env")
+    raise KeyError(f"{name} is not pinned in {where}")
+
+
+def kube_version() -> str:
+    """The Kubernetes version the chart is rendered for: the sandbox's. A helm built with `go install` carries no
+    version stamp and would otherwise assume v1.20, which the chart's kubeVersion constraint refuses."""
+    return pinned("KUBE_VERSION", REPO_ROOT / "deploy" / "sandbox" / "versions.env")
 
 
 def _cache() -> Path:
@@ -74,6 +80,7 @@ def render(
 ) -> list[dict[str, Any]]:
     """`helm template` of the chart (hooks included) parsed into its objects."""
     argv: list[str | Path] = [helm(), "template", release, CHART, "--namespace", namespace]
+    argv += ["--kube-version", kube_version()]
     for file in values:
         argv += ["--values", file]
     for assignment in sets:

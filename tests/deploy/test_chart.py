@@ -1,0 +1,258 @@
+"""The Helm chart, checked without a cluster: `helm lint`, `helm template` with the default and the production-like
+values, the pod hardening every workload must carry, values.schema.json refusing bad values, and the rendered
+environment read back through each service's own settings class (so a renamed setting cannot drift silently).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from opsbus.common.settings import Environment, ServiceSettings, load
+from opsbus.healer.domain.policy import parse_policies
+from opsbus.notifier.domain.config import parse_config
+from tests.deploy.tools import CHART, OBSERVABILITY, by_kind, helm, kube_version, ok, render, run
+
+PRODUCTION = CHART / "ci" / "production-values.yaml"
+SERVICES = ("watcher", "healer", "deployer", "optimizer", "notifier", "gateway")
+KUBE_CLIENTS = ("watcher", "healer", "deployer", "optimizer")
+MIGRATING = ("healer", "deployer", "optimizer", "notifier", "gateway")
+SETTINGS = {
+    "watcher": "opsbus.watcher.settings:WatcherSettings",
+    "healer": "opsbus.healer.settings:HealerSettings",
+    "deployer": "opsbus.deployer.settings:DeployerSettings",
+    "optimizer": "opsbus.optimizer.settings:OptimizerSettings",
+    "notifier": "opsbus.notifier.settings:NotifierSettings",
+    "gateway": "opsbus.gateway.settings:GatewaySettings",
+}
+DATABASE_URL = "postgresql+asyncpg://opsbus:Vk3-from-the-secret@db.internal:5432/opsbus"
+
+
+def _values(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data
+
+
+def _pod_specs(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        f"{o['kind']}/{o['metadata']['name']}": o["spec"]["template"]["spec"]
+        for o in objects
+        if o["kind"] in ("Deployment", "Job")
+    }
+
+
+def test_helm_lint_passes_for_default_and_production_values() -> None:
+    ok(helm(), "lint", CHART, "--strict", "--kube-version", kube_version())
+    ok(helm(), "lint", CHART, "--strict", "--kube-version", kube_version(), "--values", PRODUCTION)
+
+
+@pytest.mark.parametrize("values", [(), (PRODUCTION,)], ids=["default", "production"])
+def test_every_service_gets_its_deployment_service_and_account(values: tuple[Path, ...]) -> None:
+    objects = render(*values)
+    deployments = by_kind(objects, "Deployment")
+    assert sorted(deployments) == sorted(f"opsbus-{s}" for s in SERVICES)
+    assert sorted(by_kind(objects, "Service")) == sorted(deployments)
+    assert sorted(by_kind(objects, "ServiceAccount")) == sorted(deployments)
+    assert sorted(by_kind(objects, "NetworkPolicy")) == sorted(deployments)
+    # The stateless services scale; the watcher (one publisher) and the optimizer (one planner) do not.
+    assert sorted(by_kind(objects, "HorizontalPodAutoscaler")) == [
+        "opsbus-deployer",
+        "opsbus-gateway",
+        "opsbus-healer",
+        "opsbus-notifier",
+    ]
+    # Secrets are referenced, never rendered.
+    assert by_kind(objects, "Secret") == {}
+    for name, deployment in deployments.items():
+        hpa = by_kind(objects, "HorizontalPodAutoscaler").get(name)
+        # With an HPA the Deployment leaves replicas to it (helm upgrade must not reset the scaled count).
+        assert ("replicas" in deployment["spec"]) == (hpa is None), name
+
+
+def test_default_values_render_no_operator_crds() -> None:
+    kinds = {o["kind"] for o in render()}
+    assert "ServiceMonitor" not in kinds and "PrometheusRule" not in kinds
+    production = {o["kind"] for o in render(PRODUCTION)}
+    assert {"ServiceMonitor", "PrometheusRule"} <= production
+
+
+@pytest.mark.parametrize("values", [(), (PRODUCTION,)], ids=["default", "production"])
+def test_every_pod_is_hardened_and_probed(values: tuple[Path, ...]) -> None:
+    objects = render(*values)
+    specs = _pod_specs(objects)
+    assert "Job/opsbus-migrate" in specs
+    for where, spec in specs.items():
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0, where
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["allowPrivilegeEscalation"] is False, (where, container["name"])
+            assert ctx["readOnlyRootFilesystem"] is True, (where, container["name"])
+            assert ctx["capabilities"] == {"drop": ["ALL"]}, (where, container["name"])
+            assert container["resources"]["requests"], (where, container["name"])
+            assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"], (where, container["name"])
+        if where.startswith("Deployment/"):
+            (container,) = spec["containers"]
+            assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-health"}, where
+            assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-health"}, where
+            assert container["args"] == ["run"], where
+
+
+def test_only_kubernetes_clients_get_a_token_and_a_role() -> None:
+    objects = render()
+    for name, spec in _pod_specs(objects).items():
+        service = name.removeprefix("Deployment/opsbus-")
+        expected = service in KUBE_CLIENTS
+        assert spec["automountServiceAccountToken"] is expected, name
+    roles = by_kind(objects, "ClusterRole")
+    assert sorted(roles) == sorted(f"opsbus-{s}-opsbus" for s in KUBE_CLIENTS)
+    bindings = by_kind(objects, "ClusterRoleBinding")
+    for name, binding in bindings.items():
+        (subject,) = binding["subjects"]
+        assert binding["roleRef"]["name"] == name
+        assert subject == {"kind": "ServiceAccount", "name": name.removesuffix("-opsbus"), "namespace": "opsbus"}
+    # The watcher only reads; no role anywhere may touch Secrets or use wildcards.
+    for rule in roles["opsbus-watcher-opsbus"]["rules"]:
+        assert set(rule["verbs"]) <= {"get", "list", "watch"}
+    for role in roles.values():
+        for rule in role["rules"]:
+            assert "secrets" not in rule["resources"] and "*" not in rule["resources"] and "*" not in rule["verbs"]
+
+
+def test_migrate_hook_runs_every_schema_before_install_and_upgrade() -> None:
+    job = by_kind(render(PRODUCTION), "Job")["opsbus-migrate"]
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    spec = job["spec"]["template"]["spec"]
+    steps = spec["initContainers"] + spec["containers"]
+    assert [c["name"] for c in steps] == [f"migrate-{s}" for s in MIGRATING]
+    for container, service in zip(steps, MIGRATING, strict=True):
+        assert container["args"] == ["migrate"]
+        assert container["image"] == f"registry.example.com/platform/opsbus-{service}:0.1.0"
+        env = {e["name"]: e for e in container["env"]}
+        assert env["OPSBUS_DATABASE__URL"]["valueFrom"]["secretKeyRef"] == {"name": "opsbus-database", "key": "url"}
+
+
+def test_disabled_service_renders_nothing_of_its_own() -> None:
+    objects = render(sets=("optimizer.enabled=false", "notifier.enabled=false"))
+    names = {o["metadata"]["name"] for o in objects}
+    assert not {n for n in names if "optimizer" in n or "notifier" in n}
+    job = by_kind(objects, "Job")["opsbus-migrate"]["spec"]["template"]["spec"]
+    assert [c["name"] for c in job["initContainers"] + job["containers"]] == [
+        "migrate-healer",
+        "migrate-deployer",
+        "migrate-gateway",
+    ]
+
+
+def _field_path(model: type[BaseModel], env_name: str) -> list[str]:
+    """OPSBUS_A__B -> ["a", "b"], failing when a segment is no field of the settings model."""
+    parts = env_name.removeprefix("OPSBUS_").lower().split("__")
+    current: Any = model
+    for part in parts:
+        assert isinstance(current, type) and issubclass(current, BaseModel), f"{env_name}: {part} is not a group"
+        field = current.model_fields.get(part)
+        assert field is not None, f"{env_name}: {current.__name__} has no setting {part!r}"
+        current = field.annotation
+    return parts
+
+
+def _env_of(container: dict[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in container["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif "secretKeyRef" in item["valueFrom"]:
+            ref = item["valueFrom"]["secretKeyRef"]
+            env[item["name"]] = DATABASE_URL if item["name"] == "OPSBUS_DATABASE__URL" else f"from-{ref['key']}"
+        else:
+            env[item["name"]] = "opsbus-pod-0"
+    return env
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_rendered_environment_is_what_the_service_reads(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    deployment = by_kind(render(PRODUCTION), "Deployment")[f"opsbus-{service}"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = _env_of(container)
+    module_name, _, class_name = SETTINGS[service].partition(":")
+    settings_type: type[ServiceSettings] = getattr(importlib.import_module(module_name), class_name)
+    for name in env:
+        assert name.startswith("OPSBUS_"), name
+        _field_path(settings_type, name)
+    for name in [n for n in os.environ if n.startswith("OPSBUS_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load(settings_type)
+    assert settings.environment is Environment.PRODUCTION
+    assert settings.cluster == "prod-eu-1"
+    assert settings.http.host == "0.0.0.0" and settings.http.port == 8080
+    assert settings.nats.servers[0] == "nats://nats-0.nats.nats.svc:4222" and settings.nats.stream_replicas == 3
+    assert settings.nats.user == f"from-{service}-user"
+    assert settings.telemetry.otlp_endpoint == "http://jaeger-collector.observability.svc:4318/v1/traces"
+    assert settings.shutdown_grace_seconds < deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    # Every service gets the URL: even the watcher (no schema) refuses the built-in placeholder URL in production.
+    assert settings.database.url.get_secret_value() == DATABASE_URL
+
+
+def test_notifier_routes_and_healer_policy_in_values_are_valid() -> None:
+    secrets = {"SLACK_WEBHOOK_URL": "https://hooks.example.com/services/T/B/x", "PAGERDUTY_ROUTING_KEY": "k" * 32}
+    for values in (_values(CHART / "values.yaml"), _values(PRODUCTION)):
+        config = parse_config(values["notifier"]["config"], env=secrets)
+        assert config.receivers
+    policies = parse_policies(_values(PRODUCTION)["healer"]["policy"])
+    assert [p.name for p in policies.policies] == ["crashloop"]
+    configmap = by_kind(render(PRODUCTION), "ConfigMap")["opsbus-healer"]
+    assert configmap["data"]["policy.yaml"].strip() == _values(PRODUCTION)["healer"]["policy"].strip()
+
+
+@pytest.mark.parametrize(
+    ("assignment", "complaint"),
+    [
+        ("clusterName=Prod EU", "clusterName"),
+        ("environment=prod", "environment"),
+        ("database.url=postgresql://u:p@h/db", "database"),
+        ("database.existingSecret=", "existingSecret"),
+        ("watcher.replicas=-1", "replicas"),
+        ("containerSecurityContext.allowPrivilegeEscalation=true", "allowPrivilegeEscalation"),
+        ("podSecurityContext.runAsNonRoot=false", "runAsNonRoot"),
+        ("nats.url=http://nats:4222", "url"),
+        ("optimizer.defaultMode=aggressive", "defaultMode"),
+        ("gateway.hpa.targetCPUUtilizationPercentage=150", "targetCPUUtilizationPercentage"),
+        ("healer.resources.requests.memory=lots", "memory"),
+        ("gateway.env.PATH=/tmp", "PATH"),
+        ("notifier.unknownKnob=1", "unknownKnob"),
+    ],
+)
+def test_schema_refuses_bad_values(assignment: str, complaint: str) -> None:
+    result = run(helm(), "template", "opsbus", CHART, "--kube-version", kube_version(), "--set", assignment)
+    assert result.returncode != 0, f"{assignment} was accepted"
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert complaint in result.stderr, result.stderr
+
+
+def test_prometheus_rule_is_the_shipped_alert_rules() -> None:
+    shipped = OBSERVABILITY / "prometheus" / "opsbus-alerts.yaml"
+    copy = CHART / "files" / "opsbus-alerts.yaml"
+    assert copy.read_bytes() == shipped.read_bytes(), f"{copy} drifted from {shipped}: copy it again"
+    rule = by_kind(render(sets=("prometheusRule.enabled=true",)), "PrometheusRule")["opsbus-alerts"]
+    assert rule["spec"] == yaml.safe_load(shipped.read_text(encoding="utf-8"))
+
+
+def test_service_monitors_label_jobs_as_the_rules_expect() -> None:
+    objects = render(sets=("serviceMonitor.enabled=true",), release="prod")
+    services = by_kind(objects, "Service")
+    for name, monitor in by_kind(objects, "ServiceMonitor").items():
+        assert monitor["spec"]["jobLabel"] == "opsbus.io/job"
+        service = name.removeprefix("prod-opsbus-")
+        assert services[name]["metadata"]["labels"]["opsbus.io/job"] == f"opsbus-{service}"
+        assert monitor["spec"]["endpoints"] == [{"port": "http-health", "path": "/metrics", "interval": "30s"}]
