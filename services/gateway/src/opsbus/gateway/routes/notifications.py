@@ -1,21 +1,24 @@
-"""`/v1/silences` (create, list, expire) and `/v1/routes` (read, validate) through the notifier.
+"""`/v1/silences` (create, list, expire) and `/v1/routes` (read, validate, edit with versions) through the notifier.
 
 A silence belongs to the namespace of its `namespace="..."` equality matcher. A caller scoped to some
 namespaces must give such a matcher inside its scope (it cannot mute another tenant's alerts) and sees only
-those silences; a silence without one is cluster-wide (callers with every namespace only). Routes are
-configuration as code (the notifier's YAML): the gateway reads and validates them, it does not edit them.
+those silences; a silence without one is cluster-wide (callers with every namespace only).
+
+Routes are the notifier's whole configuration YAML, versioned by the notifier: anyone in the cluster may read
+the tree and the YAML (secrets are `${VARIABLE}` references, never values), operators may validate, and only
+an admin of every namespace may put a new version, naming the version it edited (409 when it is stale).
 """
 
 from __future__ import annotations
 
 import re
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from opsbus.common.api import notifier as api
 from opsbus.common.events.payloads.common import ResourceRef
-from opsbus.gateway.auth import Ctx, Operator, RequestId, Viewer
+from opsbus.gateway.auth import Admin, Ctx, Operator, RequestId, Viewer
 from opsbus.gateway.domain.access import Denied, Principal, Role, authorize, can_see
 from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem
 
@@ -112,10 +115,33 @@ class RoutesYaml(BaseModel):
     yaml: str = Field(min_length=1, max_length=1_000_000, description="A whole notifier configuration YAML.")
 
 
+class RoutesUpdate(RoutesYaml):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "yaml": "route:\n  receiver: team\nreceivers:\n  - name: team\n    webhook_configs:\n"
+                    "      - url: ${TEAM_HOOK_URL}\n",
+                    "expected_version": 3,
+                    "comment": "page the payments team directly",
+                }
+            ]
+        },
+    )
+
+    expected_version: int = Field(ge=0, description="The version you edited; 409 when someone changed it since.")
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+def _in_cluster(who: Principal, cluster: str) -> None:
+    if not who.scope.covers_cluster(cluster):
+        raise Denied(f"not allowed in cluster {cluster}")
+
+
 @router.get("/v1/routes", summary="The notification routing tree in force (no secrets)")
 async def get_routes(*, who: Viewer, ctx: Ctx) -> api.RoutesView:
-    if not who.scope.covers_cluster(ctx.settings.cluster):
-        raise Denied(f"not allowed in cluster {ctx.settings.cluster}")
+    _in_cluster(who, ctx.settings.cluster)
     return await ctx.services.call(api.SERVICE, "get_routes", api.Empty(), api.RoutesView)
 
 
@@ -123,3 +149,39 @@ async def get_routes(*, who: Viewer, ctx: Ctx) -> api.RoutesView:
 async def validate_routes(*, body: RoutesYaml, who: Operator, ctx: Ctx) -> api.ValidateRoutesResponse:
     request = api.ValidateRoutesRequest(yaml=body.yaml)
     return await ctx.services.call(api.SERVICE, "validate_routes", request, api.ValidateRoutesResponse)
+
+
+@router.get("/v1/routes/config", summary="The notifier configuration YAML in force (or a past version)")
+async def get_routes_config(
+    *, who: Viewer, ctx: Ctx, version: int | None = Query(default=None, ge=1, le=2**31 - 1)
+) -> api.ConfigVersion:
+    _in_cluster(who, ctx.settings.cluster)
+    request = api.GetConfigRequest(version=version)
+    return await ctx.services.call(api.SERVICE, "get_config", request, api.ConfigVersion)
+
+
+@router.get("/v1/routes/versions", summary="The notifier configuration's versions, newest first")
+async def list_routes_versions(
+    *, who: Viewer, ctx: Ctx, limit: int = Query(default=20, ge=1, le=200)
+) -> api.ConfigVersionList:
+    _in_cluster(who, ctx.settings.cluster)
+    request = api.ListConfigVersionsRequest(limit=limit)
+    return await ctx.services.call(api.SERVICE, "list_config_versions", request, api.ConfigVersionList)
+
+
+@router.put("/v1/routes", summary="Replace the notifier configuration (admin of every namespace)")
+async def put_routes(*, body: RoutesUpdate, who: Admin, ctx: Ctx, rid: RequestId) -> api.ConfigVersion:
+    authorize(who, Role.ADMIN, namespace=None, cluster=ctx.settings.cluster)
+    request = api.PutConfigRequest(
+        yaml=body.yaml, expected_version=body.expected_version, author=_who(who), comment=body.comment
+    )
+    answer = await ctx.services.call(api.SERVICE, "put_config", request, api.ConfigVersion)
+    await ctx.commands.audit(
+        who,
+        action="routes.put",
+        target=ResourceRef(kind="NotifierConfig", name="routes"),
+        reason=body.comment or f"notifier configuration version {answer.version}",
+        request_id=rid,
+        details={"version": answer.version, "sha256": answer.sha256, "replaced": body.expected_version},
+    )
+    return answer
