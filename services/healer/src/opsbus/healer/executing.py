@@ -923,7 +923,7 @@ class Executor:
         except NotFoundError as exc:
             raise PermanentError(f"{event.type} {event.id}: {exc}") from exc
         except ConflictError as exc:
-            wanted = "approved" if approve else "rejected"
+            wanted, verb = ("approved", "approve") if approve else ("rejected", "reject")
             async with self.db.sessions.begin() as session:
                 row = await session.get(ApprovalRow, (d.recovery_id, d.step))
                 rec = await session.get(RecoveryRow, d.recovery_id)
@@ -932,10 +932,10 @@ class Executor:
                 await self._audit(
                     session,
                     Envelope.model_validate(rec.alert_event),
-                    action=f"recovery.{'approve' if approve else 'reject'}",
+                    action=f"recovery.{verb}",
                     target=RecoveryAction.model_validate(row.action).target,
                     outcome=AuditOutcome.SKIPPED,
-                    reason=f"ignored {wanted[:-1]} by {d.approver.id} ({event.service}): {exc}",
+                    reason=f"ignored {verb} by {d.approver.id} ({event.service}): {exc}",
                     key=f"{event.id}:ignored",
                     actor=d.approver,
                     details={"recovery_id": d.recovery_id, "step": d.step, "event_id": event.id},
