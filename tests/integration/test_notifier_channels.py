@@ -43,7 +43,7 @@ from starlette.routing import Route
 from opsbus.common.events.examples import example_events
 from opsbus.common.events.payloads import AlertFired, AlertResolved
 from opsbus.common.testing.servers import free_port
-from opsbus.notifier.channels import Channel, Outcome, build_channels
+from opsbus.notifier.channels import Channel, ChannelConfigError, Outcome, build_channels
 from opsbus.notifier.domain.config import ReceiverConfig
 from opsbus.notifier.domain.grouping import Notification, notification_id
 from opsbus.notifier.domain.notices import Notice, notice_from
@@ -541,3 +541,97 @@ async def test_email_wrong_password_is_final_and_does_not_quote_it(
     assert outcome.error is not None and outcome.error.startswith("SMTP 535"), outcome.error
     _assert_clean(outcome, "smtp://127.0.0.1")
     assert mailbox.parsed() == []
+
+
+# --- email to a private relay: its certificate signed by a private CA given as ca_file --------------------
+@dataclass(frozen=True)
+class PrivateCa:
+    ca_file: Path
+    other_ca_file: Path
+    server: ssl.SSLContext
+
+
+def _certificate(
+    subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None
+) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    issuer_name, issuer_key = issuer or (name, key)
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+    )
+    if issuer is None:  # a CA
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+    else:  # the relay, for 127.0.0.1
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def private_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCa:
+    """A private CA, a relay certificate it signed, and an unrelated CA, all made here."""
+    directory: Path = tmp_path_factory.mktemp("smtp-private-ca")
+    pem = serialization.Encoding.PEM
+    ca_key, other_key, relay_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca = _certificate("opsbus-test-private-ca", ca_key, None)
+    other = _certificate("opsbus-test-other-ca", other_key, None)
+    relay = _certificate("opsbus-test-relay", relay_key, (ca.subject, ca_key))
+    (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (directory / "other-ca.pem").write_bytes(other.public_bytes(pem))
+    (directory / "relay.pem").write_bytes(relay.public_bytes(pem) + ca.public_bytes(pem))
+    (directory / "relay.key").write_bytes(
+        relay_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(directory / "relay.pem", directory / "relay.key")
+    return PrivateCa(directory / "ca.pem", directory / "other-ca.pem", server)
+
+
+async def test_email_to_a_private_relay_verifies_its_certificate_with_ca_file(
+    private_ca: PrivateCa, client: httpx.AsyncClient
+) -> None:
+    mailbox = Mailbox()
+    with smtp_server(
+        mailbox,
+        tls_context=private_ca.server,
+        require_starttls=True,
+        authenticator=_authenticate,
+        auth_required=True,
+    ) as port:
+        trusting = _email(port, ca_file=str(private_ca.ca_file), auth_username="opsbus", auth_password=SMTP_PASSWORD)
+        delivered = await channel_for(client, trusting).send(notification())
+        # the same relay, verified against the system roots or an unrelated CA: refused, nothing sent
+        system_roots = await channel_for(client, _email(port)).send(notification())
+        wrong_ca = await channel_for(client, _email(port, ca_file=str(private_ca.other_ca_file))).send(notification())
+    assert delivered == Outcome(True, None), delivered.error
+    [(message, _, tls)] = mailbox.parsed()
+    assert tls and message["Subject"].startswith("[FIRING:1] KubePodCrashLooping")
+    for refused in (system_roots, wrong_ca):
+        assert not refused.delivered
+        assert refused.error is not None and "CERTIFICATE_VERIFY_FAILED" in refused.error, refused.error
+
+
+def test_a_missing_or_invalid_ca_file_is_a_clear_configuration_error(tmp_path: Path, client: httpx.AsyncClient) -> None:
+    not_pem = tmp_path / "not-a-ca.pem"
+    not_pem.write_text("hello\n")
+    for path, expected in (
+        (tmp_path / "missing.pem", "no such file"),
+        (not_pem, "not a PEM CA certificate"),
+    ):
+        with pytest.raises(ChannelConfigError) as caught:
+            channel_for(client, _email(25, ca_file=str(path)))
+        assert str(caught.value).startswith(f"email ca_file {path}: {expected}"), caught.value
+    with pytest.raises(ValueError, match="cannot go with tls_insecure_skip_verify"):
+        ReceiverConfig.model_validate(
+            {"name": "team", **_email(25, ca_file=str(not_pem), tls_insecure_skip_verify=True)}
+        )

@@ -57,6 +57,19 @@ receivers:
 """
 
 
+MISSING_CA = """
+route:
+  receiver: mail
+receivers:
+  - name: mail
+    email_configs:
+      - to: [oncall@example.com]
+        from: opsbus@example.com
+        smarthost: 127.0.0.1:25
+        ca_file: no-such-dir/opsbus-test-ca.pem
+"""
+
+
 @pytest.fixture
 async def other() -> Receiver:
     r = Receiver()
@@ -152,6 +165,7 @@ async def test_invalid_configs_are_refused_with_path_and_line_and_nothing_change
         (literal, "receivers[0].webhook_configs[0].url (line 11): a secret must come from the environment"),
         (ROUTED_TO_OTHER, "environment variable OTHER_URL is not set"),  # unset in this notifier's environment
         ("route: [\n", "not valid YAML (line 2"),
+        (MISSING_CA, "email ca_file no-such-dir/opsbus-test-ca.pem: no such file"),
     ):
         with pytest.raises(RpcError) as refused:
             await _put(bus, text, expected=1)

@@ -32,7 +32,7 @@ from opsbus.common.events.payloads.audit import AuditOutcome
 from opsbus.common.events.payloads.common import Actor, ActorKind, ResourceRef
 from opsbus.common.store import Database, add
 from opsbus.notifier import store
-from opsbus.notifier.channels import Channel
+from opsbus.notifier.channels import Channel, ChannelConfigError
 from opsbus.notifier.domain.config import ConfigError, NotifierConfig, literal_secrets, parse_config
 from opsbus.notifier.executing import Notifier
 
@@ -70,8 +70,10 @@ class ConfigVersions:
         env: Mapping[str, str],
         clock: Callable[[], datetime],
         on_outbox: Callable[[], None] = lambda: None,
+        channels_for: ChannelsFor | None = None,
     ) -> None:
         self.db = db
+        self.channels_for = channels_for
         self.auditor = auditor
         self.env = env
         self.clock = clock
@@ -106,6 +108,11 @@ class ConfigVersions:
             raise PermanentError("invalid notifier configuration: " + "; ".join(exc.problems)) from exc
         if secrets:
             raise PermanentError("invalid notifier configuration: " + "; ".join(str(i) for i in secrets))
+        if self.channels_for is not None:  # integrations that name files (an SMTP CA) must be buildable here
+            try:
+                self.channels_for(config)
+            except ChannelConfigError as exc:
+                raise PermanentError(f"invalid notifier configuration: {exc}") from exc
         return config
 
     async def put(self, text: str, *, expected_version: int, author: str, comment: str | None) -> StoredConfig:
@@ -199,9 +206,10 @@ class Reloader:
         """Parse and apply `stored`; `ConfigurationError` when it does not parse in this environment."""
         try:
             config = parse_config(stored.yaml, env=self.versions.env)
-        except ConfigError as exc:
+            channels = self.channels_for(config)
+        except (ConfigError, ChannelConfigError) as exc:
             raise ConfigurationError(f"configuration version {stored.version}: {exc}") from exc
-        self.notifier.apply_config(config, self.channels_for(config))
+        self.notifier.apply_config(config, channels)
         self.version = stored.version
 
     async def refresh(self) -> bool:

@@ -26,7 +26,7 @@ from opsbus.common.store import (
     purge_all,
 )
 from opsbus.notifier import store
-from opsbus.notifier.channels import Channel, build_channels
+from opsbus.notifier.channels import Channel, ChannelConfigError, build_channels
 from opsbus.notifier.configuring import ConfigVersions, Reloader, StoredConfig
 from opsbus.notifier.domain.api import (
     ConfigIssue,
@@ -298,16 +298,23 @@ async def setup(
     def channels_for(config: NotifierConfig) -> dict[str, dict[str, Channel]]:
         return build_all_channels(config, renderer, client, opts.request_timeout_seconds)
 
-    versions = ConfigVersions(db, auditor=auditor, env=env, clock=utcnow, on_outbox=relay.wake)
+    versions = ConfigVersions(
+        db, auditor=auditor, env=env, clock=utcnow, on_outbox=relay.wake, channels_for=channels_for
+    )
+    try:  # the file must be usable here before it is recorded as a version
+        channels_for(parse_config(config_text, env=env))
+    except (ConfigError, ChannelConfigError) as exc:
+        raise ConfigurationError(f"notifier configuration {opts.config_file}: {exc}") from exc
     in_force = await versions.seed(config_text)
     try:
         config = parse_config(in_force.yaml, env=env)
-    except ConfigError as exc:
+        channels = channels_for(config)
+    except (ConfigError, ChannelConfigError) as exc:
         raise ConfigurationError(f"notifier configuration version {in_force.version} (in force): {exc}") from exc
     notifier = Notifier(
         db,
         config,
-        channels_for(config),
+        channels,
         auditor=auditor,
         cluster=s.cluster,
         registry=rt.registry,

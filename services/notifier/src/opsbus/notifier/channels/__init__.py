@@ -9,6 +9,7 @@ which is a secret for Slack, Teams and most webhooks: never log or publish `inte
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -131,6 +132,9 @@ class EmailChannel:
         self._config = config
         self._renderer = renderer
         self._timeout = timeout
+        self._tls: ssl.SSLContext | None = None
+        if config.ca_file:
+            self._tls = tls_context_from(config.ca_file)
 
     async def send(self, notification: Notification) -> Outcome:
         cfg = self._config
@@ -145,6 +149,7 @@ class EmailChannel:
                 port=int(port),
                 start_tls=True if cfg.require_tls else None,
                 validate_certs=not cfg.tls_insecure_skip_verify,
+                tls_context=self._tls,
                 username=cfg.auth_username,
                 password=cfg.auth_password.get_secret_value() if cfg.auth_password else None,
                 timeout=self._timeout,
@@ -155,6 +160,25 @@ class EmailChannel:
         except (aiosmtplib.SMTPException, OSError) as exc:
             return Outcome(False, None, True, None, f"SMTP failed ({type(exc).__name__}: {str(exc)[:200]})")
         return Outcome(True, None)
+
+
+class ChannelConfigError(ValueError):
+    """An integration cannot be built from its configuration (a file it names is missing or invalid)."""
+
+
+def tls_context_from(ca_file: str) -> ssl.SSLContext:
+    """A verifying TLS client context trusting only the CAs in `ca_file` (PEM); `ChannelConfigError` naming the
+    file and what is wrong with it (missing, unreadable, not PEM certificates)."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except FileNotFoundError:
+        raise ChannelConfigError(f"email ca_file {ca_file}: no such file") from None
+    except PermissionError:
+        raise ChannelConfigError(f"email ca_file {ca_file}: not readable by the notifier") from None
+    except ssl.SSLError as exc:
+        raise ChannelConfigError(f"email ca_file {ca_file}: not a PEM CA certificate ({exc.reason})") from None
+    except OSError as exc:
+        raise ChannelConfigError(f"email ca_file {ca_file}: {exc.strerror}") from None
 
 
 def build_channels(

@@ -132,8 +132,19 @@ class EmailConfig(_Integration):
     auth_password: SecretStr | None = None
     require_tls: bool = Field(default=True, description="STARTTLS is mandatory unless false (tests, local relays).")
     tls_insecure_skip_verify: bool = False
+    ca_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="PEM file of the CA(s) that signed a private relay's certificate; replaces the system roots.",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _verification(self) -> EmailConfig:
+        if self.ca_file and self.tls_insecure_skip_verify:
+            raise ValueError("ca_file verifies the relay's certificate: it cannot go with tls_insecure_skip_verify")
+        return self
 
     @field_validator("smarthost")
     @classmethod
