@@ -5,7 +5,8 @@ UV ?= uv
 PYTEST := $(UV) run --frozen --all-packages pytest
 
 .PHONY: help setup lint fmt typecheck test test-unit test-integration test-cluster docs docs-check bench \
-        sandbox-install sandbox-up sandbox-down sandbox-status sandbox-chaos sandbox-heal sandbox-scale
+        sandbox-install sandbox-up sandbox-down sandbox-status sandbox-chaos sandbox-heal sandbox-scale \
+        demo demo-down test-e2e
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -38,6 +39,9 @@ test-integration: setup ## integration tests: real nats-server and PostgreSQL st
 test-cluster: setup sandbox-install ## cluster tests against the sandbox apiserver
 	$(PYTEST) -m cluster
 
+test-e2e: setup sandbox-install ## end-to-end scenarios: every service a process, real NATS, PostgreSQL, Jaeger, sandbox
+	$(PYTEST) -m e2e tests/e2e
+
 test: lint docs-check sandbox-install ## everything: lint, docs check, unit, integration, cluster and e2e tests
 	$(PYTEST)
 
@@ -64,3 +68,28 @@ sandbox-heal: ## remove a fault: make sandbox-heal FAULT=crashloop TARGET=pod/NA
 
 sandbox-scale: sandbox-up ## scale mode: make sandbox-scale NODES=1000 PODS=10000 (fake nodes, pods run by kwok)
 	@bash deploy/sandbox/sandbox.sh scale $(or $(NODES),1000) $(or $(PODS),10000)
+
+# Shipping (deploy/helm, docker-compose.yml, deploy/docker, deploy/observability); checked by tests/deploy.
+.PHONY: chart-lint chart-template test-deploy
+OPSBUS_CACHE_DIR ?= $(HOME)/.cache/opsbus
+HELM_VERSION := $(shell sed -n 's/^HELM_VERSION=//p' tools/versions.env)
+HELM := $(OPSBUS_CACHE_DIR)/helm/$(HELM_VERSION)/helm
+CHART := deploy/helm/opsbus
+# helm built by `go install` has no Kubernetes version stamp (it would assume v1.20): render for the sandbox's.
+KUBE_VERSION := $(shell sed -n 's/^KUBE_VERSION=//p' deploy/sandbox/versions.env)
+
+chart-lint: setup ## helm lint the chart with the default and the production-like values
+	$(HELM) lint --strict --kube-version $(KUBE_VERSION) $(CHART)
+	$(HELM) lint --strict --kube-version $(KUBE_VERSION) $(CHART) --values $(CHART)/ci/production-values.yaml
+
+chart-template: setup ## render the chart: make chart-template VALUES=deploy/helm/opsbus/ci/production-values.yaml
+	$(HELM) template opsbus $(CHART) --namespace opsbus --kube-version $(KUBE_VERSION) $(if $(VALUES),--values $(VALUES))
+
+test-deploy: setup sandbox-install ## the shipping checks: chart, schema, least privilege (sandbox), compose, Dockerfile, dashboards, rules
+	$(PYTEST) tests/deploy
+
+demo: setup sandbox-install ## the whole platform on this machine (sandbox, NATS, PostgreSQL, Jaeger, 6 services); Ctrl-C stops
+	@$(UV) run --frozen python -m opsbus.demo up
+
+demo-down: ## stop a `make demo` running in another terminal
+	@$(UV) run --frozen python -m opsbus.demo down
