@@ -635,3 +635,25 @@ def test_a_missing_or_invalid_ca_file_is_a_clear_configuration_error(tmp_path: P
         ReceiverConfig.model_validate(
             {"name": "team", **_email(25, ca_file=str(not_pem), tls_insecure_skip_verify=True)}
         )
+
+
+# --- a receiver's own templates ---------------------------------------------------------------------------
+async def test_a_receivers_templates_shape_what_slack_and_the_webhook_receive(
+    http_receiver: HttpReceiver, client: httpx.AsyncClient
+) -> None:
+    templates = {"title": "{{ n.common_labels.namespace }} on fire", "text": "{{ n.alerts[0].reason }} {{ fence }}"}
+    hook = {"url": http_receiver.url("/hook")}
+    channels = build_channels(
+        ReceiverConfig.model_validate(
+            {"name": "team", "templates": templates, "slack_configs": [hook], "webhook_configs": [hook]}
+        ),
+        renderer(),
+        client,
+    )
+    for channel in (channels["slack/0"], channels["webhook/0"]):
+        assert (await channel.send(notification())).delivered
+    slack_hit, webhook_hit = (h.json() for h in http_receiver.hits)
+    assert slack_hit["text"] == "payments on fire"
+    assert slack_hit["blocks"][0]["text"]["text"] == "payments on fire"
+    assert (webhook_hit["title"], webhook_hit["text"]) == ("payments on fire", "CrashLoopBackOff ```")
+    assert webhook_hit["alerts"][0]["evidence"]["logLines"][-3:] == EVIDENCE  # the data is all still there

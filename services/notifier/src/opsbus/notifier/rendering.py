@@ -4,11 +4,25 @@ Every message carries the alert's title and reason, the evidence (last log lines
 healer did, and links: the incident in the gateway (`<gateway>/v1/incidents/<correlation id>`) and the trace
 in Jaeger (`<jaeger>/trace/<trace id>` from the event's traceparent). The channel bodies are built here as
 plain data (JSON-able dicts, an email message), so their shape is unit-tested; the channels only send them.
-Templates autoescape HTML for email; Slack and Teams get mrkdwn/markdown text.
+Slack and Teams get mrkdwn/markdown text.
+
+A receiver may replace the title and text with its own templates (`templates: {title, text}` in the YAML),
+rendered in Jinja2's immutable sandbox with these variables:
+
+* `n`: the notification: `n.status` (firing|resolved), `n.receiver`, `n.group_labels`, `n.common_labels`,
+  `n.repeat`, `n.alerts` (each: `status`, `title`, `reason`, `description`, `severity`, `subject`, `labels`,
+  `starts_at`, `log_lines`, `kube_events`, `actions`, `runbook_url`, `event_type`, `correlationid`);
+* `firing`: the alerts still firing; `links(a)`: `{"incident": url, "trace": url}` for an alert;
+* `fence`: "```" for chat channels, "" for email.
+
+Syntax errors are refused when the configuration is loaded (`parse_config`). A template that fails while
+rendering (an unknown name, a sandbox violation) does not lose the message: the default template is used for
+that message, and the failure is logged and counted (`template_failures`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -16,8 +30,11 @@ from typing import Any
 
 import jinja2
 
+from opsbus.notifier.domain.config import TEMPLATE_ENV, TemplatesConfig
 from opsbus.notifier.domain.grouping import Notification
 from opsbus.notifier.domain.notices import Notice
+
+log = logging.getLogger(__name__)
 
 TITLE = (
     "[{{ n.status | upper }}{% if n.status == 'firing' %}:{{ firing | length }}{% endif %}] "
@@ -68,11 +85,19 @@ class Rendered:
 
 
 class Renderer:
-    def __init__(self, links: Links, *, title: str = TITLE, text: str = TEXT) -> None:
-        env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined, trim_blocks=False)  # noqa: S701 - plain text and JSON, escaped per channel
-        self._title = env.from_string(title)
-        self._text = env.from_string(text)
+    """Renders title and text; `templates` (a receiver's own) replace the defaults, which stay the fallback."""
+
+    def __init__(self, links: Links, templates: TemplatesConfig | None = None) -> None:
+        self._default = (TEMPLATE_ENV.from_string(TITLE), TEMPLATE_ENV.from_string(TEXT))
+        custom = templates or TemplatesConfig()
+        self._title = TEMPLATE_ENV.from_string(custom.title) if custom.title else self._default[0]
+        self._text = TEMPLATE_ENV.from_string(custom.text) if custom.text else self._default[1]
         self.links = links
+        self.template_failures = 0
+
+    def for_receiver(self, templates: TemplatesConfig | None) -> Renderer:
+        """A renderer with the same links and a receiver's own templates."""
+        return Renderer(self.links, templates) if templates else self
 
     def _context(self, n: Notification, fence: str) -> dict[str, Any]:
         def links(a: Notice) -> dict[str, str | None]:
@@ -83,7 +108,28 @@ class Renderer:
 
     def render(self, n: Notification, *, fence: str = "```") -> Rendered:
         context = self._context(n, fence)
-        return Rendered(title=self._title.render(context).strip(), text=self._text.render(context).strip())
+        title = self._render(self._title, self._default[0], context, n, "title")
+        text = self._render(self._text, self._default[1], context, n, "text")
+        return Rendered(title=title.strip(), text=text.strip())
+
+    def _render(
+        self, template: jinja2.Template, default: jinja2.Template, context: dict[str, Any], n: Notification, name: str
+    ) -> str:
+        try:
+            return template.render(context)
+        except jinja2.TemplateError as exc:  # includes SecurityError (sandbox) and UndefinedError
+            if template is default:
+                raise
+            self.template_failures += 1
+            log.warning(
+                "receiver %s: its %s template failed (%s: %s); the default was used for notification %s",
+                n.receiver,
+                name,
+                type(exc).__name__,
+                exc,
+                n.id,
+            )
+            return default.render(context)
 
 
 def _alert_json(a: Notice, links: Links) -> dict[str, Any]:

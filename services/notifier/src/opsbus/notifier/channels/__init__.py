@@ -184,7 +184,8 @@ def tls_context_from(ca_file: str) -> ssl.SSLContext:
 def build_channels(
     receiver: ReceiverConfig, renderer: Renderer, client: httpx.AsyncClient, *, timeout: float = 10.0
 ) -> dict[str, Channel]:
-    """`<kind>/<index>` -> channel, for every integration of `receiver`."""
+    """`<kind>/<index>` -> channel, for every integration of `receiver` (rendered with its own templates)."""
+    renderer = renderer.for_receiver(receiver.templates)
     links: Links = renderer.links
     out: dict[str, Channel] = {}
     for kind, index, config in receiver.integrations():

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
+import jinja2
+import jinja2.sandbox
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -44,6 +46,10 @@ from opsbus.notifier.domain.durations import parse_duration
 from opsbus.notifier.domain.matchers import Matcher, MatcherError, parse_all
 
 ALL_LABELS = "..."
+# Templates come from whoever may edit the configuration: sandboxed (no attribute tricks, no mutation), strict
+# about unknown names. The renderer uses the same settings.
+# No autoescape: titles and texts are plain text put into JSON bodies and mails, escaped per channel.
+TEMPLATE_ENV = jinja2.sandbox.ImmutableSandboxedEnvironment(autoescape=False, undefined=jinja2.StrictUndefined)
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 Path = tuple[str | int, ...]
 
@@ -155,8 +161,17 @@ class EmailConfig(_Integration):
         return value
 
 
+class TemplatesConfig(_Strict):
+    """Jinja2 (sandboxed) replacing the default title and text of every message this receiver gets; see
+    `opsbus.notifier.rendering` for the variables (`n`, `firing`, `links(a)`, `fence`)."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=2_000)
+    text: str | None = Field(default=None, min_length=1, max_length=50_000)
+
+
 class ReceiverConfig(_Strict):
     name: str = Field(min_length=1, max_length=200)
+    templates: TemplatesConfig | None = None
     webhook_configs: list[WebhookConfig] = Field(default_factory=list)
     slack_configs: list[SlackConfig] = Field(default_factory=list)
     msteams_configs: list[MsTeamsConfig] = Field(default_factory=list)
@@ -326,17 +341,20 @@ def _resolve(
 
 
 # --- YAML with line numbers --------------------------------------------------------------------------
-def _lines(node: yaml.Node, path: Path, out: dict[Path, int]) -> None:
+def _lines(node: yaml.Node, path: Path, out: dict[Path, int], content: dict[Path, int]) -> None:
+    """`out`: the line of every path; `content`: the line where a string value's text starts (after `|`)."""
     out[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+    if isinstance(node, yaml.ScalarNode):
+        content[path] = node.start_mark.line + (2 if node.style in ("|", ">") else 1)
+    elif isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             name = key.value if isinstance(key, yaml.ScalarNode) else str(key)
             out[(*path, name)] = key.start_mark.line + 1
-            _lines(value, (*path, name), out)
+            _lines(value, (*path, name), out, content)
             out[(*path, name)] = key.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _lines(item, (*path, index), out)
+            _lines(item, (*path, index), out, content)
 
 
 def _substitute(value: Any, env: Mapping[str, str], path: Path, problems: list[tuple[Path, str]]) -> Any:
@@ -376,7 +394,7 @@ def _yaml_path(loc: tuple[int | str, ...]) -> Path:
     return tuple(aliases.get(p, p) if isinstance(p, str) else p for p in loc)
 
 
-def _compose(text: str) -> tuple[dict[str, Any], dict[Path, int]]:
+def _compose(text: str, content: dict[Path, int] | None = None) -> tuple[dict[str, Any], dict[Path, int]]:
     """The YAML as plain data and the line of every path in it; `ConfigError` when it is not a YAML mapping."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -389,7 +407,7 @@ def _compose(text: str) -> tuple[dict[str, Any], dict[Path, int]]:
     if not isinstance(raw, dict) or node is None:
         raise ConfigError([Issue("<root>", None, "the configuration must be a mapping with route and receivers")])
     lines: dict[Path, int] = {}
-    _lines(node, (), lines)
+    _lines(node, (), lines, {} if content is None else content)
     return raw, lines
 
 
@@ -447,9 +465,28 @@ def redact_secrets(text: str) -> tuple[str, bool]:
     return text, changed
 
 
+def _template_problems(
+    templates: TemplatesConfig | None, path: Path, content: Mapping[Path, int]
+) -> list[tuple[Path, str]]:
+    """Syntax errors of a receiver's templates, each with its line in the template and in the YAML."""
+    found: list[tuple[Path, str]] = []
+    for name in ("title", "text"):
+        source = getattr(templates, name) if templates else None
+        if source is None:
+            continue
+        try:
+            TEMPLATE_ENV.parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            start = content.get((*path, name))
+            where = f"template line {exc.lineno}" + (f", YAML line {start + exc.lineno - 1}" if start else "")
+            found.append(((*path, name), f"invalid template ({where}): {exc.message}"))
+    return found
+
+
 def parse_config(text: str, env: Mapping[str, str] | None = None) -> NotifierConfig:
     """Parse and validate the YAML; `ConfigError` lists every problem with its YAML path and line."""
-    raw, lines = _compose(text)
+    content: dict[Path, int] = {}
+    raw, lines = _compose(text, content)
     problems: list[tuple[Path, str]] = []
     raw = _substitute(raw, {} if env is None else env, (), problems)
     try:
@@ -472,6 +509,8 @@ def parse_config(text: str, env: Mapping[str, str] | None = None) -> NotifierCon
         InhibitRule(parse_all(r.source_matchers), parse_all(r.target_matchers), tuple(r.equal))
         for r in parsed.inhibit_rules
     )
+    for index, receiver in enumerate(parsed.receivers):
+        problems.extend(_template_problems(receiver.templates, ("receivers", index, "templates"), content))
     if problems:
         raise ConfigError([_issue(path, lines, message) for path, message in problems])
     return NotifierConfig(
