@@ -89,6 +89,7 @@ def up(gateway_port: int) -> int:
             healer_policy=write_policies(state / "policies.yaml", NAMESPACE),
             gateway_port=gateway_port,
             workdir=state / "run",
+            admin_key_name="demo-admin",
         ),
         progress=_say,
     )
@@ -104,8 +105,7 @@ def up(gateway_port: int) -> int:
         _say(f"seeding namespace {NAMESPACE!r} (Deployments web, api, worker) and its remediation policies")
         seed_namespace(kubeconfig, NAMESPACE)
         stack.start()
-        key = stack.create_admin_key()
-        _print_welcome(stack, key)
+        _print_welcome(stack, stack.admin_key)
         while not stopping.wait(1.0):
             for name, proc in stack.services.items():
                 if not proc.running:

@@ -52,6 +52,8 @@ class StackOptions:
     workdir: Path | None = None  # None: a fresh temporary directory, removed by stop()
     service_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # extra OPSBUS_* per service
     services: Sequence[str] = SERVICES
+    admin_key_name: str = "admin"  # the admin API key made at start (`Stack.admin_key`) is named so
+    jaeger: bool = True  # False: no Jaeger process and no trace export (benchmarks of the bare pipeline)
 
 
 @dataclass
@@ -124,6 +126,7 @@ class Stack:
     jaeger: Jaeger = field(init=False)
     services: dict[str, ServiceProcess] = field(init=False, default_factory=dict)
     gateway_port: int = field(init=False)
+    admin_key: str = field(init=False, default="")
     _owns_workdir: bool = field(init=False, default=False)
     _pg_started: bool = field(init=False, default=False)
 
@@ -171,17 +174,24 @@ class Stack:
             self.nats.start()
             self.progress(f"starting PostgreSQL on 127.0.0.1:{self.postgres.port}")
             self._start_postgres()
-            self.progress(f"starting Jaeger (OTLP in on :{self.jaeger.otlp_port}, query on {self.jaeger.query_url})")
-            self.jaeger.start()
+            if self.options.jaeger:
+                self.progress(
+                    f"starting Jaeger (OTLP in on :{self.jaeger.otlp_port}, query on {self.jaeger.query_url})"
+                )
+                self.jaeger.start()
             migrated = [name for name in MIGRATED if name in self.options.services]
             self.progress(f"migrating the schemas of {', '.join(migrated)}")
             self.migrate(*migrated)
+            # the first admin key is made while the services start (each is a Python process: imports take a while)
+            key = self._start_admin_key(self.options.admin_key_name) if "gateway" in self.options.services else None
             for name in self.options.services:
                 self.services[name] = self._service(name)
                 self.services[name].start()
             for name in self.options.services:
                 self.progress(f"waiting for {name} to be ready")
                 self.services[name].wait_ready()
+            if key is not None:
+                self.admin_key = self._finish_admin_key(key)
         except BaseException:
             self.stop()
             raise
@@ -232,17 +242,27 @@ class Stack:
 
     def create_admin_key(self, name: str = "demo-admin") -> str:
         """A fresh admin API key, made the way an operator makes the first one (`python -m opsbus.gateway ...`)."""
-        result = subprocess.run(  # noqa: S603 - our own interpreter and module
+        return self._finish_admin_key(self._start_admin_key(name))
+
+    def _start_admin_key(self, name: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "opsbus.gateway", "create-admin-key", "--name", name, "--ttl-days", "1"],
             env=self._env("gateway", http_port=0),
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=240,
-            check=False,
         )
-        if result.returncode != 0:
-            raise RuntimeError(f"create-admin-key failed ({result.returncode}):\n{result.stderr}")
-        return result.stdout.strip().splitlines()[-1]
+
+    @staticmethod
+    def _finish_admin_key(proc: subprocess.Popen[str], timeout: float = 300.0) -> str:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"create-admin-key failed ({proc.returncode}):\n{err}")
+        return out.strip().splitlines()[-1]
 
     # --- chaos hooks (e2e) -----------------------------------------------------------------------------
     def kill_service(self, name: str) -> None:
@@ -291,7 +311,6 @@ class Stack:
             "OPSBUS_NATS__URL": self.nats.url,
             "OPSBUS_DATABASE__URL": self.database_url,
             "OPSBUS_DATABASE__POOL_SIZE": "5",
-            "OPSBUS_TELEMETRY__OTLP_ENDPOINT": self.jaeger.otlp_endpoint,
             "OPSBUS_HTTP__PORT": str(http_port),
             "OPSBUS_SHUTDOWN_GRACE_SECONDS": "5",
         }
@@ -308,6 +327,8 @@ class Stack:
             "gateway": {"OPSBUS_GATEWAY__PORT": str(self.gateway_port), "OPSBUS_GATEWAY__PUBLIC_URL": self.gateway_url},
         }
         env |= per_service.get(name, {})
+        if self.options.jaeger:
+            env["OPSBUS_TELEMETRY__OTLP_ENDPOINT"] = self.jaeger.otlp_endpoint
         if name == "healer" and self.options.healer_policy is not None:
             env["OPSBUS_HEALER__POLICY_FILE"] = str(self.options.healer_policy)
         env |= dict(self.options.service_env.get(name, {}))
