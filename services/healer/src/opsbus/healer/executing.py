@@ -88,6 +88,8 @@ DEPLOY_TERMINAL = {
     "io.opsbus.deploy.failed.v1": "failed",
     "io.opsbus.deploy.superseded.v1": "superseded",
     "io.opsbus.deploy.aborted.v1": "aborted",
+    "io.opsbus.deploy.skipped.v1": "skipped",
+    "io.opsbus.deploy.rollback_failed.v1": "rollback_failed",
 }
 
 
@@ -258,6 +260,8 @@ class Executor:
         request_id = event.data.get("request_id")
         if outcome is None or not isinstance(request_id, str):
             return
+        if outcome == "failed" and event.data.get("rollback_pending"):
+            return  # not the end: deploy.rolledback or deploy.rollback_failed follows
         message = event.data.get("message") or event.data.get("reason")
         async with self.db.sessions.begin() as session:
             await session.execute(

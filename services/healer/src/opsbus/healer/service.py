@@ -101,6 +101,9 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
             stream="ALERT",
             subjects=[f"alert.fired.{c}.*"],
             concurrency=s.healer.alert_concurrency,
+            # One message per pull: nats-py's batched fetch holds a lone message until the batch fills or the
+            # fetch times out (1 s), a floor on alert -> action latency; alerts are few, latency matters.
+            batch=1,
             max_deliver=50,
             backoff=(1.0, 5.0, 15.0, 60.0),
             ack_wait=60.0,
@@ -114,6 +117,7 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
             stream="ALERT",
             subjects=[f"alert.resolved.{c}.*"],
             concurrency=4,
+            batch=1,  # a resolution ends a verification: no batching delay (see healer-alerts)
             description="healer: which alerts are still firing",
         ),
         state,
@@ -122,7 +126,10 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
         ConsumerSpec(
             durable="healer-deploy",
             stream="DEPLOY",
-            subjects=[f"deploy.{v}.{c}.*" for v in ("succeeded", "failed", "rolledback", "superseded", "aborted")],
+            subjects=[
+                f"deploy.{v}.{c}.*"
+                for v in ("succeeded", "failed", "rolledback", "superseded", "aborted", "skipped", "rollback_failed")
+            ],
             description="healer: outcomes of rollbacks it requested",
         ),
         deploy,
