@@ -4,7 +4,7 @@
   back; a healthy release passes the same checks (restarts and not_ready);
 - a request older than the freshness bound ends in `deploy.skipped` and changes nothing;
 - a rollback that cannot complete (the previous template crashes too) ends in `deploy.rollback_failed`;
-- a StatefulSet request is refused with a reason that says so (not "not found").
+- a DaemonSet request is refused with a reason that says so (not "not found").
 """
 
 from __future__ import annotations
@@ -181,14 +181,14 @@ async def test_a_rollback_that_cannot_complete_ends_in_rollback_failed(
     assert status.state == "failed" and status.reason == "rollback_failed"
 
 
-async def test_a_statefulset_request_is_refused_clearly_and_changes_nothing(
+async def test_a_daemonset_request_is_refused_clearly_and_changes_nothing(
     cluster: Cluster, deployer: Deployer, client_bus: Bus, deploy_events: DeployEvents
 ) -> None:
     payload = DeployRequested(
         cluster=CLUSTER,
-        workload=WorkloadRef(kind="StatefulSet", namespace=cluster.namespace, name="db"),
+        workload=WorkloadRef(kind="DaemonSet", namespace=cluster.namespace, name="agent"),
         strategy=Strategy.ROLLING,
-        images={"app": "registry.example/db:2"},
+        images={"app": "registry.example/agent:2"},
         requester=REQUESTER,
     )
     request = Envelope.build(
@@ -200,4 +200,4 @@ async def test_a_statefulset_request_is_refused_clearly_and_changes_nothing(
     await client_bus.publisher.publish(request)
     failed = (await deploy_events.wait(request.id, DeployFailed, timeout=30)).payload_as(DeployFailed)
     assert failed.reason is DeployFailureReason.INVALID_REQUEST and not failed.rollback_pending
-    assert "StatefulSet rollouts are not supported" in failed.message
+    assert "DaemonSet rollouts are not supported" in failed.message

@@ -1,4 +1,5 @@
-"""The cluster port: Deployments (read, patch, create, delete), their ReplicaSets and pods, Services. Nothing else.
+"""The cluster port: Deployments (read, patch, create, delete), their ReplicaSets and pods, Services, StatefulSets
+and their ControllerRevisions. Nothing else.
 
 Built on the official `kubernetes` client (synchronous; each call runs in a worker thread with a timeout) and
 returning plain JSON (camelCase, as the apiserver sends it), so the planners take plain data. Client
@@ -30,6 +31,10 @@ class KubePort(Protocol):
     async def service(self, namespace: str, name: str) -> JSON: ...
     async def patch_service(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> JSON: ...
     async def pods(self, namespace: str, labels: dict[str, str]) -> list[JSON]: ...
+    async def delete_pod(self, namespace: str, name: str) -> None: ...
+    async def statefulset(self, namespace: str, name: str) -> JSON: ...
+    async def patch_statefulset(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> JSON: ...
+    async def controller_revisions(self, namespace: str, owner: JSON) -> list[JSON]: ...
 
 
 def api_client(kubeconfig: str | None) -> client.ApiClient:
@@ -42,6 +47,18 @@ def api_client(kubeconfig: str | None) -> client.ApiClient:
     except config.ConfigException:
         default: client.ApiClient = config.new_client_from_config()  # type: ignore[no-untyped-call]
         return default
+
+
+def _selector(owner: JSON) -> str:
+    labels = ((owner.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
+def _owned_by(owner: JSON, items: list[JSON]) -> list[JSON]:
+    uid = (owner.get("metadata") or {}).get("uid")
+    return [
+        i for i in items if any(r.get("uid") == uid for r in (i.get("metadata") or {}).get("ownerReferences") or [])
+    ]
 
 
 class Kube:
@@ -75,21 +92,51 @@ class Kube:
         return self._json(obj)
 
     async def replica_sets(self, namespace: str, deployment: JSON) -> list[JSON]:
-        uid = (deployment.get("metadata") or {}).get("uid")
-        labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        selector = _selector(deployment)
         listing = await self._call(
             f"list ReplicaSets in {namespace}",
             lambda: self._apps.list_namespaced_replica_set(
                 namespace, label_selector=selector or None, _request_timeout=self._timeout
             ),
         )
-        items = [self._json(rs) for rs in listing.items]
-        return [
-            rs
-            for rs in items
-            if any(ref.get("uid") == uid for ref in (rs.get("metadata") or {}).get("ownerReferences") or [])
-        ]
+        return _owned_by(deployment, [self._json(rs) for rs in listing.items])
+
+    async def controller_revisions(self, namespace: str, owner: JSON) -> list[JSON]:
+        """The ControllerRevisions of a StatefulSet (its revision history)."""
+        selector = _selector(owner)
+        listing = await self._call(
+            f"list ControllerRevisions in {namespace}",
+            lambda: self._apps.list_namespaced_controller_revision(
+                namespace, label_selector=selector or None, _request_timeout=self._timeout
+            ),
+        )
+        return _owned_by(owner, [self._json(cr) for cr in listing.items])
+
+    async def statefulset(self, namespace: str, name: str) -> JSON:
+        obj = await self._call(
+            f"read StatefulSet {namespace}/{name}",
+            lambda: self._apps.read_namespaced_stateful_set(name, namespace, _request_timeout=self._timeout),
+        )
+        return self._json(obj)
+
+    async def patch_statefulset(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> JSON:
+        obj = await self._call(
+            f"patch StatefulSet {namespace}/{name}",
+            lambda: self._apps.patch_namespaced_stateful_set(
+                name, namespace, patch, _content_type="application/json-patch+json", _request_timeout=self._timeout
+            ),
+        )
+        return self._json(obj)
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete one pod (its controller makes a new one); absent is fine."""
+        try:
+            await self._call(
+                f"delete Pod {namespace}/{name}",
+                lambda: self._core.delete_namespaced_pod(name, namespace, _request_timeout=self._timeout),
+            )
+        except NotFoundError:
+            return
 
     async def patch_deployment(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> JSON:
         obj = await self._call(

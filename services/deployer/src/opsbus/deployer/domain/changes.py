@@ -63,13 +63,24 @@ def plan_change(live: Mapping[str, Any], request: DeployRequested, rollout_id: s
         raise ChangeRefused(
             DeployFailureReason.INVALID_REQUEST,
             f"{request.workload}: this deployer rolls out Deployments only "
-            "(StatefulSet and DaemonSet are not built yet)",
+            "(StatefulSets are planned by domain/stateful.py; DaemonSets are not supported)",
         )
     if request.strategy not in (Strategy.ROLLING, Strategy.RECREATE):
         raise ChangeRefused(
             DeployFailureReason.INVALID_REQUEST,
             f"strategy {request.strategy.value} is not a patch of the Deployment (plan_change: rolling or recreate)",
         )
+    ops, previous, images = template_change(live, request, rollout_id)
+    ops.append({"op": "add", "path": "/spec/progressDeadlineSeconds", "value": request.progress_deadline_seconds})
+    if request.strategy is Strategy.RECREATE:
+        ops.append({"op": "replace", "path": "/spec/strategy", "value": {"type": "Recreate"}})
+    return Change(patch=ops, previous_template=previous, images=images)
+
+
+def template_change(
+    live: Mapping[str, Any], request: DeployRequested, rollout_id: str
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, str]]:
+    """The precondition and the pod-template part of a change (any workload kind): ops, old template, images."""
     spec = live.get("spec") or {}
     template = spec.get("template") or {}
     previous = copy.deepcopy(dict(template))
@@ -91,7 +102,7 @@ def plan_change(live: Mapping[str, Any], request: DeployRequested, rollout_id: s
         if missing:
             raise ChangeRefused(
                 DeployFailureReason.INVALID_REQUEST,
-                f"manifest pod template labels do not match the Deployment's selector: missing {missing}",
+                f"manifest pod template labels do not match the workload's selector: missing {missing}",
             )
         if not images_of(new_template):
             raise ChangeRefused(DeployFailureReason.INVALID_REQUEST, "manifest pod template has no containers")
@@ -116,10 +127,7 @@ def plan_change(live: Mapping[str, Any], request: DeployRequested, rollout_id: s
                     }
                 )
         images = {**images_of(template), **request.images}
-    ops.append({"op": "add", "path": "/spec/progressDeadlineSeconds", "value": request.progress_deadline_seconds})
-    if request.strategy is Strategy.RECREATE:
-        ops.append({"op": "replace", "path": "/spec/strategy", "value": {"type": "Recreate"}})
-    return Change(patch=ops, previous_template=previous, images=images)
+    return ops, previous, images
 
 
 def plan_template(live: Mapping[str, Any], template: Mapping[str, Any], rollout_id: str) -> list[dict[str, Any]]:

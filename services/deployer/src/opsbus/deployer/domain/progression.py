@@ -17,7 +17,7 @@ Pure: plain data in, plain data out; the executor reads the Deployment and the c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -169,6 +169,14 @@ def step(obs: Observation, tracking: Tracking, now: datetime) -> Step:
     return Step(verdict=verdict, tracking=tracking, progressed=progressed, counts=counts, message=message)
 
 
+def pick_revision(known: Iterable[int], current: int | None, wanted: int | None) -> int | None:
+    """`wanted`, or without one the newest known revision older than `current` (`kubectl rollout undo`)."""
+    if wanted is not None:
+        return wanted
+    older = [r for r in known if current is None or r < current]
+    return max(older) if older else None
+
+
 def rollback_template(
     replica_sets: Sequence[Mapping[str, Any]], current_revision: int | None, to_revision: int | None
 ) -> tuple[int, dict[str, Any]] | None:
@@ -182,13 +190,9 @@ def rollback_template(
         raw = ((rs.get("metadata") or {}).get("annotations") or {}).get("deployment.kubernetes.io/revision")
         if raw is not None and str(raw).isdigit():
             by_revision[int(raw)] = rs
-    if to_revision is None:
-        older = [r for r in by_revision if current_revision is None or r < current_revision]
-        if not older:
-            return None
-        to_revision = max(older)
-    chosen = by_revision.get(to_revision)
-    if chosen is None:
+    to_revision = pick_revision(by_revision, current_revision, to_revision)
+    chosen = by_revision.get(to_revision) if to_revision is not None else None
+    if to_revision is None or chosen is None:
         return None
     template = dict((chosen.get("spec") or {}).get("template") or {})
     metadata = dict(template.get("metadata") or {})

@@ -6,8 +6,9 @@ leaves a rollout that changed state silently or an event about a change that did
 gets exactly one terminal event. Modules:
 
 - `engine`: intake (`deploy.requested`), the scheduler (one active rollout per workload, leases), the tick loop
-- `rolling`: rolling, recreate and rollback requests; `canarying`: replica-ratio canary; `bluegreening`:
-  blue-green with the Service selector as the switch; `reverting`: the automatic rollback all of them share
+- `rolling`: rolling, recreate and rollback requests (Deployments and StatefulSets, through `workloads`);
+  `canarying`: replica-ratio canary; `bluegreening`: blue-green with the Service selector as the switch;
+  `reverting`: the automatic rollback all of them share
 - `measuring`: takes due analysis measurements; `recording`: the outbox writes; `commands`: abort/promote/
   history; `serializing`: the planners' state as stored JSON
 

@@ -30,7 +30,7 @@ from opsbus.common.events.payloads.common import Actor, WorkloadRef
 from opsbus.common.events.payloads.deploy import DeployFailureReason, DeployPhase, DeployRequested, Strategy
 from opsbus.common.store import StoreTables, claim
 from opsbus.deployer.api import RolloutSelector
-from opsbus.deployer.domain import progression, queueing
+from opsbus.deployer.domain import queueing
 from opsbus.deployer.executing.bluegreening import BlueGreen
 from opsbus.deployer.executing.canarying import Canary
 from opsbus.deployer.executing.commands import Commands
@@ -39,6 +39,7 @@ from opsbus.deployer.executing.recording import LostLeaseError, Recorder
 from opsbus.deployer.executing.reverting import Reverter
 from opsbus.deployer.executing.rolling import Rolling
 from opsbus.deployer.executing.serializing import request_of, workload_key
+from opsbus.deployer.executing.workloads import workload_of
 from opsbus.deployer.kube import KubePort
 from opsbus.deployer.prometheus import MetricsPort
 from opsbus.deployer.settings import DeployerOptions
@@ -51,6 +52,19 @@ INBOX_CONSUMER = "deployer-requests"
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _unsupported(request: DeployRequested) -> str | None:
+    """Why this deployer cannot carry `request` out (None: it can). Said before anything is changed."""
+    kind, strategy = request.workload.kind, request.strategy
+    if kind == "Deployment" or (kind == "StatefulSet" and strategy in (Strategy.ROLLING, Strategy.ROLLBACK)):
+        return None
+    if kind == "StatefulSet":
+        return (
+            f"a StatefulSet is rolled out with strategy rolling (partition by partition) or rollback, not "
+            f"{strategy.value}: nothing was changed on {request.workload}"
+        )
+    return f"{kind} rollouts are not supported by this deployer (Deployments and StatefulSets only): nothing changed"
 
 
 class StrategyExecutor(Protocol):
@@ -350,24 +364,23 @@ class Engine:
                 row, request, DeployFailureReason.TIMEOUT, "timed out before the rollout started"
             )
             return
-        if request.workload.kind != "Deployment":
-            message = (
-                f"{request.workload.kind} rollouts are not supported by this deployer yet (only Deployments): "
-                f"nothing was changed on {request.workload}"
-            )
-            await self._recorder.fail_now(row, request, DeployFailureReason.INVALID_REQUEST, message)
+        refusal = _unsupported(request)
+        if refusal is not None:
+            await self._recorder.fail_now(row, request, DeployFailureReason.INVALID_REQUEST, refusal)
             return
         try:
-            live = await self._kube.deployment(request.workload.namespace, request.workload.name)
+            seen = await workload_of(self._kube, request.workload.kind).read(
+                request.workload.namespace, request.workload.name
+            )
         except NotFoundError as exc:
             message = f"{request.workload} not found: {exc}"
             await self._recorder.fail_now(row, request, DeployFailureReason.NOT_FOUND, message)
             return
         resumed = row.step == "applying"
-        live_template = (live.get("spec") or {}).get("template") or {}
+        live_template = (seen.live.get("spec") or {}).get("template") or {}
         previous = row.previous_template if resumed and row.previous_template else live_template
-        previous_revision = row.previous_revision if resumed else progression.Observation.from_deployment(live).revision
-        await self._executors[request.strategy].apply(row, request, live, previous, previous_revision)
+        previous_revision = row.previous_revision if resumed else seen.obs.revision
+        await self._executors[request.strategy].apply(row, request, seen.live, previous, previous_revision)
 
     # --- commands (request-reply) -------------------------------------------------------------------
     async def find(self, selector: RolloutSelector) -> Rollout:

@@ -9,6 +9,7 @@ that was saved when the rollout started.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from opsbus.common.errors import ConflictError, TransientError
@@ -27,11 +28,14 @@ from opsbus.common.events.payloads.deploy import (
     Strategy,
 )
 from opsbus.deployer.domain import progression
-from opsbus.deployer.domain.changes import images_of, plan_template
+from opsbus.deployer.domain.changes import images_of
 from opsbus.deployer.executing.context import MAX_APPLY_CONFLICTS, Context
 from opsbus.deployer.executing.recording import SELF
 from opsbus.deployer.executing.serializing import tracking_from_json, tracking_to_json
+from opsbus.deployer.executing.workloads import workload_of
 from opsbus.deployer.store import Revision, Rollout
+
+log = logging.getLogger(__name__)
 
 
 class Reverter:
@@ -69,14 +73,14 @@ class Reverter:
     ) -> None:
         """Write the previous template back; the rollout then ends as `after` (aborted or rolledback)."""
         assert row.previous_template is not None
-        kube = self._ctx.kube
+        workload = workload_of(self._ctx.kube, request.workload.kind)
         ns, name = request.workload.namespace, request.workload.name
         for _attempt in range(MAX_APPLY_CONFLICTS):
             try:
-                patched = await kube.patch_deployment(ns, name, plan_template(live, row.previous_template, row.id))
+                patched = await workload.patch(ns, name, workload.revert(live, row.previous_template, row.id))
                 break
             except ConflictError:
-                live = await kube.deployment(ns, name)
+                live = (await workload.read(ns, name)).live
         else:
             raise TransientError(
                 f"rollback of {request.workload}: resourceVersion conflicts {MAX_APPLY_CONFLICTS} times"
@@ -159,9 +163,16 @@ class Reverter:
         ctx = self._ctx
         now = ctx.clock()
         assert row.tracking is not None
-        live = await ctx.kube.deployment(request.workload.namespace, request.workload.name)
-        obs = progression.Observation.from_deployment(live)
-        st = progression.step(obs, tracking_from_json(row.tracking), now)
+        ns = request.workload.namespace
+        workload = workload_of(ctx.kube, request.workload.kind)
+        seen = await workload.read(ns, request.workload.name)
+        obs = seen.obs
+        tracking = tracking_from_json(row.tracking)
+        if obs.observed_generation >= tracking.target_generation:  # the controller knows the reverted template
+            replaced = await workload.unstick(ns, seen)  # a StatefulSet's pods stuck on the bad revision
+            if replaced:
+                log.info("rollout %s: deleted %s, stuck on the bad revision, to come back reverted", row.id, replaced)
+        st = progression.step(obs, tracking, now)
         extra = {k: row.tracking.get(k) for k in ("after", "reason", "by", "failure")}
         after = str(extra["after"])
         if st.verdict is progression.Verdict.WAIT:

@@ -1,5 +1,7 @@
 """Rolling, recreate and rollback requests: one patch of the workload's own template, then follow it.
 
+Deployments and StatefulSets alike (`workloads`): a StatefulSet is let through partition by partition.
+
 Why this module exists: these strategies leave the rollout itself to the kube-controller-manager; the
 deployer writes the new template (or a previous revision's) with a resourceVersion precondition and follows
 the rollout tick by tick, measuring the background analysis, until the pure `progression` and `analysis`
@@ -9,6 +11,7 @@ decide whether a rollout is done: the planners do.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -24,8 +27,8 @@ from opsbus.common.events.payloads.deploy import (
     DeployStarted,
     Strategy,
 )
-from opsbus.deployer.domain import analysis, podchecks, progression
-from opsbus.deployer.domain.changes import ChangeRefused, images_of, plan_change, plan_template
+from opsbus.deployer.domain import analysis, progression
+from opsbus.deployer.domain.changes import ChangeRefused, images_of
 from opsbus.deployer.executing.context import MAX_APPLY_CONFLICTS, Context
 from opsbus.deployer.executing.measuring import measure_due, needs_pods
 from opsbus.deployer.executing.reverting import Reverter
@@ -35,24 +38,8 @@ from opsbus.deployer.executing.serializing import (
     tracking_from_json,
     tracking_to_json,
 )
+from opsbus.deployer.executing.workloads import Seen, Workload, workload_of
 from opsbus.deployer.store import Rollout
-
-
-def _rollback_target(
-    request: DeployRequested, replica_sets: list[dict[str, Any]], current: int | None
-) -> dict[str, Any]:
-    target = progression.rollback_template(replica_sets, current, request.to_revision)
-    if target is None:
-        wanted = f"revision {request.to_revision}" if request.to_revision else "a previous revision"
-        known = sorted(
-            r.get("metadata", {}).get("annotations", {}).get("deployment.kubernetes.io/revision", "?")
-            for r in replica_sets
-        )
-        raise ChangeRefused(
-            DeployFailureReason.REVISION_NOT_FOUND,
-            f"{request.workload} has no {wanted} to roll back to (revisions kept: {', '.join(known)})",
-        )
-    return target[1]
 
 
 class Rolling:
@@ -72,14 +59,16 @@ class Rolling:
         recorder = ctx.recorder
         now = ctx.clock()
         ns, name = request.workload.namespace, request.workload.name
-        obs = progression.Observation.from_deployment(live)
+        workload = workload_of(ctx.kube, request.workload.kind)
+        seen = await workload.read(ns, name)
+        obs = seen.obs
         try:
             if request.strategy is Strategy.ROLLBACK:
-                template = _rollback_target(request, await ctx.kube.replica_sets(ns, live), obs.revision)
-                patch = plan_template(live, template, row.id)
+                template = await workload.rollback_target(ns, seen, request)
+                patch = workload.revert(seen.live, template, row.id)
                 images = images_of(template)
             else:
-                change = plan_change(live, request, row.id)
+                change = workload.change(seen, request, row.id)
                 patch, images = change.patch, change.images
         except ChangeRefused as refused:
             await recorder.fail_now(row, request, refused.reason, refused.message)
@@ -90,7 +79,7 @@ class Rolling:
             )
         tracking_data = dict(row.tracking or {})
         try:
-            patched = await ctx.kube.patch_deployment(ns, name, patch)
+            patched = await workload.patch(ns, name, patch)
         except ConflictError as exc:
             conflicts = int(tracking_data.get("conflicts", 0)) + 1
             if conflicts >= MAX_APPLY_CONFLICTS:
@@ -124,8 +113,7 @@ class Rolling:
         row: Rollout,
         request: DeployRequested,
         *,
-        live: dict[str, Any],
-        obs: progression.Observation,
+        seen: Seen,
         tracking: progression.Tracking,
         now: datetime,
     ) -> tuple[analysis.AnalysisState, dict[str, Any], bool]:
@@ -135,9 +123,8 @@ class Rolling:
         state = dict(row.analysis or {})
         started_at = state["started_at"]
         new_pods = None
-        if needs_pods(request.analysis) and obs.observed_generation >= tracking.target_generation:
-            replica_sets = await ctx.kube.replica_sets(request.workload.namespace, live)
-            new_pods = podchecks.new_pods_selector(live, replica_sets)
+        if needs_pods(request.analysis) and seen.obs.observed_generation >= tracking.target_generation:
+            new_pods = await workload_of(ctx.kube, request.workload.kind).new_pods(request.workload.namespace, seen)
         taken, measured = await measure_due(
             ctx,
             request.analysis,
@@ -155,13 +142,36 @@ class Rolling:
         }
         return verdict, stored, measured
 
+    async def _advance(
+        self,
+        workload: Workload,
+        seen: Seen,
+        request: DeployRequested,
+        tracking: progression.Tracking,
+        now: datetime,
+    ) -> progression.Step:
+        """The progression step; a StatefulSet whose partition is through gets the next ordinal let through."""
+        advanced = workload.advance(seen, tracking, now)
+        st = advanced.step
+        if advanced.lower_to is None:
+            return st
+        patched = await workload.patch(
+            request.workload.namespace, request.workload.name, workload.lower(seen, advanced.lower_to)
+        )
+        generation = int((patched.get("metadata") or {}).get("generation") or 0)
+        return progression.Step(
+            st.verdict, replace(st.tracking, target_generation=generation), True, st.counts, st.message
+        )
+
     async def follow(self, row: Rollout, request: DeployRequested) -> None:
         ctx = self._ctx
         recorder = ctx.recorder
         now = ctx.clock()
         command = row.command or {}
-        live = await ctx.kube.deployment(request.workload.namespace, request.workload.name)
-        obs = progression.Observation.from_deployment(live)
+        ns, name = request.workload.namespace, request.workload.name
+        workload = workload_of(ctx.kube, request.workload.kind)
+        seen = await workload.read(ns, name)
+        live, obs = seen.live, seen.obs
         if command.get("action") == "abort":
             actor = Actor.model_validate(command["actor"])
             await self._reverter.begin(
@@ -176,14 +186,14 @@ class Rolling:
             )
             return
         assert row.tracking is not None
-        st = progression.step(obs, tracking_from_json(row.tracking), now)
+        st = await self._advance(workload, seen, request, tracking_from_json(row.tracking), now)
         revision = obs.revision if obs.observed_generation >= st.tracking.target_generation else row.revision
         changes: dict[str, Any] = {"tracking": tracking_to_json(st.tracking), "revision": revision}
         row.revision = revision
         verdict: analysis.AnalysisState | None = None
         if request.analysis is not None:
             verdict, changes["analysis"], measured = await self._analyse(
-                row, request, live=live, obs=obs, tracking=st.tracking, now=now
+                row, request, seen=seen, tracking=st.tracking, now=now
             )
             if measured:
                 st = progression.Step(st.verdict, st.tracking, True, st.counts, st.message)
