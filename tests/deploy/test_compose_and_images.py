@@ -5,9 +5,13 @@ a bad one, so a clean run means something).
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.deploy.tools import REPO_ROOT, hadolint, ok, on_path, run
@@ -83,3 +87,44 @@ def test_image_runs_unprivileged_with_the_service_entrypoint() -> None:
     assert 'exec python -m \\"opsbus.${OPSBUS_SERVICE}\\"' in runtime
     ignored = (REPO_ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     assert "**/tests/" in ignored and "*" in ignored
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_image_build_stage_installs_the_service_alone(service: str, tmp_path: Path) -> None:
+    """What the Dockerfile's build stage runs, without Docker: the build context (as .dockerignore leaves it) and
+    `uv sync --frozen --no-dev --no-editable --package opsbus-<service>` into a fresh virtualenv, from which
+    `python -m opsbus.<service>` starts (and refuses an unknown command with its usage) without the repository."""
+    context = tmp_path / "context"
+    context.mkdir()
+    for name in ("pyproject.toml", "uv.lock"):
+        shutil.copy2(REPO_ROOT / name, context / name)
+    for folder in ("libs", "services", "tools"):
+        shutil.copytree(
+            REPO_ROOT / folder,
+            context / folder,
+            ignore=shutil.ignore_patterns("tests", "__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache", "install.d"),
+        )
+    venv = tmp_path / "venv"
+    # The image also compiles bytecode and copies files (UV_COMPILE_BYTECODE, UV_LINK_MODE=copy); here the default
+    # hardlinks from uv's cache keep the check fast. What is installed is the same.
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)}
+    env.pop("VIRTUAL_ENV", None)
+    sync = subprocess.run(
+        [on_path("uv"), "sync", "--frozen", "--no-dev", "--no-editable", "--package", f"opsbus-{service}", "--quiet"],
+        cwd=context, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert sync.returncode == 0, sync.stderr
+    shutil.rmtree(context)  # the image keeps only the virtualenv
+    python = venv / "bin" / "python"
+    started = subprocess.run(
+        [python, "-m", f"opsbus.{service}", "no-such-command"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+        env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "OPSBUS_ENVIRONMENT": "development"},
+    )  # fmt: skip
+    assert started.returncode == 2, started.stderr
+    assert f"python -m opsbus.{service}" in started.stderr
+    installed = subprocess.run(
+        [python, "-c", "import importlib.util as u; print(u.find_spec('pytest') is None, u.find_spec('mypy') is None)"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert installed.stdout.split() == ["True", "True"], "development tools leaked into the image"

@@ -297,6 +297,7 @@ def test_roles_grant_exactly_the_documented_verbs(accounts: Accounts) -> None:
     expectations = [
         ("watcher", "watch", "pods", "", True),
         ("watcher", "delete", "pods", "", False),
+        ("watcher", "get", "pods/log", "", True),
         ("healer", "create", "pods/eviction", "", True),
         ("healer", "get", "secrets", "", False),
         ("healer", "update", "deployments", "apps", False),
