@@ -12,7 +12,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,26 +39,27 @@ pytestmark = pytest.mark.cluster
 CLUSTER = "sandbox"
 MI = 2**20
 
-Start = Callable[..., Awaitable[Optimizer]]
 
+class Start:
+    """Starts optimizers in-process through their real wiring (`start(namespace, prometheus_url, mode,
+    **guardrails)`), stops one like a pod being replaced (`stop(optimizer)`), and stops the rest at teardown."""
 
-@pytest.fixture
-async def start_optimizer(database_url: str, nats_url: str, sandbox: SandboxHandle) -> AsyncIterator[Start]:
-    from opsbus.optimizer.service import setup  # noqa: PLC0415
+    def __init__(self, database_url: str, nats_url: str, kubeconfig: str) -> None:
+        self.database_url, self.nats_url, self.kubeconfig = database_url, nats_url, kubeconfig
+        self.runs: dict[int, tuple[Runtime[OptimizerSettings], asyncio.Task[int]]] = {}
 
-    await upgrade(DatabaseSettings.model_validate({"url": database_url}), MIGRATIONS, SCHEMA)
-    runs: list[tuple[Runtime[OptimizerSettings], asyncio.Task[int]]] = []
+    async def __call__(self, namespace: str, prometheus_url: str, mode: str, **guardrails: object) -> Optimizer:
+        from opsbus.optimizer.service import setup  # noqa: PLC0415
 
-    async def start(namespace: str, prometheus_url: str, mode: str, **guardrails: object) -> Optimizer:
         settings = OptimizerSettings.model_validate(
             {
                 "cluster": CLUSTER,
-                "nats": {"url": nats_url},
-                "database": {"url": database_url},
+                "nats": {"url": self.nats_url},
+                "database": {"url": self.database_url},
                 "http": {"port": 0},
                 "shutdown_grace_seconds": 5,
                 "optimizer": {
-                    "kubeconfig": str(sandbox.kubeconfig),
+                    "kubeconfig": self.kubeconfig,
                     "prometheus_url": prometheus_url,
                     "metrics_server_fallback": False,
                     "namespaces": [namespace],
@@ -75,19 +76,41 @@ async def start_optimizer(database_url: str, nats_url: str, sandbox: SandboxHand
             holder.append(await setup(r, run_cycles=False))
 
         task = asyncio.create_task(rt.run(wired, install_signals=False), name="optimizer-under-test")
-        runs.append((rt, task))
         deadline = time.monotonic() + 30
         while not rt._ready:
             if task.done():
                 await task
             assert time.monotonic() < deadline, "optimizer did not become ready"
             await asyncio.sleep(0.05)
+        self.runs[id(holder[0])] = (rt, task)
         return holder[0]
 
-    yield start
-    for rt, task in runs:
+    async def stop(self, optimizer: Optimizer) -> None:
+        rt, task = self.runs.pop(id(optimizer))
         rt.request_shutdown()
         await asyncio.wait_for(task, 30)
+
+    async def stop_all(self) -> None:
+        for rt, task in self.runs.values():
+            rt.request_shutdown()
+            await asyncio.wait_for(task, 30)
+        self.runs.clear()
+
+
+@asynccontextmanager
+async def optimizers(database_url: str, nats_url: str, sandbox: SandboxHandle) -> AsyncIterator[Start]:
+    await upgrade(DatabaseSettings.model_validate({"url": database_url}), MIGRATIONS, SCHEMA)
+    start = Start(database_url, nats_url, str(sandbox.kubeconfig))
+    try:
+        yield start
+    finally:
+        await start.stop_all()
+
+
+@pytest.fixture
+async def start_optimizer(database_url: str, nats_url: str, sandbox: SandboxHandle) -> AsyncIterator[Start]:
+    async with optimizers(database_url, nats_url, sandbox) as start:
+        yield start
 
 
 def create_deployment(cluster: Cluster, name: str, replicas: int, *, paused: bool = False) -> Any:
@@ -290,6 +313,9 @@ async def test_an_oom_kill_bumps_memory_at_once(
         bus = await make_bus("watcher")
         first = await optimizer.cycle()
         assert first.plans[0].action is Action.APPLY  # a first right-sizing; the cooldown now holds normal changes
+        # its new template rolls out first (a rollout in progress blocks every change, the OOM bump included)
+        done = lambda: cluster.rollout_complete("leaky")  # noqa: E731
+        await asyncio.to_thread(wait_until, "the right-sizing rolled out", done, 120)
         limit_before = cluster.deployment("leaky").spec.template.spec.containers[0].resources.limits["memory"]
         second = await optimizer.cycle()
         assert (second.plans[0].action, second.plans[0].guard) in ((Action.BLOCKED, "cooldown"), (Action.NOOP, None))

@@ -258,8 +258,16 @@ class Optimizer:
             u = usage.setdefault(container, ContainerUsage.new(policy.vertical))
             floor = u.record_oom(now, at_kill, policy.vertical)
             await self._save_usage(s, workload, usage, now)
-        log.info("OOM kill of %s/%s: memory floor %d bytes", workload, container, floor)
-        await self.handle_workload(w, [], now, cause=event)
+        p = await self.handle_workload(w, [], now, cause=event)
+        log.info(
+            "OOM kill of %s/%s: memory floor %d bytes; %s%s: %s",
+            workload,
+            container,
+            floor,
+            p.action.value,
+            f" ({p.guard})" if p.guard else "",
+            p.reason,
+        )
 
     @staticmethod
     def _memory_from_evidence(alert: AlertFired) -> int | None:
