@@ -181,10 +181,30 @@ def _older_than(since: datetime | None, now: datetime, seconds: float) -> bool:
 # --- pods -------------------------------------------------------------------------------------------------
 
 
+def _quiet(pod: Obj, ctx: Context, now: datetime) -> bool:
+    """True when no pod rule can find anything: Running, every container running, no OOM kill on record, no
+    restart spike. Read from the raw dict (the rules below build typed states), so the periodic rescan of a large,
+    healthy cluster stays cheap. Records restart counts exactly as the rules would (recording twice is a no-op)."""
+    status = pod.get("status") or {}
+    if status.get("phase") != "Running":
+        return False
+    ns, name = (pod.get("metadata") or {}).get("namespace"), (pod.get("metadata") or {}).get("name")
+    for raw in status.get("containerStatuses") or []:
+        if (raw.get("state") or {}).get("running") is None:
+            return False
+        if ((raw.get("lastState") or {}).get("terminated") or {}).get("reason") == "OOMKilled":
+            return False
+        key = f"{ns}/{name}/{raw.get('name')}"
+        ctx.restarts.record(key, int(raw.get("restartCount") or 0), now)
+        if ctx.restarts.increase(key, now) >= ctx.thresholds.restart_spike_count:
+            return False
+    return True
+
+
 def detect_pod(pod: Obj, ctx: Context, now: datetime) -> list[Finding]:
     meta = pod.get("metadata") or {}
-    if meta.get("deletionTimestamp"):
-        return []  # going away: its alerts resolve as "object deleted"
+    if meta.get("deletionTimestamp") or _quiet(pod, ctx, now):
+        return []  # going away (its alerts resolve as "object deleted"), or nothing any rule could find
     t = ctx.thresholds
     ns, name = str(meta.get("namespace")), str(meta.get("name"))
     status = pod.get("status") or {}
