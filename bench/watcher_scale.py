@@ -10,9 +10,10 @@ Measured, each consumer in its own process so resident memory is its own:
   jobs, events), cluster-wide, 500 a page, into a cache: the watcher's informers vs the official client's
   `list_*_for_all_namespaces` keeping the objects it returns (what an informer built on it holds). RSS after.
 - rate: one pod watch from resourceVersion 0, which the apiserver answers from its watch cache with an ADDED event
-  for every pod as fast as the client reads: events per second until all are in. The watcher's path is the whole
-  of it (parse, strip, cache, change -> `cluster.event` published on the bus); the baselines are the official
-  client's `watch.Watch().stream` (objects deserialized into V1Pod) and httpx + json.loads (nothing kept).
+  for every pod as fast as the client reads: events per second until all are in. The watcher's path twice: whole
+  (parse, strip, cache, change -> `cluster.event` built and published on the bus) and informer only (publishing
+  off, what the baselines do); the baselines are the official client's `watch.Watch().stream` (objects
+  deserialized into V1Pod) and httpx + json.loads (nothing kept).
 - detection latency: FAULTS running pods get the sandbox's image-pull chaos label, one every FAULT_INTERVAL
   seconds; for each, from (a) the label patch and (b) the moment this script's own pod watch first shows the pod
   waiting in ErrImagePull (the apiserver shows the status), to (c) `alert.fired` arriving on the bus. (a) includes
@@ -197,12 +198,10 @@ async def role_watcher(kubeconfig: str, nats_url: str, events: int) -> None:
 
     from opsbus.common.bus import Bus  # noqa: PLC0415
     from opsbus.common.settings import NatsSettings  # noqa: PLC0415
-    from opsbus.watcher.domain.cache import Cache, Change  # noqa: PLC0415
-    from opsbus.watcher.domain.objects import POD, Resource  # noqa: PLC0415
     from opsbus.watcher.executing import Engine  # noqa: PLC0415
     from opsbus.watcher.service import start  # noqa: PLC0415
     from opsbus.watcher.settings import WatcherSettings  # noqa: PLC0415
-    from opsbus.watcher.watching import Informer, InformerOptions, KubeClient, WatchMetrics  # noqa: PLC0415
+    from opsbus.watcher.watching import KubeClient  # noqa: PLC0415
 
     registry = CollectorRegistry()
     bus = await Bus.connect(NatsSettings(url=nats_url), service="watcher", registry=registry)
@@ -222,8 +221,33 @@ async def role_watcher(kubeconfig: str, nats_url: str, events: int) -> None:
         rss_before_mib=round(base, 1),
     )
 
-    # rate: a second, throw-away informer + engine over the pod watch's initial ADDED burst
-    engine = Engine(cluster=CLUSTER, options=settings.watcher, sender=bus.publisher, logs=None, registry=registry_())
+    # rate: throw-away informers + engines over the pod watch's initial ADDED burst, with and without publishing
+    for who, publish in (("watcher", True), ("watcher-informer", False)):
+        options = settings.watcher.model_copy(update={"publish_cluster_events": publish})
+        count, took = await _rate(
+            kube,
+            Engine(cluster=CLUSTER, options=options, sender=bus.publisher, logs=None, registry=CollectorRegistry()),
+            events,
+        )
+        emit(measure="rate", who=who, events=count, seconds=round(took, 3), per_s=round(count / took))
+    emit(measure="ready", rss_mib=round(rss_mib(), 1))
+
+    # stay up for the latency phase until the parent closes stdin
+    await asyncio.to_thread(sys.stdin.read)
+    emit(measure="final", rss_mib=round(rss_mib(), 1))
+    await watcher.stop()
+    await kube.close()
+    await bus.close()
+
+
+async def _rate(kube: Any, engine: Any, events: int) -> tuple[int, float]:
+    """Watch pods from resourceVersion 0 through an Informer into `engine` until `events` changes: (count, s)."""
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+    from opsbus.watcher.domain.cache import Cache, Change  # noqa: PLC0415
+    from opsbus.watcher.domain.objects import POD, Resource  # noqa: PLC0415
+    from opsbus.watcher.watching import Informer, InformerOptions, WatchMetrics  # noqa: PLC0415
+
     done, count = asyncio.Event(), 0
 
     async def on_change(resource: Resource, change: Change, initial: bool) -> None:
@@ -239,7 +263,7 @@ async def role_watcher(kubeconfig: str, nats_url: str, events: int) -> None:
         None,
         cache=Cache(),
         on_change=on_change,
-        metrics=WatchMetrics(registry_()),
+        metrics=WatchMetrics(CollectorRegistry()),
         options=InformerOptions(watch_timeout_seconds=600),
     )
     informer.resource_version = "0"
@@ -250,21 +274,7 @@ async def role_watcher(kubeconfig: str, nats_url: str, events: int) -> None:
     took = time.perf_counter() - started
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    emit(measure="rate", who="watcher", events=count, seconds=round(took, 3), per_s=round(count / took))
-    emit(measure="ready", rss_mib=round(rss_mib(), 1))
-
-    # stay up for the latency phase until the parent closes stdin
-    await asyncio.to_thread(sys.stdin.read)
-    emit(measure="final", rss_mib=round(rss_mib(), 1))
-    await watcher.stop()
-    await kube.close()
-    await bus.close()
-
-
-def registry_() -> Any:
-    from prometheus_client import CollectorRegistry  # noqa: PLC0415
-
-    return CollectorRegistry()
+    return count, took
 
 
 # --- the latency phase, in the parent -----------------------------------------------------------------------
@@ -405,13 +415,17 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
     ws, bs = one("sync", "watcher"), one("sync", "kubernetes-client")
     wr, br, hr = one("rate", "watcher"), one("rate", "kubernetes-client"), one("rate", "httpx+json")
+    ir = one("rate", "watcher-informer")
     lat = next(r for r in records if r.get("measure") == "latency")
     final = next(r for r in records if r.get("measure") == "final")
     print(f"\n{args.nodes} nodes, {args.pods} pods; {ws['objects']} objects cached by the watcher")
     print(f"{'':34}{'watcher':>12}{'k8s client':>12}{'ratio':>8}")
     print(f"{'initial sync (s)':34}{ws['seconds']:>12}{bs['seconds']:>12}{ws['seconds'] / bs['seconds']:>8.2f}")
     print(f"{'RSS after sync (MiB)':34}{ws['rss_mib']:>12}{bs['rss_mib']:>12}{ws['rss_mib'] / bs['rss_mib']:>8.2f}")
-    print(f"{'pod watch events/s':34}{wr['per_s']:>12}{br['per_s']:>12}{wr['per_s'] / br['per_s']:>8.2f}")
+    print(
+        f"{'pod watch events/s, +cluster.event':34}{wr['per_s']:>12}{br['per_s']:>12}{wr['per_s'] / br['per_s']:>8.2f}"
+    )
+    print(f"{'  informer only (no publishing)':34}{ir['per_s']:>12}{br['per_s']:>12}{ir['per_s'] / br['per_s']:>8.2f}")
     print(f"{'  raw httpx + json.loads events/s':34}{hr['per_s']:>12}")
     print(f"watcher RSS at the end (after the rate and latency phases): {final['rss_mib']} MiB")
     print(
