@@ -210,3 +210,15 @@ def test_a_scale_up_goes_through_the_cooldown_alone() -> None:
 def test_a_scale_down_waits_for_the_cooldown() -> None:
     p = decide(auto(cooldown_seconds=3600, min_replicas=1), busy(10, used=130 * 10 * 0.2), History(NOW - 600))
     assert (p.action, p.guard) == (Action.BLOCKED, "cooldown")
+
+
+def test_a_recommendation_no_longer_applies_once_the_workload_changed() -> None:
+    from opsbus.optimizer.executing import _changed_since  # noqa: PLC0415
+
+    snap = snapshot()
+    p = decide(Policy(mode=ScaleMode.RECOMMEND), snap)
+    rec = recommendation_payload(p, snap, "rec-1", Policy().prices)
+    assert _changed_since(rec, snap) == ""
+    resized = replace(snap, containers=(replace(snap.containers[0], cpu_request=500),))
+    assert _changed_since(rec, resized) == "container app has other resources"
+    assert _changed_since(rec, replace(snap, containers=())) == "container app is gone"
