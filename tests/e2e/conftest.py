@@ -1,0 +1,161 @@
+"""The whole platform for the e2e tier: one `Stack` (nats-server, PostgreSQL, Jaeger, six service processes) per
+session against the sandbox cluster, in a namespace of its own, plus a local webhook receiver for notifications.
+
+The sandbox is shared with other test tiers: it is reused when up, brought up when not and taken down only if this
+session started it (`tests.cluster.conftest.sandbox`). The watcher watches only this session's namespace, and the
+healer's node policy matches only nodes named `e2e-*`, so the platform under test never acts on anyone else's objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from kubernetes import client
+
+from opsbus.demo.seeding import WebhookReceiver
+from opsbus.demo.stack import Stack, StackOptions
+from tests.cluster.conftest import SANDBOX, SandboxHandle, api_client, sandbox
+from tests.cluster.kube import Cluster, wait_until
+from tests.e2e.platform import Platform
+
+__all__ = ["api_client", "sandbox"]  # session fixtures reused from the cluster tier
+
+ALERTMANAGER_TOKEN = "e2e-alertmanager-token"  # a throwaway credential of the test platform
+
+POLICIES = """
+policies:
+  - name: crashloop
+    match: {alertname: [KubePodCrashLooping], namespaces: {include: ["e2e-*"]}}
+    cooldown: 0s
+    max_attempts: 6
+    ladder:
+      - {action: delete_pod, params: {grace_period_seconds: 0}, verify: alert_resolved, timeout: 60s}
+      - {action: rollout_restart, verify: alert_resolved, timeout: 60s}
+      - {action: notify_only, timeout: 1s}
+  - name: node
+    match: {alertname: [KubeNodeNotReady], labels: ['node=~"e2e-.*"']}
+    cooldown: 0s
+    blast_radius: {max_nodes: 1}
+    approval: {required_for: [drain_node], expires_after: 10m}
+    ladder:
+      # cordon, and if the node is not back within 10 s, drain it (a human approves)
+      - {action: cordon_node, verify: alert_resolved, timeout: 10s}
+      - {action: drain_node, params: {grace_period_seconds: 0}, verify: node_drained, timeout: 60s}
+"""
+
+NOTIFIER = """
+route:
+  receiver: e2e
+  group_by: [alertname, namespace, pod, node, workload]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: e2e
+    webhook_configs:
+      - url: {url}
+"""
+
+
+@pytest.fixture(scope="session")
+def e2e_namespace(sandbox: SandboxHandle, api_client: client.ApiClient) -> Iterator[str]:
+    core = client.CoreV1Api(api_client)
+    namespace = f"e2e-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    try:
+        yield namespace
+    finally:
+        core.delete_namespace(namespace, propagation_policy="Background")
+
+
+@pytest.fixture(scope="session")
+def webhook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    receiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    sandbox: SandboxHandle, e2e_namespace: str, webhook: WebhookReceiver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    config_dir = tmp_path_factory.mktemp("e2e-config")
+    policies = config_dir / "policies.yaml"
+    policies.write_text(POLICIES)
+    notifier = config_dir / "notifier.yaml"
+    notifier.write_text(NOTIFIER.format(url=webhook.url))
+    platform = Stack(
+        StackOptions(
+            kubeconfig=sandbox.kubeconfig,
+            namespaces=[e2e_namespace],
+            notifier_config=notifier,
+            healer_policy=policies,
+            service_env={
+                "watcher": {
+                    "OPSBUS_WATCHER__THRESHOLDS__RESOLVE_AFTER_SECONDS": "2",
+                    "OPSBUS_WATCHER__LOG_TIMEOUT_SECONDS": "1",
+                },
+                "deployer": {"OPSBUS_DEPLOYER__TICK_SECONDS": "0.5"},
+                "healer": {"OPSBUS_HEALER__VERIFY_POLL_SECONDS": "0.25"},
+                "gateway": {"OPSBUS_GATEWAY__ALERTMANAGER__BEARER_TOKEN": ALERTMANAGER_TOKEN},
+            },
+        )
+    )
+    platform.start()
+    try:
+        yield platform
+    except BaseException:
+        raise
+    finally:
+        platform.stop()
+
+
+@pytest.fixture(scope="session")
+def admin_key(stack: Stack) -> str:
+    return stack.admin_key
+
+
+@pytest.fixture
+def kube(sandbox: SandboxHandle, api_client: client.ApiClient, e2e_namespace: str) -> Cluster:
+    cluster = Cluster(
+        api=api_client,
+        namespace=e2e_namespace,
+        kubeconfig=sandbox.kubeconfig,
+        kubectl_path=sandbox.kubectl,
+        sandbox_script=SANDBOX,
+    )
+    wait_until(f"the default service account in {e2e_namespace}", cluster.has_default_service_account, timeout=60)
+    return cluster
+
+
+@pytest.fixture
+async def platform(
+    stack: Stack, admin_key: str, webhook: WebhookReceiver, kube: Cluster, e2e_namespace: str
+) -> AsyncIterator[Platform]:
+    async with httpx.AsyncClient(
+        base_url=stack.gateway_url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=10.0
+    ) as gateway:
+        view = Platform(stack=stack, gateway=gateway, webhook=webhook, kube=kube, namespace=e2e_namespace)
+        await view.connect()
+        try:
+            yield view
+        finally:
+            await view.close()
+            await asyncio.sleep(0)
+
+
+def logs_of(stack: Stack, *names: str) -> str:
+    """The last lines of each service's log, for a failure message."""
+    return "\n".join(f"--- {name}\n{stack.services[name].tail(2000)}" for name in names if name in stack.services)
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
