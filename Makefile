@@ -5,7 +5,8 @@ UV ?= uv
 PYTEST := $(UV) run --frozen --all-packages pytest
 
 .PHONY: help setup lint fmt typecheck test test-unit test-integration test-cluster docs docs-check bench \
-        sandbox-install sandbox-up sandbox-down sandbox-status sandbox-chaos sandbox-heal sandbox-scale
+        sandbox-install sandbox-up sandbox-down sandbox-status sandbox-chaos sandbox-heal sandbox-scale \
+        demo demo-down test-e2e
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -37,6 +38,9 @@ test-integration: setup ## integration tests: real nats-server and PostgreSQL st
 
 test-cluster: setup sandbox-install ## cluster tests against the sandbox apiserver
 	$(PYTEST) -m cluster
+
+test-e2e: setup sandbox-install ## end-to-end scenarios: every service a process, real NATS, PostgreSQL, Jaeger, sandbox
+	$(PYTEST) -m e2e tests/e2e
 
 test: lint docs-check sandbox-install ## everything: lint, docs check, unit, integration, cluster and e2e tests
 	$(PYTEST)
@@ -83,3 +87,9 @@ chart-template: setup ## render the chart: make chart-template VALUES=deploy/hel
 
 test-deploy: setup sandbox-install ## the shipping checks: chart, schema, least privilege (sandbox), compose, Dockerfile, dashboards, rules
 	$(PYTEST) tests/deploy
+
+demo: setup sandbox-install ## the whole platform on this machine (sandbox, NATS, PostgreSQL, Jaeger, 6 services); Ctrl-C stops
+	@$(UV) run --frozen python -m opsbus.demo up
+
+demo-down: ## stop a `make demo` running in another terminal
+	@$(UV) run --frozen python -m opsbus.demo down
