@@ -263,6 +263,9 @@ def template_digest(template: Any) -> str:
     meta = data.setdefault("metadata", {})
     meta.get("labels", {}).pop("pod-template-hash", None)
     meta.get("annotations", {}).pop(RESTARTED_AT, None)
+    for key in ("labels", "annotations"):
+        if not meta.get(key):
+            meta.pop(key, None)  # no annotations left and none at all are the same template
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
