@@ -25,7 +25,9 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An opsb
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="opsbus"'}
 
 
-def context(request: Request) -> GatewayContext:
+# Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` dependency in a worker
+# thread, a hop per dependency per request for nothing.
+async def context(request: Request) -> GatewayContext:
     ctx: GatewayContext = request.app.state.ctx
     return ctx
 
@@ -33,7 +35,7 @@ def context(request: Request) -> GatewayContext:
 Ctx = Annotated[GatewayContext, Depends(context)]
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "") or "")
 
 

@@ -1,0 +1,385 @@
+"""Requests per second and latency of the gateway under 64 concurrent clients, against a bare FastAPI app on
+the same uvicorn measured in the same run (these machines are shared and noisy: the ratio is what means
+something), and against StackStorm's API (about 20 requests/s per worker, the issue's anchor).
+
+Every party is its own process: nats-server and PostgreSQL (private, temporary), the real gateway
+(`python -m opsbus.gateway run`, one process = one worker, its consumers and outbox relay running), the bare
+FastAPI app (`--bare`, one uvicorn worker), and the load generator, `wrk` (C, keep-alive, 64 connections;
+`apt-get install wrk`, or tools/install-deps.sh). Measured, in rounds that alternate the targets:
+
+* bare GET   - `GET /ok` returning a small JSON object (FastAPI + uvicorn, nothing else)
+* bare POST  - `POST /deploy` parsing the same JSON body into a pydantic model, answering 202
+* whoami     - `GET /v1/whoami`: authentication (API key, cached), rate limit check, middleware, problem+json
+* audit      - `GET /v1/audit?limit=20`: the same plus a PostgreSQL query over 2,000 audit rows
+* deploy     - `POST /v1/deployments`: validation, authorization, one transaction writing the deploy request,
+  its `deploy.requested` event and the audit entry to the outbox (published to JetStream by the relay)
+
+The gateway's per-key rate limit is raised out of the way (its check still runs on every request).
+
+    uv run --frozen --all-packages python bench/gateway_load.py [--seconds 5] [--rounds 3] [--connections 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, Field
+
+STACKSTORM_RPS_PER_WORKER = 20.0
+DEPLOY_BODY = {
+    "workload": {"kind": "Deployment", "namespace": "payments", "name": "checkout"},
+    "strategy": "rolling",
+    "images": {"app": "registry.example.com/payments/checkout:1.43.0"},
+    "reason": "load test",
+}
+
+
+# --- the bare baseline (run with --bare PORT in its own process) -----------------------------------------
+class Workload(BaseModel):
+    kind: str
+    namespace: str
+    name: str
+
+
+class Deploy(BaseModel):
+    workload: Workload
+    strategy: str
+    images: dict[str, str] = Field(default_factory=dict)
+    reason: str | None = None
+
+
+def serve_bare(port: int) -> None:
+    import uvicorn  # noqa: PLC0415
+    from fastapi import FastAPI  # noqa: PLC0415
+
+    app = FastAPI()
+
+    @app.get("/ok")
+    async def ok() -> dict[str, str]:
+        return {"status": "ok", "service": "bare"}
+
+    @app.post("/deploy", status_code=202)
+    async def deploy(body: Deploy) -> dict[str, str]:
+        return {"request_id": "r-1", "workload": body.workload.name}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=30)
+
+
+# --- wrk ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+    raw: str = ""
+    cpu_ms_per_request: float = 0.0  # CPU time of the serving process (user + system) per answered request
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * _UNITS[unit]
+
+
+def parse_wrk(output: str) -> Result:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    if socket_errors:
+        errors += sum(int(g) for g in socket_errors.groups())
+    return Result(rps, p50, p99, errors, requests, output)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(pid: int, url: str, **kwargs: Any) -> Result:
+    """wrk against `url`, with the CPU time the serving process `pid` spent meanwhile (robust to a busy machine)."""
+    before = cpu_seconds(pid)
+    result = wrk(url, **kwargs)
+    used = cpu_seconds(pid) - before
+    answered = max(1, result.requests - result.errors)
+    return dataclasses.replace(result, cpu_ms_per_request=used * 1000 / answered)
+
+
+def wrk(url: str, *, seconds: float, connections: int, headers: dict[str, str], body: Any, tmp: Path) -> Result:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s"]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    if body is not None:
+        script = tmp / "post.lua"
+        script.write_text(
+            'wrk.method = "POST"\n'
+            f"wrk.body = {json.dumps(json.dumps(body))}\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+        args += ["-s", str(script)]
+    proc = subprocess.run([*args, url], capture_output=True, text=True, timeout=seconds + 60, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed: {proc.stderr or proc.stdout}")
+    return parse_wrk(proc.stdout)
+
+
+# --- the stack ----------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-3000:]
+    raise RuntimeError(f"{what} did not answer at {url} (exit code {proc.poll()}); its log ends:\n{tail}")
+
+
+@contextlib.contextmanager
+def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def prepare(database_url: str, rows: int) -> str:
+    """Migrate the gateway's schema, create an admin key, seed audit rows; return the key."""
+    from sqlalchemy import insert  # noqa: PLC0415
+
+    from opsbus.common.settings import DatabaseSettings  # noqa: PLC0415
+    from opsbus.common.store import Database, upgrade  # noqa: PLC0415
+    from opsbus.gateway import store  # noqa: PLC0415
+    from opsbus.gateway.domain.access import ALL, Role  # noqa: PLC0415
+    from opsbus.gateway.keystore import KeyStore  # noqa: PLC0415
+
+    settings = DatabaseSettings.model_validate({"url": database_url})
+    await upgrade(settings, store.MIGRATIONS, store.SCHEMA)
+    db = Database.from_settings(settings)
+    try:
+        _, token = await KeyStore(db).create(
+            name="bench", role=Role.ADMIN, namespaces=[ALL], clusters=[ALL], created_by="bench"
+        )
+        await seed_audit(db, store.audit_entries, insert, rows)
+    finally:
+        await db.close()
+    return token
+
+
+async def seed_audit(db: Any, table: Any, insert: Any, rows: int) -> None:
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
+
+    now = datetime.now(UTC)
+    columns = {c.name for c in table.columns}
+    values = []
+    for i in range(rows):
+        row = {
+            "event_id": f"bench-{i}",
+            "time": now - timedelta(seconds=i),
+            "service": "healer",
+            "cluster": "bench",
+            "namespace": "payments",
+            "actor_kind": "service",
+            "actor_id": "healer",
+            "action": "recovery.delete_pod",
+            "target_kind": "Pod",
+            "target_name": f"api-{i}",
+            "outcome": "executed",
+            "reason": "crash looping",
+            "details": {"step": 1},
+            "request_id": None,
+            "correlation_id": f"c-{i}",
+            "dry_run": False,
+        }
+        values.append({k: v for k, v in row.items() if k in columns})
+    async with db.sessions.begin() as session:
+        await session.execute(insert(table), values)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=5, help="length of each measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over all targets; the median is reported")
+    parser.add_argument("--connections", type=int, default=64, help="concurrent keep-alive connections")
+    parser.add_argument("--audit-rows", type=int, default=2000)
+    parser.add_argument("--bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare:
+        serve_bare(args.bare)
+        return 0
+    if shutil.which("wrk") is None:
+        sys.stderr.write("wrk is needed: apt-get install wrk (or tools/install-deps.sh)\n")
+        return 2
+
+    from opsbus.common.testing.servers import nats_server, postgres_server  # noqa: PLC0415
+
+    load_before = os.getloadavg()
+
+    with (
+        tempfile.TemporaryDirectory(prefix="opsbus-gw-bench-") as tmpdir,
+        nats_server() as nats,
+        postgres_server() as pg,
+    ):
+        tmp = Path(tmpdir)
+        database_url = pg.url()
+        token = asyncio.run(prepare(database_url, args.audit_rows))
+        gw_port, bare_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "OPSBUS_ENVIRONMENT": "test",
+            "OPSBUS_CLUSTER": "bench",
+            "OPSBUS_NATS__URL": nats.url,
+            "OPSBUS_DATABASE__URL": database_url,
+            "OPSBUS_HTTP__PORT": "0",
+            "OPSBUS_TELEMETRY__LOG_LEVEL": "WARNING",
+            "OPSBUS_GATEWAY__PORT": str(gw_port),
+            "OPSBUS_GATEWAY__RATE_PER_SECOND": "1000000",
+            "OPSBUS_GATEWAY__RATE_BURST": "1000000",
+        }
+        gateway_cmd = [sys.executable, "-m", "opsbus.gateway", "run"]
+        bare_cmd = [sys.executable, __file__, "--bare", str(bare_port)]
+        with (
+            process(gateway_cmd, env, tmp / "gateway.log") as gw,
+            process(bare_cmd, env, tmp / "bare.log") as bare,
+        ):
+            wait_http(f"http://127.0.0.1:{gw_port}/readyz", gw, "the gateway", tmp / "gateway.log")
+            wait_http(f"http://127.0.0.1:{bare_port}/ok", bare, "the bare app", tmp / "bare.log")
+            auth = {"Authorization": f"Bearer {token}"}
+            gw_url, bare_url = f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{bare_port}"
+            assert httpx.get(f"{gw_url}/v1/audit?limit=20", headers=auth, timeout=60).json()["items"]
+            targets: dict[str, tuple[int, str, dict[str, str], Any]] = {
+                "bare GET /ok": (bare.pid, f"{bare_url}/ok", {}, None),
+                "bare POST /deploy": (bare.pid, f"{bare_url}/deploy", {}, DEPLOY_BODY),
+                "gateway GET /v1/whoami": (gw.pid, f"{gw_url}/v1/whoami", auth, None),
+                "gateway GET /v1/audit?limit=20": (gw.pid, f"{gw_url}/v1/audit?limit=20", auth, None),
+                "gateway POST /v1/deployments": (gw.pid, f"{gw_url}/v1/deployments", auth, DEPLOY_BODY),
+            }
+            for _, url, headers, body in targets.values():
+                # FastAPI builds a route's state on its first request (seconds on a loaded machine): do that,
+                # then warm up under load, before anything is measured
+                method = "POST" if body is not None else "GET"
+                first = httpx.request(method, url, headers=headers, json=body, timeout=60)
+                assert first.status_code < 300, (url, first.status_code, first.text)
+                wrk(url, seconds=2, connections=args.connections, headers=headers, body=body, tmp=tmp)
+            results: dict[str, list[Result]] = {name: [] for name in targets}
+            for _ in range(args.rounds):
+                for name, (pid, url, headers, body) in targets.items():
+                    options = {"seconds": args.seconds, "connections": args.connections, "headers": headers}
+                    results[name].append(measure(pid, url, body=body, tmp=tmp, **options))
+            published = asyncio.run(count_deploy_events(nats.url))
+    report(results, args, published, load_before, os.getloadavg())
+    return 0
+
+
+async def count_deploy_events(url: str) -> int:
+    import nats as nats_py  # noqa: PLC0415
+
+    nc = await nats_py.connect(url)
+    try:
+        deadline = time.monotonic() + 60
+        last = -1
+        while time.monotonic() < deadline:  # the relay catches up after the load
+            count = (await nc.jetstream().stream_info("DEPLOY")).state.messages
+            if count == last:
+                return count
+            last = count
+            await asyncio.sleep(2.0)
+        return last
+    finally:
+        await nc.close()
+
+
+def report(
+    results: dict[str, list[Result]],
+    args: argparse.Namespace,
+    published: int,
+    load_before: tuple[float, float, float],
+    load_after: tuple[float, float, float],
+) -> None:
+    def median(name: str, attr: str) -> float:
+        return float(statistics.median(float(getattr(r, attr)) for r in results[name]))
+
+    cpus = os.cpu_count()
+    print(f"\n{args.connections} connections, {args.rounds} rounds x {args.seconds:g}s each, median per target")
+    print(f"machine: {cpus} CPUs, 1-minute load average {load_before[0]:.1f} before and {load_after[0]:.1f} after")
+    print(f"{'target':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>10} {'errors':>7}")
+    for name, runs in results.items():
+        errors = sum(r.errors for r in runs)
+        cpu = median(name, "cpu_ms_per_request")
+        line = f"{median(name, 'rps'):9.0f} {median(name, 'p50_ms'):8.2f} {median(name, 'p99_ms'):8.2f} {cpu:10.2f}"
+        print(f"{name:34} {line} {errors:7d}")
+    for name, runs in results.items():
+        for r in runs:
+            if r.errors or not r.requests:
+                print(f"\n{name}: wrk reported errors or no answers:\n{r.raw}")
+    bare_get, bare_post = median("bare GET /ok", "rps"), median("bare POST /deploy", "rps")
+    print()
+    bare_cpu_get, bare_cpu_post = (
+        median("bare GET /ok", "cpu_ms_per_request"),
+        median("bare POST /deploy", "cpu_ms_per_request"),
+    )
+    for name, base_cpu in (
+        ("gateway GET /v1/whoami", bare_cpu_get),
+        ("gateway GET /v1/audit?limit=20", bare_cpu_get),
+        ("gateway POST /v1/deployments", bare_cpu_post),
+    ):
+        cpu = median(name, "cpu_ms_per_request")
+        print(f"{name:34} {base_cpu / cpu:5.2f}x the bare endpoint's requests per CPU-second of the serving process")
+    for name, base in (
+        ("gateway GET /v1/whoami", bare_get),
+        ("gateway GET /v1/audit?limit=20", bare_get),
+        ("gateway POST /v1/deployments", bare_post),
+    ):
+        rps = median(name, "rps")
+        print(
+            f"{name:34} {rps / base:5.2f}x the bare endpoint's req/s, "
+            f"{rps / STACKSTORM_RPS_PER_WORKER:6.0f}x StackStorm's ~{STACKSTORM_RPS_PER_WORKER:g} req/s per worker"
+        )
+    accepted = sum(r.requests - r.errors for r in results["gateway POST /v1/deployments"])
+    print(
+        f"\ndeploy.requested events in JetStream after the run: {published} (accepted in measured rounds: {accepted})"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
