@@ -7,14 +7,17 @@
   `OPSBUS_TEST_DATABASE_URL`'s server with a fresh database per test.
 - `registry`, `span_exporter`, `tracer_provider`: fresh per test, never global.
 - `make_bus`: builds `Bus` instances wired to the above and closes them after the test.
+- `prometheus_exporter`, `prometheus_server`, `start_prometheus`: a real Prometheus (Debian's package) scraping
+  an in-process exporter the test controls, optionally over backfilled history (opsbus.common.testing.prometheus).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -25,11 +28,15 @@ from sqlalchemy.engine import make_url
 
 from opsbus.common.bus import Bus
 from opsbus.common.settings import NatsSettings
+from opsbus.common.testing.prometheus import Exporter
+from opsbus.common.testing.prometheus import PrometheusServer as PromServer
+from opsbus.common.testing.prometheus import prometheus_server as start_prometheus_server
 from opsbus.common.testing.servers import NatsServer, PostgresServer
 from opsbus.common.testing.servers import nats_server as start_nats
 from opsbus.common.testing.servers import postgres_server as start_postgres
 
 MakeBus = Callable[..., Awaitable[Bus]]
+StartPrometheus = Callable[..., PromServer]
 
 
 @pytest.fixture
@@ -140,3 +147,30 @@ async def _no_tasks_left_behind() -> AsyncIterator[None]:
     if leftover:
         names = ", ".join(sorted(t.get_name() for t in leftover))
         pytest.fail(f"test left {len(leftover)} asyncio task(s) running: {names}")
+
+
+# --- a real Prometheus (Debian's prometheus package), see opsbus.common.testing.prometheus ---------------
+
+
+@pytest.fixture
+def prometheus_exporter() -> Iterator[Exporter]:
+    """A fresh registry served on 127.0.0.1 for the test to set gauges and counters on."""
+    with Exporter() as exporter:
+        yield exporter
+
+
+@pytest.fixture
+def start_prometheus() -> Iterator[StartPrometheus]:
+    """`start_prometheus(targets=[...], history=<openmetrics text>)`: a real Prometheus, stopped at teardown."""
+    with contextlib.ExitStack() as stack:
+
+        def start(targets: Sequence[str] = (), *, history: str | None = None, retention: str = "30d") -> PromServer:
+            return stack.enter_context(start_prometheus_server(targets, history=history, retention=retention))
+
+        yield start
+
+
+@pytest.fixture
+def prometheus_server(prometheus_exporter: Exporter, start_prometheus: StartPrometheus) -> PromServer:
+    """A real Prometheus scraping `prometheus_exporter` every second, its first scrape done."""
+    return start_prometheus([prometheus_exporter.target])
