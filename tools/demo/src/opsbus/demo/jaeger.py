@@ -118,6 +118,7 @@ class Jaeger:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(  # noqa: S603 - our own pinned binary and config
                 [str(jaeger_binary()), "--config", str(config)],
+                env={**os.environ, "OTEL_TRACES_EXPORTER": "none"},  # Jaeger would trace itself to :4317
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
