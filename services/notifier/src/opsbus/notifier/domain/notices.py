@@ -20,7 +20,9 @@ from opsbus.common.events.payloads import (
     AlertFired,
     AlertResolved,
     DeployFailed,
+    DeployRollbackFailed,
     DeployRolledBack,
+    DeploySkipped,
     NotifyDelivered,
     NotifyFailed,
     RecoveryEscalated,
@@ -99,12 +101,20 @@ def _alert_notice(
     )
 
 
+#: non-alert events by severity; anything not listed is `info` (started, progressed, succeeded, ...)
+_SEVERITY = {
+    # the workload needs a human: the healer gave up, or a rollback left it possibly half on each revision
+    RecoveryEscalated.event_type: "critical",
+    DeployRollbackFailed.event_type: "critical",
+    DeployFailed.event_type: "warning",
+    RecoveryFailed.event_type: "warning",
+    DeployRolledBack.event_type: "warning",
+    DeploySkipped.event_type: "info",  # nothing in the cluster changed
+}
+
+
 def _severity_of(envelope: Envelope) -> str:
-    if envelope.type in (RecoveryEscalated.event_type, DeployFailed.event_type, RecoveryFailed.event_type):
-        return "critical" if envelope.type == RecoveryEscalated.event_type else "warning"
-    if envelope.type == DeployRolledBack.event_type:
-        return "warning"
-    return "info"
+    return _SEVERITY.get(envelope.type, "info")
 
 
 def _actions(envelope: Envelope) -> tuple[str | None, list[str]]:
@@ -126,8 +136,19 @@ def _actions(envelope: Envelope) -> tuple[str | None, list[str]]:
             f"step {payload.step}/{payload.steps_total}: {act.kind.value} on "
             f"{act.target.kind}/{act.target.name} succeeded in {payload.duration_seconds:.0f}s"
         ]
+    if isinstance(payload, DeployRollbackFailed):
+        to = f" to revision {payload.to_revision}" if payload.to_revision else ""
+        after = f" after the rollout failed ({payload.failure.value})" if payload.failure else ""
+        return f"rollback{to} did not complete{after}: the workload needs a human", []
+    if isinstance(payload, DeploySkipped):
+        return f"{payload.reason} request ({payload.age_seconds:.0f}s old): nothing was changed", []
     reason = getattr(payload, "reason", None)
     return (str(reason) if isinstance(reason, str) else None), []
+
+
+def _description(envelope: Envelope) -> str | None:
+    message = getattr(envelope.payload(), "message", None)
+    return message if isinstance(message, str) and message else None
 
 
 def notice_from(envelope: Envelope) -> Notice | None:
@@ -142,7 +163,8 @@ def notice_from(envelope: Envelope) -> Notice | None:
         return _alert_notice(envelope, resolved, "resolved", resolved.ends_at)
     envelope.payload()  # validates; unknown or invalid payloads raise UndecodableError
     obj = envelope.object
-    name = "".join(part.title() for part in (envelope.family, envelope.verb))
+    # deploy.rollback_failed -> DeployRollbackFailed
+    name = "".join(part.title() for part in (envelope.family, *envelope.verb.split("_")))
     labels = {
         "alertname": name,
         "event_type": _event_type_label(envelope),
@@ -158,8 +180,9 @@ def notice_from(envelope: Envelope) -> Notice | None:
         status="firing",
         ephemeral=True,
         labels={k: v for k, v in labels.items() if v},
-        title=f"{envelope.family} {verb}: {obj.kind}/{obj.namespace or '_'}/{obj.name}",
+        title=f"{envelope.family} {verb.replace('_', ' ')}: {obj.kind}/{obj.namespace or '_'}/{obj.name}",
         reason=reason,
+        description=_description(envelope),
         severity=labels["severity"],
         event_id=envelope.id,
         event_type=envelope.type,

@@ -1,0 +1,115 @@
+"""Notices built from the deployer's terminal events: severity, reason and message, and how the default templates
+and the PagerDuty body present them (`deploy.rollback_failed` pages, `deploy.skipped` is informational)."""
+
+from __future__ import annotations
+
+import pytest
+
+from opsbus.common.events.examples import example_events
+from opsbus.common.events.payloads import (
+    DeployFailed,
+    DeployRollbackFailed,
+    DeployRolledBack,
+    DeploySkipped,
+    DeploySucceeded,
+    RecoveryEscalated,
+)
+from opsbus.notifier.domain.config import parse_config
+from opsbus.notifier.domain.grouping import Notification, notification_id
+from opsbus.notifier.domain.notices import Notice, notice_from
+from opsbus.notifier.domain.routing import match_routes
+from opsbus.notifier.rendering import Links, Renderer, pagerduty_body
+
+LINKS = Links(gateway_url="https://opsbus.example.com", jaeger_url=None)
+
+
+def notice_of(event_type: str) -> Notice:
+    notice = notice_from(example_events()[event_type])
+    assert notice is not None
+    return notice
+
+
+def notification_of(notice: Notice) -> Notification:
+    key = f'0:{{alertname="{notice.labels["alertname"]}"}}'
+    return Notification(
+        id=notification_id(key, 1),
+        group_key=key,
+        seq=1,
+        receiver="oncall",
+        status="firing",
+        group_labels={"alertname": notice.labels["alertname"]},
+        common_labels=dict(notice.labels),
+        alerts=(notice,),
+        repeat=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("event_type", "severity"),
+    [
+        (DeployRollbackFailed.event_type, "critical"),
+        (RecoveryEscalated.event_type, "critical"),
+        (DeployFailed.event_type, "warning"),
+        (DeployRolledBack.event_type, "warning"),
+        (DeploySkipped.event_type, "info"),
+        (DeploySucceeded.event_type, "info"),
+    ],
+)
+def test_severity_of_non_alert_events(event_type: str, severity: str) -> None:
+    notice = notice_of(event_type)
+    assert notice.severity == severity
+    assert notice.labels["severity"] == severity
+
+
+def test_rollback_failed_says_the_workload_needs_a_human_and_pages() -> None:
+    notice = notice_of(DeployRollbackFailed.event_type)
+    assert notice.labels["alertname"] == "DeployRollbackFailed"
+    assert notice.labels["event_type"] == "deploy.rollback_failed"
+    assert notice.labels["workload"] == "checkout" and notice.labels["namespace"] == "payments"
+    assert notice.title == "deploy rollback failed: Deployment/payments/checkout"
+    assert notice.reason == (
+        "rollback to revision 41 did not complete after the rollout failed (analysis_failed): "
+        "the workload needs a human"
+    )
+    n = notification_of(notice)
+    rendered = Renderer(LINKS).for_receiver(None).render(n)
+    assert rendered.title.startswith("[FIRING:1] DeployRollbackFailed")
+    assert "Reason: rollback to revision 41 did not complete" in rendered.text
+    assert "rollback did not complete: 4 of 10 replicas updated, no progress for 630s" in rendered.text
+    assert "severity critical" in rendered.text
+    assert f"Incident: https://opsbus.example.com/v1/incidents/{notice.correlationid}" in rendered.text
+    body = pagerduty_body(n, rendered, LINKS, routing_key="k")
+    assert body["event_action"] == "trigger" and body["payload"]["severity"] == "critical"
+
+
+def test_skipped_explains_that_nothing_changed_and_is_informational() -> None:
+    notice = notice_of(DeploySkipped.event_type)
+    assert notice.labels["alertname"] == "DeploySkipped"
+    assert notice.reason == "stale request (5400s old): nothing was changed"
+    n = notification_of(notice)
+    rendered = Renderer(LINKS).for_receiver(None).render(n)
+    assert rendered.title == "[FIRING:1] DeploySkipped"
+    assert "severity info" in rendered.text
+    assert "freshness bound is 3600s: nothing was changed" in rendered.text  # the deployer's own message
+    assert pagerduty_body(n, rendered, LINKS, routing_key="k")["payload"]["severity"] == "info"
+
+
+def test_a_route_matching_severity_critical_takes_rollback_failed_but_not_skipped() -> None:
+    config = parse_config(
+        """\
+route:
+  receiver: chat
+  routes:
+    - receiver: pager
+      matchers: ['severity="critical"']
+receivers:
+  - name: chat
+  - name: pager
+"""
+    )
+
+    def receivers(event_type: str) -> list[str]:
+        return [r.receiver for r in match_routes(config.root, notice_of(event_type).labels)]
+
+    assert receivers(DeployRollbackFailed.event_type) == ["pager"]
+    assert receivers(DeploySkipped.event_type) == ["chat"]
