@@ -64,6 +64,7 @@ class Deletions:
         self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.seen: dict[str, float] = {}
+        self.wall: dict[str, float] = {}  # the same moments on the wall clock, to line up with database rows
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-watch", daemon=True)
 
@@ -82,6 +83,7 @@ class Deletions:
                 rv = ev["object"].metadata.resource_version
                 if ev["type"] == "DELETED":
                     self.seen.setdefault(ev["object"].metadata.name, time.monotonic())
+                    self.wall.setdefault(ev["object"].metadata.name, time.time())
                 if self._stop.is_set():
                     w.stop()  # type: ignore[no-untyped-call]
 
@@ -150,6 +152,32 @@ async def pace(deletions: Deletions, name: str, sent: float, interval: float) ->
         await asyncio.sleep(max(0.0, interval - (time.monotonic() - sent)))
 
 
+async def breakdown(db_url: str, sent: dict[str, float], deleted: dict[str, float]) -> dict[str, list[float]]:
+    """Where the time goes, per alert, from the healer's own rows: published -> alert row written (bus
+    delivery), -> attempt committed as started (recovery row, lease, snapshot, planning), -> pod DELETED seen
+    (the write and the watch)."""
+    import asyncpg  # noqa: PLC0415
+
+    url = db_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "select a.target->>'name' as pod, al.updated_at as seen, a.started_at as started "
+            "from healer.attempts a join healer.recoveries r on r.id = a.recovery_id "
+            "join healer.alerts al on al.fingerprint = r.fingerprint"
+        )
+    finally:
+        await conn.close()
+    out: dict[str, list[float]] = {"delivered": [], "planned+started": [], "applied": []}
+    for r in rows:
+        pod, seen, started = r["pod"], r["seen"].timestamp(), r["started"].timestamp()
+        if pod in sent and pod in deleted:
+            out["delivered"].append(seen - sent[pod])
+            out["planned+started"].append(started - seen)
+            out["applied"].append(deleted[pod] - started)
+    return out
+
+
 def pct(xs: list[float], q: float) -> float:
     ordered = sorted(xs)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
@@ -211,12 +239,15 @@ async def main(alerts: int, interval: float, kubeconfig: str) -> None:
                 await deletions.wait(list(base_uids), 60)
                 # The healer: alert.fired -> ... -> the same delete.
                 sent: dict[str, float] = {}
+                sent_wall: dict[str, float] = {}
                 for name in heal_pods:
                     event = alert_for(namespace, name)
                     sent[name] = time.monotonic()
+                    sent_wall[name] = time.time()
                     await bus.publisher.publish(event)
                     await pace(deletions, name, sent[name], interval)
                 await deletions.wait(heal_pods, 300)
+                stages = await breakdown(pg.url(), sent_wall, deletions.wall)
             finally:
                 await bus.close()
                 rt.request_shutdown()
@@ -235,6 +266,9 @@ async def main(alerts: int, interval: float, kubeconfig: str) -> None:
         f"healer (alert.fired -> delete) p50 {h50 * 1000:7.1f} ms   p99 {h99 * 1000:7.1f} ms   "
         f"{h50 / b50:.2f}x / {h99 / b99:.2f}x; mean {statistics.fmean(healer) * 1000:.1f} ms"
     )
+    for stage, xs in stages.items():
+        if xs:
+            print(f"  {stage:<16} p50 {pct(xs, 50) * 1000:7.1f} ms   p99 {pct(xs, 99) * 1000:7.1f} ms")
 
 
 if __name__ == "__main__":
