@@ -2,12 +2,14 @@
 
 Authentication looks the row up by the key's public prefix and compares the secret's SHA-256 in constant
 time; a revoked or expired key fails like an unknown one (the caller learns nothing). Successful lookups
-are cached for `cache_seconds` so a hot key costs no query per request; a revocation through this replica
-evicts the key at once, a revocation through another replica takes at most `cache_seconds`.
+are cached for `cache_seconds` so a hot key costs no query per request, and concurrent misses of one key share
+a single query; a revocation through this replica evicts the key at once, a revocation through another replica
+takes at most `cache_seconds`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -79,6 +81,7 @@ class KeyStore:
         self.clock = clock
         self._monotonic = monotonic
         self._cache: dict[str, tuple[float, KeyRecord, str]] = {}
+        self._lookups: dict[str, asyncio.Future[tuple[KeyRecord, str] | None]] = {}
 
     async def create(
         self,
@@ -134,18 +137,35 @@ class KeyStore:
         if cached is not None and cached[0] > self._monotonic():
             _, record, digest = cached
         else:
-            t = store.api_keys
-            async with self.db.sessions() as session:
-                row = (await session.execute(select(t).where(t.c.prefix == prefix))).first()
-            if row is None:
+            found = await self._lookup(prefix)
+            if found is None:
                 return None
-            record, digest = _record(row), row._mapping["digest"]
-            self._cache[prefix] = (self._monotonic() + self.cache_seconds, record, digest)
-            if len(self._cache) > 10_000:
-                self._cache.clear()
+            record, digest = found
         if not keys.matches(secret, digest) or not record.usable(now):
             return None
         return record.principal()
+
+    async def _lookup(self, prefix: str) -> tuple[KeyRecord, str] | None:
+        """One query per prefix at a time: requests arriving while it runs (a busy key whose cache entry just
+        expired) wait for its answer instead of each querying the database."""
+        task = self._lookups.get(prefix)
+        if task is None:
+            task = asyncio.ensure_future(self._query(prefix))
+            self._lookups[prefix] = task
+            task.add_done_callback(lambda _: self._lookups.pop(prefix, None))
+        return await asyncio.shield(task)
+
+    async def _query(self, prefix: str) -> tuple[KeyRecord, str] | None:
+        t = store.api_keys
+        async with self.db.sessions() as session:
+            row = (await session.execute(select(t).where(t.c.prefix == prefix))).first()
+        if row is None:
+            return None
+        record, digest = _record(row), str(row._mapping["digest"])
+        self._cache[prefix] = (self._monotonic() + self.cache_seconds, record, digest)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        return record, digest
 
     async def list(self) -> list[KeyRecord]:
         t = store.api_keys
