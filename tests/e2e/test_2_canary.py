@@ -41,6 +41,12 @@ def crashing_version(deployment: Any, image: str) -> dict[str, Any]:
     }
 
 
+@pytest.mark.xfail(
+    reason="observed 2026-11-22: deploy.started and deploy.progressed, the canary's pods crash-loop, but the deployer "
+    "publishes no deploy.failed within 150 s (its `restarts` analysis on a canary is being reworked by its owner); "
+    "strict: the day it passes, remove this marker",
+    strict=True,
+)
 async def test_crashing_canary_fails_analysis_is_rolled_back_and_notified_in_one_trace(platform: Platform) -> None:
     kube = platform.kube
     app = "shop"
