@@ -109,6 +109,8 @@ class NatsServer:
     log_path: Path
     monitor_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    # Extra nats-server configuration (e.g. an `authorization` block); written next to the log, passed with -c.
+    config: str = ""
 
     def __post_init__(self) -> None:
         if not self.monitor_port:
@@ -127,6 +129,10 @@ class NatsServer:
             "-sd", str(self.store_dir),
             "--http_port", str(self.monitor_port),
         ]  # fmt: skip
+        if self.config:
+            conf = self.log_path.with_name("nats.conf")
+            conf.write_text(self.config)
+            args += ["-c", str(conf)]
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
         log.close()
@@ -153,9 +159,12 @@ class NatsServer:
 
 
 @contextlib.contextmanager
-def nats_server() -> Iterator[NatsServer]:
+def nats_server(config: str = "") -> Iterator[NatsServer]:
+    """A private nats-server; `config` is extra configuration text (an `authorization` block, say)."""
     with tempfile.TemporaryDirectory(prefix="opsbus-nats-") as tmp:
-        server = NatsServer(port=free_port(), store_dir=Path(tmp) / "js", log_path=Path(tmp) / "nats.log")
+        server = NatsServer(
+            port=free_port(), store_dir=Path(tmp) / "js", log_path=Path(tmp) / "nats.log", config=config
+        )
         server.start()
         try:
             yield server
