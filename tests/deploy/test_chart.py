@@ -19,6 +19,9 @@ from opsbus.healer.domain.policy import parse_policies
 from opsbus.notifier.domain.config import parse_config
 from tests.deploy.tools import CHART, OBSERVABILITY, by_kind, helm, kube_version, ok, render, run
 
+# These run the real tools (helm, hadolint, promtool, docker-compose, uv): not unit tests.
+pytestmark = pytest.mark.integration
+
 PRODUCTION = CHART / "ci" / "production-values.yaml"
 SERVICES = ("watcher", "healer", "deployer", "optimizer", "notifier", "gateway")
 KUBE_CLIENTS = ("watcher", "healer", "deployer", "optimizer")
@@ -256,3 +259,57 @@ def test_service_monitors_label_jobs_as_the_rules_expect() -> None:
         service = name.removeprefix("prod-opsbus-")
         assert services[name]["metadata"]["labels"]["opsbus.io/job"] == f"opsbus-{service}"
         assert monitor["spec"]["endpoints"] == [{"port": "http-health", "path": "/metrics", "interval": "30s"}]
+
+
+# --- NATS accounts and permissions --------------------------------------------------------------------------------
+
+
+def _env_items(objects: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Workload name -> env var name -> its item, for every container of every Deployment and Job."""
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, spec in _pod_specs(objects).items():
+        for container in spec["containers"]:
+            found[name] = {item["name"]: item for item in container.get("env", [])}
+    return found
+
+
+def test_each_service_reads_its_own_nats_user_and_password_from_the_referenced_secret() -> None:
+    envs = _env_items(render(PRODUCTION))
+    for service in SERVICES:
+        env = envs[f"Deployment/opsbus-{service}"]
+        for setting, key in (("OPSBUS_NATS__USER", "user"), ("OPSBUS_NATS__PASSWORD", "password")):
+            assert "value" not in env[setting], f"{service}: {setting} rendered as a literal"
+            ref = env[setting]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "opsbus-nats", "key": f"{service}-{key}"}, (service, ref)
+
+
+def test_without_a_nats_secret_no_credentials_are_rendered() -> None:
+    for name, env in _env_items(render()).items():
+        assert not {"OPSBUS_NATS__USER", "OPSBUS_NATS__PASSWORD", "OPSBUS_NATS__NKEY_SEED_FILE"} & set(env), name
+
+
+def test_the_nats_authorization_configmap_is_the_generated_block() -> None:
+    from opsbus.common.bus.permissions import nats_conf, user_name  # noqa: PLC0415
+
+    assert "opsbus-nats-authorization" not in by_kind(render(), "ConfigMap")
+    objects = render(PRODUCTION, sets=("nats.auth.authorizationConfigMap=true",))
+    block = by_kind(objects, "ConfigMap")["opsbus-nats-authorization"]["data"]["authorization.conf"]
+    assert block == nats_conf()
+    assert "password: \"" not in block  # passwords are server environment variables, never in the ConfigMap
+    for service in SERVICES:
+        assert f'user: "{user_name(service)}"' in block
+
+
+@pytest.mark.parametrize(
+    ("assignment", "complaint"),
+    [
+        ("nats.auth.password=hunter2", "password"),
+        ("nats.auth.existingSecret=Not_A_Secret_Name", "existingSecret"),
+        ("nats.auth.authorizationConfigMap=yes", "authorizationConfigMap"),
+    ],
+)
+def test_schema_refuses_nats_credentials_in_values(assignment: str, complaint: str) -> None:
+    result = run(helm(), "template", "opsbus", CHART, "--kube-version", kube_version(), "--set", assignment)
+    assert result.returncode != 0, f"{assignment} was accepted"
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert complaint in result.stderr, result.stderr

@@ -16,6 +16,9 @@ import yaml
 
 from tests.deploy.tools import REPO_ROOT, hadolint, ok, on_path, run
 
+# These run the real tools (helm, hadolint, promtool, docker-compose, uv): not unit tests.
+pytestmark = pytest.mark.integration
+
 SERVICES = ("watcher", "healer", "deployer", "optimizer", "notifier", "gateway")
 MIGRATING = ("healer", "deployer", "optimizer", "notifier", "gateway")
 DOCKERFILE = REPO_ROOT / "deploy" / "docker" / "Dockerfile"
@@ -89,6 +92,7 @@ def test_image_runs_unprivileged_with_the_service_entrypoint() -> None:
     assert "**/tests/" in ignored and "*" in ignored
 
 
+@pytest.mark.timeout(900)  # a cold `uv sync` into a fresh virtualenv, on a loaded runner
 @pytest.mark.parametrize("service", SERVICES)
 def test_image_build_stage_installs_the_service_alone(service: str, tmp_path: Path) -> None:
     """What the Dockerfile's build stage runs, without Docker: the build context (as .dockerignore leaves it) and

@@ -12,9 +12,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.deploy.tools import OBSERVABILITY, REPO_ROOT, ok, on_path, run
+
+# These run the real tools (helm, hadolint, promtool, docker-compose, uv): not unit tests.
+pytestmark = pytest.mark.integration
 
 RULES = OBSERVABILITY / "prometheus" / "opsbus-alerts.yaml"
 DASHBOARD = OBSERVABILITY / "grafana" / "dashboards" / "opsbus-overview.json"
