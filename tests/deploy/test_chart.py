@@ -295,7 +295,7 @@ def test_the_nats_authorization_configmap_is_the_generated_block() -> None:
     objects = render(PRODUCTION, sets=("nats.auth.authorizationConfigMap=true",))
     block = by_kind(objects, "ConfigMap")["opsbus-nats-authorization"]["data"]["authorization.conf"]
     assert block == nats_conf()
-    assert "password: \"" not in block  # passwords are server environment variables, never in the ConfigMap
+    assert 'password: "' not in block  # passwords are server environment variables, never in the ConfigMap
     for service in SERVICES:
         assert f'user: "{user_name(service)}"' in block
 
