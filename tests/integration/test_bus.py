@@ -92,6 +92,47 @@ async def test_publish_consume_ack(make_bus: MakeBus, registry: CollectorRegistr
     )
 
 
+async def test_a_lone_event_on_an_idle_consumer_is_not_held_for_the_fetch_timeout(make_bus: MakeBus) -> None:
+    """A consumer waiting in a fetch for a whole batch hands a lone event over at once, not when the fetch expires
+    (pins the nats-py pull behaviour the consumer's latency depends on)."""
+    bus = await make_bus()
+    await provision(bus)
+    handled: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def handler(delivery: Delivery) -> None:
+        handled.append(loop.time())
+
+    bus.consumer(spec(fetch_timeout=8.0, batch=64), handler)
+    await bus.start()
+    await asyncio.sleep(0.5)  # the consumer is now waiting in a fetch
+    def handled_count(count: int) -> Callable[[], bool]:
+        return lambda: len(handled) == count
+
+    for n in range(1, 4):
+        published = loop.time()
+        await bus.publisher.publish(event(n))
+        await wait_until(handled_count(n), timeout=7.0, what=f"delivery {n}")
+        assert handled[-1] - published < 4.0  # half the fetch timeout: not held until the fetch expires
+
+
+async def test_a_backlog_is_fetched_in_batches(make_bus: MakeBus) -> None:
+    bus = await make_bus()
+    await provision(bus)
+    for n in range(200):
+        await bus.publisher.send(event(n))
+    await bus.publisher.flush(timeout=5)
+    seen: list[int] = []
+
+    async def handler(delivery: Delivery) -> None:
+        seen.append(delivery.event.payload_as(Happened).n)
+
+    bus.consumer(spec(fetch_timeout=8.0, batch=64), handler)
+    await bus.start()
+    await wait_until(lambda: len(seen) == 200, timeout=7.0, what="the backlog of 200")
+    assert seen == list(range(200))
+
+
 async def test_redelivery_after_handler_crash(make_bus: MakeBus) -> None:
     """A replica dies mid-handler (no ack): after ack_wait the message is redelivered to a live replica."""
     dying = await make_bus("dying")
