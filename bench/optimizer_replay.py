@@ -19,7 +19,10 @@ cost-weighted (requests priced per vCPU-hour and GiB-hour); the share of interva
 the limit; limit = request, as the fixed manifests set it) and CPU-throttled (usage above the limit, 2x request);
 the number of request changes; cost, and the saving against fixed requests.
 
-    uv run python bench/optimizer_replay.py [--seed 7] [--traces-per-shape 4] [--days 14]
+    uv run python -m bench.optimizer_replay [--seed 7] [--traces-per-shape 4] [--days 14] [--plot replay.png]
+
+`--plot PATH` also draws a PNG (matplotlib, the dev group): one leaky and one diurnal trace under each policy,
+and the per-policy slack, OOM-killed intervals and saving of the run.
 """
 
 from __future__ import annotations
@@ -158,7 +161,14 @@ def _limit(target: int | None, old_limit: int, old_request: int, new_request: in
     return max(new_request, target)
 
 
-def replay(trace: Trace, policy: VerticalPolicy | None, guard: Guardrails | None, score: Score) -> None:
+def replay(
+    trace: Trace,
+    policy: VerticalPolicy | None,
+    guard: Guardrails | None,
+    score: Score,
+    track: list[Resources] | None = None,
+) -> None:
+    """Replay one trace; `track`, when given, gets the resources in force at every interval (for the plot)."""
     cur = fixed_requests(trace)
     usage = ContainerUsage.new(policy) if policy else None
     warmup = int(DAY / STEP)
@@ -166,6 +176,8 @@ def replay(trace: Trace, policy: VerticalPolicy | None, guard: Guardrails | None
     for i, (c, m) in enumerate(zip(trace.cpu, trace.mem, strict=True)):
         t = i * STEP
         oom = False
+        if track is not None:
+            track.append(cur)
         if i >= warmup:
             oom = score.add(trace.shape, cur, c, m)
         if usage is None or policy is None:
@@ -284,10 +296,16 @@ def main() -> None:
     ap.add_argument("--seeds", default="", help="comma-separated further seeds for a summary table, e.g. 1,2,3,4")
     ap.add_argument("--traces-per-shape", type=int, default=4)
     ap.add_argument("--days", type=int, default=14)
+    ap.add_argument("--plot", metavar="PATH", help="also write a PNG of two example traces and the scores")
     args = ap.parse_args()
     started = time.perf_counter()
     scores = run(args.seed, args.traces_per_shape, args.days)
     report(args.seed, args.traces_per_shape, args.days, scores, time.perf_counter() - started)
+    if args.plot:
+        from bench.optimizer_replay_plot import plot  # noqa: PLC0415 - matplotlib only when asked
+
+        plot(args.plot, args.seed, args.days, scores)
+        print(f"\nplot written to {args.plot}")
     seeds = [args.seed, *(int(x) for x in args.seeds.split(",") if x.strip())]
     if len(seeds) < 2:
         return
