@@ -67,6 +67,7 @@ def plot(path: str, seed: int, days: int, scores: dict[str, Score]) -> None:
             (bar.get_x() + bar.get_width() / 2, bar.get_height()),
             ha="center",
             va="bottom",
+            fontsize=8,
         )
     ax.set_yscale("symlog")
     ax.set(title="OOM-killed intervals (count, symlog), and cost saved vs fixed", ylabel="intervals")
