@@ -15,7 +15,9 @@ import ast
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import nats
 import pytest
 from nats.aio.client import Client
@@ -380,3 +382,47 @@ def test_the_charts_authorization_file_is_not_stale() -> None:
         "deploy/helm/opsbus/files/nats-authorization.conf is stale: regenerate it with `uv run python -m "
         "opsbus.common.bus.permissions --format nats-conf > deploy/helm/opsbus/files/nats-authorization.conf`"
     )
+
+
+# --- smoke: the six real service processes under the generated permissions ---------------------------------------
+
+SMOKE_NOTIFIER = """
+route:
+  receiver: nowhere
+receivers:
+  - name: nowhere
+    webhook_configs:
+      - url: http://127.0.0.1:9/hook
+"""
+
+
+@pytest.mark.e2e
+def test_the_real_services_start_and_answer_under_their_permissions(sandbox: Any, tmp_path: Path) -> None:
+    """Every service process starts (streams, consumers, endpoints) as its own NATS user, and the gateway reaches
+    the healer, notifier and optimizer over request-reply. The watcher and optimizer watch a namespace that does
+    not exist, so nothing on the shared sandbox is touched."""
+    from opsbus.demo.stack import Stack, StackOptions  # noqa: PLC0415 - the e2e tier's process runner
+
+    notifier = tmp_path / "notifier.yaml"
+    notifier.write_text(SMOKE_NOTIFIER)
+    env = {s: {"OPSBUS_NATS__USER": user_name(s), "OPSBUS_NATS__PASSWORD": PASSWORDS[s]} for s in SERVICES}
+    stack = Stack(
+        StackOptions(
+            kubeconfig=sandbox.kubeconfig,
+            notifier_config=notifier,
+            namespaces=[f"natsperm-absent-{new_event_id()[-8:]}"],
+            service_env=env,
+            jaeger=False,
+        )
+    )
+    stack.nats.config = nats_conf(passwords=PASSWORDS)
+    stack.start()
+    try:
+        headers = {"Authorization": f"Bearer {stack.admin_key}"}
+        for path in ("/v1/recoveries/pending", "/v1/silences", "/v1/routes", "/v1/recommendations"):
+            answer = httpx.get(stack.gateway_url + path, headers=headers, timeout=15.0)
+            assert answer.status_code == 200, (path, answer.text)
+        log = (stack.workdir / "nats.log").read_text()
+        assert "Violation" not in log, log[-3000:]  # nats-server logs "Publish Violation", "Subscription Violation"
+    finally:
+        stack.stop()
