@@ -24,7 +24,7 @@ say "syncing the Python workspace (uv.lock)"
 
 nats_bin="$cache/nats-server/$NATS_SERVER_VERSION/nats-server"
 if [ ! -x "$nats_bin" ]; then
-  command -v go >/dev/null 2>&1 || { echo "Go is needed to build nats-server; install Go 1.22+" >&2; exit 1; }
+  command -v go >/dev/null 2>&1 || { echo "Go is needed to build nats-server; install Go 1.26+" >&2; exit 1; }
   say "building nats-server $NATS_SERVER_VERSION from the Go module proxy (cold: about 1-2 minutes)"
   mkdir -p "$(dirname "$nats_bin")"
   (cd /tmp && GOBIN="$(dirname "$nats_bin")" GOFLAGS=-mod=mod go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION")

@@ -5,7 +5,7 @@
 # Sourced by tools/install-deps.sh with `cache`, `say` and versions.env in scope.
 jaeger_bin="$cache/jaeger/$JAEGER_VERSION/jaeger"
 if [ ! -x "$jaeger_bin" ]; then
-  command -v go >/dev/null 2>&1 || { echo "Go is needed to build Jaeger; install Go 1.24+" >&2; exit 1; }
+  command -v go >/dev/null 2>&1 || { echo "Go is needed to build Jaeger; install Go 1.26+" >&2; exit 1; }
   say "building Jaeger $JAEGER_VERSION from the Go module proxy (cold: 5-15 minutes, once)"
   jaeger_src="$(cd /tmp && go mod download -json "github.com/jaegertracing/jaeger@$JAEGER_VERSION" \
     | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
