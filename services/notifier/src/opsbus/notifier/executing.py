@@ -4,17 +4,14 @@ Three steps, each its own transaction, so a crash anywhere loses nothing and dou
 
 1. **ingest** (per consumed event): inbox claim, then each matched route's group row is locked
    (`FOR UPDATE`), `grouping.ingest` decides, the row is written. A redelivered event hits the inbox.
-   Several events are ingested at once (`ingest_concurrency`); events of one alert or one group wait for
-   each other in consumed order (`ordering.KeyedOrder`).
 2. **flush** (ticker): due groups are claimed with `FOR UPDATE SKIP LOCKED`, so each is flushed by one
    replica; `grouping.flush` decides with silences and inhibition applied; the notification rows (unique on
    group key, sequence, integration), the group's new state, and audit entries for muted alerts commit together.
 3. **deliver** (ticker): due notification rows are leased (`sending`, `lease_until`) with SKIP LOCKED and
-   sent concurrently; the outcome (delivered, retry at a time honouring Retry-After, or dead letter), the
-   delivery log row, the `notify.*` event and the audit entry commit together. Outcomes that come in while
-   the previous ones are committing share one transaction (a group commit; each row still checks its lease).
-   A replica that dies mid-send leaves a lease that expires, and the send is retried: at-least-once towards
-   the channel (receivers deduplicate on `X-Opsbus-Notification-Id`, PagerDuty on dedup_key).
+   sent; the outcome (delivered, retry at a time honouring Retry-After, or dead letter), the delivery log row,
+   the `notify.*` event and the audit entry commit together. A replica that dies mid-send leaves a lease
+   that expires, and the send is retried: at-least-once towards the channel (receivers deduplicate on
+   `X-Opsbus-Notification-Id`, PagerDuty on dedup_key).
 
 Never log or publish a webhook URL, routing key or secret: channels report errors without them.
 """
@@ -27,13 +24,13 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,14 +44,13 @@ from opsbus.common.events.payloads.common import Actor, ActorKind, ResourceRef
 from opsbus.common.store import Database, add, claim
 from opsbus.notifier import store
 from opsbus.notifier.channels import Channel, Outcome
-from opsbus.notifier.domain.config import NotifierConfig, Route
+from opsbus.notifier.domain.config import NotifierConfig
 from opsbus.notifier.domain.delivery import RetryPolicy, next_delay
 from opsbus.notifier.domain.grouping import Group, Notification, flush, group_key, ingest
 from opsbus.notifier.domain.matchers import parse_all
 from opsbus.notifier.domain.muting import Silence, mute_reasons
 from opsbus.notifier.domain.notices import Notice, notice_from
 from opsbus.notifier.domain.routing import match_routes
-from opsbus.notifier.ordering import KeyedOrder
 from opsbus.notifier.ratelimits import SharedRateLimiter
 
 log = logging.getLogger(__name__)
@@ -69,31 +65,6 @@ class ExecutorOptions:
     lease: timedelta = timedelta(seconds=60)
     batch: int = 50
     tick: float = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class Sent:
-    """One attempt made: the leased row, what was sent, and how the channel answered."""
-
-    row: Any
-    notification: Notification
-    attempt: int
-    outcome: Outcome
-    latency_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """What recording an attempt writes (decided before the transaction, so a group commit is only writes)."""
-
-    sent: Sent
-    now: datetime
-    status: str
-    log_outcome: str
-    delay: float | None
-    next_at: datetime | None
-    event: Envelope
-    audit: Envelope | None
 
 
 class NotifierMetrics:
@@ -160,7 +131,6 @@ class Notifier:
         self._on_outbox = on_outbox or (lambda: None)
         self._outbox = store.TABLES.outbox
         self.limiter = SharedRateLimiter(db, clock)
-        self._order = KeyedOrder()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -176,22 +146,12 @@ class Notifier:
         notice = notice_from(delivery.event)
         if notice is None:
             return
-        routes = match_routes(self.config.root, notice.labels)
-        keys = [f"alert:{notice.fingerprint}", *(f"group:{group_key(r, notice.labels)[0]}" for r in routes)]
-        # several events are handled at once (the consumer's concurrency): one alert's and one group's events
-        # still go in the order they were consumed
-        async with self._order.turn(keys):
-            due = await self._ingest(delivery, notice, routes)
-        if due:
-            self.wake()
-
-    async def _ingest(self, delivery: Delivery, notice: Notice, routes: list[Route]) -> bool:
-        """One transaction: inbox claim, firing-alert record, each route's group; True when a flush is due."""
         now = self.clock()
+        routes = match_routes(self.config.root, notice.labels)
         due = False
         async with self.db.sessions.begin() as session:
             if not await claim(session, store.TABLES.inbox, CONSUMER, delivery.event.id):
-                return False
+                return
             await self._track_firing(session, notice, now)
             for route in routes:
                 key, _ = group_key(route, notice.labels)
@@ -214,7 +174,8 @@ class Notifier:
                 else:
                     await session.execute(update(store.groups).where(store.groups.c.key == key).values(**values))
                 due = due or plan.group.next_flush_at <= now
-        return due
+        if due:
+            self.wake()
 
     async def _track_firing(self, session: AsyncSession, notice: Notice, now: datetime) -> None:
         if notice.ephemeral or not self.config.inhibit_rules:
@@ -362,22 +323,8 @@ class Notifier:
                 )
         if not rows:
             return 0
-        await self._send_all(rows)
+        await asyncio.gather(*(self._attempt(row) for row in rows))
         return len(rows)
-
-    async def _send_all(self, rows: Sequence[Any]) -> None:
-        """Send every leased row concurrently and record the outcomes as they come in: whatever finished while
-        the previous record was committing goes into one transaction (a group commit), so a burst costs a few
-        transactions instead of one per notification, and a slow channel does not hold up the others' records."""
-        sending = {asyncio.create_task(self._attempt(row), name="notifier:send") for row in rows}
-        try:
-            while sending:
-                done, sending = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
-                await self._record_all([sent for task in done if (sent := _sent(task)) is not None])
-        finally:  # cancelled (shutdown): the leases expire and another pass sends again; leave no task behind
-            for task in sending:
-                task.cancel()
-            await asyncio.gather(*sending, return_exceptions=True)
 
     def _retry_policy(self, receiver: str, integration: str) -> RetryPolicy:
         cfg = self.config.receivers.get(receiver)
@@ -398,8 +345,7 @@ class Notifier:
                 return await self.limiter.take(f"{receiver}/{integration}", integ.rate_limit)
         return 0.0
 
-    async def _attempt(self, row: Any) -> Sent | None:
-        """Send one leased row; None when the rate limit put it back (not an attempt)."""
+    async def _attempt(self, row: Any) -> None:
         attempt = row.attempts + 1
         notification = store.notification_from(row.body)
         channel = self.channels.get(row.receiver, {}).get(row.integration)
@@ -408,7 +354,7 @@ class Notifier:
         if wait > 0:  # not an attempt: put it back for when the bucket has a token
             await self._reschedule(row, attempt, now + timedelta(seconds=wait))
             self._schedule_wake(wait)
-            return None
+            return
         started = time.perf_counter()
         if channel is None:
             outcome = Outcome(
@@ -425,42 +371,24 @@ class Notifier:
                 log.exception("channel %s raised", row.channel)
                 outcome = Outcome(False, None, True, None, f"channel error ({type(exc).__name__})")
         latency_ms = (time.perf_counter() - started) * 1000
-        return Sent(row, notification, attempt, outcome, latency_ms)
+        await self._record(row, notification, attempt, outcome, latency_ms)
 
     async def _reschedule(self, row: Any, attempt: int, at: datetime) -> None:
         t = store.notifications
         async with self.db.sessions.begin() as session:
             await session.execute(
                 update(t)
-                .where(*_still_leased(row, attempt))
+                .where(
+                    t.c.notification_id == row.notification_id,
+                    t.c.integration == row.integration,
+                    t.c.status == "sending",
+                    t.c.attempts == attempt,
+                )
                 .values(status="pending", attempts=attempt - 1, next_attempt_at=at, lease_until=None)
             )
 
-    async def _record_all(self, sent: list[Sent]) -> None:
-        """Record the outcomes of `sent` in one transaction; if that fails, each in its own (so one bad row
-        cannot lose the others' outcomes; an outcome that cannot be recorded is sent again when its lease ends)."""
-        if not sent:
-            return
+    async def _record(self, row: Any, n: Notification, attempt: int, outcome: Outcome, latency_ms: float) -> None:
         now = self.clock()
-        records = [self._outcome(s, now) for s in sent]
-        try:
-            async with self.db.sessions.begin() as session:
-                kept = [r for r in records if await self._write(session, r)]
-        except Exception:
-            if len(records) == 1:
-                raise
-            log.warning("recording %d delivery outcomes together failed; recording each alone", len(records))
-            kept = []
-            for r in records:
-                async with self.db.sessions.begin() as session:
-                    if await self._write(session, r):
-                        kept.append(r)
-        for r in kept:
-            self._after(r)
-
-    def _outcome(self, sent: Sent, now: datetime) -> Record:
-        """What an attempt's outcome means: the row's new status, the `notify.*` event and the audit entry."""
-        row, n, attempt, outcome = sent.row, sent.notification, sent.attempt, sent.outcome
         policy = self._retry_policy(row.receiver, row.integration)
         delay = None
         if not outcome.delivered and outcome.retryable:
@@ -472,6 +400,7 @@ class Notifier:
         else:
             status, log_outcome = "dead", "dead"
         next_at = now + timedelta(seconds=delay) if delay is not None else None
+        t = store.notifications
         first = n.alerts[0]
         common: dict[str, Any] = {
             "notification_id": n.id,
@@ -483,7 +412,7 @@ class Notifier:
             "event_ids": tuple(a.event_id for a in n.alerts),
             "alert_fingerprints": tuple(a.fingerprint for a in n.alerts if not a.ephemeral),
             "status_code": outcome.status_code,
-            "latency_ms": sent.latency_ms,
+            "latency_ms": latency_ms,
         }
         payload: NotifyDelivered | NotifyFailed
         if outcome.delivered:
@@ -506,81 +435,73 @@ class Notifier:
             event_id=event_id,
             time=now,
         )
-        audit = None
-        if status != "pending":
-            audit = self.auditor.entry(
-                action="notify.deliver",
-                target=_target(first),
-                outcome=AuditOutcome.EXECUTED if status == "delivered" else AuditOutcome.FAILED,
-                reason=(
-                    f"delivered to {row.receiver} ({row.integration}) on attempt {attempt}"
-                    if status == "delivered"
-                    else f"dead letter after attempt {attempt}: {outcome.error}"
-                ),
-                details={"notification_id": n.id, "group_key": n.group_key, "integration": row.integration},
-                idempotency_key=f"deliver:{n.id}:{row.integration}",
-                time=now,
+        async with self.db.sessions.begin() as session:
+            updated = await session.execute(
+                update(t)
+                .where(
+                    t.c.notification_id == row.notification_id,
+                    t.c.integration == row.integration,
+                    t.c.status == "sending",
+                    t.c.attempts == attempt,
+                )
+                .values(
+                    status=status,
+                    lease_until=None,
+                    last_error=outcome.error,
+                    next_attempt_at=next_at or now,
+                    finished_at=None if status == "pending" else now,
+                )
+                .returning(t.c.notification_id)
             )
-        return Record(sent, now, status, log_outcome, delay, next_at, event, audit)
-
-    async def _write(self, session: AsyncSession, r: Record) -> bool:
-        """Write one outcome in `session`; False when our lease was lost (another replica's outcome wins)."""
-        row, n, attempt, outcome = r.sent.row, r.sent.notification, r.sent.attempt, r.sent.outcome
-        t = store.notifications
-        updated = await session.execute(
-            update(t)
-            .where(*_still_leased(row, attempt))
-            .values(
-                status=r.status,
-                lease_until=None,
-                last_error=outcome.error,
-                next_attempt_at=r.next_at or r.now,
-                finished_at=None if r.status == "pending" else r.now,
+            if updated.first() is None:  # our lease expired and another replica took over: its outcome wins
+                log.warning("notification %s/%s: lease lost, outcome dropped", n.id, row.integration)
+                return
+            await session.execute(
+                insert(store.delivery_log).values(
+                    notification_id=n.id,
+                    integration=row.integration,
+                    receiver=row.receiver,
+                    channel=row.channel,
+                    attempt=attempt,
+                    outcome=log_outcome,
+                    status_code=outcome.status_code,
+                    error=outcome.error,
+                    retry_after_seconds=outcome.retry_after,
+                    latency_ms=latency_ms,
+                    at=now,
+                )
             )
-            .returning(t.c.notification_id)
-        )
-        if updated.first() is None:
-            log.warning("notification %s/%s: lease lost, outcome dropped", n.id, row.integration)
-            return False
-        await session.execute(
-            insert(store.delivery_log).values(
-                notification_id=n.id,
-                integration=row.integration,
-                receiver=row.receiver,
-                channel=row.channel,
-                attempt=attempt,
-                outcome=r.log_outcome,
-                status_code=outcome.status_code,
-                error=outcome.error,
-                retry_after_seconds=outcome.retry_after,
-                latency_ms=r.sent.latency_ms,
-                at=r.now,
-            )
-        )
-        first = n.alerts[0]
-        await self._emit(session, r.event, first)
-        if r.audit is not None:
-            await self._emit(session, r.audit, first)
-        return True
-
-    def _after(self, r: Record) -> None:
-        """Metrics, logs and the retry wake-up of a committed outcome."""
-        row, n = r.sent.row, r.sent.notification
-        self.metrics.attempts.labels(row.channel, r.log_outcome).inc()
-        if r.sent.outcome.delivered:
+            await self._emit(session, event, first)
+            if status != "pending":
+                audit = self.auditor.entry(
+                    action="notify.deliver",
+                    target=_target(first),
+                    outcome=AuditOutcome.EXECUTED if status == "delivered" else AuditOutcome.FAILED,
+                    reason=(
+                        f"delivered to {row.receiver} ({row.integration}) on attempt {attempt}"
+                        if status == "delivered"
+                        else f"dead letter after attempt {attempt}: {outcome.error}"
+                    ),
+                    details={"notification_id": n.id, "group_key": n.group_key, "integration": row.integration},
+                    idempotency_key=f"deliver:{n.id}:{row.integration}",
+                    time=now,
+                )
+                await self._emit(session, audit, first)
+        self.metrics.attempts.labels(row.channel, log_outcome).inc()
+        if outcome.delivered:
             for a in n.alerts:
-                self.metrics.latency.labels(row.channel).observe(max(0.0, (r.now - a.starts_at).total_seconds()))
-        if r.status == "dead":
+                self.metrics.latency.labels(row.channel).observe(max(0.0, (now - a.starts_at).total_seconds()))
+        if status == "dead":
             log.error(
                 "notification %s to %s (%s) dead-lettered after %d attempts: %s",
                 n.id,
                 row.receiver,
                 row.integration,
-                r.sent.attempt,
-                r.sent.outcome.error,
+                attempt,
+                outcome.error,
             )
-        if r.delay is not None:
-            self._schedule_wake(r.delay)
+        if delay is not None:
+            self._schedule_wake(delay)
 
     async def _emit(self, session: AsyncSession, event: Envelope, cause: Notice) -> None:
         linked = event.model_copy(
@@ -697,26 +618,6 @@ class Notifier:
                 # arrives as the event fires, and this loop would then never stop.
                 async with asyncio.timeout(self.options.tick):
                     await self._wake.wait()
-
-
-def _still_leased(row: Any, attempt: int) -> tuple[ColumnElement[bool], ...]:
-    """The row as this replica leased it for `attempt` (no other replica took it over since)."""
-    t = store.notifications
-    return (
-        t.c.notification_id == row.notification_id,
-        t.c.integration == row.integration,
-        t.c.status == "sending",
-        t.c.attempts == attempt,
-    )
-
-
-def _sent(task: asyncio.Task[Sent | None]) -> Sent | None:
-    """A finished send's result; a send that failed outside the channel (the rate limit's database) is logged and
-    left leased, so it is sent again when the lease ends."""
-    if (exc := task.exception()) is not None:
-        log.error("a delivery attempt failed before it was sent", exc_info=exc)
-        return None
-    return task.result()
 
 
 def silence_from(row: Any) -> Silence:

@@ -350,7 +350,6 @@ async def setup(
                 subjects=subjects,
                 max_deliver=10,
                 backoff=(0.05, 0.5, 2.0, 10.0, 60.0),
-                concurrency=opts.ingest_concurrency,
                 description=f"notifier: route {stream.lower()} events into groups",
             ),
             notifier.handle,

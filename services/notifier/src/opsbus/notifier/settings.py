@@ -21,13 +21,6 @@ class NotifierOptions(BaseModel):
         default=60.0, gt=0, description="A delivery claimed by a replica that died is retried after this."
     )
     batch: int = Field(default=50, ge=1)
-    ingest_concurrency: int = Field(
-        default=4,
-        ge=1,
-        le=32,
-        description="Events of each stream routed at once (one alert's and one group's still in order). Each takes "
-        "a database connection: keep 4 x this (four streams) plus a few under the database pool size.",
-    )
     config_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often each replica looks for a configuration version put through the API."
     )
