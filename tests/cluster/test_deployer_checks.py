@@ -22,6 +22,7 @@ from opsbus.common.events.payloads.common import WorkloadRef
 from opsbus.common.events.payloads.deploy import (
     AnalysisOutcome,
     AnalysisSpec,
+    CanarySpec,
     DeployFailed,
     DeployFailureReason,
     DeployRequested,
@@ -200,3 +201,28 @@ async def test_a_daemonset_request_is_refused_clearly_and_changes_nothing(
     failed = (await deploy_events.wait(request.id, DeployFailed, timeout=30)).payload_as(DeployFailed)
     assert failed.reason is DeployFailureReason.INVALID_REQUEST and not failed.rollback_pending
     assert "DaemonSet rollouts are not supported" in failed.message
+
+
+async def test_a_crashing_canary_fails_its_step_analysis_on_restarts_and_is_removed(
+    cluster: Cluster, deployer: Deployer, client_bus: Bus, deploy_events: DeployEvents
+) -> None:
+    cluster.create_deployment("cny", replicas=2, image="registry.example/cny:1")
+    before = await rolled_out(cluster, "cny")
+    spec = CanarySpec.model_validate(
+        {"steps": [{"weight": 50, "analysis": {"metrics": [pod_check("restarts", "restarts", inconclusive_limit=2)]}}]}
+    )
+    request = request_event(
+        cluster,
+        "cny",
+        strategy=Strategy.CANARY,
+        manifest=crashing_manifest("cny", "registry.example/cny:2-crashes"),
+        canary=spec,
+    )
+    await client_bus.publisher.publish(request)
+    failed = (await deploy_events.wait(request.id, DeployFailed, timeout=120)).payload_as(DeployFailed)
+    assert failed.reason is DeployFailureReason.ANALYSIS_FAILED, failed
+    (result,) = failed.analysis
+    assert result.metric == "restarts" and result.outcome is AnalysisOutcome.FAILED
+    await deploy_events.wait(request.id, DeployRolledBack, timeout=60)
+    assert cluster.deployment("cny").metadata.generation == before.metadata.generation  # stable never written
+    assert image_of(cluster, "cny") == "registry.example/cny:1"

@@ -22,6 +22,7 @@ from opsbus.deployer.domain.canary import (
     Stage,
     advance,
     canary_replicas,
+    pod_checks,
     start,
 )
 from opsbus.deployer.domain.progression import Condition, Observation, Tracking
@@ -132,6 +133,40 @@ def test_canary_that_never_becomes_available_fails_on_the_deadline() -> None:
     cond = Condition("Progressing", "False", "ProgressDeadlineExceeded", "timed out")
     d = go(spec, state, canary_obs(1, available=0, conditions=(cond,)), T0)
     assert d.outcome is Outcome.FAILED
+
+
+def test_pod_checks_fail_a_canary_that_crashes_while_it_scales_up() -> None:
+    restarts = {
+        "name": "restarts",
+        "provider": {"kind": "kubernetes", "check": "restarts"},
+        "success_condition": {"operator": "<=", "threshold": 0},
+        "interval_seconds": 2,
+        "count": 3,
+    }
+    spec = CanarySpec.model_validate(
+        {"steps": [{"weight": 50, "analysis": {"metrics": [ANALYSIS["metrics"][0], restarts]}}]}
+    )
+    scaling = CanaryState(step=0, stage=Stage.SCALE, since=T0, tracking=Tracking(2, 600, T0, grace_seconds=0))
+    crashed = Measurement(value=3.0, outcome=AnalysisOutcome.FAILED)
+    failed = go(spec, replace(scaling, measurements={"restarts": [crashed]}), canary_obs(4, available=0), T0)
+    assert failed.outcome is Outcome.FAILED and failed.reason is DeployFailureReason.ANALYSIS_FAILED
+    assert [r.metric for r in failed.analysis] == ["restarts"]  # judged on the pod checks alone
+    # no data yet, or no restarts: keep waiting for the canary (the step's analysis proper comes later)
+    for measured in (
+        {},
+        {"restarts": [NONE]},
+        {"restarts": [Measurement(value=0.0, outcome=AnalysisOutcome.SUCCESSFUL)]},
+    ):
+        waiting = go(spec, replace(scaling, measurements=measured), canary_obs(4, available=0), T0)
+        assert waiting.outcome is Outcome.CONTINUE and waiting.state.stage is Stage.SCALE
+    # once available, the step moves on with a clean slate for its analysis
+    up = go(spec, replace(scaling, measurements={"restarts": [NONE]}), canary_obs(4), T0)
+    assert up.state.stage is Stage.PAUSE and not up.state.measurements
+    assert (
+        pod_checks(spec.steps[0].analysis) is not None
+        and pod_checks(CanarySpec.model_validate({"steps": [{"weight": 50, "analysis": ANALYSIS}]}).steps[0].analysis)
+        is None
+    )
 
 
 def test_step_analysis_passes_fails_or_pauses_but_never_passes_on_no_data() -> None:

@@ -25,10 +25,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from opsbus.common.events.payloads.deploy import (
+    AnalysisOutcome,
     AnalysisResult,
+    AnalysisSpec,
     CanarySpec,
     CanaryStep,
     DeployFailureReason,
+    KubernetesProvider,
     Measurement,
 )
 from opsbus.deployer.domain import analysis, progression
@@ -119,6 +122,15 @@ def _after_pause(spec: CanarySpec, step: CanaryStep, state: CanaryState, now: da
     return _next_step(spec, state, now)
 
 
+def pod_checks(spec: AnalysisSpec | None) -> AnalysisSpec | None:
+    """The Kubernetes checks (restarts, readiness of the new pods) of a step's analysis: what the executor also
+    measures while the canary scales up, so a crashing canary fails before it is ever available. None: none."""
+    if spec is None:
+        return None
+    checks = [m for m in spec.metrics if isinstance(m.provider, KubernetesProvider)]
+    return spec.model_copy(update={"metrics": checks}) if checks else None
+
+
 def advance(  # noqa: PLR0911, PLR0912 - a state machine: one return per transition
     spec: CanarySpec,
     state: CanaryState,
@@ -166,9 +178,25 @@ def advance(  # noqa: PLR0911, PLR0912 - a state machine: one return per transit
                 state, Outcome.FAILED, f"canary: {st.message}", reason=DeployFailureReason.PROGRESS_DEADLINE_EXCEEDED
             )
         if st.verdict is progression.Verdict.WAIT:
+            early = pod_checks(step.analysis)
+            if early is not None:
+                # A canary whose pods crash never becomes available: its pod checks, measured while the executor
+                # waits, fail the step now instead of at the progress deadline. Only a failure counts here; an
+                # inconclusive or passing check decides nothing before the step's analysis proper.
+                judged = analysis.judge(early, state.measurements)
+                if judged.verdict is analysis.Verdict.FAIL and judged.outcome is AnalysisOutcome.FAILED:
+                    return Decision(
+                        state,
+                        Outcome.FAILED,
+                        f"canary: {judged.message}",
+                        reason=DeployFailureReason.ANALYSIS_FAILED,
+                        analysis=judged.results,
+                    )
             return Decision(state, Outcome.CONTINUE, f"canary: {st.message}")
         return Decision(
-            replace(state, stage=Stage.PAUSE, since=now), Outcome.CONTINUE, f"step {state.step + 1} reached"
+            replace(state, stage=Stage.PAUSE, since=now, measurements={}),
+            Outcome.CONTINUE,
+            f"step {state.step + 1} reached",
         )
 
     if state.stage is Stage.PAUSE:

@@ -122,13 +122,17 @@ class Canary:
             await self._end(row, request, stable_live, state, failure=failure, reason=failure.message, by=SELF)
             return
         step = request.canary.steps[min(state.step, len(request.canary.steps) - 1)]
-        if state.stage is canary.Stage.ANALYSE and step.analysis is not None:
+        # The step's analysis once the canary is up; its pod checks alone already while it scales up.
+        due_spec = step.analysis if state.stage is canary.Stage.ANALYSE else None
+        if state.stage is canary.Stage.SCALE:
+            due_spec = canary.pod_checks(step.analysis)
+        if due_spec is not None:
             new_pods = None
-            if needs_pods(step.analysis) and canary_live is not None:
+            if needs_pods(due_spec) and canary_live is not None:
                 canary_sets = await ctx.kube.replica_sets(ns, canary_live)
                 new_pods = podchecks.new_pods_selector(canary_live, canary_sets)
             taken, measured = await measure_due(
-                ctx, step.analysis, state.measurements, state.since, now, namespace=ns, new_pods=new_pods
+                ctx, due_spec, state.measurements, state.since, now, namespace=ns, new_pods=new_pods
             )
             if measured:
                 state = canary.CanaryState(state.step, state.stage, state.since, state.tracking, taken)
