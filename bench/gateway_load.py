@@ -4,8 +4,9 @@ something), and against StackStorm's API (about 20 requests/s per worker, the is
 
 Every party is its own process: nats-server and PostgreSQL (private, temporary), the real gateway
 (`python -m opsbus.gateway run`, one process = one worker, its consumers and outbox relay running), the bare
-FastAPI app (`--bare`, one uvicorn worker), and the load generator, `wrk` (C, keep-alive, 64 connections;
-`apt-get install wrk`, or tools/install-deps.sh). Measured, in rounds that alternate the targets:
+FastAPI app (`--bare`, one uvicorn worker; both on uvloop and httptools), and the load generator, `wrk` (C,
+keep-alive, 64 connections; `apt-get install wrk`, or tools/install-deps.sh).
+Measured, in rounds that alternate the targets:
 
 * bare GET   - `GET /ok` returning a small JSON object (FastAPI + uvicorn, nothing else)
 * bare POST  - `POST /deploy` parsing the same JSON body into a pydantic model, answering 202
@@ -80,7 +81,17 @@ def serve_bare(port: int) -> None:
     async def deploy(body: Deploy) -> dict[str, str]:
         return {"request_id": "r-1", "workload": body.workload.name}
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=30)
+    # the same server stack as the gateway (uvloop, httptools), named so the baseline cannot silently differ
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=30,
+        loop="uvloop",
+        http="httptools",
+    )
 
 
 # --- wrk ----------------------------------------------------------------------------------------------------
