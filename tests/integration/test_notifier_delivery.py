@@ -26,6 +26,7 @@ from opsbus.common.rpc import call
 from opsbus.common.runtime import Runtime
 from opsbus.common.settings import DatabaseSettings
 from opsbus.common.store import Database, upgrade
+from opsbus.common.testing.servers import PostgresServer
 from opsbus.notifier import store
 from opsbus.notifier.domain.api import CreateSilenceRequest, SilenceView
 from opsbus.notifier.domain.config import parse_config
@@ -60,6 +61,7 @@ class Receiver:
     default: tuple[int, dict[str, str]] = (200, {})
     requests: list[Received] = field(default_factory=list)
     port: int = 0
+    before_answer: Callable[[], Awaitable[None]] | None = None  # runs once a request is read, before the answer
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -74,6 +76,8 @@ class Receiver:
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 self.requests.append(Received(time.monotonic(), path, headers, body))
+                if self.before_answer is not None:
+                    await self.before_answer()
                 status, extra = self.script.pop(0) if self.script else self.default
                 head = f"HTTP/1.1 {status} X\r\nContent-Length: 2\r\nContent-Type: application/json\r\n"
                 head += "".join(f"{k}: {v}\r\n" for k, v in extra.items())
@@ -327,6 +331,43 @@ async def test_restart_between_group_creation_and_flush_sends_exactly_once(
     await publisher_bus.publisher.publish(alert_fired())
     await asyncio.sleep(1.0)
     assert len(receiver.requests) == 1
+
+
+async def test_postgres_restart_between_send_and_record_does_not_send_twice(
+    stack: Stack, receiver: Receiver, publisher_bus: Bus, db: Database, postgres: PostgresServer | None
+) -> None:
+    """The receiver has the notification, then PostgreSQL goes away before the notifier can record it: the
+    outcome is recorded once the database is back, and the lease never expires into a second send."""
+    if postgres is None:
+        pytest.skip("needs the PostgreSQL started by the fixtures (OPSBUS_TEST_DATABASE_URL is set)")
+    restarted = asyncio.Event()
+
+    async def database_goes_away() -> None:
+        receiver.before_answer = None
+        await asyncio.to_thread(postgres.stop)
+
+        async def back_later() -> None:
+            await asyncio.sleep(2.0)
+            await asyncio.to_thread(postgres.start)
+            restarted.set()
+
+        tasks.append(asyncio.create_task(back_later()))
+
+    tasks: list[asyncio.Task[None]] = []
+    receiver.before_answer = database_goes_away
+    await stack.start(yaml_config(receiver.url(), group_wait="0s"), lease_seconds=6.0)
+    await publisher_bus.publisher.publish(alert_fired())
+    await wait_for(lambda: _count(receiver, 1), timeout=20)
+    await asyncio.wait_for(restarted.wait(), timeout=60)
+    await asyncio.gather(*tasks)
+
+    async def recorded() -> bool:
+        return [r.outcome for r in await delivery_log(db)] == ["delivered"]
+
+    await wait_for(recorded, timeout=20)
+    await asyncio.sleep(8.0)  # past the 6 s lease: a send left unrecorded would be repeated by now
+    assert len(receiver.requests) == 1
+    assert [r.outcome for r in await delivery_log(db)] == ["delivered"]
 
 
 async def test_two_instances_deliver_once(stack: Stack, receiver: Receiver, publisher_bus: Bus, db: Database) -> None:

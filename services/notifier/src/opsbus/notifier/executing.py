@@ -32,6 +32,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsbus.common.audit import Auditor
@@ -371,7 +372,36 @@ class Notifier:
                 log.exception("channel %s raised", row.channel)
                 outcome = Outcome(False, None, True, None, f"channel error ({type(exc).__name__})")
         latency_ms = (time.perf_counter() - started) * 1000
-        await self._record(row, notification, attempt, outcome, latency_ms)
+        await self._record_durably(row, notification, attempt, outcome, latency_ms)
+
+    async def _record_durably(
+        self, row: Any, n: Notification, attempt: int, outcome: Outcome, latency_ms: float
+    ) -> None:
+        """Record a send's outcome, retrying while PostgreSQL cannot be reached (a restart, a failover).
+
+        Giving up at once would leave the row `sending` until its lease expires and the notification would be
+        sent a second time; retrying until shortly before the lease runs out turns a database restart into a
+        delay instead of a duplicate. A commit whose answer was lost is safe to retry: the row's status and attempt
+        no longer match, so the retry is dropped as a lost lease.
+        """
+        give_up_at = time.monotonic() + self.options.lease.total_seconds() * 0.8
+        delay = 0.2
+        while True:
+            try:
+                await self._record(row, n, attempt, outcome, latency_ms)
+                return
+            except (DBAPIError, DisconnectionError, OSError) as exc:
+                if time.monotonic() + delay > give_up_at:
+                    raise
+                log.warning(
+                    "notification %s/%s: recording the outcome failed (%s); retrying in %.1fs",
+                    n.id,
+                    row.integration,
+                    type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _reschedule(self, row: Any, attempt: int, at: datetime) -> None:
         t = store.notifications
