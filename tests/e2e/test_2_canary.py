@@ -42,9 +42,10 @@ def crashing_version(deployment: Any, image: str) -> dict[str, Any]:
 
 
 @pytest.mark.xfail(
-    reason="observed 2026-11-22: deploy.started and deploy.progressed, the canary's pods crash-loop, but the deployer "
-    "publishes no deploy.failed within 150 s (its `restarts` analysis on a canary is being reworked by its owner); "
-    "strict: the day it passes, remove this marker",
+    reason="observed 2026-11-22 and again 2026-11-23: deploy.started and deploy.progressed, the canary's pods "
+    "crash-loop, but no deploy.failed within 150 s in the multi-process platform, although the same crashing canary "
+    "fails its restarts check in seconds with the deployer in-process (tests/cluster/test_deployer_checks.py); "
+    "not diagnosed yet. Strict: the day it passes, remove this marker",
     strict=True,
 )
 async def test_crashing_canary_fails_analysis_is_rolled_back_and_notified_in_one_trace(platform: Platform) -> None:
