@@ -106,6 +106,7 @@ async def test_a_lone_event_on_an_idle_consumer_is_not_held_for_the_fetch_timeou
     bus.consumer(spec(fetch_timeout=8.0, batch=64), handler)
     await bus.start()
     await asyncio.sleep(0.5)  # the consumer is now waiting in a fetch
+
     def handled_count(count: int) -> Callable[[], bool]:
         return lambda: len(handled) == count
 
