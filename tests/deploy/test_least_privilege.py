@@ -172,6 +172,7 @@ async def test_healer_account_deletes_patches_evicts_and_cordons_but_reads_no_se
         snapshot = await healer.snapshot(target, alert)
         assert snapshot.exists and snapshot.revisions, snapshot
 
+        wait_until("the deployment rolled out", lambda: cluster.rollout_complete("app"), 60)
         deployment = cluster.deployment("app")
         await healer.scale(ns, "app", deployment.metadata.resource_version, 2)
         assert cluster.deployment("app").spec.replicas == 2
@@ -301,6 +302,9 @@ async def test_optimizer_account_reads_inventory_and_patches_resources_but_delet
 ) -> None:
     ns = cluster.namespace
     cluster.create_deployment("api", 1)
+    # until the controller has finished writing its status, the resourceVersion the optimizer reads can be stale by
+    # the time it patches (a correct 409 from its precondition, not a permission question)
+    wait_until("the deployment rolled out", lambda: cluster.rollout_complete("api"), 60)
     with in_cluster(accounts.token("optimizer"), cluster.kubeconfig, tmp_path, monkeypatch):
         optimizer = OptimizerCluster.from_kubeconfig(None)
     try:
