@@ -68,11 +68,16 @@ def log(msg: str) -> None:
 
 
 class ScaleSandbox:
-    """A sandbox of its own in a temp dir: up, scale, down (always), each bounded."""
+    """A sandbox of its own in a temp dir: up, scale, down (always), each bounded.
 
-    def __init__(self, nodes: int, pods: int, scale_timeout: float) -> None:
+    With `home` (an already scaled sandbox's OPSBUS_SANDBOX_HOME, see `--sandbox-home`) nothing is started or
+    taken down: the sandbox is checked for the node and pod counts and used as it is, so several benchmarks can
+    share one 25-minute scale-up."""
+
+    def __init__(self, nodes: int, pods: int, scale_timeout: float, home: Path | None = None) -> None:
         self.nodes, self.pods, self.scale_timeout = nodes, pods, scale_timeout
-        self.home = Path(tempfile.mkdtemp(prefix="opsbus-watcher-scale-"))
+        self.reused = home is not None
+        self.home = home or Path(tempfile.mkdtemp(prefix="opsbus-watcher-scale-"))
         self.env = {k: v for k, v in os.environ.items() if k not in {"OPSBUS_KUBECONFIG", "KUBECONFIG"}}
         self.env |= {"OPSBUS_SANDBOX_HOME": str(self.home), "OPSBUS_SANDBOX_NAME": "opsbus-bench"}
         self.kubeconfig = self.home / "kubeconfig"
@@ -91,8 +96,34 @@ class ScaleSandbox:
             raise RuntimeError(f"sandbox.sh {' '.join(args)} exited {proc.returncode}")
         return out
 
+    def check_scaled(self) -> None:
+        """The reused sandbox has at least the nodes and Running pods asked for (else: how to scale it)."""
+        if not self.kubeconfig.is_file():
+            raise RuntimeError(f"no sandbox at {self.home}: no kubeconfig there")
+        from kubernetes import client, config  # noqa: PLC0415 - only when reusing
+
+        api = config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
+        try:
+            core = client.CoreV1Api(api)
+            nodes = len(core.list_node().items)
+            pods = len(core.list_namespaced_pod(NAMESPACE, field_selector="status.phase=Running").items)
+        finally:
+            api.close()
+        if nodes < self.nodes or pods < self.pods:
+            raise RuntimeError(
+                f"the sandbox at {self.home} has {nodes} nodes and {pods} Running pods in {NAMESPACE}; "
+                f"{self.nodes}/{self.pods} asked. Scale it first: OPSBUS_SANDBOX_HOME={self.home} "
+                f"OPSBUS_SANDBOX_NAME=opsbus-bench bash deploy/sandbox/sandbox.sh scale {self.nodes} {self.pods} "
+                f"{NAMESPACE}"
+            )
+        log(f"reusing the sandbox at {self.home}: {nodes} nodes, {pods} Running pods in {NAMESPACE}")
+
     @contextlib.contextmanager
     def running(self) -> Iterator[ScaleSandbox]:
+        if self.reused:
+            self.check_scaled()
+            yield self
+            return
         try:
             started = time.monotonic()
             self.run("up", timeout=300)
@@ -340,6 +371,14 @@ async def detection_latency(kubeconfig: str, nats_url: str, faults: int, interva
         await asyncio.gather(watching, return_exceptions=True)
         await sub.unsubscribe()
         await nc.close()
+        # switch the faults off again, so a reused sandbox is healthy for the next run
+        for name in switched:
+            with contextlib.suppress(Exception):
+                await kube.http.patch(
+                    f"/api/v1/namespaces/{NAMESPACE}/pods/{name}",
+                    content=json.dumps({"metadata": {"labels": {"opsbus.io/chaos": None}}}),
+                    headers={"Content-Type": "application/merge-patch+json"},
+                )
         await kube.close()
     from_switch = [fired[n] - switched[n] for n in names if n in fired]
     from_status = [fired[n] - shown[n] for n in names if n in fired and n in shown]
@@ -387,7 +426,9 @@ def main(args: argparse.Namespace) -> None:
 
     records: list[dict[str, Any]] = []
     events = args.pods
-    with ScaleSandbox(args.nodes, args.pods, args.scale_timeout).running() as box, nats_server() as nats:
+    home = Path(args.sandbox_home).resolve() if args.sandbox_home else None
+    box_ = ScaleSandbox(args.nodes, args.pods, args.scale_timeout, home)
+    with box_.running() as box, nats_server() as nats:
         kubeconfig = str(box.kubeconfig)
         baseline = child("baseline", "--kubeconfig", kubeconfig, "--events", str(events))
         read_until(baseline, "rate", records, "baseline")  # the official client
@@ -443,6 +484,11 @@ if __name__ == "__main__":
     parser.add_argument("--faults", type=int, default=100, help="faults injected for the latency figures")
     parser.add_argument("--fault-interval", type=float, default=0.2, help="seconds between two injections")
     parser.add_argument("--scale-timeout", type=float, default=1800, help="bound on scaling the sandbox (s)")
+    parser.add_argument(
+        "--sandbox-home",
+        help="use the already scaled sandbox whose OPSBUS_SANDBOX_HOME is this directory (name opsbus-bench) "
+        "instead of a disposable one; it is left running (the faults are switched off at the end).",
+    )
     parser.add_argument("--role", choices=["baseline", "watcher"], help=argparse.SUPPRESS)
     parser.add_argument("--kubeconfig", help=argparse.SUPPRESS)
     parser.add_argument("--nats", help=argparse.SUPPRESS)
