@@ -226,3 +226,40 @@ async def test_a_crashing_canary_fails_its_step_analysis_on_restarts_and_is_remo
     await deploy_events.wait(request.id, DeployRolledBack, timeout=60)
     assert cluster.deployment("cny").metadata.generation == before.metadata.generation  # stable never written
     assert image_of(cluster, "cny") == "registry.example/cny:1"
+
+
+async def test_a_crashing_canary_fails_although_the_first_restarts_measurement_finds_no_pod_yet(
+    cluster: Cluster, deployer: Deployer, client_bus: Bus, deploy_events: DeployEvents
+) -> None:
+    """The restarts check as e2e scenario 2 writes it: no initial delay, no inconclusive measurement tolerated.
+
+    Its first measurement comes before the canary has a pod (no data, inconclusive). That used to end the watch
+    while the canary scaled up, so a crashing canary waited for its progress deadline (600 s) instead of failing.
+    """
+    cluster.create_deployment("cnz", replicas=2, image="registry.example/cnz:1")
+    before = await rolled_out(cluster, "cnz")
+    restarts = {
+        "name": "restarts",
+        "provider": {"kind": "kubernetes", "check": "restarts"},
+        "success_condition": {"operator": "<", "threshold": 1},
+        "interval_seconds": 2,
+        "count": 3,
+    }
+    spec = CanarySpec.model_validate({"steps": [{"weight": 50, "analysis": {"metrics": [restarts]}}]})
+    request = request_event(
+        cluster,
+        "cnz",
+        strategy=Strategy.CANARY,
+        manifest=crashing_manifest("cnz", "registry.example/cnz:2-crashes"),
+        canary=spec,
+        progress_deadline_seconds=600,  # the watch, not the deadline, must catch it
+    )
+    await client_bus.publisher.publish(request)
+    failed = (await deploy_events.wait(request.id, DeployFailed, timeout=90)).payload_as(DeployFailed)
+    assert failed.reason is DeployFailureReason.ANALYSIS_FAILED, failed
+    (result,) = failed.analysis
+    assert result.metric == "restarts" and result.outcome is AnalysisOutcome.FAILED
+    assert all(m.value is not None and m.value >= 1 for m in result.measurements)
+    await deploy_events.wait(request.id, DeployRolledBack, timeout=60)
+    assert cluster.deployment("cnz").metadata.generation == before.metadata.generation
+    assert image_of(cluster, "cnz") == "registry.example/cnz:1"

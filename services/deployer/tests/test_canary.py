@@ -22,8 +22,10 @@ from opsbus.deployer.domain.canary import (
     Stage,
     advance,
     canary_replicas,
-    pod_checks,
+    scale_watch,
     start,
+    watch_due,
+    watched,
 )
 from opsbus.deployer.domain.progression import Condition, Observation, Tracking
 
@@ -163,10 +165,89 @@ def test_pod_checks_fail_a_canary_that_crashes_while_it_scales_up() -> None:
     up = go(spec, replace(scaling, measurements={"restarts": [NONE]}), canary_obs(4), T0)
     assert up.state.stage is Stage.PAUSE and not up.state.measurements
     assert (
-        pod_checks(spec.steps[0].analysis) is not None
-        and pod_checks(CanarySpec.model_validate({"steps": [{"weight": 50, "analysis": ANALYSIS}]}).steps[0].analysis)
+        scale_watch(spec.steps[0].analysis) is not None
+        and scale_watch(CanarySpec.model_validate({"steps": [{"weight": 50, "analysis": ANALYSIS}]}).steps[0].analysis)
         is None
     )
+
+
+RESTARTS = {
+    "name": "restarts",
+    "provider": {"kind": "kubernetes", "check": "restarts"},
+    "success_condition": {"operator": "<", "threshold": 1},
+    "interval_seconds": 2,
+    "count": 3,
+}
+
+
+def watch_tick(spec: CanarySpec, state: CanaryState, now: datetime, restarts: float | None) -> CanaryState:
+    """What the executor does on a tick while the canary scales: measure the due watched checks."""
+    watch = scale_watch(spec.steps[0].analysis)
+    assert watch is not None
+    taken = []
+    for metric in watch_due(watch, state, now):
+        if restarts is None:  # no new pod yet
+            taken.append((metric, NONE))
+        else:
+            outcome = AnalysisOutcome.SUCCESSFUL if restarts < 1 else AnalysisOutcome.FAILED
+            taken.append((metric, Measurement(value=restarts, outcome=outcome)))
+    return watched(state, taken, now)
+
+
+def test_the_restarts_watch_outlasts_no_data_and_quiet_pods_and_fails_the_step_on_the_first_crash() -> None:
+    # e2e scenario 2's analysis: no initial delay, no inconclusive measurement tolerated, count 3. The first
+    # measurement comes before any canary pod exists and used to end the watch (one inconclusive > limit 0), so a
+    # crashing canary then waited for the progress deadline (600 s) instead of failing in seconds.
+    spec = CanarySpec.model_validate({"steps": [{"weight": 50, "analysis": {"metrics": [RESTARTS]}}]})
+    state = CanaryState(step=0, stage=Stage.SCALE, since=T0, tracking=Tracking(2, 600, T0, grace_seconds=0))
+    scaling = canary_obs(4, available=0)
+    seen = [(0, None), (1, None), (2, 0.0), (4, 0.0), (6, 0.0), (8, 0.0)]  # no pod, then quiet pods past `count`
+    for second, restarts in seen:
+        state = watch_tick(spec, state, T0 + timedelta(seconds=second), restarts)
+        d = go(spec, state, scaling, T0 + timedelta(seconds=second))
+        assert d.outcome is Outcome.CONTINUE and d.state.stage is Stage.SCALE, (second, d)
+        state = d.state
+    assert not state.measurements  # nothing but failures is kept: the watch stays bounded
+    watch = scale_watch(spec.steps[0].analysis)
+    assert watch is not None and watch_due(watch, state, T0 + timedelta(seconds=9)) == ()  # next one due at 10 s
+    state = watch_tick(spec, state, T0 + timedelta(seconds=10), 3.0)
+    failed = go(spec, state, scaling, T0 + timedelta(seconds=10))
+    assert failed.outcome is Outcome.FAILED and failed.reason is DeployFailureReason.ANALYSIS_FAILED
+    (result,) = failed.analysis
+    assert result.metric == "restarts" and result.outcome is AnalysisOutcome.FAILED
+    assert [m.value for m in result.measurements] == [3.0]
+
+
+def test_the_watch_tolerates_failure_limit_crashes_and_waits_for_the_initial_delay() -> None:
+    metric = {**RESTARTS, "failure_limit": 1, "initial_delay_seconds": 5}
+    spec = CanarySpec.model_validate({"steps": [{"weight": 50, "analysis": {"metrics": [metric]}}]})
+    state = CanaryState(step=0, stage=Stage.SCALE, since=T0, tracking=Tracking(2, 600, T0, grace_seconds=0))
+    watch = scale_watch(spec.steps[0].analysis)
+    assert watch is not None
+    assert watch_due(watch, state, T0 + timedelta(seconds=4)) == ()
+    state = watch_tick(spec, state, T0 + timedelta(seconds=5), 1.0)
+    assert go(spec, state, canary_obs(4, available=0), T0 + timedelta(seconds=5)).outcome is Outcome.CONTINUE
+    state = watch_tick(spec, state, T0 + timedelta(seconds=7), 2.0)
+    assert go(spec, state, canary_obs(4, available=0), T0 + timedelta(seconds=7)).outcome is Outcome.FAILED
+
+
+def test_readiness_is_not_watched_while_the_canary_scales_up() -> None:
+    # pods that are not Ready yet are what scaling waits for: a not_ready check there would fail healthy canaries
+    not_ready = {**RESTARTS, "name": "not-ready", "provider": {"kind": "kubernetes", "check": "not_ready"}}
+    only = CanarySpec.model_validate({"steps": [{"weight": 50, "analysis": {"metrics": [not_ready]}}]})
+    both = CanarySpec.model_validate({"steps": [{"weight": 50, "analysis": {"metrics": [not_ready, RESTARTS]}}]})
+    assert scale_watch(only.steps[0].analysis) is None
+    watch = scale_watch(both.steps[0].analysis)
+    assert watch is not None and [m.name for m in watch.metrics] == ["restarts"]
+
+
+def test_reaching_the_step_clears_the_watch_for_the_analysis_proper() -> None:
+    spec = CanarySpec.model_validate({"steps": [{"weight": 50, "analysis": {"metrics": [RESTARTS]}}]})
+    state = CanaryState(step=0, stage=Stage.SCALE, since=T0, tracking=Tracking(2, 600, T0, grace_seconds=0))
+    state = watch_tick(spec, state, T0, 0.0)
+    assert state.watch_next
+    up = go(spec, state, canary_obs(4), T0 + timedelta(seconds=1))
+    assert up.state.stage is Stage.PAUSE and not up.state.measurements and not up.state.watch_next
 
 
 def test_step_analysis_passes_fails_or_pauses_but_never_passes_on_no_data() -> None:

@@ -6,9 +6,10 @@ scale the canary to zero (argo-rollouts#1259/#941: an abort must not leave the n
 of weight w% on a stable of N replicas the canary gets ceil(N*w/(100-w)) replicas, so it holds about w% of the
 endpoints; a step of 100 means "promote".
 
-Per step: SCALE (set the canary's replicas, wait until they are available, within the progress deadline)
--> PAUSE (`pause_seconds`) -> ANALYSE (the step's analysis; inconclusive pauses or fails per spec, never
-passes) -> MANUAL (when `manual_promotion`: wait for a promote command) -> next step. After the last step:
+Per step: SCALE (set the canary's replicas, wait until they are available, within the progress deadline;
+meanwhile the step's `restarts` checks are watched, so a canary that crashes fails in seconds) -> PAUSE
+(`pause_seconds`) -> ANALYSE (the step's analysis; inconclusive pauses or fails per spec, never passes)
+-> MANUAL (when `manual_promotion`: wait for a promote command) -> next step. After the last step:
 PROMOTE (the stable Deployment takes the canary's template; followed like a rolling update) -> CLEANUP (canary
 to zero) -> succeeded. Any failure before PROMOTE leaves the stable untouched; during PROMOTE the executor also
 puts the stable's old template back.
@@ -25,12 +26,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from opsbus.common.events.payloads.deploy import (
+    AnalysisMetric,
     AnalysisOutcome,
     AnalysisResult,
     AnalysisSpec,
     CanarySpec,
     CanaryStep,
     DeployFailureReason,
+    KubernetesCheck,
     KubernetesProvider,
     Measurement,
 )
@@ -52,7 +55,10 @@ class CanaryState:
     stage: Stage
     since: datetime
     tracking: progression.Tracking | None = None
+    # ANALYSE: the step's measurements. SCALE: only the failed measurements of the restarts watch.
     measurements: Mapping[str, Sequence[Measurement]] = field(default_factory=dict)
+    # SCALE: when each watched restarts check is next due (absent: `since` + its initial delay).
+    watch_next: Mapping[str, datetime] = field(default_factory=dict)
 
 
 class Outcome(StrEnum):
@@ -122,13 +128,48 @@ def _after_pause(spec: CanarySpec, step: CanaryStep, state: CanaryState, now: da
     return _next_step(spec, state, now)
 
 
-def pod_checks(spec: AnalysisSpec | None) -> AnalysisSpec | None:
-    """The Kubernetes checks (restarts, readiness of the new pods) of a step's analysis: what the executor also
-    measures while the canary scales up, so a crashing canary fails before it is ever available. None: none."""
+def scale_watch(spec: AnalysisSpec | None) -> AnalysisSpec | None:
+    """The `restarts` checks of a step's analysis: what the executor watches while the canary scales up, so a
+    canary whose pods crash (and so never become available) fails its step in seconds instead of at the progress
+    deadline. None: the step has none.
+
+    Readiness (`not_ready`) is not watched here: pods that are not Ready yet are what scaling up waits for, and
+    the progress deadline judges a canary that never gets there; it is measured in the step's analysis proper.
+    """
     if spec is None:
         return None
-    checks = [m for m in spec.metrics if isinstance(m.provider, KubernetesProvider)]
-    return spec.model_copy(update={"metrics": checks}) if checks else None
+    checks = [
+        m
+        for m in spec.metrics
+        if isinstance(m.provider, KubernetesProvider) and m.provider.check is KubernetesCheck.RESTARTS
+    ]
+    return spec.model_copy(update={"metrics": tuple(checks)}) if checks else None
+
+
+def watch_due(watch: AnalysisSpec, state: CanaryState, now: datetime) -> tuple[AnalysisMetric, ...]:
+    """The watched checks due at `now`: every `interval_seconds` after `initial_delay_seconds`, for as long as the
+    canary scales up (not limited to `count`: the watch only ever fails a step, it never passes one)."""
+    return tuple(
+        m
+        for m in watch.metrics
+        if now >= state.watch_next.get(m.name, state.since + timedelta(seconds=m.initial_delay_seconds))
+    )
+
+
+def watched(state: CanaryState, taken: Sequence[tuple[AnalysisMetric, Measurement]], now: datetime) -> CanaryState:
+    """The state after the watch measured `taken` at `now`.
+
+    Only failed measurements are kept (they are what can fail the step, `failure_limit` of them tolerated): a
+    measurement with no new pod yet or a provider error is inconclusive and a pod that has not restarted yet
+    proves nothing about one that is about to, so neither may stop the watch.
+    """
+    failures = {k: list(v) for k, v in state.measurements.items()}
+    due_next = dict(state.watch_next)
+    for metric, measurement in taken:
+        due_next[metric.name] = now + timedelta(seconds=metric.interval_seconds)
+        if measurement.outcome is AnalysisOutcome.FAILED:
+            failures.setdefault(metric.name, []).append(measurement)
+    return replace(state, measurements=failures, watch_next=due_next)
 
 
 def advance(  # noqa: PLR0911, PLR0912 - a state machine: one return per transition
@@ -178,12 +219,12 @@ def advance(  # noqa: PLR0911, PLR0912 - a state machine: one return per transit
                 state, Outcome.FAILED, f"canary: {st.message}", reason=DeployFailureReason.PROGRESS_DEADLINE_EXCEEDED
             )
         if st.verdict is progression.Verdict.WAIT:
-            early = pod_checks(step.analysis)
-            if early is not None:
-                # A canary whose pods crash never becomes available: its pod checks, measured while the executor
-                # waits, fail the step now instead of at the progress deadline. Only a failure counts here; an
-                # inconclusive or passing check decides nothing before the step's analysis proper.
-                judged = analysis.judge(early, state.measurements)
+            watch = scale_watch(step.analysis)
+            if watch is not None:
+                # A canary whose pods crash never becomes available: its restarts checks, watched while the executor
+                # waits, fail the step now instead of at the progress deadline. Only failures are kept (`watched`);
+                # anything else decides nothing before the step's analysis proper.
+                judged = analysis.judge(watch, state.measurements)
                 if judged.verdict is analysis.Verdict.FAIL and judged.outcome is AnalysisOutcome.FAILED:
                     return Decision(
                         state,
@@ -194,7 +235,7 @@ def advance(  # noqa: PLR0911, PLR0912 - a state machine: one return per transit
                     )
             return Decision(state, Outcome.CONTINUE, f"canary: {st.message}")
         return Decision(
-            replace(state, stage=Stage.PAUSE, since=now, measurements={}),
+            replace(state, stage=Stage.PAUSE, since=now, measurements={}, watch_next={}),
             Outcome.CONTINUE,
             f"step {state.step + 1} reached",
         )

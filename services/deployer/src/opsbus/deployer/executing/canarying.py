@@ -9,6 +9,7 @@ begun, then it rolls back). It must never choose weights, replica counts or verd
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from opsbus.common.errors import NotFoundError
@@ -33,7 +34,7 @@ from opsbus.deployer.domain.changes import (
     promoted_template,
 )
 from opsbus.deployer.executing.context import Context
-from opsbus.deployer.executing.measuring import measure_due, needs_pods
+from opsbus.deployer.executing.measuring import measure, measure_due, needs_pods
 from opsbus.deployer.executing.recording import SELF
 from opsbus.deployer.executing.reverting import Reverter
 from opsbus.deployer.executing.serializing import canary_from_json, canary_to_json, stored_results
@@ -122,20 +123,25 @@ class Canary:
             await self._end(row, request, stable_live, state, failure=failure, reason=failure.message, by=SELF)
             return
         step = request.canary.steps[min(state.step, len(request.canary.steps) - 1)]
-        # The step's analysis once the canary is up; its pod checks alone already while it scales up.
-        due_spec = step.analysis if state.stage is canary.Stage.ANALYSE else None
-        if state.stage is canary.Stage.SCALE:
-            due_spec = canary.pod_checks(step.analysis)
-        if due_spec is not None:
-            new_pods = None
-            if needs_pods(due_spec) and canary_live is not None:
-                canary_sets = await ctx.kube.replica_sets(ns, canary_live)
-                new_pods = podchecks.new_pods_selector(canary_live, canary_sets)
+        if state.stage is canary.Stage.ANALYSE and step.analysis is not None:
             taken, measured = await measure_due(
-                ctx, due_spec, state.measurements, state.since, now, namespace=ns, new_pods=new_pods
+                ctx,
+                step.analysis,
+                state.measurements,
+                state.since,
+                now,
+                namespace=ns,
+                new_pods=await self._new_pods(ns, canary_live) if needs_pods(step.analysis) else None,
             )
             if measured:
-                state = canary.CanaryState(state.step, state.stage, state.since, state.tracking, taken)
+                state = replace(state, measurements=taken)
+        watch = canary.scale_watch(step.analysis) if state.stage is canary.Stage.SCALE else None
+        due = canary.watch_due(watch, state, now) if watch is not None else ()
+        if due:
+            # While it scales up, the canary's restarts are watched (a crashing canary never becomes available).
+            new_pods = await self._new_pods(ns, canary_live)
+            measurements = await measure(ctx, due, namespace=ns, new_pods=new_pods)
+            state = canary.watched(state, list(zip(due, measurements, strict=True)), now)
         decision = canary.advance(
             request.canary,
             state,
@@ -211,13 +217,19 @@ class Canary:
                 tracking = progression.Tracking(
                     generation, state.tracking.deadline_seconds, now, None, state.tracking.grace_seconds
                 )
-                return canary.CanaryState(state.step, state.stage, state.since, tracking, state.measurements)
+                return replace(state, tracking=tracking)
         elif isinstance(effect, canary.PromoteStable):
             assert canary_live is not None
             template = promoted_template((canary_live.get("spec") or {}).get("template") or {})
             patched = await ctx.kube.patch_deployment(ns, name, plan_template(stable_live, template, row.id))
-            return canary.CanaryState(state.step, state.stage, state.since, ctx.track(patched, request, now), {})
+            return replace(state, tracking=ctx.track(patched, request, now), measurements={}, watch_next={})
         return state
+
+    async def _new_pods(self, ns: str, canary_live: dict[str, Any] | None) -> dict[str, str] | None:
+        """Labels selecting the canary's current pods; None while they cannot be told apart (or it is gone)."""
+        if canary_live is None:
+            return None
+        return podchecks.new_pods_selector(canary_live, await self._ctx.kube.replica_sets(ns, canary_live))
 
     async def _end(
         self,

@@ -14,7 +14,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from opsbus.common.errors import OpsbusError
-from opsbus.common.events.payloads.deploy import AnalysisSpec, KubernetesProvider, Measurement, MetricsProvider
+from opsbus.common.events.payloads.deploy import (
+    AnalysisMetric,
+    AnalysisSpec,
+    KubernetesProvider,
+    Measurement,
+    MetricsProvider,
+)
 from opsbus.deployer.domain import analysis, podchecks
 from opsbus.deployer.executing.context import Context
 
@@ -31,6 +37,14 @@ async def _sample(
     except OpsbusError as exc:
         return analysis.Sample(error=f"listing the new pods failed: {exc}"[:1024])
     return podchecks.measure_pods(provider.check, pods)
+
+
+async def measure(
+    ctx: Context, metrics: Sequence[AnalysisMetric], *, namespace: str, new_pods: Mapping[str, str] | None
+) -> list[Measurement]:
+    """One measurement of each of `metrics`, in order."""
+    samples = await asyncio.gather(*(_sample(ctx, m.provider, namespace, new_pods) for m in metrics))
+    return [analysis.classify(metric, sample) for metric, sample in zip(metrics, samples, strict=True)]
 
 
 async def measure_due(
@@ -51,9 +65,8 @@ async def measure_due(
     due = analysis.due_metrics(spec, updated, since, now)
     if not due:
         return updated, False
-    samples = await asyncio.gather(*(_sample(ctx, m.provider, namespace, new_pods) for m in due))
-    for metric, sample in zip(due, samples, strict=True):
-        updated.setdefault(metric.name, []).append(analysis.classify(metric, sample))
+    for metric, measurement in zip(due, await measure(ctx, due, namespace=namespace, new_pods=new_pods), strict=True):
+        updated.setdefault(metric.name, []).append(measurement)
     return updated, True
 
 
