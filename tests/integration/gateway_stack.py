@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from opsbus.common.runtime import Runtime
@@ -24,7 +25,9 @@ class GatewayStack:
     gateway: Gateway | None = None
     url: str = ""
 
-    async def start(self, **options: Any) -> Gateway:
+    async def start(
+        self, *, tracer_provider: TracerProvider | None = None, telemetry: dict[str, Any] | None = None, **options: Any
+    ) -> Gateway:
         settings = GatewaySettings(
             environment="test",
             cluster="prod",
@@ -33,9 +36,12 @@ class GatewayStack:
             database={"url": self.database_url, "pool_size": 5},
             http={"port": 0},
             shutdown_grace_seconds=5.0,
+            telemetry=telemetry or {},
             gateway={"port": 0, "rpc_timeout_seconds": 1.0, "sse_heartbeat_seconds": 1.0, **options},
         )
-        rt: Runtime[GatewaySettings] = Runtime("gateway", settings, registry=CollectorRegistry())
+        rt: Runtime[GatewaySettings] = Runtime(
+            "gateway", settings, registry=CollectorRegistry(), tracer_provider=tracer_provider
+        )
         made: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
 
         async def wire(runtime: Runtime[GatewaySettings]) -> None:

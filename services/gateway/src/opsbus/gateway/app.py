@@ -1,13 +1,31 @@
 """The FastAPI application: `/v1` routes, problem+json errors, the request-id/body-limit/metrics middleware,
-CORS only when origins are configured. `create_app(ctx)` is all a test needs to serve the real gateway."""
+CORS only when origins are configured. `create_app(ctx)` is all a test needs to serve the real gateway.
+
+Two choices here are for throughput (bench/gateway_load.py, docs/benchmarks.md):
+
+* The routes of every module sit directly on the app's router. `include_router` would put each module behind
+  a lazily resolved sub-router that FastAPI walks twice per request (match, then handle), re-checking every
+  route's version on the way: about a seventh of the CPU of `GET /v1/whoami`.
+* FastAPI's own OpenTelemetry instrumentation records one server span per request, and only when the gateway
+  exports traces (`ctx.tracer_provider` set, i.e. `telemetry.otlp_endpoint` configured). Without an exporter
+  the spans went nowhere and cost about a quarter of the CPU per request. Per-operation spans (dependency
+  solving, endpoint, serialisation) are off either way: the server span is the request's trace, and events
+  published while it is current carry it (`traceparent`), which links the request to the incident's trace.
+  Without an exporter, GatewayMiddleware still makes a caller's `traceparent` current, so the events a
+  request publishes stay in the caller's trace even though the gateway adds no span of its own.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
+from starlette.routing import BaseRoute
 
+from opsbus.gateway.auth import document_api_key_scheme
 from opsbus.gateway.context import GatewayContext
 from opsbus.gateway.middleware import GatewayMiddleware
 from opsbus.gateway.problems import install
@@ -36,6 +54,44 @@ fields at fault. Too many requests: 429 with `Retry-After`. A service behind the
 """
 
 
+ROUTERS: tuple[APIRouter, ...] = (
+    system.router,
+    keys.router,
+    deployments.router,
+    recoveries.router,
+    recommendations.router,
+    notifications.router,
+    trail.router,
+    alerts.router,
+    events.router,
+    keys.whoami_router,
+)
+
+
+def telemetry_config(ctx: GatewayContext) -> TelemetryConfig:
+    """One server span per request when traces are exported; nothing at all (not even unsampled spans) when not."""
+    exporting = ctx.tracer_provider is not None
+    return {
+        "tracer_provider": ctx.tracer_provider,
+        "tracing": exporting,
+        "operation_spans": False,
+        "metrics": False,  # request metrics are Prometheus's (GatewayMiddleware), not OpenTelemetry's
+        "logs": False,
+        "auto_configure": False,
+    }
+
+
+def flat_routes() -> list[BaseRoute]:
+    """Every module's routes, each complete in itself (path, dependencies, the router's problem responses)."""
+    routes: list[BaseRoute] = []
+    for router in ROUTERS:
+        for route in router.routes:
+            if not isinstance(route, APIRoute):
+                raise TypeError(f"{route!r} in a gateway router is not an APIRoute")
+            routes.append(route)
+    return routes
+
+
 def create_app(ctx: GatewayContext) -> FastAPI:
     app = FastAPI(
         title="opsbus gateway",
@@ -44,12 +100,12 @@ def create_app(ctx: GatewayContext) -> FastAPI:
         openapi_url="/v1/openapi.json",
         docs_url="/v1/docs",
         redoc_url=None,
+        routes=flat_routes(),
+        telemetry=telemetry_config(ctx),
     )
     app.state.ctx = ctx
     install(app, retry_after=ctx.settings.gateway.retry_after_seconds)
-    for module in (system, keys, deployments, recoveries, recommendations, notifications, trail, alerts, events):
-        app.include_router(module.router)
-    app.include_router(keys.whoami_router)
+    document_api_key_scheme(app)
     if ctx.settings.gateway.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -57,6 +113,10 @@ def create_app(ctx: GatewayContext) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "Last-Event-ID", "X-Request-Id"],
         )
-    options: dict[str, Any] = {"max_body": ctx.settings.gateway.max_body_bytes, "registry": ctx.registry}
+    options: dict[str, Any] = {
+        "max_body": ctx.settings.gateway.max_body_bytes,
+        "registry": ctx.registry,
+        "carry_trace": ctx.tracer_provider is None,  # FastAPI's server span does it when exporting
+    }
     app.add_middleware(GatewayMiddleware, **options)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from opsbus.gateway.commands import Commands, Services
@@ -30,3 +31,5 @@ class GatewayContext:
     history: EventHistory
     registry: CollectorRegistry
     readiness: Callable[[], Awaitable[dict[str, str]]]
+    # set only when traces are exported: then every request is one server span (see app.telemetry_config)
+    tracer_provider: TracerProvider | None = None

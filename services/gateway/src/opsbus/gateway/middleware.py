@@ -1,4 +1,6 @@
-"""ASGI middleware every request passes: a request id, the body size limit, and HTTP metrics.
+"""ASGI middleware every request passes: a request id, the body size limit, HTTP metrics, and (when the gateway
+does not record spans itself) the caller's `traceparent` made current, so events the request publishes stay in
+the caller's trace.
 
 Pure ASGI (no BaseHTTPMiddleware) so streaming responses (Server-Sent Events) are not buffered and a body
 larger than the limit is refused while it arrives, not after it was read into memory.
@@ -10,8 +12,12 @@ import json
 import re
 import time
 import uuid
+from contextvars import Token
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry.context import Context
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,9 +40,10 @@ def _problem(status: int, title: str, detail: str, request_id: str, path: str) -
 
 
 class GatewayMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body: int, registry: CollectorRegistry) -> None:
+    def __init__(self, app: ASGIApp, *, max_body: int, registry: CollectorRegistry, carry_trace: bool = False) -> None:
         self.app = app
         self.max_body = max_body
+        self.carry_trace = carry_trace
         self.requests = Counter(
             "opsbus_gateway_http_requests_total",
             "HTTP requests answered by the gateway, by route template, method and status.",
@@ -96,11 +103,25 @@ class GatewayMiddleware:
                     raise BodyTooLargeError
             return message
 
+        token = self._adopt_trace(headers) if self.carry_trace else None
         try:
             await self.app(scope, receive_wrapper, send_wrapper)
         except BodyTooLargeError:
             if not status_holder["sent"]:
                 await self._refuse(send_wrapper, request_id, path)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+    @staticmethod
+    def _adopt_trace(headers: dict[bytes, bytes]) -> Token[Context] | None:
+        parent = headers.get(b"traceparent")
+        if parent is None:
+            return None
+        carrier = {"traceparent": parent.decode("latin-1")}
+        if state := headers.get(b"tracestate"):
+            carrier["tracestate"] = state.decode("latin-1")
+        return otel_context.attach(propagate.extract(carrier))
 
     async def _refuse(self, send: Send, request_id: str, path: str) -> None:
         body, headers = _problem(

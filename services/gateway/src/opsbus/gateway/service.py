@@ -150,6 +150,7 @@ async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gat
         history=EventHistory(bus.js, timeout=opts.rpc_timeout_seconds),
         registry=rt.registry,
         readiness=rt.readiness,
+        tracer_provider=rt.tracer_provider if s.telemetry.otlp_endpoint else None,
     )
     app = create_app(ctx)
     gateway = Gateway(ctx=ctx, app=app, bus=bus, db=db)
