@@ -77,6 +77,13 @@ class IncidentFilter:
 class ReadModel:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # The queries below are one SELECT each: run in autocommit they need no BEGIN and ROLLBACK round trips
+        # (a pooled connection's check-out ping stays). Same pool as `db`; writes keep their transactions.
+        self._reads = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def _rows(self, query: Select[Any]) -> list[dict[str, Any]]:
+        async with self._reads.connect() as conn:
+            return [dict(row) for row in (await conn.execute(query)).mappings()]
 
     # --- consumers ------------------------------------------------------------------------------------
     async def on_audit(self, delivery: Delivery) -> None:
@@ -194,9 +201,7 @@ class ReadModel:
             q = q.where(t.c.time < f.until)
         if f.after is not None:
             q = q.where(t.c.seq < f.after)
-        q = q.order_by(t.c.seq.desc()).limit(f.limit)
-        async with self.db.sessions() as session:
-            return [dict(r._mapping) for r in (await session.execute(q)).all()]
+        return await self._rows(q.order_by(t.c.seq.desc()).limit(f.limit))
 
     async def incidents(self, f: IncidentFilter, visibility: Visibility) -> list[dict[str, Any]]:
         t = store.incidents
@@ -214,15 +219,12 @@ class ReadModel:
             q = q.where(or_(t.c.ends_at.is_(None), t.c.ends_at >= f.since))
         if f.before is not None:
             q = q.where(t.c.seq < f.before)
-        q = q.order_by(t.c.seq.desc()).limit(f.limit)
-        async with self.db.sessions() as session:
-            return [dict(r._mapping) for r in (await session.execute(q)).all()]
+        return await self._rows(q.order_by(t.c.seq.desc()).limit(f.limit))
 
     async def incident(self, incident_id: str) -> dict[str, Any] | None:
         t = store.incidents
-        async with self.db.sessions() as session:
-            row = (await session.execute(select(t).where(t.c.id == incident_id))).first()
-        return dict(row._mapping) if row is not None else None
+        rows = await self._rows(select(t).where(t.c.id == incident_id))
+        return rows[0] if rows else None
 
     async def chain(self, correlation_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """Recovery and notification events per correlation id, oldest first."""
@@ -231,9 +233,8 @@ class ReadModel:
         e = store.incident_events
         q = select(e).where(e.c.correlation_id.in_(list(correlation_ids))).order_by(e.c.time, e.c.event_id)
         out: dict[str, list[dict[str, Any]]] = {cid: [] for cid in correlation_ids}
-        async with self.db.sessions() as session:
-            for r in (await session.execute(q)).all():
-                out[r.correlation_id].append(dict(r._mapping))
+        for row in await self._rows(q):
+            out[row["correlation_id"]].append(row)
         return out
 
     async def record_deploy_request(self, values: dict[str, Any]) -> None:
@@ -242,9 +243,8 @@ class ReadModel:
 
     async def deploy_request(self, request_id: str) -> dict[str, Any] | None:
         t = store.deploy_requests
-        async with self.db.sessions() as session:
-            row = (await session.execute(select(t).where(t.c.request_id == request_id))).first()
-        return dict(row._mapping) if row is not None else None
+        rows = await self._rows(select(t).where(t.c.request_id == request_id))
+        return rows[0] if rows else None
 
 
 __all__ = ["AuditFilter", "IncidentFilter", "ReadModel", "Visibility"]

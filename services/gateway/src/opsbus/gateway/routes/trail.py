@@ -1,6 +1,11 @@
 """`/v1/audit` (who did what, from every service's `audit.recorded`) and `/v1/incidents` (alerts with their
 recoveries and notifications): filtered, newest first, paginated by an opaque cursor, and limited in SQL to
-the caller's namespaces and clusters."""
+the caller's namespaces and clusters.
+
+Pages are built with `model_construct`: the rows come from typed columns of the gateway's own tables, so
+validating every field of every row again was about a tenth of an audit page's CPU. The response is still
+serialised by the declared models, and documented by them in the OpenAPI.
+"""
 
 from __future__ import annotations
 
@@ -113,7 +118,7 @@ async def audit(
     f = AuditFilter(namespace, cluster, action, actor, outcome, correlation_id, since, until, _cursor(cursor), limit)
     rows = await ctx.reads.audit(f, _visibility(who))
     items = [
-        AuditEntry(
+        AuditEntry.model_construct(
             id=r["event_id"],
             time=r["time"],
             service=r["service"],
@@ -131,15 +136,17 @@ async def audit(
         )
         for r in rows
     ]
-    return AuditPage(items=items, next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
+    return AuditPage.model_construct(items=items, next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
 
 
 def _incident(row: dict[str, Any], chain: list[dict[str, Any]], *, full: bool) -> Incident:
     events = [
-        ChainEvent(id=e["event_id"], type=e["type"], time=e["time"], subject=e["subject"], data=e["data"])
+        ChainEvent.model_construct(
+            id=e["event_id"], type=e["type"], time=e["time"], subject=e["subject"], data=e["data"]
+        )
         for e in chain
     ]
-    return Incident(
+    return Incident.model_construct(
         id=row["id"],
         cluster=row["cluster"],
         namespace=row["namespace"],
@@ -178,7 +185,7 @@ async def incidents(
     rows = await ctx.reads.incidents(f, _visibility(who))
     chains = await ctx.reads.chain([r["id"] for r in rows])
     items = [_incident(r, chains.get(r["id"], []), full=False) for r in rows]
-    return IncidentPage(items=items, next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
+    return IncidentPage.model_construct(items=items, next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
 
 
 @router.get("/v1/incidents/{incident_id}", tags=["incidents"], summary="One incident with its evidence")
