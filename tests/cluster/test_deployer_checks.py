@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from opsbus.common.bus import Bus
 from opsbus.common.events import Envelope, ObjectRef
@@ -228,13 +230,20 @@ async def test_a_crashing_canary_fails_its_step_analysis_on_restarts_and_is_remo
     assert image_of(cluster, "cny") == "registry.example/cny:1"
 
 
-async def test_a_crashing_canary_fails_although_the_first_restarts_measurement_finds_no_pod_yet(
-    cluster: Cluster, deployer: Deployer, client_bus: Bus, deploy_events: DeployEvents
+async def test_a_crashing_canary_fails_although_the_first_restarts_measurement_finds_no_pod_yet_in_one_trace(
+    cluster: Cluster,
+    deployer: Deployer,
+    client_bus: Bus,
+    deploy_events: DeployEvents,
+    tracer_provider: TracerProvider,
+    span_exporter: InMemorySpanExporter,
 ) -> None:
     """The restarts check as e2e scenario 2 writes it: no initial delay, no inconclusive measurement tolerated.
 
     Its first measurement comes before the canary has a pod (no data, inconclusive). That used to end the watch
     while the canary scaled up, so a crashing canary waited for its progress deadline (600 s) instead of failing.
+    Every event of the rollout, though announced by the deployer's ticks, continues the request's trace (they
+    carried no traceparent, so the notification of a failed rollout started a trace of its own).
     """
     cluster.create_deployment("cnz", replicas=2, image="registry.example/cnz:1")
     before = await rolled_out(cluster, "cnz")
@@ -254,7 +263,9 @@ async def test_a_crashing_canary_fails_although_the_first_restarts_measurement_f
         canary=spec,
         progress_deadline_seconds=600,  # the watch, not the deadline, must catch it
     )
-    await client_bus.publisher.publish(request)
+    with tracer_provider.get_tracer("e2e-gateway").start_as_current_span("POST /v1/deployments") as requested:
+        await client_bus.publisher.publish(request)
+    trace_id = f"{requested.get_span_context().trace_id:032x}"
     failed = (await deploy_events.wait(request.id, DeployFailed, timeout=90)).payload_as(DeployFailed)
     assert failed.reason is DeployFailureReason.ANALYSIS_FAILED, failed
     (result,) = failed.analysis
@@ -263,3 +274,9 @@ async def test_a_crashing_canary_fails_although_the_first_restarts_measurement_f
     await deploy_events.wait(request.id, DeployRolledBack, timeout=60)
     assert cluster.deployment("cnz").metadata.generation == before.metadata.generation
     assert image_of(cluster, "cnz") == "registry.example/cnz:1"
+    announced = deploy_events.for_request(request.id)
+    verbs = [e.verb for e in announced]
+    assert verbs[0] == "started" and verbs[-2:] == ["failed", "rolledback"], verbs
+    assert {(e.traceparent or "-").split("-")[1] for e in announced} == {trace_id}, [e.traceparent for e in announced]
+    spans = {s.name for s in span_exporter.get_finished_spans() if f"{s.context.trace_id:032x}" == trace_id}
+    assert {"deployer deploy.started", "deployer deploy.failed", "deployer deploy.rolledback"} <= spans, spans

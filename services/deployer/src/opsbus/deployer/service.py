@@ -168,6 +168,7 @@ async def start(
         instance=instance,
     )
     await bus.ensure_streams()
+    tracer = tracer_provider.get_tracer("opsbus.deployer") if tracer_provider else None
     relay = OutboxRelay(
         db.engine, TABLES.outbox, bus.publisher, registry=registry, options=RelayOptions(exclusive=True)
     )
@@ -180,12 +181,12 @@ async def start(
         instance=instance,
         options=settings.deployer,
         on_commit=relay.wake,
+        tracer=tracer,
     )
     await relay.start()
     engine.start()
     bus.consumer(consumer_spec(settings), engine.accept)
     await bus.start()
-    tracer = tracer_provider.get_tracer("opsbus.deployer") if tracer_provider else None
     rpc = await serve(bus.nc, SERVICE, VERSION, endpoints(engine), description="opsbus deployer", tracer=tracer)
     retention = asyncio.create_task(_retention_loop(db, retention_rules(settings)), name="deployer:retention")
     return Deployer(

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from opentelemetry.trace import Tracer
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -93,6 +94,7 @@ class Engine:
         options: DeployerOptions,
         clock: Callable[[], datetime] = _utcnow,
         on_commit: Callable[[], None] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._kube = kube
         self._sessions = sessions
@@ -109,6 +111,7 @@ class Engine:
             lease_seconds=options.lease_seconds,
             clock=clock,
             on_commit=on_commit or (lambda: None),
+            tracer=tracer,
         )
         ctx = Context(kube=kube, metrics=metrics, recorder=self._recorder, options=options, clock=clock)
         self._reverter = Reverter(ctx)

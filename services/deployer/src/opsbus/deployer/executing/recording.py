@@ -4,17 +4,26 @@ Why this module exists: a crash must never leave a rollout that changed state si
 change that did not happen; and every request gets exactly one terminal event. All writes of a rollout's row
 go through `Recorder.save` (which also renews the owner's lease and refuses to write once another replica owns
 the rollout). It must never read or change the cluster.
+
+Tracing: a rollout is driven by the engine's ticks, long after the consumer span of its `deploy.requested` has
+ended. Each event it announces is therefore written under a span of its own, child of the request's trace
+context (the `traceparent` the request carried), so the whole rollout - gateway request, deployer, whoever
+consumes its events - is one trace. Without a tracer the request's trace context is carried on unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Tracer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from opsbus.common.audit import Auditor
+from opsbus.common.bus.propagation import context_from
 from opsbus.common.errors import OpsbusError
 from opsbus.common.events.envelope import Envelope, EventPayload
 from opsbus.common.events.payloads.audit import AuditOutcome
@@ -57,8 +66,10 @@ class Recorder:
         lease_seconds: float,
         clock: Callable[[], datetime],
         on_commit: Callable[[], None],
+        tracer: Tracer | None = None,
     ) -> None:
         self.sessions = sessions
+        self._tracer = tracer
         self._tables = tables
         self.instance = instance
         self._lease = timedelta(seconds=lease_seconds)
@@ -76,7 +87,31 @@ class Recorder:
             cause=cause,
             time=self._clock(),
         )
-        await add(s, self._tables.outbox, envelope)
+        with self._traced(cause, envelope) as traced:
+            await add(s, self._tables.outbox, traced)
+
+    @contextmanager
+    def _traced(self, cause: Envelope, envelope: Envelope) -> Iterator[Envelope]:
+        """`envelope` inside the request's trace: under the current span if there is one (the consumer of the
+        request), else under a new span child of the request's `traceparent` (a tick), else with it copied."""
+        if trace.get_current_span().get_span_context().is_valid or not cause.traceparent:
+            yield envelope
+            return
+        if self._tracer is None:
+            yield envelope.model_copy(update={"traceparent": cause.traceparent, "tracestate": cause.tracestate})
+            return
+        with self._tracer.start_as_current_span(
+            f"deployer {envelope.family}.{envelope.verb}",
+            context=context_from(None, cause.traceparent, cause.tracestate),
+            kind=SpanKind.INTERNAL,
+            attributes={
+                "cloudevents.event_type": envelope.type,
+                "messaging.message.id": envelope.id,
+                "messaging.message.conversation_id": envelope.correlationid or envelope.id,
+                "opsbus.deployment_id": str(envelope.data.get("deployment_id", "")),
+            },
+        ):
+            yield envelope
 
     async def audit(
         self,
