@@ -255,6 +255,30 @@ async def test_alert_resolved_before_execution_is_not_acted_on(
     assert rt.settings.healer.dry_run is False
 
 
+async def test_a_crashing_pod_of_a_rollouts_canary_is_left_to_the_deployer(
+    cluster: Cluster, start_healer: StartHealer, make_bus: Callable[..., Awaitable[Bus]]
+) -> None:
+    pod = await crashlooping_pod(cluster, "pay-canary")
+    # what the deployer puts on a canary's pods (and on its `<name>-canary` Deployment)
+    cluster.core.patch_namespaced_pod(
+        pod.metadata.name, cluster.namespace, {"metadata": {"labels": {"opsbus.io/canary": "true"}}}
+    )
+    await start_healer()
+    bus = await make_bus("watcher")
+    obj = ObjectRef(kind="Pod", namespace=cluster.namespace, name=pod.metadata.name)
+    fired = alert("KubePodCrashLooping", cluster.namespace, pod=pod.metadata.name, workload="pay-canary")
+    await bus.publisher.publish(envelope(fired, obj))
+    audit = await wait_for_events(
+        bus, "audit.recorded.>", lambda es: any(e.data["outcome"] == "skipped" for e in es), 30
+    )
+    skipped = next(e.data for e in audit if e.data["outcome"] == "skipped")
+    assert skipped["details"]["guard"] == "rollout", skipped
+    assert "the canary" in skipped["reason"] and "deployer" in skipped["reason"], skipped
+    await asyncio.sleep(2)
+    assert cluster.pod(pod.metadata.name).metadata.uid == pod.metadata.uid  # untouched
+    assert "started" not in types(await stream(bus, "recovery.>"))
+
+
 async def test_dry_run_changes_nothing_and_records_the_plan(
     cluster: Cluster, start_healer: StartHealer, make_bus: Callable[..., Awaitable[Bus]]
 ) -> None:

@@ -25,6 +25,7 @@ from opsbus.healer.domain.planning import (
     next_step,
     plan,
     rollback_revision,
+    rollout_stack,
     target_for,
 )
 from opsbus.healer.domain.policy import Policy, parse_policies
@@ -148,6 +149,17 @@ def test_resolved_alert_is_not_acted_on() -> None:
 def test_missing_target_is_a_noop_and_an_unnameable_one_escalates() -> None:
     refused(plan(inp(snapshot=Snapshot(target=POD, exists=False))), "target")
     assert refused(plan(inp(snapshot=None)), "target").escalate
+
+
+def test_a_rollouts_canary_or_preview_stack_is_left_to_the_deployer() -> None:
+    canary_pod = Snapshot(target=POD, workload_pods_total=2, rollout_stack=rollout_stack({"opsbus.io/canary": "true"}))
+    noop = refused(plan(inp(snapshot=canary_pod)), "rollout")
+    assert not noop.escalate and "the canary" in noop.reason and "deployer" in noop.reason
+    green = Snapshot(target=WORKLOAD.as_resource_ref(), rollout_stack=rollout_stack({"opsbus.io/green": "true"}))
+    refused(plan(inp(step=2, continuing=True, snapshot=green)), "rollout")
+    # the stable workload and its pods stay the healer's, whatever other labels they carry
+    assert rollout_stack({"app": "shop", "opsbus.io/canary": "false"}) is None and rollout_stack(None) is None
+    assert "rollout" in {g.name for g in acts(plan(inp())).guards}
 
 
 def test_protected_namespace_is_untouched() -> None:

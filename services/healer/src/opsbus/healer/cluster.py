@@ -21,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from opsbus.common.errors import NotFoundError, error_for_status
 from opsbus.common.events.payloads import ResourceRef
-from opsbus.healer.domain.planning import AlertState, Revision, Snapshot
+from opsbus.healer.domain.planning import AlertState, Revision, Snapshot, rollout_stack
 
 T = TypeVar("T")
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -88,6 +88,7 @@ class KubeCluster:
                 return Snapshot(
                     target=target.model_copy(update={"uid": d.metadata.uid}),
                     resource_version=d.metadata.resource_version,
+                    rollout_stack=rollout_stack(d.metadata.labels),
                     workload_pods_total=d.spec.replicas or 0,
                     memory_limit_bytes=limit,
                     container=container,
@@ -114,6 +115,7 @@ class KubeCluster:
         return Snapshot(
             target=target.model_copy(update={"uid": pod.metadata.uid}),
             resource_version=pod.metadata.resource_version,
+            rollout_stack=rollout_stack(pod.metadata.labels),
             workload_pods_total=total,
             workload_pods_disrupted=disrupted,
         )

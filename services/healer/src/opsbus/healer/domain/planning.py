@@ -10,7 +10,7 @@ never reads the clock: `now` is an argument.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
@@ -109,6 +109,16 @@ def rollback_revision(current: int | None, revisions: Sequence[Revision]) -> int
     return next((r.number for r in older if r.template_digest != now.template_digest), None)
 
 
+# The labels the deployer puts on the extra stack of a rollout it drives (its README: `<name>-canary` and
+# `<name>-green` Deployments and their pods); that stack exists only while the rollout is in flight.
+ROLLOUT_STACK_LABELS = {"opsbus.io/canary": "the canary", "opsbus.io/green": "the preview (green) stack"}
+
+
+def rollout_stack(labels: Mapping[str, str] | None) -> str | None:
+    """Which rollout stack an object with these labels belongs to (for `Snapshot.rollout_stack`), or None."""
+    return next((what for label, what in ROLLOUT_STACK_LABELS.items() if (labels or {}).get(label) == "true"), None)
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """What the executor read from the cluster about the step's target just before planning."""
@@ -123,6 +133,9 @@ class Snapshot:
     container: str | None = None
     revision: int | None = None  # a Deployment's current rollout revision
     revisions: tuple[Revision, ...] = ()
+    # Set when the target is part of a rollout the deployer is driving: a pod or Deployment of its canary or
+    # blue-green preview stack (label `opsbus.io/canary` / `opsbus.io/green`); says which, for the audit trail.
+    rollout_stack: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +262,17 @@ def plan(inp: PlanningInput) -> Decision:  # noqa: PLR0911, PLR0912, PLR0915 - o
     if not snap.exists:
         return refuse("target", f"{snap.target.kind}/{snap.target.name} no longer exists")
     checks.append(_passed("target", f"{snap.target.kind}/{snap.target.namespace or '_'}/{snap.target.name} exists"))
+
+    # 3b. A rollout's canary or preview stack is the deployer's: its analysis judges the new version and removes
+    # it when it fails. Deleting its pods would hide the evidence (restart counts) and a restart or rollback of
+    # it would fight the rollout, so the healer leaves it alone (nothing to escalate: the deployer reports).
+    if snap.rollout_stack is not None:
+        return refuse(
+            "rollout",
+            f"{snap.target.kind}/{snap.target.name} belongs to {snap.rollout_stack} of a rollout the deployer is "
+            "driving: its analysis judges the new version and rolls it back if it fails",
+        )
+    checks.append(_passed("rollout", "not part of a rollout's canary or preview stack"))
 
     # 4. Protected namespaces are never touched.
     ns = snap.target.namespace or alert.namespace
