@@ -127,9 +127,12 @@ async def test_crashing_canary_fails_analysis_is_rolled_back_and_notified_in_one
     assert all(row["target"]["name"] in {app, f"{app}-canary"} for row in audit["items"]), audit
 
     # the healer left the canary's crashing pods to the deployer (the crashloop policy matches them): it acted on
-    # none, and each canary alert the watcher fired before the canary was gone was skipped by its rollout guard
+    # none. Each canary alert the watcher fired before the canary was gone is skipped by the rollout guard, or, when
+    # the healer plans only after the deployer removed the canary, by the alert having resolved or the pod being gone
+    # (the guard itself is pinned by tests/cluster/test_healer_remediation.py)
     await platform.refresh()
     canary_alerts = [e for e in platform.of("alert.fired") if str(e.data["labels"].get("pod", "")).startswith(app)]
+    guards: list[str] = []
     for fired in canary_alerts:
 
         async def left_alone(alert_id: str = fired.id) -> list[dict[str, Any]] | None:
@@ -138,14 +141,15 @@ async def test_crashing_canary_fails_analysis_is_rolled_back_and_notified_in_one
             return skipped or None
 
         (row, *_) = await platform.until(f"the healer's decision on {fired.id}", left_alone, 60, lambda: "none")
-        assert row["details"]["guard"] == "rollout", row
+        assert row["details"]["guard"] in {"rollout", "alert_firing", "target"}, row
+        guards.append(row["details"]["guard"])
     acted = [
         e
         for e in [*platform.of("recovery.started"), *platform.of("recovery.planned")]
         if str(e.data["action"]["target"]["name"]).startswith(app)
     ]
     assert not acted, [e.data for e in acted]
-    print(f"\nthe healer left {len(canary_alerts)} canary alert(s) to the deployer")
+    print(f"\nthe healer left {len(canary_alerts)} canary alert(s) to the deployer, guards {guards}")
 
     # one trace: gateway request -> deployer -> notifier
     await platform.refresh()
