@@ -221,14 +221,13 @@ async def test_killed_after_the_plan_is_recorded_and_before_the_write_the_action
     dying = DiesBeforeTheWrite.from_kubeconfig(str(sandbox.kubeconfig))
     a = Executor(db=db, cluster=dying, guards=Guards(), cluster_name=CLUSTER, owner="replica-a/1", lease_seconds=LEASE)
     await a.load_policies(POLICIES, author="test")
-    work = asyncio.create_task(a.on_alert_fired(event))
+    await a.on_alert_fired(event)  # the intake: the recovery walks in the background from here
     await until(
         "the attempt recorded as started",
         lambda: rows(database_url, "select 1 from healer.attempts where status = 'started'"),
         30,
     )
-    work.cancel()  # dead: no lease released, no event published (its outbox rows wait for the next relay)
-    await asyncio.gather(work, return_exceptions=True)
+    await a.close()  # dead: its walk cancelled, no lease released, no event published (outbox rows wait)
     await db.close()
     await asyncio.to_thread(dying.close)
     assert cluster.deployment("api").metadata.generation == before.metadata.generation  # nothing written yet

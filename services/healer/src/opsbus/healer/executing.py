@@ -124,6 +124,7 @@ class Executor:
         verify_poll: float = 0.5,
         owner: str | None = None,
         lease_seconds: float = 15.0,
+        max_recoveries: int = 256,
     ) -> None:
         self.db = db
         self.cluster = cluster
@@ -139,6 +140,7 @@ class Executor:
         self._policies: PolicySet | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._running: set[str] = set()
+        self._walks = asyncio.Semaphore(max_recoveries)  # recoveries walked at once in the background
 
     # --- policies -----------------------------------------------------------------------------------
     async def load_policies(self, document: str, author: str) -> PolicySet:
@@ -253,7 +255,7 @@ class Executor:
                 )
                 .on_conflict_do_nothing(index_elements=[RecoveryRow.id])
             )
-        await self.run(rid)
+        await self.launch(rid)
 
     async def on_deploy_outcome(self, event: Envelope) -> None:
         outcome = DEPLOY_TERMINAL.get(event.type)
@@ -283,17 +285,68 @@ class Executor:
         if rid in self._running:
             log.info("recovery %s is already running in this replica", rid)
             return
-        if not await self.leases.claim(rid):
-            async with self.db.sessions() as session:
-                rec = await session.get(RecoveryRow, rid)
-            if rec is None:
-                raise NotFoundError(f"recovery {rid} not found")
-            if rec.status in TERMINAL or rec.status in ("awaiting_approval", "exhausted"):
-                return
-            until = rec.lease_until or self.clock()
-            delay = max(1.0, (until - self.clock()).total_seconds() + 1.0)
-            raise TransientError(f"recovery {rid} is being run by replica {rec.lease_owner}; retry later", delay=delay)
+        if not await self._claim(rid):
+            return
         self._running.add(rid)
+        await self._run_claimed(rid, grant)
+
+    async def launch(self, rid: str) -> None:
+        """Claim the recovery and walk its ladder in the background. An alert's intake (and its consumer slot)
+        does not wait for the ladder's verifications, which take seconds to minutes: under a wave of faults the
+        next alert's action is not queued behind the last one's verification. At most `max_recoveries` walk at
+        once; beyond that the intake waits for one to end. A walk that fails transiently releases its lease and
+        the orphan sweep resumes it (as after a crash); one that fails permanently is escalated."""
+        if rid in self._running:
+            log.info("recovery %s is already running in this replica", rid)
+            return
+        await self._walks.acquire()
+        try:
+            claimed = await self._claim(rid)
+        except BaseException:
+            self._walks.release()
+            raise
+        if not claimed:
+            self._walks.release()
+            return
+        self._running.add(rid)
+        self.spawn(self._walk_in_background(rid))
+
+    async def _walk_in_background(self, rid: str) -> None:
+        try:
+            await self._run_claimed(rid, None)
+        except TransientError as exc:
+            log.warning("recovery %s: deferred to the orphan sweep: %s", rid, exc)
+        except PermanentError as exc:
+            log.warning("recovery %s: cannot go on: %s", rid, exc)
+            await self._give_up(rid, str(exc))
+        except Exception:
+            log.exception("recovery %s failed; the orphan sweep resumes it", rid)
+        finally:
+            self._walks.release()
+
+    async def _give_up(self, rid: str, reason: str) -> None:
+        async with self.db.sessions() as session:
+            rec = await session.get(RecoveryRow, rid)
+        if rec is not None and rec.status not in TERMINAL:
+            await self._escalate(rec, Envelope.model_validate(rec.alert_event), None, reason)
+
+    async def _claim(self, rid: str) -> bool:
+        """True: this replica now holds the lease. False: nothing to do (ended, or waiting for a human).
+        TransientError: another replica holds it (retried after its lease would have lapsed)."""
+        if await self.leases.claim(rid):
+            return True
+        async with self.db.sessions() as session:
+            rec = await session.get(RecoveryRow, rid)
+        if rec is None:
+            raise NotFoundError(f"recovery {rid} not found")
+        if rec.status in TERMINAL or rec.status in ("awaiting_approval", "exhausted"):
+            return False
+        until = rec.lease_until or self.clock()
+        delay = max(1.0, (until - self.clock()).total_seconds() + 1.0)
+        raise TransientError(f"recovery {rid} is being run by replica {rec.lease_owner}; retry later", delay=delay)
+
+    async def _run_claimed(self, rid: str, grant: Grant | None) -> None:
+        """Walk a recovery this replica holds the lease of (and has marked running); release it at the end."""
         try:
             async with self.leases.kept(rid):
                 await self._walk(rid, grant)
@@ -401,13 +454,16 @@ class Executor:
     async def _history(self, session: AsyncSession, policy: Policy) -> list[PastAttempt]:
         horizon = max(policy.attempt_window, policy.cooldown, self.guards.rate_limit_window)
         since = self.clock() - timedelta(seconds=horizon)
-        rows = (
-            await session.execute(
-                select(AttemptRow).where(
-                    AttemptRow.started_at >= since, AttemptRow.status.not_in(["dry_run", "skipped"])
-                )
-            )
-        ).scalars()
+        # only the columns planning reads (not whole rows with their plans): this runs under the planning lock
+        rows = await session.execute(
+            select(
+                AttemptRow.recovery_id,
+                AttemptRow.target_key,
+                AttemptRow.action,
+                AttemptRow.started_at,
+                AttemptRow.dry_run,
+            ).where(AttemptRow.started_at >= since, AttemptRow.status.not_in(["dry_run", "skipped"]))
+        )
         return [PastAttempt(r.recovery_id, r.target_key, ActionKind(r.action), r.started_at, r.dry_run) for r in rows]
 
     # --- outcomes -----------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
         verify_poll=s.healer.verify_poll_seconds,
         owner=f"{rt.instance}/{uuid.uuid4().hex[:8]}",
         lease_seconds=s.healer.lease_seconds,
+        max_recoveries=s.healer.max_recoveries,
     )
     rt.on_shutdown(executor.close, "recoveries")
     await executor.load_policies(

@@ -33,7 +33,18 @@ class HealerOptions(BaseModel):
     freshness_seconds: float = Field(default=900.0, gt=0, description="Older alerts are skipped, not replayed.")
     kubeconfig: str | None = Field(default=None, description="Path; unset uses in-cluster config or ~/.kube/config.")
     verify_poll_seconds: float = Field(default=0.5, gt=0)
-    alert_concurrency: int = Field(default=16, ge=1, description="Recoveries run in parallel per replica.")
+    alert_concurrency: int = Field(
+        default=16,
+        ge=1,
+        description="Fired alerts taken in at once per replica (recorded, matched, claimed); each recovery then "
+        "walks its ladder in the background, up to max_recoveries.",
+    )
+    max_recoveries: int = Field(
+        default=256,
+        ge=1,
+        description="Recoveries walked at once per replica (a step's verification can wait minutes); beyond it "
+        "the intake of new alerts waits for one to end. Budgets and rate limits still bound the actions.",
+    )
     lease_seconds: float = Field(
         default=15.0,
         ge=1.0,
