@@ -16,19 +16,10 @@ import pytest
 from opsbus.common.bus import Bus
 from opsbus.healer.cluster import RESTARTED_AT
 from tests.cluster.kube import Cluster, wait_until
-from tests.cluster.test_healer_failover import MakeBus, deployed, resolve, rows, stuck, until
+from tests.cluster.test_healer_failover import POLICIES, MakeBus, deployed, resolve, rows, stuck, until
 from tests.cluster.test_healer_remediation import StartHealer, start_healer, types, wait_for_events
 
 pytestmark = pytest.mark.cluster
-
-POLICIES = """
-policies:
-  - name: restart
-    match: {alertname: RolloutStuck}
-    cooldown: 10m
-    ladder:
-      - {action: rollout_restart, verify: alert_resolved, timeout: 180s}
-"""
 
 
 def restarted(cluster: Cluster, app: str) -> bool | None:
