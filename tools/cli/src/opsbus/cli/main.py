@@ -9,16 +9,13 @@ humans; add `--output json` for scripts. Errors print the gateway's explanation 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from opsbus.cli import apikeys, policies, recommendations
+from opsbus.cli import apikeys, dev, policies, recommendations, sandbox
 from opsbus.cli.client import GatewayError
 from opsbus.cli.console import Key, Output, Url, call, emit, err, explain, gateway, out
 from opsbus.cli.durations import seconds
@@ -33,9 +30,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 silence_app = typer.Typer(help="Mute alerts that match label matchers for a while (Alertmanager silences).")
-sandbox_app = typer.Typer(help="The local Kubernetes sandbox (a real control plane with fake nodes on 127.0.0.1).")
 app.add_typer(silence_app, name="silence")
-app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(dev.app, name="dev")
 app.add_typer(policies.app, name="policies")
 app.add_typer(recommendations.app, name="recommendations")
 app.add_typer(apikeys.app, name="keys")
@@ -265,66 +262,6 @@ def tail(
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
-
-
-# --- the local sandbox ------------------------------------------------------------------------------
-def _sandbox_script() -> Path:
-    explicit = os.environ.get("OPSBUS_SANDBOX_SCRIPT")
-    if explicit:
-        return Path(explicit)
-    for base in (Path.cwd(), *Path.cwd().parents, *Path(__file__).resolve().parents):
-        candidate = base / "deploy" / "sandbox" / "sandbox.sh"
-        if candidate.exists():
-            return candidate
-    err.print(
-        "[red]error[/]: deploy/sandbox/sandbox.sh not found: run inside the opsbus repository "
-        "or set OPSBUS_SANDBOX_SCRIPT"
-    )
-    raise typer.Exit(2)
-
-
-def _sandbox(*args: str) -> None:
-    script = _sandbox_script()
-    code = subprocess.call(["bash", str(script), *args])  # noqa: S603, S607 - our own script, fixed arguments
-    raise typer.Exit(code)
-
-
-@sandbox_app.command("up")
-def sandbox_up() -> None:
-    """Start the sandbox cluster on 127.0.0.1 (builds the control plane from source the first time)."""
-    _sandbox("up")
-
-
-@sandbox_app.command("down")
-def sandbox_down() -> None:
-    """Stop the sandbox cluster."""
-    _sandbox("down")
-
-
-@sandbox_app.command("status")
-def sandbox_status() -> None:
-    """Show whether the sandbox runs, its nodes and pods."""
-    _sandbox("status")
-
-
-@sandbox_app.command("chaos")
-def sandbox_chaos(
-    fault: Annotated[str, typer.Argument(help="crashloop, oomkilled, imagepull, unschedulable, notready...")],
-    target: Annotated[str, typer.Argument(help="pod/NAME, deployment/NAME or node/NAME.")],
-    namespace: Annotated[str, typer.Argument(help="Namespace of the target.")] = "default",
-) -> None:
-    """Inject a fault into the sandbox so the watcher, healer and notifier have something to do."""
-    _sandbox("chaos", fault, target, namespace)
-
-
-@sandbox_app.command("heal")
-def sandbox_heal(
-    fault: Annotated[str, typer.Argument(help="The fault injected with `opsbus sandbox chaos`.")],
-    target: Annotated[str, typer.Argument(help="The same target.")],
-    namespace: Annotated[str, typer.Argument(help="Namespace of the target.")] = "default",
-) -> None:
-    """Remove a fault injected with `opsbus sandbox chaos`."""
-    _sandbox("heal", fault, target, namespace)
 
 
 def run() -> None:

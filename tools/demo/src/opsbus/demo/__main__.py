@@ -4,6 +4,7 @@
 started it), starts nats-server, PostgreSQL, Jaeger and the six services, seeds the `demo` namespace, prints the gateway
 URL, an admin API key and three commands to try, then stays in the foreground until Ctrl-C (or `make demo-down`).
 Logs of every part are in the directory it prints. Nothing is kept between two demos: the bus and database are fresh.
+`state` prints, as JSON, whether a demo runs and where each part listens (what `opsbus dev status` checks).
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ def _state_dir() -> Path:
 
 def _pidfile() -> Path:
     return _state_dir() / "demo.pid"
+
+
+def _stackfile() -> Path:
+    """Where the running demo's parts listen (`state` prints it; `opsbus dev status` checks each part)."""
+    return _state_dir() / "stack.json"
 
 
 def _sandbox(*args: str) -> subprocess.CompletedProcess[str]:
@@ -105,6 +111,9 @@ def up(gateway_port: int) -> int:
         _say(f"seeding namespace {NAMESPACE!r} (Deployments web, api, worker) and its remediation policies")
         seed_namespace(kubeconfig, NAMESPACE)
         stack.start()
+        described = {"pid": os.getpid(), "gateway_url": stack.gateway_url, "logs": str(stack.workdir)}
+        described |= {"kubeconfig": str(kubeconfig), "components": stack.components()}
+        _stackfile().write_text(json.dumps(described, indent=2))
         _print_welcome(stack, stack.admin_key)
         while not stopping.wait(1.0):
             for name, proc in stack.services.items():
@@ -114,6 +123,7 @@ def up(gateway_port: int) -> int:
         _say("stopping the demo")
         return 0
     finally:
+        _stackfile().unlink(missing_ok=True)
         stack.stop()
         receiver.stop()
         delete_namespace(kubeconfig, NAMESPACE)
@@ -176,6 +186,23 @@ def down(timeout: float = 120.0) -> int:
     return 1
 
 
+def state() -> int:
+    """Print, as JSON, whether a demo runs and where its parts listen (`opsbus dev status` reads this)."""
+    pid = 0
+    if _pidfile().exists():
+        pid = int(_pidfile().read_text().strip() or 0)
+    running = bool(pid) and _alive(pid)
+    stack: dict[str, Any] | None = None
+    if running and _stackfile().exists():
+        stack = json.loads(_stackfile().read_text())
+        if stack.get("pid") != pid:  # left over from an earlier demo that was killed
+            stack = None
+    phase = "stopped" if not running else ("running" if stack else "starting")
+    answer = {"state_dir": str(_state_dir()), "pid": pid if running else None, "phase": phase, "stack": stack}
+    sys.stdout.write(json.dumps(answer) + "\n")
+    return 0
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -192,9 +219,12 @@ def main(argv: list[str]) -> int:
     start = sub.add_parser("up", help="start the whole platform in the foreground (Ctrl-C stops it)")
     start.add_argument("--gateway-port", type=int, default=GATEWAY_PORT, help="port of the gateway API (0: any free)")
     sub.add_parser("down", help="stop a demo started by `up` in another terminal")
+    sub.add_parser("state", help="print as JSON whether a demo runs and where its parts listen")
     args = parser.parse_args(argv)
     if args.command == "up":
         return up(args.gateway_port)
+    if args.command == "state":
+        return state()
     return down()
 
 

@@ -166,6 +166,24 @@ class Stack:
     def database_url(self) -> str:
         return self.postgres.url()
 
+    def components(self) -> list[dict[str, str]]:
+        """Where each part listens and how to tell it is ready (`tcp`: accepts connections; a URL: answers 200).
+
+        What `opsbus dev status` checks; no secret (the database password) is in it.
+        """
+        parts = [
+            {"name": "nats", "address": f"127.0.0.1:{self.nats.port}", "probe": "tcp"},
+            {"name": "postgres", "address": f"127.0.0.1:{self.postgres.port}", "probe": "tcp"},
+        ]
+        if self.options.jaeger:
+            url = self.jaeger.query_url
+            parts.append({"name": "jaeger", "address": url, "probe": f"{url}/api/services"})
+        for name, proc in self.services.items():
+            url = f"http://127.0.0.1:{proc.http_port}"
+            address = self.gateway_url if name == "gateway" else url
+            parts.append({"name": name, "address": address, "probe": f"{url}/readyz"})
+        return parts
+
     # --- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
         """Bring everything up, in order; on any failure, stop what was started and raise."""
