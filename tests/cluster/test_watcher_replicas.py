@@ -1,10 +1,18 @@
 """Two watcher replicas on one cluster produce one alert per fault (deterministic ids + JetStream dedupe), and a
-watcher restarted while the fault lasts neither fires again nor loses the resolve (book rebuilt from ALERT)."""
+watcher restarted while the fault lasts neither fires again nor loses the resolve (book rebuilt from ALERT); the
+same with two watcher processes, one of them SIGKILLed mid-fault."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -77,3 +85,65 @@ async def test_two_replicas_one_alert_and_restart_does_not_refire(
             await w.stop()
         for k in kubes:
             await k.close()
+
+
+async def test_two_watcher_processes_fire_once_and_resolve_once(
+    cluster: Cluster, sandbox: SandboxHandle, make_bus: MakeBus, nats_url: str, tmp_path: Path
+) -> None:
+    """The same as deployed: two `python -m opsbus.watcher run` processes, nothing shared but NATS and the cluster;
+    one is SIGKILLed while the fault lasts and the survivor resolves it."""
+    env = {
+        **os.environ,
+        "OPSBUS_CLUSTER": CLUSTER,
+        "OPSBUS_NATS__URL": nats_url,
+        "OPSBUS_HTTP__PORT": "0",
+        "OPSBUS_WATCHER__KUBECONFIG": str(sandbox.kubeconfig),
+        "OPSBUS_WATCHER__NAMESPACES": json.dumps([cluster.namespace]),
+        "OPSBUS_WATCHER__THRESHOLDS__RESOLVE_AFTER_SECONDS": "2",
+        "OPSBUS_WATCHER__LOG_TIMEOUT_SECONDS": "1",
+    }
+    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+    for name in ("watcher-a", "watcher-b"):
+        log = tmp_path / f"{name}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "opsbus.watcher", "run"],
+                env={**env, "OPSBUS_INSTANCE": name},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        procs.append((proc, log))
+    alerts = Alerts(await make_bus("probe", registry_=CollectorRegistry()), cluster.namespace)
+    try:
+        for proc, log in procs:
+            deadline = time.monotonic() + 180  # a cold interpreter on a busy machine
+            while "ready (instance" not in log.read_text(errors="replace"):
+                assert proc.poll() is None, f"watcher exited {proc.returncode}:\n{log.read_text(errors='replace')}"
+                assert time.monotonic() < deadline, f"watcher not ready:\n{log.read_text(errors='replace')}"
+                await asyncio.sleep(0.2)
+        await alerts.start()
+        cluster.create_deployment("api", replicas=1)
+        (pod,) = await asyncio.to_thread(wait_until, "api running", lambda: cluster.running_pods("api", 1), 120)
+        await asyncio.to_thread(cluster.chaos, "crashloop", f"pod/{pod.metadata.name}")
+        fired = await alerts.wait("fired", "KubePodCrashLooping")
+        await asyncio.sleep(3.0)  # both processes have decided by now
+        assert len(alerts.of("fired", "KubePodCrashLooping")) == 1
+        assert fired.data["labels"]["pod"] == pod.metadata.name
+
+        procs[0][0].send_signal(signal.SIGKILL)  # the survivor alone sees the heal
+        procs[0][0].wait(10)
+        await asyncio.to_thread(cluster.heal, "crashloop", f"pod/{pod.metadata.name}")
+        await alerts.wait("resolved", "KubePodCrashLooping", timeout=90)
+        await asyncio.sleep(1.0)
+        assert len(alerts.of("resolved", "KubePodCrashLooping")) == 1
+        assert len(alerts.of("fired", "KubePodCrashLooping")) == 1
+    finally:
+        await alerts.stop()
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
