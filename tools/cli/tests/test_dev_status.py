@@ -93,6 +93,7 @@ def test_nothing_running_every_part_is_reported_and_the_exit_code_says_not_ready
     names = ["nats", "postgres", "jaeger", "watcher", "healer", "deployer", "optimizer", "notifier", "gateway"]
     for name in names:
         assert parts[name]["state"] == "not running" and "opsbus dev up" in parts[name]["detail"], name
+    assert all(not part["ready"] for part in parts.values() if "ready" in part)
     code, table = dev_status(tmp_path / "demo", tmp_path / "no-sandbox")
     assert code == 1
     assert "local stack: stopped" in table and "not ready: sandbox, nats, postgres" in table
@@ -128,6 +129,15 @@ def test_running_parts_are_probed_where_the_demo_says_they_listen(
     assert parts["jaeger"]["state"] == "not used" and parts["jaeger"]["ready"] is False
     code, table = dev_status(tmp_path / "demo", tmp_path / "no-sandbox")
     assert "local stack: running" in table and "not ready: sandbox, deployer, optimizer" in table
+
+
+def test_a_stack_still_starting_says_so(tmp_path: Path) -> None:
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "demo.pid").write_text(str(os.getpid()))  # supervisor alive, parts not described yet
+    code, output = dev_status(tmp_path / "demo", tmp_path / "no-sandbox", "-o", "json")
+    parts = by_name(output)
+    assert code == 1 and parts[""]["phase"] == "starting"
+    assert {parts[n]["state"] for n in ("nats", "postgres", "gateway")} == {"starting"}
 
 
 def test_state_left_by_a_killed_demo_is_not_taken_for_a_running_one(tmp_path: Path, nats_url: str) -> None:

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from opsbus.cli.console import Output, emit, err
 from opsbus.cli.sandbox import sandbox_script
-from opsbus.cli.stackprobe import DOWN, NOT_RUNNING, NOT_USED, READY, UP, Status, all_ready, check, summary
+from opsbus.cli.stackprobe import DOWN, NOT_RUNNING, NOT_USED, READY, STARTING, UP, Status, all_ready, check, summary
 
 app = typer.Typer(
     help="The whole platform on this machine (what `make demo` runs): sandbox cluster, NATS, PostgreSQL, Jaeger "
@@ -29,7 +29,7 @@ _NO_DEMO = (
     "the local stack (the opsbus.demo package) is not installed next to this CLI: run `make setup` in the opsbus "
     "checkout, then `uv run opsbus dev ...` from it"
 )
-_COLOURS = {READY: "green", UP: "yellow", DOWN: "red", NOT_RUNNING: "dim", NOT_USED: "dim"}
+_COLOURS = {READY: "green", UP: "yellow", STARTING: "yellow", DOWN: "red", NOT_RUNNING: "dim", NOT_USED: "dim"}
 
 
 def _demo_command(*args: str) -> list[str]:
@@ -103,7 +103,8 @@ def status(output: Output = "table") -> None:
 
     ready: doing its job (a service's /readyz answers 200, NATS and PostgreSQL accept connections, Jaeger's
     query API answers). up: its process answers but is not ready yet. down: nothing answers where the stack said
-    it listens. not running: no stack runs. not used: this stack runs without it. Exit code 0 when every part
+    it listens. starting: the stack is still starting. not running: no stack runs. not used: this stack runs
+    without it. Exit code 0 when every part
     in use is ready, 1 otherwise (scripts can wait on it); the sandbox is checked through
     deploy/sandbox/sandbox.sh (OPSBUS_SANDBOX_SCRIPT, OPSBUS_SANDBOX_HOME).
     """

@@ -2,9 +2,10 @@
 
 A part is `ready` when it does its job (a service's `/readyz` answers 200, NATS and PostgreSQL accept
 connections, Jaeger's query API answers), `up` when its process answers but is not ready yet (a service still
-connecting to NATS), `down` when nothing answers where the demo said it listens, and `not running` when no
-demo runs. A part the running demo was started without (Jaeger in a benchmark) is `not used` and does not count
-against readiness. The sandbox cluster is checked on its own: it can run without a demo.
+connecting to NATS), `down` when nothing answers where the demo said it listens, `starting` while the demo
+starts (it says where its parts listen once all are up), and `not running` when no demo runs. A part the running
+demo was started without (Jaeger in a benchmark) is `not used` and does not count against readiness. The
+sandbox cluster is checked on its own: it can run without a demo.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ COMPONENTS = (
     "notifier",
     "gateway",
 )
-READY, UP, DOWN, NOT_RUNNING, NOT_USED = "ready", "up", "down", "not running", "not used"
+READY, UP, DOWN, STARTING = "ready", "up", "down", "starting"
+NOT_RUNNING, NOT_USED = "not running", "not used"
 
 
 @dataclass(frozen=True)
 class Status:
     name: str
-    state: str  # ready | up | down | not running | not used
+    state: str  # ready | up | down | starting | not running | not used
     address: str = ""
     detail: str = ""
 
@@ -89,9 +91,10 @@ def check(
             found[part["name"]] = Status(part["name"], state, part.get("address", ""), detail)
     if stack is not None:
         absent = Status("", NOT_USED, "", "this demo runs without it")
+    elif phase == "starting":
+        absent = Status("", STARTING, "", "the stack is starting (see the terminal of `opsbus dev up`)")
     else:
-        starting = "the demo is starting" if phase == "starting" else "no demo runs (start it: opsbus dev up)"
-        absent = Status("", NOT_RUNNING, "", starting)
+        absent = Status("", NOT_RUNNING, "", "no stack runs (start it: opsbus dev up)")
     return [found.get(name) or Status(name, absent.state, "", absent.detail) for name in COMPONENTS]
 
 
