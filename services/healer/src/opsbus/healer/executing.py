@@ -816,12 +816,13 @@ class Executor:
             return None
         t = p.action.target
         ns = _namespace_of(t)
+        alert = Envelope.model_validate(rec.alert_event).payload_as(AlertFired)  # once, not on every poll
         started = time.monotonic()
         deadline = started + p.verification.timeout_seconds
         observed = "not checked yet"
         while True:
             try:
-                passed, observed = await self._probe(check, rec, t, ns, p=p, request_id=request_id)
+                passed, observed = await self._probe(check, rec, alert, t, ns, p=p, request_id=request_id)
             except (TransientError, PermanentError) as exc:
                 passed, observed = False, f"probe failed: {exc}"
             if passed or time.monotonic() >= deadline:
@@ -834,9 +835,16 @@ class Executor:
             await asyncio.sleep(self.verify_poll)
 
     async def _probe(  # noqa: PLR0911
-        self, check: VerifyCheck, rec: RecoveryRow, t: ResourceRef, ns: str, *, p: Plan, request_id: str | None
+        self,
+        check: VerifyCheck,
+        rec: RecoveryRow,
+        alert: AlertFired,
+        t: ResourceRef,
+        ns: str,
+        *,
+        p: Plan,
+        request_id: str | None,
     ) -> tuple[bool, str]:
-        alert = Envelope.model_validate(rec.alert_event).payload_as(AlertFired)
         match check:
             case VerifyCheck.ALERT_RESOLVED:
                 async with self.db.sessions() as session:
