@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from opsbus.common.testing.servers import free_port
 from opsbus.demo.versions import cache_dir, pinned
 
 _CONFIG = """\
@@ -65,6 +66,10 @@ exporters:
 """
 
 
+class _PortTaken(RuntimeError):
+    """Jaeger exited because one of its ports was bound by another process meanwhile."""
+
+
 def jaeger_binary() -> Path:
     explicit = os.environ.get("OPSBUS_JAEGER")
     if explicit:
@@ -104,7 +109,21 @@ class Jaeger:
     def log_path(self) -> Path:
         return self.workdir / "jaeger.log"
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> None:
+        """Start and wait for the query API. Its four ports were free when chosen, but another process (any
+        outgoing connection takes an ephemeral port) can bind one before Jaeger does: then it exits with "address
+        already in use", and it is started again on fresh ports (nothing has been given its addresses yet)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once(timeout)
+                return
+            except _PortTaken:
+                if attempt == attempts:
+                    raise
+                self.otlp_port, self.query_port = free_port(), free_port()
+                self.query_grpc_port, self.health_port = free_port(), free_port()
+
+    def _start_once(self, timeout: float) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "jaeger.yaml"
         config.write_text(
@@ -126,7 +145,11 @@ class Jaeger:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jaeger exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                if "address already in use" in tail:
+                    self.proc = None
+                    raise _PortTaken(tail)
+                raise RuntimeError(f"jaeger exited with {self.proc.returncode}:\n{tail}")
             try:
                 if httpx.get(f"{self.query_url}/api/services", timeout=1.0).status_code == 200:
                     return
