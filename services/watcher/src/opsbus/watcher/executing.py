@@ -131,7 +131,7 @@ class Engine:
                 self._dirty.discard(objkey)
                 self.saturation = {fp: v for fp, v in self.saturation.items() if v[1] != objkey}
                 if kind == "Pod":
-                    self.ctx.restarts.forget(f"{change.key}/")
+                    self.ctx.restarts.forget_pod(change.key)
             else:
                 self._deleted.discard(objkey)
                 self._dirty.add(objkey)

@@ -92,13 +92,21 @@ def fingerprint(labels: Mapping[str, str]) -> str:
 
 @dataclass
 class RestartHistory:
-    """Restart counts seen per container over time: the memory behind the restart-rate rule."""
+    """Restart counts seen per container over time: the memory behind the restart-rate rule.
+
+    Keys are `<namespace>/<pod>/<container>`; samples are held per pod, so forgetting a deleted pod does not scan
+    every container of the cluster (a namespace of 10,000 pods going away would otherwise be quadratic)."""
 
     window: timedelta
-    _samples: dict[str, deque[tuple[datetime, int]]] = field(default_factory=dict)
+    _pods: dict[str, dict[str, deque[tuple[datetime, int]]]] = field(default_factory=dict)
+
+    def _get(self, key: str) -> deque[tuple[datetime, int]] | None:
+        pod, _, container = key.rpartition("/")
+        return (self._pods.get(pod) or {}).get(container)
 
     def record(self, key: str, count: int, now: datetime) -> None:
-        samples = self._samples.setdefault(key, deque())
+        pod, _, container = key.rpartition("/")
+        samples = self._pods.setdefault(pod, {}).setdefault(container, deque())
         if not samples or samples[-1][1] != count:
             samples.append((now, count))
         while len(samples) > 1 and samples[1][0] <= now - self.window:
@@ -106,18 +114,19 @@ class RestartHistory:
 
     def increase(self, key: str, now: datetime) -> int:
         """Restarts within the window (the oldest sample at or before the window's start is the baseline)."""
-        samples = self._samples.get(key)
+        samples = self._get(key)
         if not samples:
             return 0
         return max(samples[-1][1] - samples[0][1], 0)
 
     def reset(self, key: str, count: int, now: datetime) -> None:
         """Start counting afresh from `count` (restarts already explained by another alert)."""
-        self._samples[key] = deque([(now, count)])
+        pod, _, container = key.rpartition("/")
+        self._pods.setdefault(pod, {})[container] = deque([(now, count)])
 
-    def forget(self, prefix: str) -> None:
-        for key in [k for k in self._samples if k.startswith(prefix)]:
-            del self._samples[key]
+    def forget_pod(self, pod: str) -> None:
+        """Drop every container of the pod `<namespace>/<name>` (it was deleted)."""
+        self._pods.pop(pod, None)
 
 
 @dataclass
