@@ -48,7 +48,7 @@ from kubernetes import client, config
 
 from bench.pipeline import Usage, snapshot
 from bench.watcher_scale import ScaleSandbox
-from opsbus.demo.seeding import WebhookReceiver, write_notifier_config
+from opsbus.demo.seeding import WebhookReceiver, deployment, write_notifier_config
 from opsbus.demo.stack import SERVICES, Stack, StackOptions
 from opsbus.watcher.watching import KubeClient
 
@@ -68,31 +68,6 @@ def emit(**record: Any) -> None:
 # --- the workloads -------------------------------------------------------------------------------------------
 
 
-def deployment(name: str, replicas: int) -> client.V1Deployment:
-    labels = {"app": name, LABEL: PREFIX}
-    return client.V1Deployment(
-        metadata=client.V1ObjectMeta(name=name, labels=labels),
-        spec=client.V1DeploymentSpec(
-            replicas=replicas,
-            selector=client.V1LabelSelector(match_labels={"app": name}),
-            template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels=labels),
-                spec=client.V1PodSpec(
-                    containers=[
-                        client.V1Container(
-                            name="app",
-                            image=f"registry.example/bench/{name}:1.0",
-                            resources=client.V1ResourceRequirements(
-                                requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "64Mi"}
-                            ),
-                        )
-                    ]
-                ),
-            ),
-        ),
-    )
-
-
 def create_workloads(kubeconfig: Path, namespaces: int, faults: int, replicas: int) -> list[tuple[str, str]]:
     """FAULTS Deployments round-robin over the namespaces, created (or replaced); returns (namespace, name)."""
     api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
@@ -106,11 +81,11 @@ def create_workloads(kubeconfig: Path, namespaces: int, faults: int, replicas: i
         workloads = [(names[i % namespaces], f"app-{i // namespaces}") for i in range(faults)]
         for ns, name in workloads:
             try:
-                apps.create_namespaced_deployment(ns, deployment(name, replicas))
+                apps.create_namespaced_deployment(ns, deployment(name, replicas, (LABEL, PREFIX)))
             except client.ApiException as exc:
                 if exc.status != 409:
                     raise
-                apps.replace_namespaced_deployment(name, ns, deployment(name, replicas))
+                apps.replace_namespaced_deployment(name, ns, deployment(name, replicas, (LABEL, PREFIX)))
         return workloads
     finally:
         api.close()

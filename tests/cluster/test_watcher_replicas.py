@@ -30,6 +30,15 @@ pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 MakeBus = Callable[..., Awaitable[Bus]]
 
 
+async def heal_and_expect_one_resolve(cluster: Cluster, alerts: Alerts, pod: str) -> None:
+    """Switch the crash loop off: exactly one resolve follows, and still exactly one fire."""
+    await asyncio.to_thread(cluster.heal, "crashloop", f"pod/{pod}")
+    await alerts.wait("resolved", "KubePodCrashLooping", timeout=90)
+    await asyncio.sleep(1.0)
+    assert len(alerts.of("resolved", "KubePodCrashLooping")) == 1
+    assert len(alerts.of("fired", "KubePodCrashLooping")) == 1
+
+
 async def test_two_replicas_one_alert_and_restart_does_not_refire(
     cluster: Cluster, sandbox: SandboxHandle, make_bus: MakeBus
 ) -> None:
@@ -74,11 +83,7 @@ async def test_two_replicas_one_alert_and_restart_does_not_refire(
         await asyncio.sleep(3.0)
         assert len(alerts.of("fired", "KubePodCrashLooping")) == 1
 
-        await asyncio.to_thread(cluster.heal, "crashloop", f"pod/{pod.metadata.name}")
-        await alerts.wait("resolved", "KubePodCrashLooping", timeout=90)
-        await asyncio.sleep(1.0)
-        assert len(alerts.of("resolved", "KubePodCrashLooping")) == 1
-        assert len(alerts.of("fired", "KubePodCrashLooping")) == 1
+        await heal_and_expect_one_resolve(cluster, alerts, pod.metadata.name)
     finally:
         await alerts.stop()
         for w in watchers:
@@ -132,11 +137,7 @@ async def test_two_watcher_processes_fire_once_and_resolve_once(
 
         procs[0][0].send_signal(signal.SIGKILL)  # the survivor alone sees the heal
         procs[0][0].wait(10)
-        await asyncio.to_thread(cluster.heal, "crashloop", f"pod/{pod.metadata.name}")
-        await alerts.wait("resolved", "KubePodCrashLooping", timeout=90)
-        await asyncio.sleep(1.0)
-        assert len(alerts.of("resolved", "KubePodCrashLooping")) == 1
-        assert len(alerts.of("fired", "KubePodCrashLooping")) == 1
+        await heal_and_expect_one_resolve(cluster, alerts, pod.metadata.name)
     finally:
         await alerts.stop()
         for proc, _ in procs:

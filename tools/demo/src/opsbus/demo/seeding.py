@@ -82,7 +82,7 @@ def seed_namespace(kubeconfig: Path, namespace: str) -> list[str]:
         if namespace not in existing:
             core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
         for name, replicas in WORKLOADS.items():
-            body = _deployment(name, replicas)
+            body = deployment(name, replicas)
             try:
                 apps.create_namespaced_deployment(namespace, body)
             except client.ApiException as exc:
@@ -105,8 +105,9 @@ def delete_namespace(kubeconfig: Path, namespace: str) -> None:
         api.close()
 
 
-def _deployment(name: str, replicas: int) -> client.V1Deployment:
-    labels = {"app": name, "opsbus.io/demo": "true"}
+def deployment(name: str, replicas: int, marker: tuple[str, str] = ("opsbus.io/demo", "true")) -> client.V1Deployment:
+    """A small Deployment kwok runs: selected by `app=<name>`, its pods also carry the `marker` label."""
+    labels = {"app": name, marker[0]: marker[1]}
     return client.V1Deployment(
         metadata=client.V1ObjectMeta(name=name, labels=labels),
         spec=client.V1DeploymentSpec(
