@@ -76,8 +76,9 @@ def notification(status: str = "firing", seq: int = 1) -> Notification:
     key = '0:{alertname="KubePodCrashLooping",namespace="payments"}'
     common = {k: v for k, v in notice.labels.items() if k != "event_type"}
     return Notification(
-        id=notification_id(key, seq),
+        id=notification_id(key, "e0", seq),
         group_key=key,
+        epoch="e0",
         seq=seq,
         receiver="team",
         status=status,

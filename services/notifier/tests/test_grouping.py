@@ -52,11 +52,13 @@ class Sim:
 
     def __init__(self) -> None:
         self.group: Group | None = None
+        self.epochs = 0
         self.sent: list[tuple[float, str, list[str]]] = []
         self.plans: list[FlushPlan] = []
 
     def event(self, seconds: float, n: Notice) -> None:
-        plan = ingest(self.group, ROUTE, n, at(seconds))
+        self.epochs += 1
+        plan = ingest(self.group, ROUTE, n, at(seconds), epoch=f"epoch-{self.epochs}")
         if plan.group is not None:
             self.group = plan.group
 
@@ -146,7 +148,8 @@ def test_group_key_and_notification_id_are_deterministic() -> None:
     key, labels = group_key(ROUTE, {"alertname": "X", "namespace": "n", "pod": "p"})
     assert key == '0:{"alertname":"X","namespace":"n"}'
     assert labels == {"alertname": "X", "namespace": "n"}
-    assert notification_id(key, 1) == notification_id(key, 1) != notification_id(key, 2)
+    assert notification_id(key, "e1", 1) == notification_id(key, "e1", 1) != notification_id(key, "e1", 2)
+    assert notification_id(key, "e1", 1) != notification_id(key, "e2", 1)
 
 
 def test_a_redelivered_flush_produces_the_same_notification() -> None:

@@ -32,8 +32,9 @@ def notice_of(event_type: str) -> Notice:
 def notification_of(notice: Notice) -> Notification:
     key = f'0:{{alertname="{notice.labels["alertname"]}"}}'
     return Notification(
-        id=notification_id(key, 1),
+        id=notification_id(key, "e0", 1),
         group_key=key,
+        epoch="e0",
         seq=1,
         receiver="oncall",
         status="firing",

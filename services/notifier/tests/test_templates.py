@@ -23,8 +23,9 @@ def notification() -> Notification:
     assert notice is not None
     key = '0:{alertname="KubePodCrashLooping"}'
     return Notification(
-        id=notification_id(key, 1),
+        id=notification_id(key, "e0", 1),
         group_key=key,
+        epoch="e0",
         seq=1,
         receiver="payments",
         status="firing",

@@ -159,7 +159,7 @@ class Notifier:
                 row = (
                     await session.execute(select(store.groups).where(store.groups.c.key == key).with_for_update())
                 ).first()
-                plan = ingest(store.group_from(row) if row else None, route, notice, now)
+                plan = ingest(store.group_from(row) if row else None, route, notice, now, epoch=str(uuid.uuid4()))
                 if plan.group is None:
                     log.debug("event %s: %s", delivery.event.id, plan.reason)
                     continue
@@ -269,6 +269,7 @@ class Notifier:
                         notification_id=n.id,
                         integration=f"{kind}/{index}",
                         group_key=n.group_key,
+                        epoch=n.epoch,
                         seq=n.seq,
                         receiver=n.receiver,
                         channel=kind,

@@ -3,9 +3,14 @@
 * `groups`: one row per aggregation group, holding its alerts, timers and notification log; the row lock
   (`FOR UPDATE SKIP LOCKED`) is what makes one replica flush a group at a time.
 * `firing_alerts`: every alert currently firing, the sources inhibition rules look at.
+* `groups.epoch`: chosen when the row is created and never reused, so a group deleted when it empties and
+  re-created later starts a new id space (its sequence restarts, its epoch does not).
 * `notifications`: one row per (notification, integration), primary key (notification id, integration),
-  unique (group key, sequence, integration): a flush replayed after a crash cannot queue it twice.
+  unique (group key, epoch, sequence, integration): a flush replayed after a crash cannot queue it twice.
   Status `pending` -> `sending` (leased) -> `delivered` | `pending` (retry later) | `dead` (dead letter).
+* `alert_outcomes`: one row per (routed event, group, integration) with its state (`domain/outcomes.py`):
+  routed -> queued -> delivered | dead, or muted / not_sent with the reason; rows still open past their
+  `due_at` plus a bound are what the housekeeping check reports.
 * `delivery_log`: every attempt with its outcome, status code, error (no URLs) and latency.
 * `silences`: matchers, creator, comment, start and end.
 * `config_versions`: every routing configuration in force so far (seeded from the file or put through the API);
@@ -59,6 +64,7 @@ groups = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("next_flush_at", DateTime(timezone=True), nullable=False),
     Column("seq", Integer, nullable=False),
+    Column("epoch", String(36), nullable=False),
     Column("log", JSONB, nullable=True),
     Column("alerts", JSONB, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -82,6 +88,7 @@ notifications = Table(
     Column("integration", String(64), nullable=False, comment="<kind>/<index> in the receiver"),
     Column("group_key", String(500), nullable=False),
     Column("seq", Integer, nullable=False),
+    Column("epoch", String(36), nullable=False, comment="the group's epoch"),
     Column("receiver", String(200), nullable=False),
     Column("channel", String(32), nullable=False),
     Column("status", String(16), nullable=False, comment="pending, sending, delivered, dead"),
@@ -93,13 +100,41 @@ notifications = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     PrimaryKeyConstraint("notification_id", "integration", name="pk_notifications"),
-    UniqueConstraint("group_key", "seq", "integration", name="uq_notifications_group_key_seq_integration"),
+    UniqueConstraint(
+        "group_key", "epoch", "seq", "integration", name="uq_notifications_group_key_epoch_seq_integration"
+    ),
 )
 Index(
     "ix_notifications_due",
     notifications.c.next_attempt_at,
     postgresql_where=notifications.c.status.in_(["pending", "sending"]),
 )
+
+alert_outcomes = Table(
+    "alert_outcomes",
+    metadata,
+    Column("event_id", String(64), nullable=False),
+    Column("group_key", String(500), nullable=False),
+    Column("integration", String(64), nullable=False, comment="<kind>/<index>, or '-' for none"),
+    Column("receiver", String(200), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", String(16), nullable=False, comment="the alert's status: firing or resolved"),
+    Column("state", String(16), nullable=False, comment="routed, queued, delivered, dead, muted, not_sent"),
+    Column("reason", Text, nullable=True),
+    Column("notification_id", String(64), nullable=True),
+    Column("routed_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False, comment="when the row should have left routed/queued"),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("event_id", "group_key", "integration", name="pk_alert_outcomes"),
+)
+Index(
+    "ix_alert_outcomes_open_due_at",
+    alert_outcomes.c.due_at,
+    postgresql_where=alert_outcomes.c.state.in_(["routed", "queued"]),
+)
+Index("ix_alert_outcomes_notification", alert_outcomes.c.notification_id, alert_outcomes.c.integration)
+Index("ix_alert_outcomes_group_key", alert_outcomes.c.group_key)
+Index("ix_alert_outcomes_updated_at", alert_outcomes.c.updated_at)
 
 delivery_log = Table(
     "delivery_log",
@@ -186,6 +221,7 @@ def group_row(group: Group) -> dict[str, Any]:
         "created_at": group.created_at,
         "next_flush_at": group.next_flush_at,
         "seq": group.seq,
+        "epoch": group.epoch,
         "log": log,
         "alerts": {fp: a.model_dump(mode="json") for fp, a in group.alerts.items()},
         "updated_at": func.now(),
@@ -213,6 +249,7 @@ def group_from(row: Any) -> Group:
         created_at=row.created_at,
         next_flush_at=row.next_flush_at,
         seq=row.seq,
+        epoch=row.epoch,
         log=log,
         alerts={fp: Notice.model_validate(a) for fp, a in row.alerts.items()},
     )
@@ -223,6 +260,7 @@ def notification_json(n: Notification) -> dict[str, Any]:
         "id": n.id,
         "group_key": n.group_key,
         "seq": n.seq,
+        "epoch": n.epoch,
         "receiver": n.receiver,
         "status": n.status,
         "group_labels": dict(n.group_labels),
@@ -237,6 +275,7 @@ def notification_from(body: dict[str, Any]) -> Notification:
         id=body["id"],
         group_key=body["group_key"],
         seq=body["seq"],
+        epoch=body.get("epoch", ""),
         receiver=body["receiver"],
         status=body["status"],
         group_labels=body["group_labels"],

@@ -16,8 +16,14 @@ alert that fires and resolves before the first flush is never sent. Muted alerts
 left out; resolved alerts and ephemeral notices leave the group after the flush; an empty group is deleted.
 
 Every output is data; the executor persists it in the same transaction as the row locks that make several
-replicas flush each group once. Notification ids derive from (group key, sequence), so a replay produces the
-same id and the unique key refuses a duplicate.
+replicas flush each group once.
+
+Identity: notification ids derive from (group key, epoch, sequence). The epoch is chosen when the group is
+created (the executor passes a fresh UUID into `ingest`, so this module stays pure), stored in the group row
+and never reused. A group deleted when it empties and re-created by the next alert with the same key restarts
+its sequence but not its epoch, so its ids are new (before the epoch, the Nth notification of a re-created
+group reused the id of the Nth of the first one and was silently dropped: issue 29). A replayed flush reads
+the same row (same epoch and sequence) and yields the same id, so the unique key still refuses a duplicate.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class Group:
     options: GroupOptions
     created_at: datetime
     next_flush_at: datetime
+    epoch: str  # chosen when the row is created, never reused: a re-created group starts a new id space
     seq: int = 0
     log: NotifyLog | None = None
     alerts: Mapping[str, Notice] = field(default_factory=dict)
@@ -64,6 +71,7 @@ class Notification:
 
     id: str
     group_key: str
+    epoch: str
     seq: int
     receiver: str
     status: str  # firing when any alert fires, else resolved
@@ -105,12 +113,17 @@ def group_key(route: Route, labels: Mapping[str, str]) -> tuple[str, dict[str, s
     return key, chosen
 
 
-def notification_id(key: str, seq: int) -> str:
-    return str(uuid.uuid5(_NOTIFICATION_NAMESPACE, f"{key}#{seq}"))
+def notification_id(key: str, epoch: str, seq: int) -> str:
+    """Deterministic in (group key, epoch, sequence): a replayed flush yields the same id, a re-created group
+    (same key, new epoch, sequence from 1 again) never yields an id used before."""
+    return str(uuid.uuid5(_NOTIFICATION_NAMESPACE, f"{key}#{epoch}#{seq}"))
 
 
-def ingest(group: Group | None, route: Route, notice: Notice, now: datetime) -> IngestPlan:
-    """Put `notice` into its group (creating the group, whose first flush is group_wait away)."""
+def ingest(group: Group | None, route: Route, notice: Notice, now: datetime, *, epoch: str) -> IngestPlan:
+    """Put `notice` into its group (creating the group, whose first flush is group_wait away).
+
+    `epoch` is used only when the group is created: a value never used before for this key (the executor
+    passes a fresh UUID), so that the planner stays pure and the ids of the new group cannot collide."""
     if group is None:
         if notice.status == "resolved":
             return IngestPlan(None, created=False, reason="resolved alert was never in a group: nothing to tell")
@@ -123,6 +136,7 @@ def ingest(group: Group | None, route: Route, notice: Notice, now: datetime) -> 
             options=route.options,
             created_at=now,
             next_flush_at=now + route.options.group_wait,
+            epoch=epoch,
             alerts={notice.fingerprint: notice},
         )
         return IngestPlan(fresh, created=True, reason="new group: first flush after group_wait")
@@ -174,8 +188,9 @@ def flush(
         if told:
             seq += 1
             notification = Notification(
-                id=notification_id(group.key, seq),
+                id=notification_id(group.key, group.epoch, seq),
                 group_key=group.key,
+                epoch=group.epoch,
                 seq=seq,
                 receiver=group.receiver,
                 status="firing" if firing else "resolved",
