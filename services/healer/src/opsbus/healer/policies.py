@@ -1,0 +1,73 @@
+"""Remediation policy versions in PostgreSQL: config as code at startup, edits through the gateway.
+
+Each edit is a new version (optimistic concurrency on the version number), so every recovery names the
+policy version it was planned with and replicas pick up a newer version on their next plan. Parsing and
+validation are the domain's (`domain.policy`); this module only stores and loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsbus.common.errors import ConflictError, PermanentError
+from opsbus.common.store import Database
+from opsbus.healer.domain.policy import PolicySet, parse_policies
+from opsbus.healer.store import PolicyVersionRow
+
+
+class PolicyStore:
+    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.clock = clock
+        self._policies: PolicySet | None = None
+
+    async def load(self, document: str, author: str) -> PolicySet:
+        """Make `document` the current version unless it already is (config as code at startup)."""
+        async with self.db.sessions.begin() as session:
+            latest = await self._latest_policy_row(session)
+            if latest is not None and latest.document == document:
+                self._policies = parse_policies(latest.document, version=latest.version)
+                return self._policies
+            version = (latest.version if latest else 0) + 1
+            parsed = parse_policies(document, version=version)
+            session.add(
+                PolicyVersionRow(
+                    version=version, document=document, author=author, comment="loaded", created_at=self.clock()
+                )
+            )
+        self._policies = parsed
+        return parsed
+
+    async def _latest_policy_row(self, session: AsyncSession) -> PolicyVersionRow | None:
+        q = select(PolicyVersionRow).order_by(PolicyVersionRow.version.desc()).limit(1)
+        return (await session.execute(q)).scalar_one_or_none()
+
+    async def current(self) -> PolicySet:
+        """The latest version (another replica may have put a newer one)."""
+        async with self.db.sessions() as session:
+            latest_version = (await session.execute(select(func.max(PolicyVersionRow.version)))).scalar_one_or_none()
+            if self._policies is None or latest_version != self._policies.version:
+                row = await self._latest_policy_row(session)
+                if row is None:
+                    raise PermanentError("no remediation policies are loaded")
+                self._policies = parse_policies(row.document, version=row.version)
+        return self._policies
+
+    async def put(self, document: str, expected_version: int, author: str, comment: str | None) -> PolicySet:
+        parsed = parse_policies(document)  # PolicyError -> 422 at the endpoint
+        async with self.db.sessions.begin() as session:
+            latest = await self._latest_policy_row(session)
+            current = latest.version if latest else 0
+            if current != expected_version:
+                raise ConflictError(f"policies are at version {current}, not {expected_version}: reload and retry")
+            session.add(
+                PolicyVersionRow(
+                    version=current + 1, document=document, author=author, comment=comment, created_at=self.clock()
+                )
+            )
+        self._policies = PolicySet(parsed.policies, current + 1, document)
+        return self._policies

@@ -1,0 +1,236 @@
+"""What the healer says about its recoveries: events through the outbox, audit entries, status changes.
+
+Every module that moves a recovery along (intake, the ladder, approvals, deferrals) records through one
+`Recorder`, so the deterministic event ids (recovery id + step + what happened: a redelivery publishes the
+same ids, deduplicated by JetStream) and the audit vocabulary are decided in one place. It also holds the
+escalation, the one terminal announcement that carries a recovery's whole history. It writes inside the
+caller's transaction where one is given and never touches the cluster.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from pydantic import JsonValue
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsbus.common.audit import Auditor
+from opsbus.common.events import Envelope
+from opsbus.common.events.payloads import (
+    ActionKind,
+    Actor,
+    AlertFired,
+    ApprovalRequest,
+    AttemptOutcome,
+    AttemptRecord,
+    AuditOutcome,
+    GuardCheck,
+    PolicyRef,
+    RecoveryAction,
+    RecoveryEscalated,
+    ResourceRef,
+    VerificationSpec,
+)
+from opsbus.common.store import Database, Outbox
+from opsbus.healer.domain.planning import AlertState, Plan
+from opsbus.healer.domain.policy import Policy
+from opsbus.healer.store import TABLES, AttemptRow, RecoveryRow
+
+SERVICE = "healer"
+_IDS = uuid.UUID("1d4f5c1e-8a0b-4b61-9a8e-3c2f7d6e5b40")
+TERMINAL = frozenset({"succeeded", "escalated", "skipped", "dry_run", "rejected"})
+
+
+def recovery_id_for(alert_event_id: str, policy: str) -> str:
+    return str(uuid.uuid5(_IDS, f"{alert_event_id}:{policy}"))
+
+
+def alert_state(event: Envelope, firing: bool) -> AlertState:
+    a = event.payload_as(AlertFired)
+    return AlertState(
+        fingerprint=a.fingerprint,
+        alertname=a.alertname,
+        severity=a.severity,
+        labels=dict(a.labels),
+        namespace=a.labels.get("namespace") or (a.workload.namespace if a.workload else None),
+        event_time=event.time,
+        firing=firing,
+        workload=a.workload,
+    )
+
+
+def object_of(cause: Envelope) -> ResourceRef:
+    """The object the alert is about, as the target of records that have no action target."""
+    return ResourceRef(kind=cause.object.kind, name=cause.object.name, namespace=cause.object.namespace)
+
+
+class Recorder:
+    def __init__(
+        self, *, db: Database, cluster_name: str, clock: Callable[[], datetime], wake_relay: Callable[[], None]
+    ) -> None:
+        self.db = db
+        self.cluster_name = cluster_name
+        self.clock = clock
+        self.wake_relay = wake_relay
+        self.outbox = Outbox.for_tables(TABLES)
+        self.auditor = Auditor(service=SERVICE, cluster=cluster_name)
+
+    def event(self, payload: Any, target: ResourceRef, cause: Envelope, key: str | None = None) -> Envelope:
+        eid = str(uuid.uuid5(_IDS, key)) if key else None
+        return Envelope.build(
+            payload, service=SERVICE, cluster=self.cluster_name, obj=target.as_object_ref(), cause=cause, event_id=eid
+        )
+
+    async def emit(self, session: AsyncSession, *events: Envelope) -> None:
+        for e in events:
+            await self.outbox.add(session, e)
+
+    async def audit(
+        self,
+        session: AsyncSession,
+        cause: Envelope,
+        *,
+        action: str,
+        target: ResourceRef,
+        outcome: AuditOutcome,
+        reason: str,
+        key: str,
+        details: dict[str, JsonValue] | None = None,
+        actor: Actor | None = None,
+    ) -> None:
+        entry = self.auditor.entry(
+            action=action,
+            target=target,
+            outcome=outcome,
+            reason=reason[:2048],
+            details=details,
+            cause=cause,
+            dry_run=outcome is AuditOutcome.DRY_RUN,
+            idempotency_key=key,
+            actor=actor,
+        )
+        await self.outbox.add(session, entry)
+
+    def step_fields(self, rec: RecoveryRow, cause: Envelope, p: Plan) -> dict[str, Any]:
+        alert = cause.payload_as(AlertFired)
+        return {
+            "recovery_id": rec.id,
+            "alert_fingerprint": alert.fingerprint,
+            "alertname": alert.alertname,
+            "policy": p.policy,
+            "step": p.step,
+            "steps_total": p.steps_total,
+            "action": p.action,
+            "dry_run": p.dry_run,
+        }
+
+    async def set_status(self, session: AsyncSession, rid: str, status: str, step: int | None = None) -> None:
+        values: dict[str, Any] = {"status": status, "updated_at": self.clock()}
+        if step is not None:
+            values["step"] = step
+        await session.execute(update(RecoveryRow).where(RecoveryRow.id == rid).values(**values))
+
+    def attempt(self, rec: RecoveryRow, p: Plan, status: str, **extra: Any) -> AttemptRow:
+        return AttemptRow(
+            recovery_id=rec.id,
+            step=p.step,
+            action=p.action.kind.value,
+            target_key=rec.target_key,
+            target=p.action.target.model_dump(mode="json"),
+            plan=plan_to_json(p),
+            status=status,
+            dry_run=status == "dry_run",
+            started_at=self.clock(),
+            **extra,
+        )
+
+    async def escalate(self, rec: RecoveryRow, cause: Envelope, policy: Policy | None, reason: str) -> None:
+        async with self.db.sessions.begin() as session:
+            await self.escalate_in(session, rec, cause, policy, reason)
+        self.wake_relay()
+
+    async def escalate_in(
+        self, session: AsyncSession, rec: RecoveryRow, cause: Envelope, policy: Policy | None, reason: str
+    ) -> None:
+        """`recovery.escalated` with the recovery's whole history, in the caller's transaction."""
+        alert = cause.payload_as(AlertFired)
+        rows = (
+            await session.execute(select(AttemptRow).where(AttemptRow.recovery_id == rec.id).order_by(AttemptRow.step))
+        ).scalars()
+        history = tuple(
+            AttemptRecord(
+                step=r.step,
+                action=ActionKind(r.action),
+                target=ResourceRef.model_validate(r.target),
+                outcome=_outcome(r.status),
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+                message=(r.message or "")[:1024] or None,
+            )
+            for r in rows
+        )
+        payload = RecoveryEscalated(
+            recovery_id=rec.id,
+            alert_fingerprint=alert.fingerprint,
+            alertname=alert.alertname,
+            policy=PolicyRef(name=policy.name, version=rec.policy_version) if policy else None,
+            reason=reason[:1024],
+            history=history,
+        )
+        obj = object_of(cause)
+        await self.emit(session, self.event(payload, obj, cause, f"{rec.id}:escalated"))
+        await self.audit(
+            session,
+            cause,
+            action="recovery.escalate",
+            target=obj,
+            outcome=AuditOutcome.EXECUTED,
+            reason=reason,
+            key=f"{rec.id}:escalated",
+            details={"recovery_id": rec.id, "steps": len(history)},
+        )
+        await self.set_status(session, rec.id, "escalated")
+
+
+def int_or_none(value: object) -> int | None:
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+
+
+def namespace_of(t: ResourceRef) -> str:
+    """The namespace an action works in: the target's own, or the target itself when it is a Namespace."""
+    return t.namespace or (t.name if t.kind == "Namespace" else "")
+
+
+def _outcome(status: str) -> AttemptOutcome:
+    try:
+        return AttemptOutcome(status)
+    except ValueError:
+        return AttemptOutcome.FAILED  # started but never finished: it did not succeed
+
+
+def plan_to_json(p: Plan) -> dict[str, Any]:
+    data = asdict(p)
+    data["policy"] = p.policy.model_dump(mode="json")
+    data["action"] = p.action.model_dump(mode="json")
+    data["verification"] = p.verification.model_dump(mode="json")
+    data["guards"] = [g.model_dump(mode="json") for g in p.guards]
+    data["approval"] = p.approval.model_dump(mode="json") if p.approval else None
+    return data
+
+
+def plan_from_json(data: dict[str, Any]) -> Plan:
+    return Plan(
+        **{
+            **data,
+            "policy": PolicyRef.model_validate(data["policy"]),
+            "action": RecoveryAction.model_validate(data["action"]),
+            "verification": VerificationSpec.model_validate(data["verification"]),
+            "guards": tuple(GuardCheck.model_validate(g) for g in data["guards"]),
+            "approval": ApprovalRequest.model_validate(data["approval"]) if data.get("approval") else None,
+        }
+    )

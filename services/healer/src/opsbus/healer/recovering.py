@@ -1,0 +1,523 @@
+"""The ladder: walks one recovery's steps under its lease, from plan to action to verification.
+
+For each step it reads the alert state and the cluster snapshot *now*, plans (under one advisory lock per
+cluster, so replicas see each other's attempts), and then records a reasoned no-op, asks for approval,
+records a dry run, or starts the action, applies it and verifies it within the step's timeout. An attempt is
+committed as `started` before the cluster write, so a healer killed in between resumes it with the same
+preconditions instead of planning a second action. Recoveries whose replica died are resumed by the orphan
+sweep once their lease runs out (`leasing`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import JsonValue
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsbus.common.errors import NotFoundError, PermanentError, TransientError
+from opsbus.common.events import Envelope
+from opsbus.common.events.payloads import (
+    ActionKind,
+    Actor,
+    ActorKind,
+    AlertFired,
+    AuditOutcome,
+    DeployRequested,
+    RecoveryFailed,
+    RecoveryPlanned,
+    RecoveryStarted,
+    RecoverySucceeded,
+    ResourceRef,
+    Strategy,
+)
+from opsbus.common.store import Database
+from opsbus.healer.applying import Applier
+from opsbus.healer.cluster import KubeCluster
+from opsbus.healer.domain.planning import (
+    Grant,
+    Guards,
+    NoOp,
+    PastAttempt,
+    Plan,
+    PlanningInput,
+    next_step,
+    plan,
+    target_for,
+)
+from opsbus.healer.domain.policy import Policy
+from opsbus.healer.leasing import LeaseLost, Leases
+from opsbus.healer.policies import PolicyStore
+from opsbus.healer.recording import (
+    SERVICE,
+    TERMINAL,
+    Recorder,
+    alert_state,
+    int_or_none,
+    plan_from_json,
+)
+from opsbus.healer.store import AlertRow, ApprovalRow, AttemptRow, RecoveryRow
+from opsbus.healer.verifying import Verifier
+
+log = logging.getLogger(__name__)
+
+
+class Ladder:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        cluster: KubeCluster,
+        guards: Guards,
+        rec: Recorder,
+        policies: PolicyStore,
+        leases: Leases,
+        plan_lock: str,
+        clock: Callable[[], datetime],
+        verify_poll: float,
+        max_recoveries: int,
+    ) -> None:
+        self.db = db
+        self.cluster = cluster
+        self.guards = guards
+        self.rec = rec
+        self.policies = policies
+        self.leases = leases
+        self.plan_lock = plan_lock
+        self.clock = clock
+        self.applier = Applier(cluster, clock, verify_poll)
+        self.verifier = Verifier(db, cluster, verify_poll)
+        self.cluster_name = rec.cluster_name
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._running: set[str] = set()
+        self._walks = asyncio.Semaphore(max_recoveries)  # recoveries walked at once in the background
+
+    async def run(self, rid: str, grant: Grant | None = None) -> None:
+        """Run the recovery under its lease: only one replica walks a recovery at a time (see `leasing`),
+        and one task in this replica (a redelivered alert finds the sweep already resuming it)."""
+        if rid in self._running:
+            log.info("recovery %s is already running in this replica", rid)
+            return
+        if not await self._claim(rid):
+            return
+        self._running.add(rid)
+        await self._run_claimed(rid, grant)
+
+    async def launch(self, rid: str) -> None:
+        """Claim the recovery and walk its ladder in the background. An alert's intake (and its consumer slot)
+        does not wait for the ladder's verifications, which take seconds to minutes: under a wave of faults the
+        next alert's action is not queued behind the last one's verification. At most `max_recoveries` walk at
+        once; beyond that the intake waits for one to end. A walk that fails transiently releases its lease and
+        the orphan sweep resumes it (as after a crash); one that fails permanently is escalated."""
+        if rid in self._running:
+            log.info("recovery %s is already running in this replica", rid)
+            return
+        await self._walks.acquire()
+        try:
+            claimed = await self._claim(rid)
+        except BaseException:
+            self._walks.release()
+            raise
+        if not claimed:
+            self._walks.release()
+            return
+        self._running.add(rid)
+        self.spawn(self._walk_in_background(rid))
+
+    async def _walk_in_background(self, rid: str) -> None:
+        try:
+            await self._run_claimed(rid, None)
+        except TransientError as exc:
+            log.warning("recovery %s: deferred to the orphan sweep: %s", rid, exc)
+        except PermanentError as exc:
+            log.warning("recovery %s: cannot go on: %s", rid, exc)
+            await self._give_up(rid, str(exc))
+        except Exception:
+            log.exception("recovery %s failed; the orphan sweep resumes it", rid)
+        finally:
+            self._walks.release()
+
+    async def _give_up(self, rid: str, reason: str) -> None:
+        async with self.db.sessions() as session:
+            rec = await session.get(RecoveryRow, rid)
+        if rec is not None and rec.status not in TERMINAL:
+            await self.rec.escalate(rec, Envelope.model_validate(rec.alert_event), None, reason)
+
+    async def _claim(self, rid: str) -> bool:
+        """True: this replica now holds the lease. False: nothing to do (ended, or waiting for a human).
+        TransientError: another replica holds it (retried after its lease would have lapsed)."""
+        if await self.leases.claim(rid):
+            return True
+        async with self.db.sessions() as session:
+            rec = await session.get(RecoveryRow, rid)
+        if rec is None:
+            raise NotFoundError(f"recovery {rid} not found")
+        if rec.status in TERMINAL or rec.status in ("awaiting_approval", "exhausted"):
+            return False
+        until = rec.lease_until or self.clock()
+        delay = max(1.0, (until - self.clock()).total_seconds() + 1.0)
+        raise TransientError(f"recovery {rid} is being run by replica {rec.lease_owner}; retry later", delay=delay)
+
+    async def _run_claimed(self, rid: str, grant: Grant | None) -> None:
+        """Walk a recovery this replica holds the lease of (and has marked running); release it at the end."""
+        try:
+            async with self.leases.kept(rid):
+                await self._walk(rid, grant)
+        except LeaseLost as exc:
+            log.warning("%s: another replica carries on", exc)
+            return
+        except Exception:
+            await self.leases.release(rid)
+            raise
+        finally:
+            self._running.discard(rid)
+        await self.leases.release(rid)
+
+    async def resume_orphans(self) -> int:
+        """Claim and resume recoveries whose replica stopped renewing its lease (it died mid-step)."""
+        resumed = 0
+        for rid in await self.leases.orphans():
+            if rid not in self._running and await self.leases.claim(rid):
+                log.info("recovery %s: resuming an orphaned recovery as %s", rid, self.leases.owner)
+                self.spawn(self.resume(rid))
+                resumed += 1
+        return resumed
+
+    async def resume(self, rid: str, grant: Grant | None = None) -> None:
+        try:
+            await self.run(rid, grant)
+        except (TransientError, PermanentError) as exc:
+            log.warning("recovery %s: resume deferred: %s", rid, exc)
+
+    async def _walk(self, rid: str, grant: Grant | None) -> None:
+        """Walk the recovery's ladder from its current step until it ends, waits for a human, or defers."""
+        while True:
+            async with self.db.sessions() as session:
+                rec = await session.get(RecoveryRow, rid)
+                if rec is None:
+                    raise NotFoundError(f"recovery {rid} not found")
+                attempt = (
+                    await session.execute(
+                        select(AttemptRow).where(AttemptRow.recovery_id == rid, AttemptRow.step == rec.step)
+                    )
+                ).scalar_one_or_none()
+                alert_row = await session.get(AlertRow, rec.fingerprint)
+                approval = await session.get(ApprovalRow, (rid, rec.step))
+            if rec.status in TERMINAL:
+                return
+            if grant is None and approval is not None and approval.status == "approved":
+                # Approved while no replica was running it (or the approving replica died): carry on.
+                grant = Grant(approval.decided_by or "unknown", approval.expires_at)
+            if rec.status == "awaiting_approval" and grant is None:
+                return
+            cause = Envelope.model_validate(rec.alert_event)
+            firing = alert_row.firing if alert_row is not None else True
+            alert = alert_state(cause, firing)
+            policies = await self.policies.current()
+            policy = policies.get(rec.policy)
+            if policy is None or rec.step > len(policy.ladder):
+                await self.rec.escalate(rec, cause, None, f"policy {rec.policy} no longer exists or changed its ladder")
+                return
+            step = policy.ladder[rec.step - 1]
+            if attempt is not None and attempt.status == "started":
+                # Killed between the write and its verification: resume with the stored plan (same preconditions).
+                stored = plan_from_json(attempt.plan)
+                log.info("recovery %s: resuming step %d after a restart", rid, rec.step)
+                await self._apply_and_verify(rec, cause, policy, stored, attempt.deploy_request_id, resumed=True)
+                continue
+            target = target_for(step, alert)
+            snapshot = await self.cluster.snapshot(target, alert) if target is not None else None
+            # History, plan and the start of the action in one transaction under one lock per cluster: two
+            # replicas planning at once see each other's attempts (cooldown, budget and rate limit hold).
+            async with self.db.sessions.begin() as session:
+                await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(self.plan_lock))))
+                history = await self._history(session, policy)
+                decision = plan(
+                    PlanningInput(
+                        recovery_id=rid,
+                        alert=alert,
+                        policy=policy,
+                        policy_version=rec.policy_version,
+                        step=rec.step,
+                        snapshot=snapshot,
+                        history=history,
+                        guards=self.guards,
+                        now=self.clock(),
+                        grant=grant,
+                        continuing=rec.step > 1 or grant is not None,
+                    )
+                )
+                starting = isinstance(decision, Plan) and decision.approval is None and not decision.dry_run
+                request_id = None
+                if isinstance(decision, Plan) and starting:
+                    request_id = await self._start(session, rec, cause, decision, grant)
+            if isinstance(decision, NoOp):
+                await self._no_op(rec, cause, policy, decision, target)
+                return
+            if decision.approval is not None:
+                await self._ask_approval(rec, cause, decision)
+                return
+            if decision.dry_run:
+                await self._dry_run(rec, cause, decision)
+                return
+            self.rec.wake_relay()
+            grant = None
+            await self._apply_and_verify(rec, cause, policy, decision, request_id, resumed=False)
+
+    async def _history(self, session: AsyncSession, policy: Policy) -> list[PastAttempt]:
+        horizon = max(policy.attempt_window, policy.cooldown, self.guards.rate_limit_window)
+        since = self.clock() - timedelta(seconds=horizon)
+        # only the columns planning reads (not whole rows with their plans): this runs under the planning lock
+        rows = await session.execute(
+            select(
+                AttemptRow.recovery_id,
+                AttemptRow.target_key,
+                AttemptRow.action,
+                AttemptRow.started_at,
+                AttemptRow.dry_run,
+            ).where(AttemptRow.started_at >= since, AttemptRow.status.not_in(["dry_run", "skipped"]))
+        )
+        return [PastAttempt(r.recovery_id, r.target_key, ActionKind(r.action), r.started_at, r.dry_run) for r in rows]
+
+    async def _no_op(
+        self, rec: RecoveryRow, cause: Envelope, policy: Policy, d: NoOp, target: ResourceRef | None
+    ) -> None:
+        obj = target or ResourceRef(kind=cause.object.kind, name=cause.object.name, namespace=cause.object.namespace)
+        details: dict[str, JsonValue] = {
+            "recovery_id": rec.id,
+            "step": d.step,
+            "guard": d.guard,
+            "guards": [{"name": g.name, "passed": g.passed, "detail": g.detail} for g in d.guards],
+        }
+        if d.retry_after is not None:
+            # Deferred (rate limit): record once per step, then let the bus redeliver after the delay.
+            async with self.db.sessions.begin() as session:
+                await self.rec.audit(
+                    session,
+                    cause,
+                    action="recovery.plan",
+                    target=obj,
+                    outcome=AuditOutcome.SKIPPED,
+                    reason=f"deferred {d.retry_after:.0f}s: {d.reason}",
+                    key=f"{rec.id}:{d.step}:deferred",
+                    details=details,
+                )
+            self.rec.wake_relay()
+            raise TransientError(d.reason, delay=d.retry_after)
+        async with self.db.sessions.begin() as session:
+            outcome = AuditOutcome.DENIED if d.escalate else AuditOutcome.SKIPPED
+            await self.rec.audit(
+                session,
+                cause,
+                action="recovery.plan",
+                target=obj,
+                outcome=outcome,
+                reason=f"did nothing because {d.reason}",
+                key=f"{rec.id}:{d.step}:noop",
+                details=details,
+            )
+            session.add(
+                AttemptRow(
+                    recovery_id=rec.id,
+                    step=d.step,
+                    action=policy.ladder[d.step - 1].action.value,
+                    target_key=rec.target_key,
+                    target=obj.model_dump(mode="json"),
+                    plan={"noop": d.reason},
+                    status="skipped",
+                    dry_run=False,
+                    started_at=self.clock(),
+                    finished_at=self.clock(),
+                    message=d.reason,
+                )
+            )
+            await self.rec.set_status(session, rec.id, "skipped")
+        if d.escalate:
+            await self.rec.escalate(rec, cause, policy, f"{d.guard}: {d.reason}")
+        self.rec.wake_relay()
+
+    async def _ask_approval(self, rec: RecoveryRow, cause: Envelope, p: Plan) -> None:
+        assert p.approval is not None
+        planned = RecoveryPlanned(
+            **self.rec.step_fields(rec, cause, p),
+            reason=p.reason,
+            guards=p.guards,
+            approval=p.approval,
+            verification=p.verification,
+        )
+        async with self.db.sessions.begin() as session:
+            inserted = await session.execute(
+                insert(ApprovalRow)
+                .values(
+                    recovery_id=rec.id,
+                    step=p.step,
+                    action=p.action.model_dump(mode="json"),
+                    reason=p.approval.reason,
+                    status="pending",
+                    requested_at=self.clock(),
+                    expires_at=p.approval.expires_at,
+                )
+                .on_conflict_do_nothing()
+                .returning(ApprovalRow.step)
+            )
+            if inserted.first() is not None:
+                await self.rec.emit(
+                    session, self.rec.event(planned, p.action.target, cause, f"{rec.id}:{p.step}:planned")
+                )
+                await self.rec.audit(
+                    session,
+                    cause,
+                    action=f"recovery.{p.action.kind.value}",
+                    target=p.action.target,
+                    outcome=AuditOutcome.SKIPPED,
+                    reason=f"waiting for approval until {p.approval.expires_at.isoformat()}: {p.approval.reason}",
+                    key=f"{rec.id}:{p.step}:approval",
+                    details={"recovery_id": rec.id, "step": p.step},
+                )
+            await self.rec.set_status(session, rec.id, "awaiting_approval")
+        self.rec.wake_relay()
+
+    async def _dry_run(self, rec: RecoveryRow, cause: Envelope, p: Plan) -> None:
+        planned = RecoveryPlanned(
+            **self.rec.step_fields(rec, cause, p), reason=p.reason, guards=p.guards, verification=p.verification
+        )
+        async with self.db.sessions.begin() as session:
+            await self.rec.emit(session, self.rec.event(planned, p.action.target, cause, f"{rec.id}:{p.step}:planned"))
+            await self.rec.audit(
+                session,
+                cause,
+                action=f"recovery.{p.action.kind.value}",
+                target=p.action.target,
+                outcome=AuditOutcome.DRY_RUN,
+                reason=p.reason,
+                key=f"{rec.id}:{p.step}:dry_run",
+                details={"recovery_id": rec.id, "step": p.step, "parameters": dict(p.action.parameters)},
+            )
+            session.add(self.rec.attempt(rec, p, "dry_run", finished_at=self.clock(), message=p.reason))
+            await self.rec.set_status(session, rec.id, "dry_run")
+        self.rec.wake_relay()
+
+    async def _start(
+        self, session: AsyncSession, rec: RecoveryRow, cause: Envelope, p: Plan, grant: Grant | None
+    ) -> str | None:
+        """Record the attempt as started (with its events) in the planning transaction, before touching the
+        cluster; fenced by the lease, so a replica that lost it never starts an action."""
+        await self.leases.fence(session, rec.id)
+        fields = self.rec.step_fields(rec, cause, p)
+        planned = RecoveryPlanned(**fields, reason=p.reason, guards=p.guards, verification=p.verification)
+        approved_by = Actor(kind=ActorKind.USER, id=grant.approver) if grant else None
+        count = sum(1 for a in await self._history_for(session, rec.target_key)) + 1
+        started = RecoveryStarted(**fields, attempt=count, approved_by=approved_by)
+        request_id = None
+        events = [
+            self.rec.event(planned, p.action.target, cause, f"{rec.id}:{p.step}:planned"),
+            self.rec.event(started, p.action.target, cause, f"{rec.id}:{p.step}:started"),
+        ]
+        if p.action.kind is ActionKind.ROLLBACK:
+            alert = cause.payload_as(AlertFired)
+            if alert.workload is None:
+                raise PermanentError("rollback needs the alert's workload")
+            request = DeployRequested(
+                cluster=self.cluster_name,
+                workload=alert.workload,
+                strategy=Strategy.ROLLBACK,
+                to_revision=int_or_none(p.action.parameters.get("to_revision")),
+                requester=Actor(kind=ActorKind.SERVICE, id=SERVICE),
+                reason=f"recovery {rec.id} step {p.step}: {alert.alertname}",
+            )
+            deploy = self.rec.event(request, alert.workload.as_resource_ref(), events[-1], f"{rec.id}:{p.step}:deploy")
+            request_id = deploy.id
+            events.append(deploy)
+        session.add(self.rec.attempt(rec, p, "started", deploy_request_id=request_id))
+        await self.rec.emit(session, *events)
+        await self.rec.set_status(session, rec.id, "running")
+        return request_id
+
+    async def _history_for(self, session: AsyncSession, key: str) -> list[str]:
+        q = select(AttemptRow.id).where(AttemptRow.target_key == key, AttemptRow.status.not_in(["dry_run", "skipped"]))
+        return [str(i) for i in (await session.execute(q)).scalars()]
+
+    async def _apply_and_verify(
+        self, rec: RecoveryRow, cause: Envelope, policy: Policy, p: Plan, request_id: str | None, *, resumed: bool
+    ) -> None:
+        started = time.monotonic()
+        error: str | None = None
+        try:
+            await self.applier.apply(p, cause, resumed=resumed)
+        except (PermanentError, TransientError) as exc:
+            error = str(exc)
+            log.warning("recovery %s step %d: %s failed: %s", rec.id, p.step, p.action.kind.value, exc)
+        result = None
+        if error is None:
+            result = await self.verifier.verify(rec, p, request_id)
+        fields = self.rec.step_fields(rec, cause, p)
+        duration = time.monotonic() - started
+        ok = error is None and (result is None or result.passed)
+        async with self.db.sessions.begin() as session:
+            status = "succeeded" if ok else "failed"
+            await session.execute(
+                update(AttemptRow)
+                .where(AttemptRow.recovery_id == rec.id, AttemptRow.step == p.step)
+                .values(status=status, finished_at=self.clock(), message=error or (result.observed if result else None))
+            )
+            target = p.action.target
+            if ok:
+                done = RecoverySucceeded(**fields, verification=result, duration_seconds=duration)
+                await self.rec.emit(session, self.rec.event(done, target, cause, f"{rec.id}:{p.step}:succeeded"))
+                await self.rec.audit(
+                    session,
+                    cause,
+                    action=f"recovery.{p.action.kind.value}",
+                    target=target,
+                    outcome=AuditOutcome.EXECUTED,
+                    reason=f"{p.reason}; verified: {result.observed if result else 'nothing to verify'}",
+                    key=f"{rec.id}:{p.step}:executed",
+                    details={"recovery_id": rec.id, "step": p.step, "parameters": dict(p.action.parameters)},
+                )
+                await self.rec.set_status(session, rec.id, "succeeded")
+            else:
+                nxt = next_step(policy, p.step)
+                reason = (
+                    error
+                    or f"verification {p.verification.check} did not pass within {p.verification.timeout_seconds}s"
+                )
+                failed = RecoveryFailed(
+                    **fields,
+                    reason=reason[:1024],
+                    error=error[:4096] if error else None,
+                    verification=result,
+                    next_step=nxt,
+                )
+                await self.rec.emit(session, self.rec.event(failed, target, cause, f"{rec.id}:{p.step}:failed"))
+                await self.rec.audit(
+                    session,
+                    cause,
+                    action=f"recovery.{p.action.kind.value}",
+                    target=target,
+                    outcome=AuditOutcome.FAILED,
+                    reason=reason,
+                    key=f"{rec.id}:{p.step}:failed",
+                    details={"recovery_id": rec.id, "step": p.step},
+                )
+                await self.rec.set_status(session, rec.id, "running" if nxt else "exhausted", step=nxt)
+        self.rec.wake_relay()
+        if not ok and next_step(policy, p.step) is None:
+            rec.step = p.step
+            await self.rec.escalate(rec, cause, policy, f"ladder exhausted after {p.step} steps")
+
+    def spawn(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(work, name="healer:recovery")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
