@@ -152,3 +152,36 @@ def test_payload_as_checks_the_type() -> None:
     assert event.payload_as(AlertFired) == _alert()
     with pytest.raises(UndecodableError, match=r"expected io\.opsbus\.deploy\.requested\.v1, got io\.opsbus\.alert"):
         event.payload_as(DeployRequested)
+
+
+@pytest.mark.parametrize(
+    "attribute", ["specversion", "id", "source", "type", "time", "subject", "datacontenttype", "data"]
+)
+def test_every_required_attribute_must_be_on_the_wire(attribute: str) -> None:
+    """Nothing is defaulted when reading: an event without `specversion` is not a CloudEvent (issue 28)."""
+    data = json.loads(example_events()[AlertFired.event_type].to_json())
+    del data[attribute]
+    with pytest.raises(UndecodableError, match=rf"{attribute}: Field required"):
+        Envelope.from_json(json.dumps(data))
+
+
+def test_build_writes_the_defaults_on_the_wire() -> None:
+    wire = json.loads(Envelope.build(_alert(), service="watcher", cluster="prod", obj=POD).to_json())
+    assert (wire["specversion"], wire["datacontenttype"]) == ("1.0", "application/json")
+
+
+def test_the_payload_is_decoded_once_and_equality_ignores_it() -> None:
+    raw = example_events()[AlertFired.event_type].to_json()
+    event, untouched = Envelope.from_json(raw), Envelope.from_json(raw)
+    first = event.payload()
+    assert event.payload() is first
+    assert event.payload_as(AlertFired) is first
+    assert event == untouched
+
+
+def test_a_copy_with_other_data_decodes_afresh() -> None:
+    event = example_events()[AlertFired.event_type]
+    event.payload()
+    changed = event.model_copy(update={"data": {**event.data, "severity": "catastrophic"}})
+    with pytest.raises(UndecodableError, match="severity"):
+        changed.payload()

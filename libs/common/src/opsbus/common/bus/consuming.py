@@ -3,8 +3,10 @@
 One durable consumer per (service, purpose), shared by every replica of the service: each replica pulls
 from the same consumer and JetStream hands each message to one of them. For every message:
 
-- it is decoded into an `Envelope`; if it cannot be, it is dead-lettered (`dlq.<subject>`, reason in the
-  headers) and terminated: a poison message never blocks the ones behind it;
+- it is admitted (`accepting.Acceptance`): a CloudEvent with every required attribute on the wire, published
+  on the subject its envelope derives, of a type and version the consumer accepts, with a valid payload. If
+  not, it is dead-lettered (`dlq.<subject>`, reason in the headers) and terminated before any handler runs:
+  a poison message never blocks the ones behind it;
 - an event older than the consumer's freshness bound is acknowledged unhandled, with the skip counted and
   logged (stale work is dropped, not replayed blindly);
 - the handler runs inside a CONSUMER span whose parent is the publisher's span;
@@ -36,10 +38,11 @@ from nats.js.errors import NotFoundError
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
 from prometheus_client import Counter, Histogram
 
+from opsbus.common.bus.accepting import Acceptance
 from opsbus.common.bus.propagation import context_from
 from opsbus.common.bus.publishing import MSG_ID, Publisher
 from opsbus.common.errors import PermanentError, SkipError, TransientError, UndecodableError
-from opsbus.common.events.envelope import Envelope
+from opsbus.common.events.envelope import Envelope, EventPayload
 from opsbus.common.events.subjects import dlq_subject
 from opsbus.common.telemetry.logs import correlation
 from opsbus.common.telemetry.metrics import BusMetrics
@@ -57,11 +60,16 @@ DLQ_TIME = "Opsbus-Dlq-Time"
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSpec:
-    """What a durable consumer reads and how it retries. One argument object so it can grow."""
+    """What a durable consumer reads and how it retries. One argument object so it can grow.
+
+    `accepts`: the payload models (type and version) the handler takes. `None` means every registered type
+    the subject filters carry; a consumer whose filters span several families must declare it.
+    """
 
     durable: str
     stream: str
     subjects: Sequence[str]
+    accepts: Sequence[type[EventPayload]] | None = None
     max_deliver: int = 6
     backoff: Sequence[float] = (1.0, 5.0, 15.0, 60.0, 300.0)
     ack_wait: float = 30.0
@@ -112,6 +120,7 @@ class Consumer:
         self._js = js
         self.spec = spec
         self._handler = handler
+        self._acceptance = Acceptance.of(spec.durable, spec.subjects, spec.accepts)
         self._publisher = publisher
         self._metrics = metrics
         self._tracer = tracer  # None: tracing off, no span work on the hot path
@@ -252,8 +261,9 @@ class Consumer:
         attempt, sequence = _delivery_of(msg)
         headers = msg.headers or {}
         try:
-            event = Envelope.from_json(msg.data)
+            event = self._acceptance.admit(msg.data, msg.subject)
         except UndecodableError as exc:
+            # One label for every refusal: the type of a refused message is whatever its publisher wrote.
             self._count("undecodable", "term")
             await self._dead_letter(msg, str(exc), attempt, sequence)
             return

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Literal, Self, TypeVar
 
 import uuid_utils
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from opsbus.common.errors import UndecodableError
 from opsbus.common.events.subjects import CLUSTER_SCOPED, validate_token
@@ -113,22 +113,40 @@ class ObjectRef(BaseModel):
 
 
 class Envelope(BaseModel):
-    """A CloudEvents 1.0 event in structured mode, with opsbus's extensions."""
+    """A CloudEvents 1.0 event in structured mode, with opsbus's extensions.
+
+    Every required attribute has no default: what is read from the wire must carry it (an event without
+    `specversion` is not a CloudEvent). Defaults apply only when producing, in `build()`.
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    specversion: Literal["1.0"] = SPEC_VERSION
+    specversion: Literal["1.0"]
     id: str = Field(min_length=1, max_length=200)
     source: str = Field(pattern=_SOURCE_PATTERN, description="/opsbus/<service>/<cluster>")
     type: str = Field(pattern=_TYPE_PATTERN, description="io.opsbus.<family>.<verb>.v<N>")
     time: AwareDatetime
     subject: str = Field(pattern=_SUBJECT_PATTERN, description="<kind>/<namespace or _>/<name>")
-    datacontenttype: Literal["application/json"] = DATA_CONTENT_TYPE
+    datacontenttype: Literal["application/json"]
     data: dict[str, Any]
     correlationid: str | None = None
     causationid: str | None = None
     traceparent: str | None = Field(default=None, pattern=_TRACEPARENT_PATTERN)
     tracestate: str | None = None
+    # The payload decoded from `data` once (by the consumer that admitted the event), with the `data` object it
+    # came from: a copy with other `data` or `type` decodes afresh. Not an attribute: equality ignores it.
+    _decoded: tuple[dict[str, Any], str, EventPayload] | None = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Envelope):
+            return NotImplemented
+        return (
+            type(self) is type(other)
+            and self.__dict__ == other.__dict__
+            and self.__pydantic_extra__ == other.__pydantic_extra__
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # `data` is a dict: an envelope was never hashable
 
     # --- derived attributes -------------------------------------------------------------------------
     @property
@@ -168,23 +186,35 @@ class Envelope(BaseModel):
 
     # --- payload ------------------------------------------------------------------------------------
     def payload(self) -> EventPayload:
-        """Decode `data` into the registered payload model of `type`; `UndecodableError` if impossible."""
+        """Decode `data` into the registered payload model of `type`; `UndecodableError` if impossible.
+
+        Decoded once per envelope: a consumer's bus decodes it before the handler runs, and the handler's own
+        `payload()`/`payload_as()` calls then cost nothing.
+        """
+        cached = self._decoded
+        if cached is not None and cached[0] is self.data and cached[1] == self.type:
+            return cached[2]
         model = EventPayload.registry.get(self.type)
         if model is None:
             raise UndecodableError(f"unknown event type {self.type!r}")
-        try:
-            return model.model_validate(self.data)
-        except ValidationError as exc:
-            raise UndecodableError(f"invalid {self.type} payload: {_summarise(exc)}") from exc
+        return self._decode(model)
 
     def payload_as(self, model: builtins.type[P]) -> P:
         """Decode `data` as `model`, checking the type matches."""
         if self.type != model.event_type:
             raise UndecodableError(f"expected {model.event_type}, got {self.type}")
+        cached = self._decoded
+        if cached is not None and cached[0] is self.data and isinstance(cached[2], model):
+            return cached[2]
+        return self._decode(model)
+
+    def _decode(self, model: builtins.type[P]) -> P:
         try:
-            return model.model_validate(self.data)
+            decoded = model.model_validate(self.data)
         except ValidationError as exc:
             raise UndecodableError(f"invalid {self.type} payload: {_summarise(exc)}") from exc
+        self._decoded = (self.data, self.type, decoded)
+        return decoded
 
     # --- wire format --------------------------------------------------------------------------------
     def to_json(self) -> bytes:
@@ -192,6 +222,7 @@ class Envelope(BaseModel):
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Self:
+        """Read an event from the wire: every required attribute must be present (none is defaulted)."""
         try:
             return cls.model_validate_json(raw)
         except ValidationError as exc:
@@ -222,11 +253,13 @@ class Envelope(BaseModel):
         eid = event_id or new_event_id()
         correlation = (cause.correlationid or cause.id) if cause else eid
         return cls(
+            specversion=SPEC_VERSION,
             id=eid,
             source=f"/opsbus/{service}/{cluster}",
             type=payload.event_type,
             time=time or utcnow(),
             subject=obj.as_subject(),
+            datacontenttype=DATA_CONTENT_TYPE,
             data=payload.model_dump(mode="json", exclude_none=True),
             correlationid=correlation,
             causationid=cause.id if cause else None,
