@@ -1,5 +1,5 @@
-"""The alert book (fire once, hysteresis, deletion, deterministic ids, restore), the relist diff, and the
-engine end to end on plain data with an injected clock and an in-memory sender."""
+"""The alert book (fire once, confirmation bound, deletion, deterministic ids, restore), the relist diff, and the
+engine end to end on plain data with an injected clock and an in-memory sender. Flapping: test_lifecycle.py."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from opsbus.common.events.payloads.alert import AlertFired, AlertResolved
 from opsbus.common.events.payloads.cluster import ChangeType, ClusterEvent
 from opsbus.watcher.domain.alerting import AlertBook, Fire, Resolve, fired_id, fired_payload
 from opsbus.watcher.domain.cache import Cache, diff
+from opsbus.watcher.domain.lifecycle import Policy
 from opsbus.watcher.domain.objects import POD, key_of
 from opsbus.watcher.executing import Engine
 from opsbus.watcher.settings import WatcherOptions
@@ -71,40 +72,50 @@ def _finding() -> Any:
     return f
 
 
-def test_fires_once_resolves_after_hysteresis_and_survives_flaps() -> None:
+def book_of(confirm: float, threshold: int = 1) -> AlertBook:
+    policy = Policy(
+        confirm=timedelta(seconds=confirm),
+        window=timedelta(seconds=600),
+        threshold=threshold,
+        stable=timedelta(seconds=120),
+    )
+    return AlertBook(lambda _: policy)
+
+
+def test_fires_once_resolves_after_the_confirmation_bound_and_survives_a_blip() -> None:
     f = _finding()
-    book = AlertBook(resolve_after=timedelta(seconds=30))
+    book = book_of(30)
     present = {f.fingerprint: (f, "Pod/payments/x")}
     (fire,) = book.evaluate(present, [], NOW)
     assert isinstance(fire, Fire)
-    book.fired(fire, fired_payload(f, fire.starts_at))
+    book.fired(fire, fired_payload(f, fire.starts_at), NOW)
     for i in range(1, 5):
         assert book.evaluate(present, [], NOW + timedelta(seconds=i)) == []  # still firing: no second fire
-    assert book.evaluate({}, [], NOW + timedelta(seconds=10)) == []  # condition gone: hysteresis starts
+    assert book.evaluate({}, [], NOW + timedelta(seconds=10)) == []  # condition gone: confirmation starts
     assert book.evaluate(present, [], NOW + timedelta(seconds=20)) == []  # back within it: no flap
     assert book.evaluate({}, [], NOW + timedelta(seconds=30)) == []
     assert book.evaluate({}, [], NOW + timedelta(seconds=59)) == []
     (resolve,) = book.evaluate({}, [], NOW + timedelta(seconds=60))
     assert isinstance(resolve, Resolve)
     assert resolve.resolution == "condition cleared"
-    assert resolve.ends_at == NOW + timedelta(seconds=30)  # when it cleared, not when hysteresis ended
-    book.resolved(resolve)
+    assert resolve.ends_at == NOW + timedelta(seconds=30)  # when it cleared, not when the confirmation ended
+    book.resolved(resolve, NOW + timedelta(seconds=60))
     assert book.firing == {}
 
 
 def test_object_deleted_resolves_at_once() -> None:
     f = _finding()
-    book = AlertBook(resolve_after=timedelta(seconds=300))
+    book = book_of(300)
     (fire,) = book.evaluate({f.fingerprint: (f, "Pod/payments/x")}, [], NOW)
     assert isinstance(fire, Fire)
-    book.fired(fire, fired_payload(f, fire.starts_at))
+    book.fired(fire, fired_payload(f, fire.starts_at), NOW)
     (resolve,) = book.evaluate({}, ["Pod/payments/x"], NOW + timedelta(seconds=1))
     assert isinstance(resolve, Resolve) and resolve.resolution == "object deleted"
 
 
 def test_ids_are_deterministic_so_two_replicas_publish_the_same_event() -> None:
     f = _finding()
-    one, two = AlertBook(timedelta(seconds=1)), AlertBook(timedelta(seconds=1))
+    one, two = book_of(1), book_of(1)
     (a,) = one.evaluate({f.fingerprint: (f, "k")}, [], NOW)
     (b,) = two.evaluate({f.fingerprint: (f, "k")}, [], NOW + timedelta(seconds=3))  # saw it later
     assert isinstance(a, Fire) and isinstance(b, Fire)
@@ -113,9 +124,9 @@ def test_ids_are_deterministic_so_two_replicas_publish_the_same_event() -> None:
 
 def test_restored_alert_does_not_fire_again_and_resolves_if_gone() -> None:
     f = _finding()
-    book = AlertBook(resolve_after=timedelta(seconds=5))
+    book = book_of(5)
     payload = fired_payload(f, f.since)
-    book.restore([(payload, "id-1", "Pod/payments/x")])
+    book.restore([(payload, "id-1", "Pod/payments/x")], NOW)
     assert book.evaluate({f.fingerprint: (f, "Pod/payments/x")}, [], NOW) == []
     book.evaluate({}, [], NOW + timedelta(seconds=1))
     (resolve,) = book.evaluate({}, [], NOW + timedelta(seconds=6))

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from opsbus.common.audit import Auditor
 from opsbus.common.events import Envelope, ObjectRef
@@ -30,6 +30,7 @@ from opsbus.common.events.payloads.cluster import ChangeType
 from opsbus.common.events.payloads.common import LogExcerpt, ResourceRef
 from opsbus.watcher.domain.alerting import (
     AlertBook,
+    Damp,
     Decision,
     EventIndex,
     Fire,
@@ -72,6 +73,18 @@ class EngineMetrics:
         self.decisions = Gauge(
             "opsbus_watcher_last_evaluation_seconds", "Duration of the last detector evaluation.", registry=registry
         )
+        self.flapping = Counter(
+            "opsbus_watcher_flapping_alerts",
+            "Alerts that entered the flapping phase (announced once, then damped), by alertname.",
+            ["alertname"],
+            registry=registry,
+        )
+        self.damped = Counter(
+            "opsbus_watcher_flaps_damped",
+            "Flaps of flapping alerts that published nothing (only audited), by alertname.",
+            ["alertname"],
+            registry=registry,
+        )
 
 
 class Engine:
@@ -99,7 +112,7 @@ class Engine:
             thresholds=t,
             restarts=RestartHistory(window=timedelta(seconds=t.restart_spike_window_seconds)),
         )
-        self.book = AlertBook(resolve_after=timedelta(seconds=t.resolve_after_seconds))
+        self.book = AlertBook(options.resolution.policies(t.resolve_after_seconds))
         self.events = EventIndex()
         self.auditor = Auditor(service=SERVICE, cluster=cluster)
         self.metrics = EngineMetrics(registry)
@@ -213,11 +226,13 @@ class Engine:
         decisions = self.book.evaluate(present, deleted, now)
         fires = [d for d in decisions if isinstance(d, Fire)]
         logs = await asyncio.gather(*(self._logs(d.finding) for d in fires)) if fires else []
-        for decision, excerpts in zip(fires, logs, strict=True):
-            await self._fire(decision, excerpts, now)
-        for resolve in decisions:
-            if isinstance(resolve, Resolve):
-                await self._resolve(resolve, now)
+        for fire, excerpts in zip(fires, logs, strict=True):
+            await self._fire(fire, excerpts, now)
+        for decision in decisions:
+            if isinstance(decision, Resolve):
+                await self._resolve(decision, now)
+            elif isinstance(decision, Damp):
+                await self._damp(decision)
         self.metrics.decisions.set(asyncio.get_running_loop().time() - started)
         return decisions
 
@@ -255,6 +270,7 @@ class Engine:
             events=self.events.recent(f.target, self.options.thresholds.evidence_events),
             logs=logs or (),
             extra=extra,
+            flapping=decision.flapping,
         )
         env = Envelope.build(
             payload,
@@ -265,11 +281,13 @@ class Engine:
             time=now,
         )
         await self._send(env)
-        self.book.fired(decision, payload)
+        self.book.fired(decision, payload, now)
         self.metrics.firing.labels(f.alertname).inc()
+        if decision.flapping:
+            self.metrics.flapping.labels(f.alertname).inc()
         if f.observed is not None:
             self.metrics.latency.labels(f.alertname).observe(max((self.clock() - f.observed).total_seconds(), 0.0))
-        await self._audit(env, payload, "alert.fire", f"fired: {f.summary}")
+        await self._audit(env, payload, "alert.fire", f"fired: {payload.annotations.summary}")
         log.info("fired %s %s (%s)", f.alertname, f.target.as_object_ref().as_subject(), payload.fingerprint)
 
     async def _resolve(self, decision: Resolve, now: datetime) -> None:
@@ -284,10 +302,29 @@ class Engine:
             time=now,
         )
         await self._send(env)
-        self.book.resolved(decision)
+        self.book.resolved(decision, now)
         self.metrics.firing.labels(payload.alertname).dec()
         await self._audit(env, payload, "alert.resolve", f"resolved: {decision.resolution}")
         log.info("resolved %s %s (%s)", payload.alertname, env.subject, decision.resolution)
+
+    async def _damp(self, decision: Damp) -> None:
+        """A flap of a flapping alert: nothing on the ALERT stream, a deliberate no-op in the audit trail."""
+        payload = decision.alert.fired
+        self.metrics.damped.labels(payload.alertname).inc()
+        entry = self.auditor.entry(
+            action="alert.damp",
+            target=decision.alert.target,
+            outcome=AuditOutcome.SKIPPED,
+            reason=decision.reason[:1000],
+            details={
+                "fingerprint": payload.fingerprint,
+                "alertname": payload.alertname,
+                "fired_id": decision.alert.event_id,
+            },
+            idempotency_key=f"alert.damp:{decision.alert.event_id}:{decision.flap}",
+        )
+        await self._send(entry)
+        log.info("damped %s %s: %s", payload.alertname, payload.fingerprint, decision.reason)
 
     async def _audit(self, cause: Envelope, payload: AlertFired | AlertResolved, action: str, reason: str) -> None:
         target = self.book.firing.get(payload.fingerprint)

@@ -74,7 +74,7 @@ async def start(settings: WatcherSettings, bus: Bus, kube: KubeClient, registry:
     engine = Engine(cluster=settings.cluster, options=opts, sender=bus.publisher, logs=kube, registry=registry)
     if opts.restore_from_stream:
         restored = await read_firing(bus.js, settings.cluster)
-        engine.book.restore(restored)
+        engine.book.restore(restored, engine.clock())
         for payload, _, _ in restored:
             engine.metrics.firing.labels(payload.alertname).inc()
         log.info("restored %d firing alerts from the ALERT stream", len(restored))

@@ -1,12 +1,13 @@
 """Settings of the watcher: `OPSBUS_WATCHER__*` (e.g. `OPSBUS_WATCHER__NAMESPACES='["payments"]'`,
-`OPSBUS_WATCHER__THRESHOLDS__RESOLVE_AFTER_SECONDS=30`). Built in `main()` and passed down."""
+`OPSBUS_WATCHER__THRESHOLDS__RESOLVE_AFTER_SECONDS=2`, `OPSBUS_WATCHER__RESOLUTION__FLAP_STABLE_SECONDS=120`).
+Built in `main()` and passed down."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
 from opsbus.common.settings import ServiceSettings
-from opsbus.watcher.domain.rules import Thresholds
+from opsbus.watcher.domain.rules import Resolution, Thresholds
 from opsbus.watcher.domain.saturation import SaturationRules
 
 
@@ -38,6 +39,7 @@ class WatcherOptions(BaseModel):
         description="Namespaces to watch; empty watches the whole cluster. Nodes are always watched.",
     )
     thresholds: Thresholds = Thresholds()
+    resolution: Resolution = Resolution()
     prometheus: PrometheusOptions = PrometheusOptions()
     evaluate_interval_seconds: float = Field(
         default=1.0, gt=0, description="Time-based rules (bounds, hysteresis) are re-evaluated this often."
