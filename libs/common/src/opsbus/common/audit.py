@@ -6,6 +6,10 @@ usable from planners' callers and tests), `record()` builds it and hands it to a
 fire-and-forget recording, or the transactional outbox when the entry must commit with the service's own
 writes. The gateway keeps the queryable table.
 
+A reason longer than the model allows (`REASON_MAX`) is cut with an ellipsis rather than refused: a reason
+is built from what a caller sent (a comment, a list of names), and an audit entry that cannot be built would
+fail the write it records. Keep the full data in `details`.
+
 Entries about the same decision get the same id when an `idempotency_key` is given (for example the
 triggering event's id and the action), so a redelivered event does not write the trail twice.
 """
@@ -23,6 +27,13 @@ from opsbus.common.events.payloads.audit import AuditOutcome, AuditRecorded
 from opsbus.common.events.payloads.common import Actor, ActorKind, ResourceRef
 
 _AUDIT_NAMESPACE = uuid.UUID("6f1b8f0e-4d1e-4b8e-9a51-0a7c3f1d2e10")
+REASON_MAX = 2048  # AuditRecorded.reason's max_length
+
+
+def bounded(reason: str, limit: int = REASON_MAX) -> str:
+    """`reason` cut to `limit` characters, the cut marked with an ellipsis."""
+    return reason if len(reason) <= limit else reason[: limit - 1] + "\u2026"
+
 
 Sink = Callable[[Envelope], Awaitable[object]]
 
@@ -55,7 +66,7 @@ class Auditor:
             action=action,
             target=target,
             outcome=outcome,
-            reason=reason,
+            reason=bounded(reason),
             details=dict(details or {}),
             request_id=request_id or (cause.id if cause else None),
             dry_run=dry_run,

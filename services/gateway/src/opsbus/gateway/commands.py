@@ -97,7 +97,7 @@ class Commands:
         self._wake()
         return event
 
-    async def audit(
+    def entry(
         self,
         principal: Principal,
         *,
@@ -108,7 +108,8 @@ class Commands:
         cluster: str | None = None,
         outcome: AuditOutcome = AuditOutcome.EXECUTED,
         details: Mapping[str, JsonValue] | None = None,
-    ) -> None:
+    ) -> Envelope:
+        """The gateway's audit entry for a caller's call (no I/O): for a write that commits it with its change."""
         entry = self.auditor.entry(
             action=action,
             target=target,
@@ -120,6 +121,11 @@ class Commands:
         )
         if cluster and cluster != self.cluster:
             entry = entry.model_copy(update={"source": f"/opsbus/{SERVICE}/{cluster}"})
+        return entry
+
+    async def audit(self, principal: Principal, **fields: object) -> None:
+        """Record a call that changed nothing in the gateway's own tables (same arguments as `entry`)."""
+        entry = self.entry(principal, **fields)  # type: ignore[arg-type]
         async with self.db.sessions.begin() as session:
             await add(session, store.TABLES.outbox, entry)
         self._wake()

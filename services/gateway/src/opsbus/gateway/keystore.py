@@ -5,6 +5,9 @@ time; a revoked or expired key fails like an unknown one (the caller learns noth
 are cached for `cache_seconds` so a hot key costs no query per request, and concurrent misses of one key share
 a single query; a revocation through this replica evicts the key at once, a revocation through another replica
 takes at most `cache_seconds`.
+
+A key is created or revoked in the same transaction as its audit entry (given as `audit`, added to the
+gateway's outbox): when the entry cannot be written, no key was created or revoked (and no token was shown).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsbus.common.errors import ConflictError, NotFoundError
-from opsbus.common.store import Database
+from opsbus.common.events import Envelope
+from opsbus.common.store import Database, add
 from opsbus.gateway import store
 from opsbus.gateway.domain import keys
 from opsbus.gateway.domain.access import Principal, Role, Scope
@@ -49,6 +54,15 @@ class KeyRecord:
 
     def usable(self, now: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+AuditFor = Callable[[KeyRecord], Envelope]
+"""Builds the audit entry of a key's creation or revocation; it commits with the change."""
+
+
+async def _audited(session: AsyncSession, record: KeyRecord, audit: AuditFor | None) -> None:
+    if audit is not None:
+        await add(session, store.TABLES.outbox, audit(record))
 
 
 def _record(row: object) -> KeyRecord:
@@ -92,8 +106,10 @@ class KeyStore:
         clusters: Sequence[str],
         created_by: str,
         expires_at: datetime | None = None,
+        audit: AuditFor | None = None,
     ) -> tuple[KeyRecord, str]:
-        """A new key; returns its record and the token, which is never available again."""
+        """A new key; returns its record and the token, which is never available again. With `audit`, the
+        entry commits with the key or neither does."""
         now = self.clock()
         if expires_at is not None and expires_at <= now:
             raise ConflictError("expires_at is in the past")
@@ -111,8 +127,6 @@ class KeyStore:
             "created_by": created_by,
             "expires_at": expires_at,
         }
-        async with self.db.sessions.begin() as session:
-            await session.execute(store.api_keys.insert().values(**values))
         record = KeyRecord(
             id=key_id,
             name=name,
@@ -125,6 +139,9 @@ class KeyStore:
             expires_at=expires_at,
             revoked_at=None,
         )
+        async with self.db.sessions.begin() as session:
+            await session.execute(store.api_keys.insert().values(**values))
+            await _audited(session, record, audit)
         return record, minted.token
 
     async def authenticate(self, token: str) -> Principal | None:
@@ -181,7 +198,7 @@ class KeyStore:
             raise NotFoundError(f"no API key {key_id}")
         return _record(row)
 
-    async def revoke(self, key_id: str, *, by: str) -> KeyRecord:
+    async def revoke(self, key_id: str, *, by: str, audit: AuditFor | None = None) -> KeyRecord:
         t = store.api_keys
         async with self.db.sessions.begin() as session:
             row = (
@@ -192,9 +209,11 @@ class KeyStore:
                     .returning(t)
                 )
             ).first()
+            if row is not None:
+                record = _record(row)
+                await _audited(session, record, audit)
         if row is None:
             await self.get(key_id)  # 404 when unknown
             raise ConflictError(f"API key {key_id} is already revoked")
-        record = _record(row)
         self._cache.pop(record.prefix, None)
         return record

@@ -197,7 +197,10 @@ def install(app: FastAPI, *, retry_after: int) -> None:
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(request, 500, "internal error; quote the request id when reporting it")
+        # answered outside the request-id middleware (Starlette's outermost layer): set its header here
+        rid = getattr(request.state, "request_id", None)
+        headers = {"X-Request-Id": rid} if rid else None
+        return problem_response(request, 500, "internal error; quote the request id when reporting it", headers=headers)
 
     app.add_exception_handler(ApiProblem, api_problem)
     app.add_exception_handler(StarletteHTTPException, http_error)

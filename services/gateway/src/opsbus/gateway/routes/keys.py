@@ -1,4 +1,8 @@
-"""`/v1/keys`: API keys (admin). The token is in the create response only; a key never out-scopes its maker."""
+"""`/v1/keys`: API keys (admin). The token is in the create response only; a key never out-scopes its maker.
+
+A key is created or revoked in one transaction with its audit entry: if the entry cannot be written the
+request fails and no key exists (no token was shown). The reason names the namespaces that fit in 1,000
+characters and counts the rest; the whole list is in the entry's details."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Literal
 from fastapi import APIRouter, Path, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from opsbus.common.events import Envelope
 from opsbus.common.events.payloads.common import ResourceRef
 from opsbus.gateway.auth import Admin, Caller, Ctx, RequestId
 from opsbus.gateway.domain.access import ALL, Denied, Role, Scope
@@ -65,6 +70,19 @@ class Identity(BaseModel):
     clusters: list[str] = Field(description="`*` means every cluster.")
 
 
+def listed(items: list[str], budget: int = 1000) -> str:
+    """Names for an audit reason: as many as fit in `budget` characters (at least one) and how many more.
+    The whole list goes into the entry's details."""
+    shown, size = min(1, len(items)), len(items[0]) if items else 0
+    for item in items[1:]:
+        size += 1 + len(item)
+        if size > budget:
+            break
+        shown += 1
+    head = ",".join(items[:shown])
+    return head if shown >= len(items) else f"{head} and {len(items) - shown} more"
+
+
 def view(r: KeyRecord) -> KeyView:
     return KeyView(
         id=r.id,
@@ -96,6 +114,17 @@ async def create_key(*, body: KeyCreate, who: Admin, ctx: Ctx, rid: RequestId) -
     expires = body.expires_at
     if body.ttl_seconds is not None:
         expires = ctx.keys.clock() + timedelta(seconds=body.ttl_seconds)
+
+    def audit(record: KeyRecord) -> Envelope:
+        return ctx.commands.entry(
+            who,
+            action="apikey.create",
+            target=ResourceRef(kind="ApiKey", name=record.id),
+            reason=f"key {body.name!r} ({body.role}) for namespaces {listed(body.namespaces)}",
+            request_id=rid,
+            details={"role": body.role, "namespaces": ",".join(body.namespaces), "clusters": ",".join(body.clusters)},
+        )
+
     record, token = await ctx.keys.create(
         name=body.name,
         role=role,
@@ -103,14 +132,7 @@ async def create_key(*, body: KeyCreate, who: Admin, ctx: Ctx, rid: RequestId) -
         clusters=body.clusters,
         created_by=who.label,
         expires_at=expires,
-    )
-    await ctx.commands.audit(
-        who,
-        action="apikey.create",
-        target=ResourceRef(kind="ApiKey", name=record.id),
-        reason=f"key {body.name!r} ({body.role}) for namespaces {','.join(body.namespaces)}",
-        request_id=rid,
-        details={"role": body.role, "namespaces": ",".join(body.namespaces), "clusters": ",".join(body.clusters)},
+        audit=audit,
     )
     return KeyCreated(**view(record).model_dump(), token=token)
 
@@ -128,9 +150,12 @@ async def revoke_key(
     record = await ctx.keys.get(key_id)
     if not who.scope.covers(Scope.of(record.namespaces, record.clusters)):
         raise Denied("the key is outside your scope", hidden=True)
-    record = await ctx.keys.revoke(key_id, by=who.label)
-    await ctx.commands.audit(
-        who, action="apikey.revoke", target=ResourceRef(kind="ApiKey", name=key_id), reason="revoked", request_id=rid
+    record = await ctx.keys.revoke(
+        key_id,
+        by=who.label,
+        audit=lambda r: ctx.commands.entry(
+            who, action="apikey.revoke", target=ResourceRef(kind="ApiKey", name=r.id), reason="revoked", request_id=rid
+        ),
     )
     return view(record)
 
