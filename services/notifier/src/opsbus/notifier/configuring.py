@@ -4,13 +4,16 @@ by every replica.
 * `ConfigVersions` is the `config_versions` table. The highest version is in force. `put` stores a new one
   only when `expected_version` is the latest (optimistic concurrency: the version's primary key makes two
   concurrent puts of the same version conflict, and the loser gets 409). A put is validated first against this
-  process's environment (unset `${VARIABLE}`s are named), and literal secrets are refused, because a stored
+  process's environment (unset `${VARIABLE}`s are named) and its secret sources (a missing Kubernetes Secret or
+  key, or stored secret, is named, read fresh), and literal secrets are refused, because a stored
   configuration is readable back. Each put is audited in the same transaction.
 * `seed` records the configuration file as a new version when it differs from the last version seeded from a
   file: redeploying a changed file wins over earlier API edits, a restart with the same file does not.
 * `Reloader.refresh` (every `config_poll_seconds`, and at once after a put) applies the latest version to the
   running notifier: new routing tree, receivers and channels. A version that does not parse here (a variable
-  missing in this replica's environment) is logged and the previous one stays in force.
+  missing in this replica's environment) is logged and the previous one stays in force. The version in force is
+  applied again when the values of its secret references change (a stored secret put again, a Kubernetes Secret
+  edited), so a secret is replaced without a restart.
 """
 
 from __future__ import annotations
@@ -33,8 +36,16 @@ from opsbus.common.events.payloads.common import Actor, ActorKind, ResourceRef
 from opsbus.common.store import Database, add
 from opsbus.notifier import store
 from opsbus.notifier.channels import Channel, ChannelConfigError
-from opsbus.notifier.domain.config import ConfigError, NotifierConfig, literal_secrets, parse_config
+from opsbus.notifier.domain.config import (
+    ConfigError,
+    NotifierConfig,
+    literal_secrets,
+    parse_config,
+    secret_references,
+)
+from opsbus.notifier.domain.secrets import Resolved, StoredSecretRef
 from opsbus.notifier.executing import Notifier
+from opsbus.notifier.secretsources import SecretSources
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +82,11 @@ class ConfigVersions:
         clock: Callable[[], datetime],
         on_outbox: Callable[[], None] = lambda: None,
         channels_for: ChannelsFor | None = None,
+        sources: SecretSources | None = None,
     ) -> None:
         self.db = db
         self.channels_for = channels_for
+        self.sources = sources
         self.auditor = auditor
         self.env = env
         self.clock = clock
@@ -99,10 +112,36 @@ class ConfigVersions:
             rows = (await session.execute(select(t).order_by(t.c.version.desc()).limit(limit))).all()
         return [_stored(r) for r in rows]
 
-    def check(self, text: str) -> NotifierConfig:
+    async def resolve(self, text: str, *, fresh: bool = False) -> Resolved:
+        """The values of the configuration's secret references (or why each has none); `ConfigError` when the
+        text is not a YAML mapping."""
+        refs = secret_references(text)
+        if not refs:
+            return {}
+        if self.sources is None:
+            return {}  # parse_config names every reference as not looked up
+        return await self.sources.resolve(refs, fresh=fresh)
+
+    async def load(self, text: str, *, fresh: bool = False) -> tuple[NotifierConfig, Resolved]:
+        """Parse `text` with its secrets resolved; `ConfigError` naming every problem."""
+        resolved = await self.resolve(text, fresh=fresh)
+        return parse_config(text, env=self.env, secrets=resolved), resolved
+
+    async def referencing(self, name: str) -> str | None:
+        """What in the latest configuration refers to the stored secret `name`, if anything."""
+        latest = await self.latest()
+        if latest is None:
+            return None
+        try:
+            refs = secret_references(latest.yaml)
+        except ConfigError:
+            return None
+        return f"configuration version {latest.version}" if StoredSecretRef(name) in refs else None
+
+    async def check(self, text: str) -> NotifierConfig:
         """Validate a configuration proposed through the API: `PermanentError` (422) naming every problem."""
         try:
-            config = parse_config(text, env=self.env)
+            config, _ = await self.load(text, fresh=True)
             secrets = literal_secrets(text)
         except ConfigError as exc:
             raise PermanentError("invalid notifier configuration: " + "; ".join(exc.problems)) from exc
@@ -116,7 +155,7 @@ class ConfigVersions:
         return config
 
     async def put(self, text: str, *, expected_version: int, author: str, comment: str | None) -> StoredConfig:
-        self.check(text)
+        await self.check(text)
         try:
             async with self.db.sessions.begin() as session:
                 current = await self._latest_version(session)
@@ -200,28 +239,48 @@ class Reloader:
         self.notifier = notifier
         self.channels_for = channels_for
         self.version: int | None = None
-        self._refused: int | None = None
+        self._refused: tuple[int, str] | None = None
+        self._secrets = ""  # digest of the secret values the version in force was applied with
 
-    def apply(self, stored: StoredConfig) -> None:
+    async def apply(self, stored: StoredConfig, *, fresh: bool = False) -> None:
         """Parse and apply `stored`; `ConfigurationError` when it does not parse in this environment."""
         try:
-            config = parse_config(stored.yaml, env=self.versions.env)
+            config, resolved = await self.versions.load(stored.yaml, fresh=fresh)
             channels = self.channels_for(config)
         except (ConfigError, ChannelConfigError) as exc:
             raise ConfigurationError(f"configuration version {stored.version}: {exc}") from exc
         self.notifier.apply_config(config, channels)
         self.version = stored.version
+        self._secrets = _digest(resolved)
 
     async def refresh(self) -> bool:
-        """Apply the latest version if it is not the one in force; True when it changed."""
+        """Apply the latest version if it is not the one in force, or again if its secrets changed; True when
+        something was applied."""
         latest = await self.versions.latest()
-        if latest is None or latest.version in (self.version, self._refused):
+        if latest is None:
+            return False
+        same_version = latest.version == self.version
+        try:
+            resolved = await self.versions.resolve(latest.yaml)
+        except ConfigError:
+            resolved = {}
+        digest = _digest(resolved)
+        if (same_version and digest == self._secrets) or self._refused == (latest.version, digest):
             return False
         try:
-            self.apply(latest)
+            await self.apply(latest)
         except ConfigurationError as exc:
-            self._refused = latest.version  # said once, not at every poll
+            self._refused = (latest.version, digest)  # said once, not at every poll
             log.error("%s; version %s stays in force", exc, self.version)
             return False
-        log.info("configuration version %d (%s, by %s) in force", latest.version, latest.source, latest.author)
+        what = "secrets changed" if same_version else f"{latest.source}, by {latest.author}"
+        log.info("configuration version %d (%s) in force", latest.version, what)
         return True
+
+
+def _digest(resolved: Resolved) -> str:
+    """One digest of every resolved secret value, to notice a change without keeping the values around."""
+    h = hashlib.sha256()
+    for ref, value in sorted(resolved.items(), key=lambda item: repr(item[0])):
+        h.update(f"{ref!r}\0{value!r}\0".encode())
+    return h.hexdigest()

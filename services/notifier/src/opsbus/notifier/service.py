@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 
 from opsbus.common.audit import Auditor
-from opsbus.common.bus import Bus, ConsumerSpec
-from opsbus.common.errors import ConfigurationError, PermanentError
+from opsbus.common.bus import Bus, ConsumerSpec, family_payloads
+from opsbus.common.errors import ConfigurationError, ConflictError, PermanentError
 from opsbus.common.rpc import Endpoint, serve
 from opsbus.common.runtime import Runtime
 from opsbus.common.store import (
@@ -34,12 +34,18 @@ from opsbus.notifier.domain.api import (
     ConfigVersionList,
     ConfigVersionSummary,
     CreateSilenceRequest,
+    DeleteReceiverSecretRequest,
     Empty,
     ExpireSilenceRequest,
     GetConfigRequest,
     ListConfigVersionsRequest,
     ListSilencesRequest,
     PutConfigRequest,
+    PutReceiverSecretRequest,
+    ReceiverSecretList,
+    ReceiverSecretView,
+    RotateReceiverSecretsRequest,
+    RotateReceiverSecretsResponse,
     RoutesView,
     RouteView,
     SilenceList,
@@ -57,8 +63,11 @@ from opsbus.notifier.domain.config import (
 )
 from opsbus.notifier.domain.delivery import RetryPolicy
 from opsbus.notifier.domain.muting import Silence
+from opsbus.notifier.domain.secrets import SecretRef, Unresolved
 from opsbus.notifier.executing import ExecutorOptions, Notifier
 from opsbus.notifier.rendering import Links, Renderer
+from opsbus.notifier.secretsources import KubeSecrets, SecretSources, api_client
+from opsbus.notifier.secretstore import Keyring, ReceiverSecrets, SecretInfo
 from opsbus.notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
@@ -68,17 +77,30 @@ VERSION = "0.1.0"
 SUBJECTS = {"ALERT": ["alert.>"], "RECOVERY": ["recovery.>"], "DEPLOY": ["deploy.>"], "SCALE": ["scale.>"]}
 
 
-def read_config(path: str, env: Mapping[str, str]) -> str:
-    """The configuration file's text, checked: `ConfigurationError` naming the file and every problem."""
+def consumer_specs(settings: NotifierSettings) -> list[ConsumerSpec]:
+    """Every durable consumer of the notifier, one per family it routes, each accepting every type and version
+    of its family (tests/integration/test_dlq_contract.py)."""
+    del settings  # the notifier routes every cluster's events
+    return [
+        ConsumerSpec(
+            durable=f"notifier-{stream.lower()}",
+            stream=stream,
+            subjects=subjects,
+            accepts=family_payloads(stream.lower()),
+            max_deliver=10,
+            backoff=(0.05, 0.5, 2.0, 10.0, 60.0),
+            description=f"notifier: route {stream.lower()} events into groups",
+        )
+        for stream, subjects in SUBJECTS.items()
+    ]
+
+
+def read_config(path: str) -> str:
+    """The configuration file's text (checked by `setup` once its secret sources are up)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigurationError(f"cannot read notifier configuration {path}: {exc.strerror}") from exc
-    try:
-        parse_config(text, env=env)
-    except ConfigError as exc:
-        raise ConfigurationError(f"{path}: {exc}") from exc
-    return text
 
 
 def build_all_channels(
@@ -134,7 +156,7 @@ def config_version(stored: StoredConfig, active: int | None) -> ConfigVersion:
 def validate(text: str) -> ValidateRoutesResponse:
     """Every problem a put would refuse, except unset variables (validation does not read the environment)."""
     try:
-        parse_config(text, env=_AnyEnv())
+        parse_config(text, env=_AnyEnv(), secrets=_AnySecrets())
         issues = literal_secrets(text)
     except ConfigError as exc:
         issues = list(exc.issues)
@@ -258,6 +280,85 @@ class _AnyEnv(dict[str, str]):
         return "placeholder"
 
 
+class _AnySecrets(dict[SecretRef, str | Unresolved]):
+    """Nor on (or reveal) which secrets exist: every reference of a valid form resolves to a placeholder."""
+
+    def get(self, key: SecretRef, default: object = None) -> str:
+        return "placeholder"
+
+
+def secret_endpoints(secrets: ReceiverSecrets, reloader: Reloader) -> list[Endpoint[Any, Any]]:
+    """Put, list, delete and rotate stored receiver secrets; write-only: no answer holds a value."""
+
+    async def put_receiver_secret(req: PutReceiverSecretRequest) -> ReceiverSecretView:
+        info = await secrets.put(req.name, req.value.get_secret_value(), actor=req.updated_by, comment=req.comment)
+        await reloader.refresh()  # a configuration in force that refers to it takes the new value now
+        return secret_view(info)
+
+    async def list_receiver_secrets(_: Empty) -> ReceiverSecretList:
+        return ReceiverSecretList(secrets=[secret_view(i) for i in await secrets.list()])
+
+    async def delete_receiver_secret(req: DeleteReceiverSecretRequest) -> ReceiverSecretView:
+        user = await reloader.versions.referencing(req.name)
+        if user is not None:
+            raise ConflictError(f"receiver secret {req.name} is referenced by {user}: put one without it first")
+        return secret_view(await secrets.delete(req.name, actor=req.deleted_by))
+
+    async def rotate_receiver_secrets(req: RotateReceiverSecretsRequest) -> RotateReceiverSecretsResponse:
+        rotated, total = await secrets.rotate(actor=req.rotated_by)
+        return RotateReceiverSecretsResponse(rotated=rotated, total=total, key_id=secrets.keyring.primary)
+
+    return [
+        Endpoint(
+            "put_receiver_secret",
+            PutReceiverSecretRequest,
+            ReceiverSecretView,
+            put_receiver_secret,
+            "Store (or replace) a receiver secret, encrypted; the answer never holds the value.",
+        ),
+        Endpoint(
+            "list_receiver_secrets", Empty, ReceiverSecretList, list_receiver_secrets, "Stored secrets' metadata."
+        ),
+        Endpoint(
+            "delete_receiver_secret",
+            DeleteReceiverSecretRequest,
+            ReceiverSecretView,
+            delete_receiver_secret,
+            "Delete a stored secret (409 while the configuration refers to it).",
+        ),
+        Endpoint(
+            "rotate_receiver_secrets",
+            RotateReceiverSecretsRequest,
+            RotateReceiverSecretsResponse,
+            rotate_receiver_secrets,
+            "Re-encrypt every stored secret under the first key.",
+        ),
+    ]
+
+
+def secret_view(info: SecretInfo) -> ReceiverSecretView:
+    return ReceiverSecretView(
+        name=info.name,
+        key_id=info.key_id,
+        created_at=info.created_at,
+        updated_at=info.updated_at,
+        updated_by=info.updated_by,
+    )
+
+
+def secret_sources(
+    rt: Runtime[NotifierSettings], db: Database, auditor: Auditor, on_outbox: Callable[[], None]
+) -> tuple[ReceiverSecrets, SecretSources]:
+    """The encrypted store (no key: nothing can be stored) and the Kubernetes Secrets reader."""
+    o = rt.settings.notifier.secrets
+    keys = [k.get_secret_value() for k in o.keys]
+    secrets = ReceiverSecrets(db, Keyring(keys) if keys else None, auditor=auditor, clock=utcnow, on_outbox=on_outbox)
+    kube = KubeSecrets(lambda: api_client(o.kubeconfig), namespace=o.namespace, cache_seconds=o.cache_seconds)
+    sources = SecretSources(secrets, kube)
+    rt.on_shutdown(sources.close, "kubernetes client")
+    return secrets, sources
+
+
 async def setup(
     rt: Runtime[NotifierSettings], *, config_text: str | None = None, env: Mapping[str, str] | None = None
 ) -> Notifier:
@@ -266,7 +367,7 @@ async def setup(
     opts = s.notifier
     env = os.environ if env is None else env
     if config_text is None:
-        config_text = read_config(opts.config_file, env)
+        config_text = read_config(opts.config_file)
     db = Database.from_settings(s.database, application_name=f"opsbus-{SERVICE}")
     rt.on_shutdown(db.close, "database")
     await check_schema_current(db.engine, store.MIGRATIONS, store.SCHEMA, service=SERVICE)
@@ -298,16 +399,18 @@ async def setup(
     def channels_for(config: NotifierConfig) -> dict[str, dict[str, Channel]]:
         return build_all_channels(config, renderer, client, opts.request_timeout_seconds)
 
+    secrets, sources = secret_sources(rt, db, auditor, relay.wake)
+    stored = await secrets.check_readable()  # refuse to start when stored secrets cannot be decrypted
     versions = ConfigVersions(
-        db, auditor=auditor, env=env, clock=utcnow, on_outbox=relay.wake, channels_for=channels_for
+        db, auditor=auditor, env=env, clock=utcnow, on_outbox=relay.wake, channels_for=channels_for, sources=sources
     )
     try:  # the file must be usable here before it is recorded as a version
-        channels_for(parse_config(config_text, env=env))
+        channels_for((await versions.load(config_text, fresh=True))[0])
     except (ConfigError, ChannelConfigError) as exc:
         raise ConfigurationError(f"notifier configuration {opts.config_file}: {exc}") from exc
     in_force = await versions.seed(config_text)
     try:
-        config = parse_config(in_force.yaml, env=env)
+        config, _ = await versions.load(in_force.yaml)
         channels = channels_for(config)
     except (ConfigError, ChannelConfigError) as exc:
         raise ConfigurationError(f"notifier configuration version {in_force.version} (in force): {exc}") from exc
@@ -329,7 +432,7 @@ async def setup(
         on_outbox=relay.wake,
     )
     reloader = Reloader(versions, notifier, channels_for)
-    reloader.apply(in_force)
+    await reloader.apply(in_force)
     rt.every("config reload", opts.config_poll_seconds, reloader.refresh)
     rules = retention_rules(
         timedelta(days=opts.retention_days), stale_alerts=timedelta(days=opts.stale_alert_retention_days)
@@ -342,34 +445,25 @@ async def setup(
     await notifier.start()
     rt.on_shutdown(notifier.stop, "flush and delivery loop")
 
-    for stream, subjects in SUBJECTS.items():
-        bus.consumer(
-            ConsumerSpec(
-                durable=f"notifier-{stream.lower()}",
-                stream=stream,
-                subjects=subjects,
-                max_deliver=10,
-                backoff=(0.05, 0.5, 2.0, 10.0, 60.0),
-                description=f"notifier: route {stream.lower()} events into groups",
-            ),
-            notifier.handle,
-        )
+    for spec in consumer_specs(s):
+        bus.consumer(spec, notifier.handle)
     await bus.start()
 
     svc = await serve(
         bus.nc,
         SERVICE,
         VERSION,
-        endpoints(notifier, reloader),
+        endpoints(notifier, reloader) + secret_endpoints(secrets, reloader),
         description="routes and silences",
         tracer=rt.tracer_provider.get_tracer("opsbus.notifier"),
     )
     rt.on_shutdown(svc.stop, "rpc endpoints")
     log.info(
-        "notifier routing %d routes to %d receivers (configuration version %d)",
+        "notifier routing %d routes to %d receivers (configuration version %d, %d stored receiver secret(s))",
         len(config.routes()),
         len(config.receivers),
         in_force.version,
+        stored,
     )
     return notifier
 

@@ -1,10 +1,63 @@
-"""The notifier's settings: `OPSBUS_NOTIFIER__*` on top of the shared `ServiceSettings`."""
+"""The notifier's settings: `OPSBUS_NOTIFIER__*` on top of the shared `ServiceSettings`.
+
+Receiver secret keys (`OPSBUS_NOTIFIER__SECRETS__KEYS`, a JSON list of Fernet keys) must be real keys, and outside
+the development and test environments not a placeholder: the documented example key or a key of one repeated byte.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import base64
+from typing import Self
 
-from opsbus.common.settings import ServiceSettings
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from opsbus.common.settings import Environment, ServiceSettings
+
+# The key docs/OPERATIONS.md shows as an example: accepted in development, refused everywhere else.
+EXAMPLE_SECRETS_KEY = "b3BzYnVzLWV4YW1wbGUta2V5LW5vdC1hLXNlY3JldCE="
+
+
+class SecretsOptions(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)  # an error must not quote a key
+
+    keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Fernet keys for stored receiver secrets: the first encrypts, all decrypt (rotation). "
+        "Empty: no secret can be stored.",
+    )
+    namespace: str = Field(
+        default="default",
+        min_length=1,
+        description="The notifier's own namespace: where a secretKeyRef without namespace reads its Secret.",
+    )
+    kubeconfig: str | None = Field(
+        default=None, description="Kubeconfig for secretKeyRef; unset: the pod's service account, then ~/.kube/config."
+    )
+    cache_seconds: float = Field(default=30.0, ge=0, description="How long a Kubernetes Secret read is reused.")
+
+    @field_validator("keys")
+    @classmethod
+    def _fernet_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for index, key in enumerate(keys):
+            try:
+                raw = base64.urlsafe_b64decode(key.get_secret_value().encode())
+            except ValueError:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(f"keys[{index}] is not a Fernet key (url-safe base64 of 32 bytes)")
+        if len({k.get_secret_value() for k in keys}) != len(keys):
+            raise ValueError("keys holds the same key twice")
+        return keys
+
+    def placeholder_keys(self) -> list[int]:
+        """Indexes of keys no deployment should use: the example key, or one byte repeated."""
+        found = []
+        for index, key in enumerate(self.keys):
+            text = key.get_secret_value()
+            if text == EXAMPLE_SECRETS_KEY or len(set(base64.urlsafe_b64decode(text.encode()))) <= 1:
+                found.append(index)
+        return found
 
 
 class NotifierOptions(BaseModel):
@@ -33,7 +86,22 @@ class NotifierOptions(BaseModel):
         default=90, ge=1, description="A firing alert not seen for this long stops inhibiting others."
     )
     retention_interval_seconds: float = Field(default=3600.0, gt=0, description="How often old rows are deleted.")
+    secrets: SecretsOptions = SecretsOptions()
 
 
 class NotifierSettings(ServiceSettings):
+    model_config = SettingsConfigDict(**ServiceSettings.model_config, hide_input_in_errors=True)
+
     notifier: NotifierOptions = NotifierOptions()
+
+    @model_validator(mode="after")
+    def _no_placeholder_keys(self) -> Self:
+        if self.environment in {Environment.DEVELOPMENT, Environment.TEST}:
+            return self
+        placeholders = self.notifier.secrets.placeholder_keys()
+        if placeholders:
+            raise ValueError(
+                f"notifier.secrets.keys[{placeholders[0]}] is a placeholder key; "
+                f"generate a real one for environment {self.environment.value}"
+            )
+        return self

@@ -14,6 +14,14 @@ Operations and their models:
   routing keys, passwords, HMAC keys) must be `${VARIABLE}` references resolved from the notifier's
   environment, never literal values, so that a stored configuration can be read back without revealing them.
 * `list_config_versions` ListConfigVersionsRequest -> ConfigVersionList: the history, newest first.
+* Receiver secrets, values stored encrypted by the notifier and referenced from the YAML as
+  `secretRef: <name>`; write-only (no operation returns a value), each change audited by the notifier:
+  `put_receiver_secret` PutReceiverSecretRequest -> ReceiverSecretView; `list_receiver_secrets` Empty ->
+  ReceiverSecretList (names and metadata); `delete_receiver_secret` DeleteReceiverSecretRequest ->
+  ReceiverSecretView (404 unknown, 409 while the configuration in force references it);
+  `rotate_receiver_secrets` RotateReceiverSecretsRequest -> RotateReceiverSecretsResponse (re-encrypt every
+  value under the first key). The value crosses the bus in the request only (`SecretStr`: masked in reprs and
+  logs, written out only when the request is serialised for the wire).
 
 The notifier takes these models from here (`opsbus.notifier.domain.api` re-exports them and adds matcher
 syntax checks, answering 400 with the reason); here a matcher is a non-empty string. Pure pydantic, no I/O.
@@ -23,11 +31,14 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, field_serializer, model_validator
 
 SERVICE = "notifier"
 SilenceState = Literal["pending", "active", "expired"]
 ConfigSource = Literal["file", "api"]
+# A receiver secret's name: lower-case DNS-subdomain-like, so it reads the same in YAML, URLs and shells.
+RECEIVER_SECRET_NAME = r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$"  # noqa: S105 - a name pattern
+RECEIVER_SECRET_MAX_BYTES = 65_536
 
 
 class _Model(BaseModel):
@@ -154,3 +165,43 @@ class ConfigVersionSummary(_Model):
 
 class ConfigVersionList(_Model):
     versions: list[ConfigVersionSummary] = Field(description="Newest first.")
+
+
+class PutReceiverSecretRequest(_Model):
+    name: str = Field(pattern=RECEIVER_SECRET_NAME, max_length=253)
+    value: SecretStr = Field(min_length=1, max_length=RECEIVER_SECRET_MAX_BYTES)
+    updated_by: str = Field(min_length=1, max_length=253)
+    comment: str | None = Field(default=None, max_length=2000)
+
+    @field_serializer("value", when_used="json")
+    def _wire(self, value: SecretStr) -> str:
+        return value.get_secret_value()  # the request must carry it; reprs and logs stay masked
+
+
+class ReceiverSecretView(_Model):
+    """A stored secret's metadata; never its value."""
+
+    name: str
+    key_id: str = Field(description="Id of the encryption key the value is stored under (a digest, not the key).")
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    updated_by: str
+
+
+class ReceiverSecretList(_Model):
+    secrets: list[ReceiverSecretView] = Field(description="By name.")
+
+
+class DeleteReceiverSecretRequest(_Model):
+    name: str = Field(pattern=RECEIVER_SECRET_NAME, max_length=253)
+    deleted_by: str = Field(min_length=1, max_length=253)
+
+
+class RotateReceiverSecretsRequest(_Model):
+    rotated_by: str = Field(min_length=1, max_length=253)
+
+
+class RotateReceiverSecretsResponse(_Model):
+    rotated: int = Field(description="Values re-encrypted under the first key.")
+    total: int = Field(description="Values stored.")
+    key_id: str = Field(description="Id of the key every value is now stored under.")

@@ -26,7 +26,10 @@ alert and its resolution route together; `<family>.<verb>` for the rest, e.g. `r
 `cluster`. Child routes inherit receiver, group_by and the three timers from their parent.
 
 `${NAME}` in a string is replaced from the `env` mapping given to `parse_config` (secrets stay out of the
-file); an unset variable is an error naming it. This module does no I/O: the caller reads the file.
+file); an unset variable is an error naming it. A secret field may instead hold a reference to a Kubernetes
+Secret (`{secretKeyRef: {name, key}}`) or to a value stored by the notifier (`{secretRef: name}`), see
+`opsbus.notifier.domain.secrets`: `secret_references` names what the caller must fetch, and `parse_config`
+takes the fetched values as `secrets`. This module does no I/O: the caller reads the file and the secrets.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from opsbus.notifier.domain.durations import parse_duration
 from opsbus.notifier.domain.matchers import Matcher, MatcherError, parse_all
+from opsbus.notifier.domain.secrets import Resolved, SecretRef, is_reference, parse_reference, resolve
 
 ALL_LABELS = "..."
 # Templates come from whoever may edit the configuration: sandboxed (no attribute tricks, no mutation), strict
@@ -357,7 +361,32 @@ def _lines(node: yaml.Node, path: Path, out: dict[Path, int], content: dict[Path
             _lines(item, (*path, index), out, content)
 
 
-def _substitute(value: Any, env: Mapping[str, str], path: Path, problems: list[tuple[Path, str]]) -> Any:
+def _is_secret_field(path: Path) -> bool:
+    """`receivers[i].<kind>[j].<field>` where the field holds a secret."""
+    return (
+        len(path) == 5
+        and path[0] == "receivers"
+        and isinstance(path[2], str)
+        and path[4] in SECRET_FIELDS.get(path[2], ())
+    )
+
+
+def _reference(value: Any, path: Path, problems: list[tuple[Path, str]], secrets: Resolved | None) -> str:
+    """The value a reference stands for; a problem (and "") when it is malformed, misplaced or unresolved."""
+    try:
+        if not _is_secret_field(path):
+            raise ValueError("a secret reference is only accepted in a secret field (url, secret, ...)")
+        return resolve(parse_reference(value), secrets)
+    except ValueError as exc:
+        problems.append((path, str(exc)))
+        return ""
+
+
+def _substitute(
+    value: Any, env: Mapping[str, str], path: Path, problems: list[tuple[Path, str]], secrets: Resolved | None = None
+) -> Any:
+    if is_reference(value):
+        return _reference(value, path, problems, secrets)
     if isinstance(value, str):
 
         def replace(found: re.Match[str]) -> str:
@@ -369,9 +398,9 @@ def _substitute(value: Any, env: Mapping[str, str], path: Path, problems: list[t
 
         return _ENV.sub(replace, value)
     if isinstance(value, dict):
-        return {k: _substitute(v, env, (*path, str(k)), problems) for k, v in value.items()}
+        return {k: _substitute(v, env, (*path, str(k)), problems, secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, env, (*path, i), problems) for i, v in enumerate(value)]
+        return [_substitute(v, env, (*path, i), problems, secrets) for i, v in enumerate(value)]
     return value
 
 
@@ -423,7 +452,11 @@ REDACTED = "<redacted>"
 
 
 def _secret_values(raw: Mapping[str, Any]) -> list[tuple[Path, str]]:
-    found: list[tuple[Path, str]] = []
+    return [(path, value) for path, value in _secret_fields(raw) if isinstance(value, str) and value]
+
+
+def _secret_fields(raw: Mapping[str, Any]) -> list[tuple[Path, Any]]:
+    found: list[tuple[Path, Any]] = []
     receivers = raw.get("receivers")
     if not isinstance(receivers, list):
         return found
@@ -435,9 +468,23 @@ def _secret_values(raw: Mapping[str, Any]) -> list[tuple[Path, str]]:
             for j, cfg in enumerate(configs if isinstance(configs, list) else []):
                 for name in fields:
                     value = cfg.get(name) if isinstance(cfg, dict) else None
-                    if isinstance(value, str) and value:
+                    if value is not None:
                         found.append((("receivers", i, kind, j, name), value))
     return found
+
+
+def secret_references(text: str) -> frozenset[SecretRef]:
+    """The Kubernetes Secret keys and stored secrets the configuration's secret fields refer to (malformed
+    references are left to `parse_config`, which names them); `ConfigError` when the text is not a mapping."""
+    raw, _ = _compose(text)
+    found: set[SecretRef] = set()
+    for _, value in _secret_fields(raw):
+        if is_reference(value):
+            try:
+                found.add(parse_reference(value))
+            except ValueError:
+                continue
+    return frozenset(found)
 
 
 def literal_secrets(text: str) -> list[Issue]:
@@ -483,19 +530,21 @@ def _template_problems(
     return found
 
 
-def parse_config(text: str, env: Mapping[str, str] | None = None) -> NotifierConfig:
-    """Parse and validate the YAML; `ConfigError` lists every problem with its YAML path and line."""
+def parse_config(text: str, env: Mapping[str, str] | None = None, secrets: Resolved | None = None) -> NotifierConfig:
+    """Parse and validate the YAML, taking `${VARIABLE}`s from `env` and references from `secrets` (fetched for
+    `secret_references(text)`); `ConfigError` lists every problem with its YAML path and line."""
     content: dict[Path, int] = {}
     raw, lines = _compose(text, content)
     problems: list[tuple[Path, str]] = []
-    raw = _substitute(raw, {} if env is None else env, (), problems)
+    raw = _substitute(raw, {} if env is None else env, (), problems, secrets)
     try:
         parsed = ConfigFile.model_validate(raw)
-    except ValidationError as exc:
-        messages = []
+    except ValidationError as exc:  # a failed substitution left "" behind: say why, not only that it is empty
+        messages = [_issue(path, lines, message) for path, message in problems]
         for error in exc.errors(include_url=False):
             message = error["msg"].removeprefix("Value error, ")
-            messages.append(_issue(_yaml_path(error["loc"]), lines, message))
+            if (path := _yaml_path(error["loc"])) not in {p for p, _ in problems}:
+                messages.append(_issue(path, lines, message))
         raise ConfigError(messages) from None
     root = _resolve(
         parsed.route,
