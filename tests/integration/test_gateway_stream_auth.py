@@ -93,10 +93,10 @@ async def test_sse_delivers_filters_by_namespace_and_resumes_from_last_event_id(
             resumed = await frames(await connected(again), 2)
         names = [json.loads(f["data"])["subject"] for f in resumed]
         assert names == ["Pod/team-a/web-2", "Pod/team-a/web-3"]
-        # another tenant's namespace by name: 403; a pattern with no family: 422
+        # another tenant's namespace by name: 403; a pattern with no family: 400
         denied = await c.get("/v1/events/stream", params={"pattern": "alert.fired.prod.team-b"})
         assert denied.status_code == 403
-        assert (await c.get("/v1/events/stream", params={"pattern": "*.>"})).status_code == 422
+        assert (await c.get("/v1/events/stream", params={"pattern": "*.>"})).status_code == 400
 
 
 async def test_slow_sse_client_is_dropped_and_can_resume(stack: GatewayStack, make_bus: MakeBus) -> None:

@@ -9,7 +9,6 @@ import pytest
 from opsbus.gateway.domain import keys
 from opsbus.gateway.domain.access import ALL, Denied, Principal, Role, Scope, authorize, can_see
 from opsbus.gateway.domain.ratelimit import RateLimiter
-from opsbus.gateway.domain.streams import PatternError, subscription, visible
 
 
 def test_minted_keys_are_random_parse_back_and_store_only_a_digest() -> None:
@@ -84,16 +83,3 @@ def test_rate_limiter_memory_is_bounded() -> None:
     for i in range(100):
         limiter.check(f"k{i}", 0.0)
     assert len(limiter._buckets) == 10
-
-
-def test_stream_patterns_name_a_family_and_events_are_filtered_by_scope() -> None:
-    assert subscription("alert.>").stream == "ALERT"
-    assert subscription("deploy.*.*.payments").stream == "DEPLOY"
-    for bad in ("*.>", ">", "alert.fired", "nope.>", "alert..x.y", "alert.>.x"):
-        with pytest.raises(PatternError):
-            subscription(bad)
-    tenant = Principal(kind="apikey", id="k", role=Role.VIEWER, scope=Scope.of(["team-a"], ["prod"]))
-    assert visible(tenant, "alert.fired.prod.team-a")
-    assert not visible(tenant, "alert.fired.prod.team-b")
-    assert not visible(tenant, "alert.fired.staging.team-a")
-    assert not visible(tenant, "alert.fired.prod._")

@@ -1,17 +1,17 @@
 """Past events from the JetStream streams, one page at a time, paginated by stream sequence.
 
 A page is read through a short-lived ephemeral pull consumer (no acks, in memory, deleted at the end) whose
-filter subjects are the caller's pattern narrowed to the caller's namespaces and clusters, so the server only
-delivers what the caller may see; every event is still checked with `visible()`. A page ends when it is
-full, the stream has nothing more that matches, or `scan_limit` events were read: the answer says the last
-sequence read (`next_after`) and whether more may follow, so a client resumes exactly where it stopped.
+filter subjects are the caller's grant (`domain.scopes`: the pattern narrowed to the caller's namespaces and
+clusters), so the server only delivers what the caller may see; every event is still checked with `in_scope()`.
+A page ends when it is full, the stream has nothing more that matches, or `scan_limit` events were read: the
+answer says the last sequence read (`next_after`) and whether more may follow, so a client resumes exactly
+where it stopped.
 This module never writes to a stream.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +23,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from opsbus.gateway.domain.access import Principal
-from opsbus.gateway.domain.streams import Subscription, scoped_filters, visible
+from opsbus.gateway.domain.entries import decode
+from opsbus.gateway.domain.scopes import Grant, in_scope
 
 log = logging.getLogger(__name__)
 _BATCH = 256
@@ -31,7 +32,7 @@ _BATCH = 256
 
 @dataclass(frozen=True, slots=True)
 class HistoryQuery:
-    subscription: Subscription
+    grant: Grant
     after: int | None  # a stream sequence: start after it
     since: datetime | None  # else: the first event at or after this time
     limit: int
@@ -42,7 +43,7 @@ class PastEvent:
     sequence: int
     subject: str
     time: datetime
-    event: dict[str, Any] | None  # the CloudEvent; None when the message is not a JSON object
+    event: dict[str, Any] | None  # the CloudEvent; None when the stored message is not one (entries.decode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +60,8 @@ class EventHistory:
         self.timeout = timeout
 
     async def page(self, query: HistoryQuery, principal: Principal) -> HistoryPage:
-        filters = scoped_filters(query.subscription.pattern, principal)
-        if not filters:
-            return HistoryPage(events=[], next_after=query.after, more=False)
-        stream = query.subscription.stream
+        filters = list(query.grant.filters)
+        stream = query.grant.stream
         try:
             await self.js.stream_info(stream)
         except NotFoundError:
@@ -99,8 +98,8 @@ class EventHistory:
                 meta = msg.metadata
                 scanned += 1
                 pending = meta.num_pending
-                if visible(who, msg.subject):
-                    events.append(PastEvent(meta.sequence.stream, msg.subject, meta.timestamp, _decode(msg.data)))
+                if in_scope(who.scope, msg.subject):
+                    events.append(PastEvent(meta.sequence.stream, msg.subject, meta.timestamp, decode(msg.data).event))
                 last = meta.sequence.stream
                 if len(events) >= query.limit:
                     break
@@ -113,11 +112,3 @@ def _start(query: HistoryQuery) -> dict[str, Any]:
     if query.since is not None:
         return {"deliver_policy": DeliverPolicy.BY_START_TIME, "opt_start_time": query.since}
     return {"deliver_policy": DeliverPolicy.ALL}
-
-
-def _decode(data: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None

@@ -1,5 +1,10 @@
 """Server-Sent Events of bus events: one ephemeral ordered JetStream consumer per client, filtered by the
-caller's pattern (server side) and scope (here), resumable from a stream sequence, bounded.
+caller's grant (server side: the pattern narrowed to the caller's scope by `domain.scopes`) and checked again
+per message here, resumable from a stream sequence, bounded.
+
+* Frames are built, never copied: each stored message is decoded and its CloudEvent re-serialised as one JSON
+  line (`domain.entries`), so no publisher can forge a frame. A message that is not a CloudEvent becomes
+  `event: undecodable` with the stream sequence as its id and a reason, none of its bytes.
 
 * `id:` of each SSE event is the JetStream stream sequence, so a client that reconnects with
   `Last-Event-ID: N` continues at N+1: nothing published meanwhile is lost (within the stream's retention).
@@ -26,7 +31,8 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from opsbus.gateway.domain.access import Principal
-from opsbus.gateway.domain.streams import Subscription, visible
+from opsbus.gateway.domain.entries import decode
+from opsbus.gateway.domain.scopes import Grant, in_scope
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +48,11 @@ class StreamOptions:
     max_clients: int = 500
 
 
-def frame(seq: int, event_type: str, data: bytes) -> bytes:
-    # The CloudEvent is one JSON line (no raw newlines), so `data:` holds it whole.
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event_type.encode(), data)
+def frame(seq: int, data: bytes) -> bytes:
+    """One SSE frame for the stored message `data` at stream sequence `seq`, whatever `data` holds."""
+    entry = decode(data)
+    line = entry.line if entry.event is not None else json.dumps({"sequence": seq, "reason": entry.reason}).encode()
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, entry.name.encode(), line)
 
 
 class EventStreams:
@@ -64,7 +72,7 @@ class EventStreams:
         if self.clients >= self.options.max_clients:
             raise TooManyClientsError(f"{self.clients} stream clients already connected")
 
-    async def stream(self, sub: Subscription, principal: Principal, last_event_id: int | None) -> AsyncIterator[bytes]:
+    async def stream(self, grant: Grant, principal: Principal, last_event_id: int | None) -> AsyncIterator[bytes]:
         """The SSE body: yields frames until the client goes away or is dropped."""
         self.admit()
         queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=self.options.queue)
@@ -86,9 +94,11 @@ class EventStreams:
             )
         else:
             config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW, inactive_threshold=60.0)
+        if len(grant.filters) > 1:
+            config.filter_subjects = list(grant.filters)
         psub = await self.js.subscribe(
-            sub.pattern,
-            stream=sub.stream,
+            grant.filters[0],
+            stream=grant.stream,
             cb=on_message,
             ordered_consumer=True,
             idle_heartbeat=5.0,
@@ -97,7 +107,7 @@ class EventStreams:
         self.clients += 1
         self._clients_gauge.inc()
         try:
-            yield b": connected to " + sub.pattern.encode() + b"\nretry: 2000\n\n"
+            yield b": connected to " + grant.pattern.encode() + b"\nretry: 2000\n\n"
             while True:
                 get = asyncio.ensure_future(queue.get())
                 dropped = asyncio.ensure_future(overflow.wait())
@@ -113,12 +123,10 @@ class EventStreams:
                                 await task
                 if get in done:
                     msg = get.result()
-                    if not visible(principal, msg.subject):
+                    if not in_scope(principal.scope, msg.subject):
                         continue
-                    seq = msg.metadata.sequence.stream
-                    event_type = (msg.headers or {}).get("Ce-Type") or _type_of(msg.data)
                     self._sent.inc()
-                    yield frame(seq, event_type, msg.data)
+                    yield frame(msg.metadata.sequence.stream, msg.data)
                 elif overflow.is_set() and queue.empty():
                     self._dropped.inc()
                     reason = {"reason": "the client read too slowly; reconnect with Last-Event-ID"}
@@ -131,11 +139,3 @@ class EventStreams:
             self._clients_gauge.dec()
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()
-
-
-def _type_of(data: bytes) -> str:
-    try:
-        value = json.loads(data).get("type")
-    except (ValueError, AttributeError):
-        return "message"
-    return value if isinstance(value, str) and value.isprintable() and " " not in value else "message"

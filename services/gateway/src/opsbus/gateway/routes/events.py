@@ -1,6 +1,8 @@
 """`GET /v1/events`: past events from the streams, one page at a time by stream sequence.
 `GET /v1/events/stream`: Server-Sent Events of bus events matching a subject pattern, resumable with
-`Last-Event-ID` (the stream sequence). Both are limited to the caller's namespaces and clusters."""
+`Last-Event-ID` (the stream sequence). Both are limited to the caller's namespaces and clusters by the one
+rule of `domain.scopes`: an invalid pattern is 400, one naming a cluster or namespace out of scope is 403,
+any other is narrowed to the scope (never widened)."""
 
 from __future__ import annotations
 
@@ -12,14 +14,17 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
 from opsbus.gateway.auth import Ctx, LastEventId, Viewer
-from opsbus.gateway.domain.access import Denied, Principal
-from opsbus.gateway.domain.streams import PatternError, Subscription, subscription
+from opsbus.gateway.domain.access import Principal
+from opsbus.gateway.domain.scopes import Grant, PatternError, grant
 from opsbus.gateway.history import HistoryQuery
 from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem
 from opsbus.gateway.streaming import TooManyClientsError
 
 router = APIRouter(tags=["events"], responses=PROBLEM_RESPONSES)
-_PATTERN_HELP = "NATS subject pattern, family first: `alert.>`, `deploy.*.*.payments`, `audit.recorded.prod.*`."
+_PATTERN_HELP = (
+    "NATS subject pattern, family first: `alert.>`, `deploy.*.*.payments`, `audit.recorded.prod.*`. "
+    "Narrowed to your clusters and namespaces; naming one outside them is 403."
+)
 _DEFAULT_WINDOW = timedelta(hours=1)
 
 
@@ -27,7 +32,7 @@ class PastEvent(BaseModel):
     sequence: int = Field(description="The event's sequence in its stream (the SSE `id`).")
     subject: str
     time: datetime = Field(description="When the stream stored it.")
-    event: dict[str, Any] | None = Field(description="The CloudEvent; null if the message is not a JSON object.")
+    event: dict[str, Any] | None = Field(description="The CloudEvent; null if the stored message is not one.")
 
 
 class EventPage(BaseModel):
@@ -39,18 +44,12 @@ class EventPage(BaseModel):
     more: bool = Field(description="Whether the stream holds more matching events after `next_after`.")
 
 
-def _checked(who: Principal, pattern: str) -> Subscription:
-    """The pattern's subscription; 422 when invalid, 403 when it names a namespace or cluster out of scope."""
+def _granted(who: Principal, pattern: str) -> Grant:
+    """What `who` may read through `pattern`: 400 when invalid, 403 (`Denied`) when out of scope."""
     try:
-        sub = subscription(pattern)
+        return grant(pattern, who.scope)
     except PatternError as exc:
-        raise ApiProblem(422, str(exc), slug="validation") from None
-    tokens = pattern.split(".")
-    if len(tokens) == 4 and tokens[3] not in {"*", ">"} and not who.scope.covers_namespace(tokens[3]):
-        raise Denied(f"not allowed on namespace {tokens[3]}")
-    if len(tokens) >= 3 and tokens[2] not in {"*", ">"} and not who.scope.covers_cluster(tokens[2]):
-        raise Denied(f"not allowed in cluster {tokens[2]}")
-    return sub
+        raise ApiProblem(400, str(exc), slug="invalid-pattern") from None
 
 
 @router.get("/v1/events", summary="Past events of a subject pattern in your namespaces, oldest first, by page")
@@ -68,9 +67,9 @@ async def history(
     ),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> EventPage:
-    sub = _checked(who, subject)
+    granted = _granted(who, subject)
     start = since if since is not None or after is not None else datetime.now(UTC) - _DEFAULT_WINDOW
-    page = await ctx.history.page(HistoryQuery(sub, after=after, since=start, limit=limit), who)
+    page = await ctx.history.page(HistoryQuery(granted, after=after, since=start, limit=limit), who)
     return EventPage(
         events=[PastEvent(sequence=e.sequence, subject=e.subject, time=e.time, event=e.event) for e in page.events],
         next_after=page.next_after,
@@ -92,7 +91,7 @@ async def stream(
     pattern: str = Query(min_length=3, max_length=300, description=_PATTERN_HELP),
     after: int | None = Query(default=None, ge=0, description="Resume after this sequence (like Last-Event-ID)."),
 ) -> StreamingResponse:
-    sub = _checked(who, pattern)
+    granted = _granted(who, pattern)
     resume = after
     if last_event_id is not None:
         if not last_event_id.strip().isdigit() or len(last_event_id.strip()) > 18:
@@ -103,7 +102,7 @@ async def stream(
     except TooManyClientsError as exc:
         raise ApiProblem(503, str(exc), slug="too-many-streams", headers={"Retry-After": "5"}) from None
     return StreamingResponse(
-        ctx.streams.stream(sub, who, resume),
+        ctx.streams.stream(granted, who, resume),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
