@@ -103,6 +103,8 @@ def stack(
                 "watcher": {
                     "OPSBUS_WATCHER__THRESHOLDS__RESOLVE_AFTER_SECONDS": "2",
                     "OPSBUS_WATCHER__LOG_TIMEOUT_SECONDS": "1",
+                    # scenario 6's flapping pod resolves after 20 s of calm instead of the default 120 s
+                    "OPSBUS_WATCHER__RESOLUTION__RULES": '{"KubePodImagePullFailing": {"flap_stable_seconds": 20}}',
                 },
                 "deployer": {"OPSBUS_DEPLOYER__TICK_SECONDS": "0.5"},
                 "healer": {"OPSBUS_HEALER__VERIFY_POLL_SECONDS": "0.25"},
