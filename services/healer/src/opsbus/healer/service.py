@@ -25,6 +25,7 @@ from opsbus.healer import api
 from opsbus.healer.cluster import KubeCluster
 from opsbus.healer.domain.policy import PolicyError, parse_policies
 from opsbus.healer.executing import Executor
+from opsbus.healer.scheduling import run_scheduler
 from opsbus.healer.settings import HealerSettings
 from opsbus.healer.store import MIGRATIONS, SCHEMA, TABLES
 
@@ -220,11 +221,15 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
                 log.warning("healer housekeeping failed; retrying in %.0fs", every, exc_info=True)
 
     loop = asyncio.create_task(housekeeping(), name="healer:housekeeping")
+    scheduler = asyncio.create_task(
+        run_scheduler(executor, s.healer.schedule_poll_seconds, rt.registry), name="healer:scheduler"
+    )
 
     async def stop_loop() -> None:
-        loop.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await loop
+        for task in (loop, scheduler):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     rt.on_shutdown(stop_loop, "housekeeping")
     return Healer(executor=executor, bus=bus)
