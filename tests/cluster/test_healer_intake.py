@@ -41,8 +41,13 @@ async def test_a_second_alert_is_acted_on_while_the_first_recovery_is_still_veri
     # The first recovery now waits (up to 180 s) for its alert to resolve; the second alert is not held back.
     await bus.publisher.publish(second_event)
     await asyncio.to_thread(wait_until, "the second restart applied", lambda: restarted(cluster, "two"), 60)
-    statuses = await rows(database_url, "select status from healer.recoveries order by created_at")
-    assert [r["status"] for r in statuses] == ["running", "running"]  # both verifying, neither finished
+    await until(  # both verifying, neither finished
+        "both recoveries verifying",
+        lambda: rows(
+            database_url, "select 1 from healer.recoveries having count(*) filter (where status = 'verifying') = 2"
+        ),
+        10,
+    )
     attempts = await rows(database_url, "select status from healer.attempts")
     assert [r["status"] for r in attempts] == ["started", "started"]
 
@@ -55,7 +60,7 @@ async def test_a_second_alert_is_acted_on_while_the_first_recovery_is_still_veri
         lambda: rows(
             database_url,
             "select 1 from healer.recoveries having count(*) filter "
-            "(where status = 'succeeded' and lease_owner is null) = 2",
+            "(where status = 'resolved' and lease_owner is null) = 2",
         ),
         30,
     )

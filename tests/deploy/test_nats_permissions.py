@@ -335,21 +335,10 @@ def _durables_in_source(service: str) -> set[tuple[str | None, str]]:
 
 
 def _real_specs(service: str) -> list[ConsumerSpec]:
-    """Specs the services expose as functions or data (the rest are literals, read by `_durables_in_source`)."""
-    if service == "gateway":
-        from opsbus.gateway.service import consumer_specs  # noqa: PLC0415
+    """Specs the services build in `consumer_specs(settings)` (the rest are literals, read by `_durables_in_source`)."""
+    from tests.integration.test_dlq_contract import consumer_specs  # noqa: PLC0415
 
-        return [spec for spec, _ in consumer_specs()]
-    if service == "deployer":
-        from opsbus.deployer.service import consumer_spec  # noqa: PLC0415
-        from opsbus.deployer.settings import DeployerSettings  # noqa: PLC0415
-
-        return [consumer_spec(DeployerSettings.model_validate({"cluster": CLUSTER}))]
-    if service == "notifier":
-        from opsbus.notifier.service import SUBJECTS  # noqa: PLC0415
-
-        return [ConsumerSpec(durable=f"notifier-{s.lower()}", stream=s, subjects=v) for s, v in SUBJECTS.items()]
-    return []
+    return consumer_specs(service)
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -182,9 +182,11 @@ def test_freeze_windows_absolute_and_weekly() -> None:
     monday = FreezeWindow("monday", weekdays=frozenset({0}), daily_start=time(0), daily_end=time(23, 59))
     overnight = FreezeWindow("night", daily_start=time(22), daily_end=time(10))
     acts(plan(inp(guards=Guards(freeze_windows=(monday,)))))
-    for window in (absolute, friday_pm, overnight):
+    # Deferred (never dropped, nor escalated at once) until the window closes.
+    for window, closes in ((absolute, 3600.0), (friday_pm, 8.5 * 3600), (overnight, 1800.0)):
         noop = refused(plan(inp(guards=Guards(freeze_windows=(window,)))), "freeze_window")
-        assert window.name in noop.reason
+        assert window.name in noop.reason and not noop.escalate
+        assert noop.retry_after == pytest.approx(closes)
 
 
 def test_attempt_budget_per_target_within_the_window() -> None:
@@ -193,13 +195,14 @@ def test_attempt_budget_per_target_within_the_window() -> None:
     acts(plan(inp(history=[*spent[:2], attempt(20, recovery="d", key="Deployment/other/x")])))
     acts(plan(inp(history=[*spent, attempt(1, recovery="e", dry=True)][1:])))  # dry runs do not count
     noop = refused(plan(inp(history=spent)), "attempt_budget")
-    assert noop.escalate and "3/3" in noop.reason
+    assert not noop.escalate and "3/3" in noop.reason
+    assert noop.retry_after == pytest.approx(600.0)  # the oldest of the three leaves the hour's window
 
 
 def test_cooldown_blocks_a_flapping_target_but_not_the_same_recoverys_next_step() -> None:
     acts(plan(inp(history=[attempt(11)])))
     noop = refused(plan(inp(history=[attempt(3)])), "cooldown")
-    assert not noop.escalate
+    assert not noop.escalate and noop.retry_after == pytest.approx(7 * 60.0)  # deferred to the cooldown's end
     same = [attempt(1, recovery="r-1")]
     acts(plan(inp(history=same, step=2, continuing=True, snapshot=Snapshot(target=WORKLOAD.as_resource_ref()))))
 
@@ -218,7 +221,7 @@ def test_blast_radius_on_a_workloads_pods() -> None:
     noop = refused(
         plan(inp(snapshot=Snapshot(target=POD, workload_pods_total=3, workload_pods_disrupted=1))), "blast_radius"
     )
-    assert noop.escalate
+    assert not noop.escalate and noop.retry_after == Guards().recheck_seconds
 
 
 def test_blast_radius_on_nodes_counts_other_cordoned_nodes() -> None:
@@ -226,7 +229,8 @@ def test_blast_radius_on_nodes_counts_other_cordoned_nodes() -> None:
     base = inp(alert=node_alert, policy=policy("node"), snapshot=Snapshot(target=NODE))
     acts(plan(base))
     acts(plan(replace(base, snapshot=Snapshot(target=NODE, nodes_unschedulable=("node-a",)))))  # itself
-    refused(plan(replace(base, snapshot=Snapshot(target=NODE, nodes_unschedulable=("node-b",)))), "blast_radius")
+    noop = refused(plan(replace(base, snapshot=Snapshot(target=NODE, nodes_unschedulable=("node-b",)))), "blast_radius")
+    assert not noop.escalate and noop.retry_after == Guards().recheck_seconds
 
 
 def test_drain_needs_approval_which_expires() -> None:

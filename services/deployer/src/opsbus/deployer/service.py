@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from opsbus.common.bus import Bus, ConsumerSpec
+from opsbus.common.events.payloads import DeployRequested
 from opsbus.common.rpc import Endpoint, serve
 from opsbus.common.runtime import Runtime
 from opsbus.common.store import Database, OutboxRelay, RelayOptions, RetentionRule, check_schema_current, purge_all
@@ -96,15 +97,19 @@ async def _retention_loop(db: Database, rules: list[RetentionRule]) -> None:
         await asyncio.sleep(RETENTION_EVERY_SECONDS)
 
 
-def consumer_spec(settings: DeployerSettings) -> ConsumerSpec:
-    return ConsumerSpec(
-        durable="deployer-requests",
-        stream="DEPLOY",
-        subjects=[f"deploy.requested.{settings.cluster}.>"],
-        # No bus-level freshness: the engine answers a stale request with deploy.skipped instead of dropping it.
-        freshness=None,
-        description="deployer: deploy.requested for this cluster",
-    )
+def consumer_specs(settings: DeployerSettings) -> list[ConsumerSpec]:
+    """Every durable consumer of the deployer, with what each accepts (tests/integration/test_dlq_contract.py)."""
+    return [
+        ConsumerSpec(
+            durable="deployer-requests",
+            stream="DEPLOY",
+            subjects=[f"deploy.requested.{settings.cluster}.>"],
+            accepts=[DeployRequested],
+            # No bus-level freshness: the engine answers a stale request with deploy.skipped instead of dropping it.
+            freshness=None,
+            description="deployer: deploy.requested for this cluster",
+        )
+    ]
 
 
 def endpoints(engine: Engine) -> list[Endpoint[Any, Any]]:
@@ -185,7 +190,8 @@ async def start(
     )
     await relay.start()
     engine.start()
-    bus.consumer(consumer_spec(settings), engine.accept)
+    (spec,) = consumer_specs(settings)
+    bus.consumer(spec, engine.accept)
     await bus.start()
     rpc = await serve(bus.nc, SERVICE, VERSION, endpoints(engine), description="opsbus deployer", tracer=tracer)
     retention = asyncio.create_task(_retention_loop(db, retention_rules(settings)), name="deployer:retention")

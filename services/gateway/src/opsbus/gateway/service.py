@@ -14,7 +14,8 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from opsbus.common.bus import Bus, ConsumerSpec
+from opsbus.common.bus import Bus, ConsumerSpec, family_payloads
+from opsbus.common.events.payloads import AlertFired, AlertResolved, AuditRecorded, NotifyDelivered, NotifyFailed
 from opsbus.common.runtime import Runtime
 from opsbus.common.store import Database, OutboxRelay, RelayOptions, RetentionRule, check_schema_current, purge_all
 from opsbus.gateway import store
@@ -51,51 +52,45 @@ class Gateway:
     port: int | None = None
 
 
-def consumer_specs() -> list[tuple[ConsumerSpec, str]]:
+def consumer_specs(settings: GatewaySettings) -> list[ConsumerSpec]:
+    """Every durable consumer of the gateway, with what each accepts (tests/integration/test_dlq_contract.py)."""
+    del settings  # the read models take every cluster
     return [
-        (
-            ConsumerSpec(
-                durable=AUDIT_CONSUMER,
-                stream="AUDIT",
-                subjects=["audit.>"],
-                max_deliver=10,
-                backoff=(0.1, 1.0, 5.0, 30.0),
-                description="gateway: audit.recorded into the queryable audit table",
-            ),
-            "on_audit",
+        ConsumerSpec(
+            durable=AUDIT_CONSUMER,
+            stream="AUDIT",
+            subjects=["audit.>"],
+            accepts=[AuditRecorded],
+            description="gateway: audit.recorded into the queryable audit table",
+            max_deliver=10,
+            backoff=(0.1, 1.0, 5.0, 30.0),
         ),
-        (
-            ConsumerSpec(
-                durable=ALERT_CONSUMER,
-                stream="ALERT",
-                subjects=["alert.>"],
-                max_deliver=10,
-                backoff=(0.1, 1.0, 5.0, 30.0),
-                description="gateway: alerts into the incidents read model",
-            ),
-            "on_alert",
+        ConsumerSpec(
+            durable=ALERT_CONSUMER,
+            stream="ALERT",
+            subjects=["alert.>"],
+            accepts=[AlertFired, AlertResolved],
+            description="gateway: alerts into the incidents read model",
+            max_deliver=10,
+            backoff=(0.1, 1.0, 5.0, 30.0),
         ),
-        (
-            ConsumerSpec(
-                durable=f"{CHAIN_CONSUMER}-recovery",
-                stream="RECOVERY",
-                subjects=["recovery.>"],
-                max_deliver=10,
-                backoff=(0.1, 1.0, 5.0, 30.0),
-                description="gateway: recoveries of incidents",
-            ),
-            "on_chain",
+        ConsumerSpec(
+            durable=f"{CHAIN_CONSUMER}-recovery",
+            stream="RECOVERY",
+            subjects=["recovery.>"],
+            accepts=family_payloads("recovery"),
+            description="gateway: recoveries of incidents",
+            max_deliver=10,
+            backoff=(0.1, 1.0, 5.0, 30.0),
         ),
-        (
-            ConsumerSpec(
-                durable=f"{CHAIN_CONSUMER}-notify",
-                stream="NOTIFY",
-                subjects=["notify.>"],
-                max_deliver=10,
-                backoff=(0.1, 1.0, 5.0, 30.0),
-                description="gateway: notifications of incidents",
-            ),
-            "on_chain",
+        ConsumerSpec(
+            durable=f"{CHAIN_CONSUMER}-notify",
+            stream="NOTIFY",
+            subjects=["notify.>"],
+            accepts=[NotifyDelivered, NotifyFailed],
+            description="gateway: notifications of incidents",
+            max_deliver=10,
+            backoff=(0.1, 1.0, 5.0, 30.0),
         ),
     ]
 
@@ -128,8 +123,9 @@ async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gat
     rt.on_shutdown(relay.stop, "outbox relay")
 
     reads = ReadModel(db)
-    for spec, method in consumer_specs():
-        bus.consumer(spec, getattr(reads, method))
+    handlers = {AUDIT_CONSUMER: reads.on_audit, ALERT_CONSUMER: reads.on_alert}
+    for spec in consumer_specs(s):
+        bus.consumer(spec, handlers.get(spec.durable, reads.on_chain))  # the rest follow incident chains
     await bus.start()
 
     http = httpx.AsyncClient(follow_redirects=False)

@@ -24,6 +24,7 @@ from opsbus.common.events.payloads import (
     RecoveryRejected,
 )
 from opsbus.common.store import Database
+from opsbus.healer.domain.lifecycle import Transition
 from opsbus.healer.domain.planning import Grant
 from opsbus.healer.recording import SERVICE, Recorder
 from opsbus.healer.store import ApprovalRow, RecoveryRow
@@ -73,11 +74,11 @@ class Approvals:
                 event: Any = RecoveryApproved(
                     recovery_id=rid, step=step, approver=user, reason=comment, expires_at=row.expires_at
                 )
-                # `running` again: if this replica dies before the step starts, the orphan sweep resumes it.
-                await self.rec.set_status(session, rid, "running")
+                # `acting` again: if this replica dies before the step starts, the orphan sweep resumes it.
+                await self.rec.transition(session, rid, Transition.APPROVE, f"approved by {approver}: {comment or ''}")
             else:
                 event = RecoveryRejected(recovery_id=rid, step=step, approver=user, reason=comment or "rejected")
-                await self.rec.set_status(session, rid, "rejected")
+                await self.rec.transition(session, rid, Transition.REJECT, f"rejected by {approver}: {comment or ''}")
             await self.rec.emit(session, self.rec.event(event, target, cause, f"{rid}:{step}:{row.status}"))
             await self.rec.audit(
                 session,
@@ -171,7 +172,7 @@ class Approvals:
                     reason="approval expired: not executed",
                     key=f"{row.recovery_id}:{row.step}:expired",
                 )
-                await self.rec.set_status(session, row.recovery_id, "rejected")
+                await self.rec.transition(session, row.recovery_id, Transition.REJECT, "approval expired")
         if rows:
             self.rec.wake_relay()
         return len(rows)

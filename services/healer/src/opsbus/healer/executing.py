@@ -1,7 +1,8 @@
 """The executor: the one object the service wires, composed of the healer's working parts.
 
-`intake` (alerts and deploy outcomes in), `recovering` (the ladder: plan, act, verify), `approving`
-(people's decisions), `policies` (versions), `recording` (events, audit, escalation). Each part is a
+`intake` (alerts and deploy outcomes in), `recovering` (the ladder: plan, act, verify), `deferring` (the
+scheduler of what a guard put off), `approving` (people's decisions), `policies` (versions), `recording`
+(events, audit, lifecycle transitions, escalation). Each part is a
 module of its own; this module only builds them over shared ports (database, cluster, clock) and offers
 the operations the service and the tests call. It decides nothing itself.
 """
@@ -16,6 +17,7 @@ from opsbus.common.events import Envelope
 from opsbus.common.store import Database
 from opsbus.healer.approving import Approvals
 from opsbus.healer.cluster import KubeCluster
+from opsbus.healer.deferring import Queue, Scheduler
 from opsbus.healer.domain.planning import Grant, Guards
 from opsbus.healer.domain.policy import PolicyError, PolicySet
 from opsbus.healer.intake import Intake
@@ -65,6 +67,9 @@ class Executor:
             db=db, rec=self.recorder, policies=self.policy_store, clock=clock, launch=self.ladder.launch
         )
         self.approvals = Approvals(db=db, rec=self.recorder, clock=clock, resume=self._resume_granted)
+        self.scheduler = Scheduler(
+            db=db, rec=self.recorder, policies=self.policy_store, clock=clock, launch=self.ladder.launch
+        )
 
     def _resume_granted(self, rid: str, grant: Grant) -> None:
         self.ladder.spawn(self.ladder.resume(rid, grant))
@@ -104,6 +109,13 @@ class Executor:
 
     async def decide(self, rid: str, step: int, approver: str, *, approve: bool, comment: str | None) -> str:
         return await self.approvals.decide(rid, step, approver, approve=approve, comment=comment)
+
+    async def wake_deferred(self) -> list[str]:
+        """Close, escalate or plan again the deferred recoveries whose time has come (one replica each)."""
+        return await self.scheduler.wake()
+
+    async def deferral_queue(self) -> Queue:
+        return await self.scheduler.queue()
 
     async def expire_approvals(self) -> int:
         return await self.approvals.expire_approvals()

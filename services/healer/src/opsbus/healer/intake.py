@@ -9,18 +9,21 @@ in the background (`recovering`); the intake never waits for a verification.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.dialects.postgresql import insert
 
 from opsbus.common.events import Envelope
-from opsbus.common.events.payloads import AlertFired, AlertResolved, AuditOutcome
+from opsbus.common.events.payloads import AlertFired, AlertResolved, AuditOutcome, Severity
 from opsbus.common.store import Database
+from opsbus.healer.domain.lifecycle import State
 from opsbus.healer.domain.policy import AlertFacts
 from opsbus.healer.policies import PolicyStore
 from opsbus.healer.recording import Recorder, alert_state, object_of, recovery_id_for
 from opsbus.healer.store import AlertRow, DeployOutcomeRow, RecoveryRow
 
+# The order a storm is worked through when the rate limit defers most of it: critical first.
+SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
 DEPLOY_TERMINAL = {
     "io.opsbus.deploy.succeeded.v1": "succeeded",
     "io.opsbus.deploy.rolledback.v1": "rolledback",
@@ -103,8 +106,10 @@ class Intake:
                     policy=policy.name,
                     policy_version=policies.version,
                     target_key=state.target_key,
-                    status="running",
+                    status=State.OPEN.value,
                     step=1,
+                    act_by=now + timedelta(seconds=policy.escalate_after),
+                    severity_rank=SEVERITY_RANK.get(alert.severity, len(SEVERITY_RANK)),
                     created_at=now,
                     updated_at=now,
                 )

@@ -21,12 +21,13 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsbus.common.store import Database
+from opsbus.healer.domain import lifecycle
 from opsbus.healer.store import RecoveryRow
 
 log = logging.getLogger(__name__)
 
 # Recoveries in these states still have work a replica must do (or resume) without a new event.
-RESUMABLE = ("running",)
+RESUMABLE = tuple(s.value for s in lifecycle.RESUMABLE)
 
 
 class LeaseHeld(Exception):

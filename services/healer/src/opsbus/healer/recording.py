@@ -16,10 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import JsonValue
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsbus.common.audit import Auditor
+from opsbus.common.errors import ConflictError
 from opsbus.common.events import Envelope
 from opsbus.common.events.payloads import (
     ActionKind,
@@ -37,13 +38,14 @@ from opsbus.common.events.payloads import (
     VerificationSpec,
 )
 from opsbus.common.store import Database, Outbox
+from opsbus.healer.domain import lifecycle
+from opsbus.healer.domain.lifecycle import State, Transition
 from opsbus.healer.domain.planning import AlertState, Plan
 from opsbus.healer.domain.policy import Policy
-from opsbus.healer.store import TABLES, AttemptRow, RecoveryRow
+from opsbus.healer.store import TABLES, AttemptRow, RecoveryRow, TransitionRow
 
 SERVICE = "healer"
 _IDS = uuid.UUID("1d4f5c1e-8a0b-4b61-9a8e-3c2f7d6e5b40")
-TERMINAL = frozenset({"succeeded", "escalated", "skipped", "dry_run", "rejected"})
 
 
 def recovery_id_for(alert_event_id: str, policy: str) -> str:
@@ -129,11 +131,34 @@ class Recorder:
             "dry_run": p.dry_run,
         }
 
-    async def set_status(self, session: AsyncSession, rid: str, status: str, step: int | None = None) -> None:
-        values: dict[str, Any] = {"status": status, "updated_at": self.clock()}
-        if step is not None:
-            values["step"] = step
+    async def state(self, session: AsyncSession, rid: str) -> State:
+        """The recovery's state, its row locked until the caller's transaction ends (transitions serialize)."""
+        q = select(RecoveryRow.status).where(RecoveryRow.id == rid).with_for_update()
+        return State((await session.execute(q)).scalar_one())
+
+    async def transition(
+        self, session: AsyncSession, rid: str, transition: Transition, reason: str, **values: Any
+    ) -> State:
+        """Move the recovery by `transition` (checked against the lifecycle table: `IllegalTransition` leaves
+        the transaction to roll back), store the state with `values` and record the transition's reason."""
+        now = self.clock()
+        try:
+            record = lifecycle.apply(rid, await self.state(session, rid), transition, reason, now)
+        except lifecycle.IllegalTransition as exc:
+            raise ConflictError(f"recovery {rid}: {exc}") from exc
+        values = {"status": record.to_state.value, "updated_at": now, **values}
         await session.execute(update(RecoveryRow).where(RecoveryRow.id == rid).values(**values))
+        session.add(
+            TransitionRow(
+                recovery_id=rid,
+                from_state=record.from_state.value,
+                transition=record.transition.value,
+                to_state=record.to_state.value,
+                reason=record.reason,
+                at=now,
+            )
+        )
+        return record.to_state
 
     def attempt(self, rec: RecoveryRow, p: Plan, status: str, **extra: Any) -> AttemptRow:
         return AttemptRow(
@@ -149,15 +174,32 @@ class Recorder:
             **extra,
         )
 
+    async def count_transitions(self, session: AsyncSession, rid: str, transition: Transition) -> int:
+        q = select(func.count()).where(TransitionRow.recovery_id == rid, TransitionRow.transition == transition.value)
+        return int((await session.execute(q)).scalar_one())
+
     async def escalate(self, rec: RecoveryRow, cause: Envelope, policy: Policy | None, reason: str) -> None:
+        """Give up on a live recovery (a permanent error, a policy gone): escalate it unless it already ended."""
         async with self.db.sessions.begin() as session:
-            await self.escalate_in(session, rec, cause, policy, reason)
+            if await self.state(session, rec.id) in lifecycle.TERMINAL:
+                return
+            await self.escalate_in(session, rec, cause, policy, reason, by=Transition.GIVE_UP)
         self.wake_relay()
 
     async def escalate_in(
-        self, session: AsyncSession, rec: RecoveryRow, cause: Envelope, policy: Policy | None, reason: str
+        self,
+        session: AsyncSession,
+        rec: RecoveryRow,
+        cause: Envelope,
+        policy: Policy | None,
+        reason: str,
+        *,
+        by: Transition,
     ) -> None:
-        """`recovery.escalated` with the recovery's whole history, in the caller's transaction."""
+        """`recovery.escalated` with the recovery's whole history (its steps, then its lifecycle), in the
+        caller's transaction. The transition to the terminal `escalated` state makes it happen once: a second
+        one is an illegal transition, and the event id is derived from the recovery."""
+        await self.transition(session, rec.id, by, reason)
         alert = cause.payload_as(AlertFired)
         rows = (
             await session.execute(select(AttemptRow).where(AttemptRow.recovery_id == rec.id).order_by(AttemptRow.step))
@@ -174,6 +216,15 @@ class Recorder:
             )
             for r in rows
         )
+        moves = await session.execute(
+            select(TransitionRow).where(TransitionRow.recovery_id == rec.id).order_by(TransitionRow.id)
+        )
+        lifeline: list[JsonValue] = [
+            f"{t.at.isoformat()} {t.from_state} -{t.transition}-> {t.to_state}: {t.reason[:200]}"
+            for t in moves.scalars()
+        ]
+        if lifeline:
+            reason = f"{reason} (history: {len(lifeline)} transitions, last: {lifeline[-1]})"
         payload = RecoveryEscalated(
             recovery_id=rec.id,
             alert_fingerprint=alert.fingerprint,
@@ -192,9 +243,8 @@ class Recorder:
             outcome=AuditOutcome.EXECUTED,
             reason=reason,
             key=f"{rec.id}:escalated",
-            details={"recovery_id": rec.id, "steps": len(history)},
+            details={"recovery_id": rec.id, "steps": len(history), "lifecycle": lifeline},
         )
-        await self.set_status(session, rec.id, "escalated")
 
 
 def int_or_none(value: object) -> int | None:

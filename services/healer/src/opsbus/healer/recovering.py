@@ -41,6 +41,8 @@ from opsbus.common.events.payloads import (
 from opsbus.common.store import Database
 from opsbus.healer.applying import Applier
 from opsbus.healer.cluster import KubeCluster
+from opsbus.healer.domain import lifecycle
+from opsbus.healer.domain.lifecycle import State, Transition
 from opsbus.healer.domain.planning import (
     Grant,
     Guards,
@@ -57,7 +59,6 @@ from opsbus.healer.leasing import LeaseLost, Leases
 from opsbus.healer.policies import PolicyStore
 from opsbus.healer.recording import (
     SERVICE,
-    TERMINAL,
     Recorder,
     alert_state,
     int_or_none,
@@ -67,6 +68,8 @@ from opsbus.healer.store import AlertRow, ApprovalRow, AttemptRow, RecoveryRow
 from opsbus.healer.verifying import Verifier
 
 log = logging.getLogger(__name__)
+# A recovery in these states needs no walk now: it ended, waits for a person, or waits for its due time.
+WAITING = lifecycle.TERMINAL | {State.AWAITING_APPROVAL, State.DEFERRED}
 
 
 class Ladder:
@@ -110,12 +113,14 @@ class Ladder:
         self._running.add(rid)
         await self._run_claimed(rid, grant)
 
-    async def launch(self, rid: str) -> None:
+    async def launch(self, rid: str, planned: asyncio.Event | None = None) -> None:
         """Claim the recovery and walk its ladder in the background. An alert's intake (and its consumer slot)
         does not wait for the ladder's verifications, which take seconds to minutes: under a wave of faults the
         next alert's action is not queued behind the last one's verification. At most `max_recoveries` walk at
         once; beyond that the intake waits for one to end. A walk that fails transiently releases its lease and
-        the orphan sweep resumes it (as after a crash); one that fails permanently is escalated."""
+        the orphan sweep resumes it (as after a crash); one that fails permanently is escalated. `planned` is
+        set once the walk's first decision is committed (or the walk ends): the scheduler plans due deferrals
+        one after the other, in their order of severity."""
         if rid in self._running:
             log.info("recovery %s is already running in this replica", rid)
             return
@@ -127,13 +132,15 @@ class Ladder:
             raise
         if not claimed:
             self._walks.release()
+            if planned is not None:
+                planned.set()
             return
         self._running.add(rid)
-        self.spawn(self._walk_in_background(rid))
+        self.spawn(self._walk_in_background(rid, planned))
 
-    async def _walk_in_background(self, rid: str) -> None:
+    async def _walk_in_background(self, rid: str, planned: asyncio.Event | None = None) -> None:
         try:
-            await self._run_claimed(rid, None)
+            await self._run_claimed(rid, None, planned)
         except TransientError as exc:
             log.warning("recovery %s: deferred to the orphan sweep: %s", rid, exc)
         except PermanentError as exc:
@@ -143,11 +150,13 @@ class Ladder:
             log.exception("recovery %s failed; the orphan sweep resumes it", rid)
         finally:
             self._walks.release()
+            if planned is not None:
+                planned.set()
 
     async def _give_up(self, rid: str, reason: str) -> None:
         async with self.db.sessions() as session:
             rec = await session.get(RecoveryRow, rid)
-        if rec is not None and rec.status not in TERMINAL:
+        if rec is not None and State(rec.status) not in lifecycle.TERMINAL:
             await self.rec.escalate(rec, Envelope.model_validate(rec.alert_event), None, reason)
 
     async def _claim(self, rid: str) -> bool:
@@ -159,17 +168,17 @@ class Ladder:
             rec = await session.get(RecoveryRow, rid)
         if rec is None:
             raise NotFoundError(f"recovery {rid} not found")
-        if rec.status in TERMINAL or rec.status in ("awaiting_approval", "exhausted"):
+        if State(rec.status) in WAITING:
             return False
         until = rec.lease_until or self.clock()
         delay = max(1.0, (until - self.clock()).total_seconds() + 1.0)
         raise TransientError(f"recovery {rid} is being run by replica {rec.lease_owner}; retry later", delay=delay)
 
-    async def _run_claimed(self, rid: str, grant: Grant | None) -> None:
+    async def _run_claimed(self, rid: str, grant: Grant | None, planned: asyncio.Event | None = None) -> None:
         """Walk a recovery this replica holds the lease of (and has marked running); release it at the end."""
         try:
             async with self.leases.kept(rid):
-                await self._walk(rid, grant)
+                await self._walk(rid, grant, planned)
         except LeaseLost as exc:
             log.warning("%s: another replica carries on", exc)
             return
@@ -196,29 +205,35 @@ class Ladder:
         except (TransientError, PermanentError) as exc:
             log.warning("recovery %s: resume deferred: %s", rid, exc)
 
-    async def _walk(self, rid: str, grant: Grant | None) -> None:
+    async def _load(self, rid: str, grant: Grant | None) -> tuple[RecoveryRow, AttemptRow | None, bool, Grant | None]:
+        """The recovery, its current step's attempt, whether its alert still fires, and the grant to act with."""
+        async with self.db.sessions() as session:
+            rec = await session.get(RecoveryRow, rid)
+            if rec is None:
+                raise NotFoundError(f"recovery {rid} not found")
+            attempt = (
+                await session.execute(
+                    select(AttemptRow).where(AttemptRow.recovery_id == rid, AttemptRow.step == rec.step)
+                )
+            ).scalar_one_or_none()
+            alert_row = await session.get(AlertRow, rec.fingerprint)
+            approval = await session.get(ApprovalRow, (rid, rec.step))
+        if grant is None and approval is not None and approval.status == "approved":
+            # Approved while no replica was running it (or the approving replica died): carry on.
+            grant = Grant(approval.decided_by or "unknown", approval.expires_at)
+        return rec, attempt, (alert_row.firing if alert_row is not None else True), grant
+
+    async def _walk(self, rid: str, grant: Grant | None, planned: asyncio.Event | None = None) -> None:
         """Walk the recovery's ladder from its current step until it ends, waits for a human, or defers."""
         while True:
-            async with self.db.sessions() as session:
-                rec = await session.get(RecoveryRow, rid)
-                if rec is None:
-                    raise NotFoundError(f"recovery {rid} not found")
-                attempt = (
-                    await session.execute(
-                        select(AttemptRow).where(AttemptRow.recovery_id == rid, AttemptRow.step == rec.step)
-                    )
-                ).scalar_one_or_none()
-                alert_row = await session.get(AlertRow, rec.fingerprint)
-                approval = await session.get(ApprovalRow, (rid, rec.step))
-            if rec.status in TERMINAL:
-                return
-            if grant is None and approval is not None and approval.status == "approved":
-                # Approved while no replica was running it (or the approving replica died): carry on.
-                grant = Grant(approval.decided_by or "unknown", approval.expires_at)
-            if rec.status == "awaiting_approval" and grant is None:
-                return
+            rec, attempt, firing, grant = await self._load(rid, grant)
+            state = State(rec.status)
+            if state in WAITING and not (state is State.AWAITING_APPROVAL and grant is not None):
+                return  # ended, waits for a person, or the scheduler wakes it at its due time
+            if state is State.OPEN:
+                async with self.db.sessions.begin() as session:
+                    await self.rec.transition(session, rid, Transition.PLAN, f"policy {rec.policy} matched")
             cause = Envelope.model_validate(rec.alert_event)
-            firing = alert_row.firing if alert_row is not None else True
             alert = alert_state(cause, firing)
             policies = await self.policies.current()
             policy = policies.get(rec.policy)
@@ -258,6 +273,8 @@ class Ladder:
                 request_id = None
                 if isinstance(decision, Plan) and starting:
                     request_id = await self._start(session, rec, cause, decision, grant)
+            if planned is not None:
+                planned.set()  # committed: the next due deferral may plan (and count this attempt)
             if isinstance(decision, NoOp):
                 await self._no_op(rec, cause, policy, decision, target)
                 return
@@ -297,20 +314,8 @@ class Ladder:
             "guards": [{"name": g.name, "passed": g.passed, "detail": g.detail} for g in d.guards],
         }
         if d.retry_after is not None:
-            # Deferred (rate limit): record once per step, then let the bus redeliver after the delay.
-            async with self.db.sessions.begin() as session:
-                await self.rec.audit(
-                    session,
-                    cause,
-                    action="recovery.plan",
-                    target=obj,
-                    outcome=AuditOutcome.SKIPPED,
-                    reason=f"deferred {d.retry_after:.0f}s: {d.reason}",
-                    key=f"{rec.id}:{d.step}:deferred",
-                    details=details,
-                )
-            self.rec.wake_relay()
-            raise TransientError(d.reason, delay=d.retry_after)
+            await self._defer(rec, cause, d, obj, details)
+            return
         async with self.db.sessions.begin() as session:
             outcome = AuditOutcome.DENIED if d.escalate else AuditOutcome.SKIPPED
             await self.rec.audit(
@@ -338,9 +343,34 @@ class Ladder:
                     message=d.reason,
                 )
             )
-            await self.rec.set_status(session, rec.id, "skipped")
-        if d.escalate:
-            await self.rec.escalate(rec, cause, policy, f"{d.guard}: {d.reason}")
+            if d.escalate:
+                await self.rec.escalate_in(session, rec, cause, policy, f"{d.guard}: {d.reason}", by=Transition.REFUSE)
+            else:
+                await self.rec.transition(session, rec.id, Transition.SKIP, f"{d.guard}: {d.reason}")
+        self.rec.wake_relay()
+
+    async def _defer(
+        self, rec: RecoveryRow, cause: Envelope, d: NoOp, obj: ResourceRef, details: dict[str, JsonValue]
+    ) -> None:
+        """ "Not now" is a deferral, never a drop: the recovery waits in PostgreSQL with its due time, and the
+        scheduler (`deferring`) plans it again then if the alert still fires, or escalates it past its bound."""
+        assert d.retry_after is not None
+        due = self.clock() + timedelta(seconds=d.retry_after)
+        async with self.db.sessions.begin() as session:
+            n = await self.rec.count_transitions(session, rec.id, Transition.DEFER)
+            await self.rec.transition(
+                session, rec.id, Transition.DEFER, f"{d.guard}: {d.reason}", due_at=due, deferred_by=d.guard
+            )
+            await self.rec.audit(
+                session,
+                cause,
+                action="recovery.defer",
+                target=obj,
+                outcome=AuditOutcome.SKIPPED,
+                reason=f"deferred until {due.isoformat()} ({d.retry_after:.0f}s): {d.reason}",
+                key=f"{rec.id}:{d.step}:deferred:{n + 1}",
+                details={**details, "due_at": due.isoformat()},
+            )
         self.rec.wake_relay()
 
     async def _ask_approval(self, rec: RecoveryRow, cause: Envelope, p: Plan) -> None:
@@ -381,7 +411,7 @@ class Ladder:
                     key=f"{rec.id}:{p.step}:approval",
                     details={"recovery_id": rec.id, "step": p.step},
                 )
-            await self.rec.set_status(session, rec.id, "awaiting_approval")
+                await self.rec.transition(session, rec.id, Transition.ASK, p.approval.reason)
         self.rec.wake_relay()
 
     async def _dry_run(self, rec: RecoveryRow, cause: Envelope, p: Plan) -> None:
@@ -401,7 +431,7 @@ class Ladder:
                 details={"recovery_id": rec.id, "step": p.step, "parameters": dict(p.action.parameters)},
             )
             session.add(self.rec.attempt(rec, p, "dry_run", finished_at=self.clock(), message=p.reason))
-            await self.rec.set_status(session, rec.id, "dry_run")
+            await self.rec.transition(session, rec.id, Transition.SKIP, f"dry run: {p.reason}")
         self.rec.wake_relay()
 
     async def _start(
@@ -437,7 +467,6 @@ class Ladder:
             events.append(deploy)
         session.add(self.rec.attempt(rec, p, "started", deploy_request_id=request_id))
         await self.rec.emit(session, *events)
-        await self.rec.set_status(session, rec.id, "running")
         return request_id
 
     async def _history_for(self, session: AsyncSession, key: str) -> list[str]:
@@ -454,6 +483,10 @@ class Ladder:
         except (PermanentError, TransientError) as exc:
             error = str(exc)
             log.warning("recovery %s step %d: %s failed: %s", rec.id, p.step, p.action.kind.value, exc)
+        async with self.db.sessions.begin() as session:
+            if await self.rec.state(session, rec.id) is State.ACTING:  # a resumed step may be verifying already
+                what = f"failed: {error}" if error else "applied"
+                await self.rec.transition(session, rec.id, Transition.APPLY, f"{p.action.kind.value} {what}")
         result = None
         if error is None:
             result = await self.verifier.verify(rec, p, request_id)
@@ -481,7 +514,8 @@ class Ladder:
                     key=f"{rec.id}:{p.step}:executed",
                     details={"recovery_id": rec.id, "step": p.step, "parameters": dict(p.action.parameters)},
                 )
-                await self.rec.set_status(session, rec.id, "succeeded")
+                verified = (result.observed if result else None) or "nothing to verify"
+                await self.rec.transition(session, rec.id, Transition.VERIFY, verified)
             else:
                 nxt = next_step(policy, p.step)
                 reason = (
@@ -506,11 +540,12 @@ class Ladder:
                     key=f"{rec.id}:{p.step}:failed",
                     details={"recovery_id": rec.id, "step": p.step},
                 )
-                await self.rec.set_status(session, rec.id, "running" if nxt else "exhausted", step=nxt)
+                if nxt is not None:
+                    await self.rec.transition(session, rec.id, Transition.NEXT_STEP, reason, step=nxt)
+                else:
+                    exhausted = f"ladder exhausted after {p.step} steps"
+                    await self.rec.escalate_in(session, rec, cause, policy, exhausted, by=Transition.EXHAUST)
         self.rec.wake_relay()
-        if not ok and next_step(policy, p.step) is None:
-            rec.step = p.step
-            await self.rec.escalate(rec, cause, policy, f"ladder exhausted after {p.step} steps")
 
     def spawn(self, work: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(work, name="healer:recovery")

@@ -18,6 +18,19 @@ from pathlib import Path
 
 from opsbus.common.bus import Bus, ConsumerSpec, Delivery
 from opsbus.common.errors import PermanentError
+from opsbus.common.events.payloads import (
+    AlertFired,
+    AlertResolved,
+    DeployAborted,
+    DeployFailed,
+    DeployRollbackFailed,
+    DeployRolledBack,
+    DeploySkipped,
+    DeploySucceeded,
+    DeploySuperseded,
+    RecoveryApproved,
+    RecoveryRejected,
+)
 from opsbus.common.rpc import Endpoint, serve
 from opsbus.common.runtime import Runtime
 from opsbus.common.store import Database, OutboxRelay, check_schema_current
@@ -37,6 +50,62 @@ def policy_text(path: str | None) -> str:
     if path:
         return Path(path).read_text()
     return files("opsbus.healer.domain").joinpath("defaults.yaml").read_text()
+
+
+#: the deploy outcomes a rollback step follows
+_DEPLOY_OUTCOMES = (
+    DeploySucceeded,
+    DeployFailed,
+    DeployRolledBack,
+    DeploySuperseded,
+    DeployAborted,
+    DeploySkipped,
+    DeployRollbackFailed,
+)
+
+
+def consumer_specs(settings: HealerSettings) -> list[ConsumerSpec]:
+    """Every durable consumer of the healer, with what each accepts (tests/integration/test_dlq_contract.py)."""
+    c = settings.cluster
+    return [
+        ConsumerSpec(
+            durable="healer-alerts",
+            stream="ALERT",
+            subjects=[f"alert.fired.{c}.*"],
+            accepts=[AlertFired],
+            concurrency=settings.healer.alert_concurrency,
+            # One message per pull: nats-py's batched fetch holds a lone message until the batch fills or the
+            # fetch times out (1 s), a floor on alert -> action latency; alerts are few, latency matters.
+            batch=1,
+            max_deliver=50,
+            backoff=(1.0, 5.0, 15.0, 60.0),
+            ack_wait=60.0,
+            description="healer: remediate fired alerts",
+        ),
+        ConsumerSpec(
+            durable="healer-alert-state",
+            stream="ALERT",
+            subjects=[f"alert.resolved.{c}.*"],
+            accepts=[AlertResolved],
+            concurrency=4,
+            batch=1,  # a resolution ends a verification: no batching delay (see healer-alerts)
+            description="healer: which alerts are still firing",
+        ),
+        ConsumerSpec(
+            durable="healer-deploy",
+            stream="DEPLOY",
+            subjects=[f"deploy.{m.verb()}.{c}.*" for m in _DEPLOY_OUTCOMES],
+            accepts=_DEPLOY_OUTCOMES,
+            description="healer: outcomes of rollbacks it requested",
+        ),
+        ConsumerSpec(
+            durable="healer-decisions",
+            stream="RECOVERY",
+            subjects=[f"recovery.{m.verb()}.{c}.*" for m in (RecoveryApproved, RecoveryRejected)],
+            accepts=[RecoveryApproved, RecoveryRejected],
+            description="healer: approvals and rejections published by the gateway or other tools",
+        ),
+    ]
 
 
 @dataclass
@@ -96,55 +165,14 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
     async def decision(d: Delivery) -> None:
         await executor.on_decision_event(d.event)
 
-    c = s.cluster
-    bus.consumer(
-        ConsumerSpec(
-            durable="healer-alerts",
-            stream="ALERT",
-            subjects=[f"alert.fired.{c}.*"],
-            concurrency=s.healer.alert_concurrency,
-            # One message per pull: nats-py's batched fetch holds a lone message until the batch fills or the
-            # fetch times out (1 s), a floor on alert -> action latency; alerts are few, latency matters.
-            batch=1,
-            max_deliver=50,
-            backoff=(1.0, 5.0, 15.0, 60.0),
-            ack_wait=60.0,
-            description="healer: remediate fired alerts",
-        ),
-        fired,
-    )
-    bus.consumer(
-        ConsumerSpec(
-            durable="healer-alert-state",
-            stream="ALERT",
-            subjects=[f"alert.resolved.{c}.*"],
-            concurrency=4,
-            batch=1,  # a resolution ends a verification: no batching delay (see healer-alerts)
-            description="healer: which alerts are still firing",
-        ),
-        state,
-    )
-    bus.consumer(
-        ConsumerSpec(
-            durable="healer-deploy",
-            stream="DEPLOY",
-            subjects=[
-                f"deploy.{v}.{c}.*"
-                for v in ("succeeded", "failed", "rolledback", "superseded", "aborted", "skipped", "rollback_failed")
-            ],
-            description="healer: outcomes of rollbacks it requested",
-        ),
-        deploy,
-    )
-    bus.consumer(
-        ConsumerSpec(
-            durable="healer-decisions",
-            stream="RECOVERY",
-            subjects=[f"recovery.{v}.{c}.*" for v in ("approved", "rejected")],
-            description="healer: approvals and rejections published by the gateway or other tools",
-        ),
-        decision,
-    )
+    handlers = {
+        "healer-alerts": fired,
+        "healer-alert-state": state,
+        "healer-deploy": deploy,
+        "healer-decisions": decision,
+    }
+    for spec in consumer_specs(s):
+        bus.consumer(spec, handlers[spec.durable])
     await bus.start()
 
     async def approve(r: api.ApproveRequest) -> api.ApprovalAnswer:
@@ -187,7 +215,9 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
 
     async def put_policy(r: api.PutPolicyRequest) -> api.PoliciesAnswer:
         try:
-            p = await executor.put_policies(r.document, r.expected_version, r.author, r.comment)
+            policies = executor.policy_store
+            audit = policies.audit_for(executor.recorder.auditor, author=r.author, comment=r.comment, caller=r.caller)
+            p = await policies.put(r.document, r.expected_version, r.author, r.comment, audit=audit)
         except PolicyError as exc:
             raise PermanentError(f"invalid policy document: {exc}") from exc
         return api.PoliciesAnswer(version=p.version, document=p.source, policies=[x.name for x in p.policies])

@@ -45,6 +45,15 @@ class HealerOptions(BaseModel):
         description="Recoveries walked at once per replica (a step's verification can wait minutes); beyond it "
         "the intake of new alerts waits for one to end. Budgets and rate limits still bound the actions.",
     )
+    schedule_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often each replica looks for deferred recoveries whose due time came (a deferral is "
+        "carried out at most this late; one replica takes each).",
+    )
+    recheck_seconds: float = Field(
+        default=30.0, gt=0, description="A recovery deferred by the blast-radius cap is planned again after this."
+    )
     lease_seconds: float = Field(
         default=15.0,
         ge=1.0,
@@ -70,6 +79,7 @@ class HealerOptions(BaseModel):
                 for w in self.freeze_windows
             ),
             freshness_seconds=self.freshness_seconds,
+            recheck_seconds=self.recheck_seconds,
         )
 
 

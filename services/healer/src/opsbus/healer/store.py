@@ -1,5 +1,6 @@
-"""The healer's schema `healer`: alert states, recoveries, attempts (the history guards count), approvals,
-policy versions and the deploy outcomes it follows, plus the store's inbox and outbox.
+"""The healer's schema `healer`: alert states, recoveries (with their lifecycle state, due time when deferred
+and every transition), attempts (the history guards count), approvals, policy versions and the deploy
+outcomes it follows, plus the store's inbox and outbox.
 
 Recovery ids are deterministic (alert event id + policy), and a recovery row is claimed with a lease, so
 replicas sharing the work never run one recovery twice. Every state change and the events announcing it
@@ -12,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Identity, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from opsbus.common.store import make_metadata, store_tables
@@ -43,6 +44,7 @@ class AlertRow(Base):
 
 class RecoveryRow(Base):
     __tablename__ = "recoveries"
+    __table_args__ = (Index("ix_recoveries_status_due_at", "status", "due_at"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64), index=True)
@@ -51,12 +53,31 @@ class RecoveryRow(Base):
     policy: Mapped[str] = mapped_column(String(253))
     policy_version: Mapped[int] = mapped_column(Integer)
     target_key: Mapped[str] = mapped_column(String(600), index=True)
-    status: Mapped[str] = mapped_column(String(32))  # running, awaiting_approval, succeeded, escalated, skipped
+    status: Mapped[str] = mapped_column(String(32))  # a `domain.lifecycle.State`
     step: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # deferred: plan again then
+    act_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # still deferred then: escalate
+    deferred_by: Mapped[str | None] = mapped_column(String(64))  # the guard that said "not now"
+    severity_rank: Mapped[int] = mapped_column(Integer, server_default="1")  # 0 critical first
+
     lease_owner: Mapped[str | None] = mapped_column(String(253))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TransitionRow(Base):
+    """Every lifecycle transition of a recovery with its reason: the incident's history."""
+
+    __tablename__ = "transitions"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    recovery_id: Mapped[str] = mapped_column(String(64), index=True)
+    from_state: Mapped[str] = mapped_column(String(32))
+    transition: Mapped[str] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class AttemptRow(Base):

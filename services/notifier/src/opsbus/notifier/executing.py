@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opsbus.common.api.calling import Caller
 from opsbus.common.audit import Auditor
 from opsbus.common.bus import Delivery
 from opsbus.common.errors import NotFoundError, TransientError
@@ -546,8 +547,14 @@ class Notifier:
             self._on_outbox()
 
     # --- silences ----------------------------------------------------------------------------------
-    async def create_silence(
-        self, matchers: list[str], starts_at: datetime, ends_at: datetime, created_by: str, comment: str
+    async def create_silence(  # noqa: PLR0917 - the silence's fields, then who asked
+        self,
+        matchers: list[str],
+        starts_at: datetime,
+        ends_at: datetime,
+        created_by: str,
+        comment: str,
+        caller: Caller | None = None,
     ) -> Silence:
         silence = Silence(
             id=str(uuid.uuid4()),
@@ -572,6 +579,7 @@ class Notifier:
                 )
             )
             await self._audit_silence(session, silence, "notify.silence.create", created_by, comment)
+            await self._audit_call(session, silence, "silence.create", caller, comment)
         return silence
 
     async def list_silences(self) -> list[Silence]:
@@ -579,7 +587,7 @@ class Notifier:
             rows = (await session.execute(select(store.silences).order_by(store.silences.c.created_at))).all()
         return [silence_from(r) for r in rows]
 
-    async def expire_silence(self, silence_id: str, expired_by: str) -> Silence:
+    async def expire_silence(self, silence_id: str, expired_by: str, caller: Caller | None = None) -> Silence:
         now = self.clock()
         t = store.silences
         async with self.db.sessions.begin() as session:
@@ -593,6 +601,7 @@ class Notifier:
                 silence.id, silence.matchers, min(silence.starts_at, ends), ends, silence.created_by, silence.comment
             )
             await self._audit_silence(session, silence, "notify.silence.expire", expired_by, "expired")
+            await self._audit_call(session, silence, "silence.expire", caller, "expired through the gateway")
         return silence
 
     async def _audit_silence(self, session: AsyncSession, silence: Silence, action: str, who: str, why: str) -> None:
@@ -608,6 +617,25 @@ class Notifier:
                 "ends_at": silence.ends_at.isoformat(),
             },
             idempotency_key=f"{action}:{silence.id}:{silence.ends_at.isoformat()}",
+        )
+        if await add(session, self._outbox, entry):
+            self._on_outbox()
+
+    async def _audit_call(
+        self, session: AsyncSession, silence: Silence, action: str, caller: Caller | None, why: str
+    ) -> None:
+        """The gateway caller's entry (the same one the gateway recorded itself before it moved here)."""
+        if caller is None:
+            return
+        namespace = next((m.value for m in silence.matchers if m.name == "namespace" and m.op == "="), None)
+        entry = self.auditor.entry(
+            action=action,
+            target=ResourceRef(kind="Silence", namespace=namespace, name=silence.id),
+            outcome=AuditOutcome.EXECUTED,
+            reason=why,
+            actor=caller.actor,
+            request_id=caller.request_id,
+            details={"matchers": [str(m) for m in silence.matchers], "ends_at": silence.ends_at.isoformat()},
         )
         if await add(session, self._outbox, entry):
             self._on_outbox()

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from opsbus.common.bus import Bus, ConsumerSpec
+from opsbus.common.events.payloads import AlertFired
 from opsbus.common.rpc import Endpoint, serve
 from opsbus.common.runtime import Runtime
 from opsbus.common.store import Database, OutboxRelay, RelayOptions, RetentionRule, check_schema_current, purge_all
@@ -28,6 +29,22 @@ from opsbus.optimizer.usage import FallbackUsage, MetricsServerUsage, Prometheus
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
+
+
+def consumer_specs(settings: OptimizerSettings) -> list[ConsumerSpec]:
+    """Every durable consumer of the optimizer, with what each accepts (tests/integration/test_dlq_contract.py)."""
+    del settings  # the subjects are the same on every cluster
+    return [
+        ConsumerSpec(
+            durable="optimizer-oom",
+            stream="ALERT",
+            subjects=["alert.fired.>"],
+            accepts=[AlertFired],
+            max_deliver=10,
+            backoff=(0.5, 2.0, 10.0, 60.0),
+            description="optimizer: bump memory after OOM kills",
+        )
+    ]
 
 
 def endpoints(optimizer: Optimizer) -> list[Endpoint[Any, Any]]:
@@ -107,17 +124,8 @@ async def setup(rt: Runtime[OptimizerSettings], *, run_cycles: bool = True) -> O
         registry=rt.registry,
         on_outbox=relay.wake,
     )
-    bus.consumer(
-        ConsumerSpec(
-            durable="optimizer-oom",
-            stream="ALERT",
-            subjects=["alert.fired.>"],
-            max_deliver=10,
-            backoff=(0.5, 2.0, 10.0, 60.0),
-            description="optimizer: bump memory after OOM kills",
-        ),
-        optimizer.handle_alert,
-    )
+    (spec,) = consumer_specs(s)
+    bus.consumer(spec, optimizer.handle_alert)
     await bus.start()
 
     svc = await serve(

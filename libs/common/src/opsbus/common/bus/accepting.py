@@ -46,6 +46,11 @@ def carries(pattern: str, family: str, verb: str) -> bool:
     return rest == [">"] or (len(rest) == 2 and rest[0] != ">")
 
 
+def family_payloads(*families: str) -> tuple[builtins.type[EventPayload], ...]:
+    """Every registered payload model (each type and version) of `families`, for `ConsumerSpec.accepts`."""
+    return tuple(m for t, m in sorted(EventPayload.registry.items()) if parse_type(t)[0] in families)
+
+
 @dataclass(frozen=True, slots=True)
 class Acceptance:
     """The event types one consumer accepts, by type string, with the payload model of each."""

@@ -52,6 +52,16 @@ class FreezeWindow:
             return t >= self.daily_start or t < self.daily_end  # across midnight
         return False
 
+    def ends(self, now: datetime) -> datetime:
+        """When the window that contains `now` closes: the time a deferral by it is due."""
+        if self.start is not None and self.end is not None:
+            return self.end
+        if self.daily_start is None or self.daily_end is None:
+            return now
+        utc = now.astimezone(UTC)
+        end = datetime.combine(utc.date(), self.daily_end, tzinfo=UTC)
+        return end if end > utc else end + timedelta(days=1)
+
 
 @dataclass(frozen=True, slots=True)
 class Guards:
@@ -63,6 +73,7 @@ class Guards:
     protected_namespaces: frozenset[str] = frozenset({"kube-system", "kube-public", "kube-node-lease", "opsbus"})
     freeze_windows: tuple[FreezeWindow, ...] = ()
     freshness_seconds: float = 900.0
+    recheck_seconds: float = 30.0  # a blast-radius deferral looks again after this long (pods come back)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +198,8 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class NoOp:
-    """A deliberate non-action. `escalate`: humans must take over; `retry_after`: try again later."""
+    """A deliberate non-action. `escalate`: humans must take over; `retry_after`: not now, a deferral that is
+    planned again after that many seconds if the alert still fires (never a drop)."""
 
     recovery_id: str
     step: int
@@ -283,7 +295,12 @@ def plan(inp: PlanningInput) -> Decision:  # noqa: PLR0911, PLR0912, PLR0915 - o
     # 5. Freeze windows.
     frozen = next((w for w in g.freeze_windows if w.contains(now)), None)
     if frozen is not None:
-        return refuse("freeze_window", f"inside freeze window {frozen.name}", escalate=True)
+        until = frozen.ends(now)
+        return refuse(
+            "freeze_window",
+            f"inside freeze window {frozen.name} until {until.isoformat()}",
+            retry_after=max((until - now).total_seconds(), 1.0),
+        )
     checks.append(_passed("freeze_window", "no freeze window is active"))
 
     # 6. Attempt budget and cooldown per target (st2contrib#647); dry runs change nothing and do not count.
@@ -292,19 +309,24 @@ def plan(inp: PlanningInput) -> Decision:  # noqa: PLR0911, PLR0912, PLR0915 - o
     window_start = now - timedelta(seconds=policy.attempt_window)
     on_target = [a for a in real if a.target_key == key and a.started_at >= window_start]
     if len(on_target) >= policy.max_attempts:
+        freed = min(a.started_at for a in on_target) + timedelta(seconds=policy.attempt_window)
         return refuse(
             "attempt_budget",
             f"{len(on_target)}/{policy.max_attempts} actions on {key} within {policy.attempt_window:.0f}s",
-            escalate=True,
+            retry_after=max((freed - now).total_seconds(), 1.0),
         )
     checks.append(_passed("attempt_budget", f"{len(on_target)}/{policy.max_attempts} actions on {key}"))
     others = [a for a in real if a.target_key == key and a.recovery_id != inp.recovery_id]
     last = max((a.started_at for a in others), default=None)
     if last is not None and (since := (now - last).total_seconds()) < policy.cooldown:
-        return refuse("cooldown", f"{key} was remediated {since:.0f}s ago (cooldown {policy.cooldown:.0f}s)")
+        return refuse(
+            "cooldown",
+            f"{key} was remediated {since:.0f}s ago (cooldown {policy.cooldown:.0f}s)",
+            retry_after=max(policy.cooldown - since, 1.0),
+        )
     checks.append(_passed("cooldown", "no recent remediation" if last is None else f"last one {since:.0f}s ago"))
 
-    # 7. Cluster-wide rate limit: defer, not drop.
+    # 7. Cluster-wide rate limit. Like cooldown, budget, freeze windows and blast radius: defer, never drop.
     if step.action is not ActionKind.NOTIFY_ONLY:
         rate_start = now - timedelta(seconds=g.rate_limit_window)
         recent = sorted(a.started_at for a in real if a.started_at >= rate_start)
@@ -326,7 +348,7 @@ def plan(inp: PlanningInput) -> Decision:  # noqa: PLR0911, PLR0912, PLR0915 - o
                 "blast_radius",
                 f"{snap.workload_pods_disrupted} of {snap.workload_pods_total} pods already disrupted; "
                 f"at most {allowed} at a time",
-                escalate=True,
+                retry_after=g.recheck_seconds,
             )
         checks.append(_passed("blast_radius", f"{snap.workload_pods_disrupted + 1}/{allowed} pods disrupted at once"))
     if step.action in NODE_ACTIONS:
@@ -335,7 +357,7 @@ def plan(inp: PlanningInput) -> Decision:  # noqa: PLR0911, PLR0912, PLR0915 - o
             return refuse(
                 "blast_radius",
                 f"nodes already cordoned: {', '.join(sorted(busy))}; at most {br.max_nodes} at a time",
-                escalate=True,
+                retry_after=g.recheck_seconds,
             )
         checks.append(_passed("blast_radius", f"{len(busy) + 1}/{br.max_nodes} nodes at a time"))
 

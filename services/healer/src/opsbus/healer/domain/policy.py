@@ -190,6 +190,11 @@ class Policy(_Model):
     attempt_window: Duration = Field(default=3600.0, gt=0)
     blast_radius: BlastRadius = BlastRadius()
     approval: Approval = Approval()
+    escalate_after: Duration = Field(
+        default=300.0,
+        gt=0,
+        description="An incident still deferred (not acted on) this long after it opened is escalated.",
+    )
 
     def matches(self, alert: AlertFacts) -> bool:
         m = self.match
