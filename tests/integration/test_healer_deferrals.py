@@ -160,6 +160,16 @@ async def outbox(ex: Executor, event_type: str) -> list[dict[str, Any]]:
     return [json.loads(bytes(r["body"])) for r in found]
 
 
+async def second_pod_deferred(ex: Executor) -> tuple[Envelope, Envelope]:
+    """Two pods of `web` crash: the first alert restarts it, the second (0 s later) meets the cooldown."""
+    first, second = fired("web-1"), fired("web-2")
+    await ex.on_alert_fired(first)
+    await settle(ex, "select 1 from healer.recoveries where status = 'resolved'")
+    await ex.on_alert_fired(second)
+    await settle(ex, "select 1 from healer.recoveries where status = 'deferred'")
+    return first, second
+
+
 async def test_a_cooldown_defers_the_second_pod_and_it_is_acted_on_when_due(make: Make) -> None:
     clock, kube = Clock(), RecordedCluster()
     ex = await make(clock, kube)
@@ -189,11 +199,7 @@ async def test_a_cooldown_defers_the_second_pod_and_it_is_acted_on_when_due(make
 async def test_an_alert_resolving_while_deferred_is_closed_with_a_reason_and_no_action(make: Make) -> None:
     clock, kube = Clock(), RecordedCluster()
     ex = await make(clock, kube)
-    first, second = fired("web-1"), fired("web-2")
-    await ex.on_alert_fired(first)
-    await settle(ex, "select 1 from healer.recoveries where status = 'resolved'")
-    await ex.on_alert_fired(second)
-    await settle(ex, "select 1 from healer.recoveries where status = 'deferred'")
+    _, second = await second_pod_deferred(ex)
     clock.now = T0 + timedelta(seconds=5)
     assert (await ex.deferral_queue()).depth == 1 and (await ex.deferral_queue()).oldest_seconds == 5.0
 
@@ -212,11 +218,7 @@ async def test_an_alert_resolving_while_deferred_is_closed_with_a_reason_and_no_
 async def test_still_deferred_past_the_bound_escalates_exactly_once_with_its_history(make: Make) -> None:
     clock, kube = Clock(), RecordedCluster()
     ex = await make(clock, kube, bound="20s")  # the cooldown (30 s) outlasts the bound
-    first, second = fired("web-1"), fired("web-2")
-    await ex.on_alert_fired(first)
-    await settle(ex, "select 1 from healer.recoveries where status = 'resolved'")
-    await ex.on_alert_fired(second)
-    await settle(ex, "select 1 from healer.recoveries where status = 'deferred'")
+    _, second = await second_pod_deferred(ex)
 
     clock.now = T0 + timedelta(seconds=20)
     assert await ex.wake_deferred() == []  # escalated, not planned
@@ -238,11 +240,7 @@ async def test_a_deferral_due_while_the_healer_is_down_is_carried_out_by_one_rep
 ) -> None:
     clock, kube = Clock(), RecordedCluster()
     dead = await make(clock, kube)
-    first, second = fired("web-1"), fired("web-2")
-    await dead.on_alert_fired(first)
-    await settle(dead, "select 1 from healer.recoveries where status = 'resolved'")
-    await dead.on_alert_fired(second)
-    await settle(dead, "select 1 from healer.recoveries where status = 'deferred'")
+    _, second = await second_pod_deferred(dead)
     await dead.close()  # the replica is gone; its deferral is a row, not a sleeping task
 
     clock.now = T0 + timedelta(minutes=2)  # due long ago (30 s), within the 5 min bound
