@@ -22,7 +22,10 @@ from opsbus.common.bus import Bus
 from opsbus.common.settings import DatabaseSettings
 from opsbus.common.store import Database
 from opsbus.gateway import store as gateway_store
+from opsbus.notifier import store as notifier_store
 from tests.integration.gateway_stack import GatewayStack, gateway_stack
+from tests.integration.notifier_stack import Stack as NotifierStack
+from tests.integration.notifier_stack import notifier_stack, yaml_config
 from tests.integration.test_gateway_api import MakeBus, assert_problem, collect, eventually
 
 pytestmark = pytest.mark.integration
@@ -33,6 +36,12 @@ AUDIT_TYPE = "io.opsbus.audit.recorded.v1"
 @pytest.fixture
 async def stack(database_url: str, nats_url: str) -> AsyncIterator[GatewayStack]:
     async for s in gateway_stack(database_url, nats_url):
+        yield s
+
+
+@pytest.fixture
+async def notifier(database_url: str, nats_url: str) -> AsyncIterator[NotifierStack]:
+    async for s in notifier_stack(database_url, nats_url):
         yield s
 
 
@@ -143,6 +152,56 @@ async def test_a_deploy_request_whose_audit_fails_is_not_requested(
         await eventually(lambda: len(got) == 1)
         assert got[0].event.id == accepted.json()["request_id"]
         assert await count(db, requests) == 1
+
+
+# --- writes owned by other services, asked for through the gateway ---------------------------------------
+async def test_silences_and_routes_whose_audit_fails_are_not_changed(
+    stack: GatewayStack, notifier: NotifierStack, db: Database
+) -> None:
+    notifier.env["HOOK_URL"] = "http://127.0.0.1:9/hook"
+    await notifier.start(yaml_config("${HOOK_URL}"))
+    await stack.start()
+    admin = await stack.key("admin")
+    silences, versions, outbox = notifier_store.silences, notifier_store.config_versions, notifier_store.TABLES.outbox
+    silence = {"matchers": ['namespace="payments"'], "duration_seconds": 600, "comment": "maintenance"}
+    async with stack.client(admin) as c:
+        current = (await c.get("/v1/routes/config")).json()
+        update = {"yaml": current["yaml"].replace("group_wait: 1s", "group_wait: 30s"), "expected_version": 1}
+        async with audit_refused(db, notifier_store.SCHEMA):
+            assert_failed(await c.post("/v1/silences", json=silence))
+            assert_failed(await c.put("/v1/routes", json=update))
+        assert await count(db, silences) == 0
+        assert await count(db, versions) == 1
+        assert await outbox_audits(db, outbox, "silence.create") == []
+        assert await outbox_audits(db, outbox, "routes.put") == []
+        assert (await c.get("/v1/routes/config")).json()["version"] == 1
+
+        created = await c.post("/v1/silences", json=silence)
+        assert created.status_code == 201, created.text
+        sid = created.json()["id"]
+        [entry] = await outbox_audits(db, outbox, "silence.create")  # the gateway's entry, now the notifier's
+        assert entry["actor"]["kind"] == "apikey" and entry["request_id"] == created.headers["x-request-id"]
+        assert entry["target"] == {"kind": "Silence", "namespace": "payments", "name": sid}
+        assert entry["reason"] == "maintenance"
+
+        async with audit_refused(db, notifier_store.SCHEMA):
+            assert_failed(await c.delete(f"/v1/silences/{sid}"))
+        [listed] = (await c.get("/v1/silences")).json()["silences"]
+        assert listed["state"] == "active"
+        assert await outbox_audits(db, outbox, "silence.expire") == []
+        assert (await c.delete(f"/v1/silences/{sid}")).json()["state"] == "expired"
+        assert len(await outbox_audits(db, outbox, "silence.expire")) == 1
+
+        put = await c.put("/v1/routes", json=update)
+        assert put.status_code == 200 and put.json()["version"] == 2, put.text
+        [entry] = await outbox_audits(db, outbox, "routes.put")
+        assert entry["actor"]["kind"] == "apikey" and entry["details"]["version"] == 2
+        # the gateway's read model gets the entries from the bus
+        await eventually(lambda: _audited(c, "routes.put"), timeout=15)
+
+
+async def _audited(c: Any, action: str) -> bool:
+    return bool((await c.get("/v1/audit", params={"action": action})).json()["items"])
 
 
 # --- a long namespace list ---------------------------------------------------------------------------------

@@ -305,7 +305,9 @@ class _FakeNotifier:
     def clock(self) -> datetime:
         return datetime.now(UTC)
 
-    async def create_silence(self, matchers: list[str], start: datetime, end: datetime, by: str, comment: str) -> Any:
+    async def create_silence(  # noqa: PLR0917 - the notifier's signature
+        self, matchers: list[str], start: datetime, end: datetime, by: str, comment: str, caller: Any = None
+    ) -> Any:
 
         silence = Silence(
             id=f"s{len(self.silences) + 1}",
@@ -321,7 +323,7 @@ class _FakeNotifier:
     async def list_silences(self) -> list[Any]:
         return list(self.silences.values())
 
-    async def expire_silence(self, silence_id: str, by: str) -> Any:
+    async def expire_silence(self, silence_id: str, by: str, caller: Any = None) -> Any:
 
         s = self.silences[silence_id]
         self.silences[silence_id] = dataclasses.replace(s, ends_at=self.clock() - timedelta(seconds=1))

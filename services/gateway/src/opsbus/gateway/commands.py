@@ -5,7 +5,9 @@
 * Alerts from Alertmanager are published directly and acknowledged by JetStream before the webhook answers
   200, so Alertmanager's own retry covers a failure (their ids are deterministic: a retry is deduplicated).
 * Request-reply calls to services carry the caller's trace context; no answer is `ServiceUnavailableError`.
-* Every mutating call is audited (actor = the API key or OIDC subject, never a secret).
+* Every mutating call is audited (actor = the API key or OIDC subject, never a secret), in the transaction of
+  the write it records: the gateway's own writes (keys, deploy requests) here; a write owned by another
+  service (policies, routes, silences) by that service, the request naming the caller (`caller_of`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TypeVar
 from nats.aio.client import Client
 from pydantic import BaseModel, JsonValue
 
+from opsbus.common.api.calling import Caller
 from opsbus.common.audit import Auditor
 from opsbus.common.bus import Publisher
 from opsbus.common.events import Envelope, ObjectRef
@@ -35,6 +38,12 @@ Resp = TypeVar("Resp", bound=BaseModel)
 def actor_of(principal: Principal) -> Actor:
     kind = ActorKind.APIKEY if principal.kind == "apikey" else ActorKind.USER
     return Actor(kind=kind, id=principal.id, display_name=principal.display_name)
+
+
+def caller_of(principal: Principal, request_id: str) -> Caller:
+    """The caller named in a request to the service that owns the data, which audits the call in the
+    transaction of its write."""
+    return Caller(actor=actor_of(principal), request_id=request_id)
 
 
 class Services:

@@ -3,6 +3,9 @@
 Each edit is a new version (optimistic concurrency on the version number), so every recovery names the
 policy version it was planned with and replicas pick up a newer version on their next plan. Parsing and
 validation are the domain's (`domain.policy`); this module only stores and loads.
+
+A put through the endpoint commits with its audit entry (`audit`, built by the endpoint with the caller the
+gateway names) in one transaction: a version whose entry cannot be written is not stored.
 """
 
 from __future__ import annotations
@@ -13,10 +16,17 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opsbus.common.api.calling import Caller
+from opsbus.common.audit import Auditor
 from opsbus.common.errors import ConflictError, PermanentError
-from opsbus.common.store import Database
+from opsbus.common.events import Envelope
+from opsbus.common.events.payloads import Actor, ActorKind, AuditOutcome, ResourceRef
+from opsbus.common.store import Database, Outbox
 from opsbus.healer.domain.policy import PolicySet, parse_policies
-from opsbus.healer.store import PolicyVersionRow
+from opsbus.healer.store import TABLES, PolicyVersionRow
+
+AuditFor = Callable[[PolicySet], Envelope]
+"""Builds the audit entry of a new version; it commits with the version."""
 
 
 class PolicyStore:
@@ -57,17 +67,40 @@ class PolicyStore:
                 self._policies = parse_policies(row.document, version=row.version)
         return self._policies
 
-    async def put(self, document: str, expected_version: int, author: str, comment: str | None) -> PolicySet:
+    @staticmethod
+    def audit_for(auditor: Auditor, *, author: str, comment: str | None, caller: Caller | None) -> AuditFor:
+        """The entry of a put (`policy.put`, as the gateway recorded it): the caller the gateway names, else
+        the author, as the actor."""
+
+        def entry(stored: PolicySet) -> Envelope:
+            return auditor.entry(
+                action="policy.put",
+                target=ResourceRef(kind="RemediationPolicy", name="policies"),
+                outcome=AuditOutcome.EXECUTED,
+                reason=comment or f"policies version {stored.version}",
+                details={"version": stored.version, "policies": [p.name for p in stored.policies]},
+                actor=caller.actor if caller else Actor(kind=ActorKind.USER, id=author),
+                request_id=caller.request_id if caller else None,
+            )
+
+        return entry
+
+    async def put(
+        self, document: str, expected_version: int, author: str, comment: str | None, *, audit: AuditFor | None = None
+    ) -> PolicySet:
         parsed = parse_policies(document)  # PolicyError -> 422 at the endpoint
         async with self.db.sessions.begin() as session:
             latest = await self._latest_policy_row(session)
             current = latest.version if latest else 0
             if current != expected_version:
                 raise ConflictError(f"policies are at version {current}, not {expected_version}: reload and retry")
+            stored = PolicySet(parsed.policies, current + 1, document)
             session.add(
                 PolicyVersionRow(
-                    version=current + 1, document=document, author=author, comment=comment, created_at=self.clock()
+                    version=stored.version, document=document, author=author, comment=comment, created_at=self.clock()
                 )
             )
-        self._policies = PolicySet(parsed.policies, current + 1, document)
-        return self._policies
+            if audit is not None:
+                await Outbox.for_tables(TABLES).add(session, audit(stored))
+        self._policies = stored
+        return stored

@@ -6,7 +6,8 @@ by every replica.
   concurrent puts of the same version conflict, and the loser gets 409). A put is validated first against this
   process's environment (unset `${VARIABLE}`s are named) and its secret sources (a missing Kubernetes Secret or
   key, or stored secret, is named, read fresh), and literal secrets are refused, because a stored
-  configuration is readable back. Each put is audited in the same transaction.
+  configuration is readable back. Each put is audited in the same transaction (and, for a put through the
+  gateway, the gateway's caller's `routes.put` entry too).
 * `seed` records the configuration file as a new version when it differs from the last version seeded from a
   file: redeploying a changed file wins over earlier API edits, a restart with the same file does not.
 * `Reloader.refresh` (every `config_poll_seconds`, and at once after a put) applies the latest version to the
@@ -29,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opsbus.common.api.calling import Caller
 from opsbus.common.audit import Auditor
 from opsbus.common.errors import ConfigurationError, ConflictError, NotFoundError, PermanentError
 from opsbus.common.events.payloads.audit import AuditOutcome
@@ -154,7 +156,9 @@ class ConfigVersions:
                 raise PermanentError(f"invalid notifier configuration: {exc}") from exc
         return config
 
-    async def put(self, text: str, *, expected_version: int, author: str, comment: str | None) -> StoredConfig:
+    async def put(
+        self, text: str, *, expected_version: int, author: str, comment: str | None, caller: Caller | None = None
+    ) -> StoredConfig:
         await self.check(text)
         try:
             async with self.db.sessions.begin() as session:
@@ -165,6 +169,17 @@ class ConfigVersions:
                         "read it again, reapply your change and put with its version"
                     )
                 stored = await self._insert(session, current + 1, text, source="api", author=author, comment=comment)
+                if caller is not None:  # the gateway's caller, as the gateway recorded the put before
+                    call = self.auditor.entry(
+                        action="routes.put",
+                        target=ResourceRef(kind="NotifierConfig", name="routes"),
+                        outcome=AuditOutcome.EXECUTED,
+                        reason=comment or f"notifier configuration version {stored.version}",
+                        actor=caller.actor,
+                        request_id=caller.request_id,
+                        details={"version": stored.version, "sha256": stored.sha256, "replaced": expected_version},
+                    )
+                    await add(session, store.TABLES.outbox, call)
         except IntegrityError as exc:  # another put of the same version committed first
             raise ConflictError(
                 f"configuration version {expected_version + 1} was put concurrently: read it and retry"

@@ -26,7 +26,7 @@ from opsbus.common.store import (
     purge_all,
 )
 from opsbus.notifier import store
-from opsbus.notifier.channels import Channel, ChannelConfigError, build_channels
+from opsbus.notifier.channels import Channel, ChannelConfigError, build_channels, http_client
 from opsbus.notifier.configuring import ConfigVersions, Reloader, StoredConfig
 from opsbus.notifier.domain.api import (
     ConfigIssue,
@@ -180,7 +180,7 @@ def config_endpoints(versions: ConfigVersions, reloader: Reloader) -> list[Endpo
 
     async def put_config(req: PutConfigRequest) -> ConfigVersion:
         stored = await versions.put(
-            req.yaml, expected_version=req.expected_version, author=req.author, comment=req.comment
+            req.yaml, expected_version=req.expected_version, author=req.author, comment=req.comment, caller=req.caller
         )
         await reloader.refresh()
         return config_version(stored, reloader.version)
@@ -229,7 +229,7 @@ def endpoints(notifier: Notifier, reloader: Reloader | None = None) -> list[Endp
         start, end = req.window(now)
         if end <= start:
             raise PermanentError("the silence ends before it starts")
-        silence = await notifier.create_silence(req.matchers, start, end, req.created_by, req.comment)
+        silence = await notifier.create_silence(req.matchers, start, end, req.created_by, req.comment, req.caller)
         return silence_view(silence, now)
 
     async def list_silences(req: ListSilencesRequest) -> SilenceList:
@@ -238,7 +238,8 @@ def endpoints(notifier: Notifier, reloader: Reloader | None = None) -> list[Endp
         return SilenceList(silences=[v for v in views if req.state is None or v.state == req.state])
 
     async def expire_silence(req: ExpireSilenceRequest) -> SilenceView:
-        return silence_view(await notifier.expire_silence(req.id, req.expired_by), notifier.clock())
+        expired = await notifier.expire_silence(req.id, req.expired_by, req.caller)
+        return silence_view(expired, notifier.clock())
 
     async def get_routes(_: Empty) -> RoutesView:
         config = notifier.config
@@ -391,7 +392,7 @@ async def setup(
     await relay.start()
     rt.on_shutdown(relay.stop, "outbox relay")
 
-    client = httpx.AsyncClient(timeout=opts.request_timeout_seconds, follow_redirects=False)
+    client = http_client(opts.request_timeout_seconds)
     rt.on_shutdown(client.aclose, "http client")
     renderer = Renderer(Links(gateway_url=opts.gateway_url, jaeger_url=opts.jaeger_url))
     auditor = Auditor(service=SERVICE, cluster=s.cluster)

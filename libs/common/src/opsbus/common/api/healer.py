@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from opsbus.common.api.calling import Caller
 from opsbus.common.events.payloads import RecoveryAction
 
 SERVICE = "healer"
@@ -85,3 +86,4 @@ class PutPolicyRequest(_Model):
     expected_version: int = Field(ge=0, description="The version being replaced; 409 when it is not the latest.")
     author: str = Field(min_length=1, max_length=253)
     comment: str | None = None
+    caller: Caller | None = Field(default=None, description="Audited as the actor of the put, with its request id.")

@@ -24,7 +24,9 @@ Operations and their models:
   logs, written out only when the request is serialised for the wire).
 
 The notifier takes these models from here (`opsbus.notifier.domain.api` re-exports them and adds matcher
-syntax checks, answering 400 with the reason); here a matcher is a non-empty string. Pure pydantic, no I/O.
+syntax checks, answering 400 with the reason); here a matcher is a non-empty string. The mutating requests
+name the `caller` the gateway acts for: the notifier audits the call (`silence.create`, `silence.expire`,
+`routes.put`) in the transaction of the write. Pure pydantic, no I/O.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from __future__ import annotations
 from typing import Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, field_serializer, model_validator
+
+from opsbus.common.api.calling import Caller
 
 SERVICE = "notifier"
 SilenceState = Literal["pending", "active", "expired"]
@@ -52,6 +56,7 @@ class CreateSilenceRequest(_Model):
     duration_seconds: float | None = Field(default=None, gt=0, le=90 * 86400)
     created_by: str = Field(min_length=1, max_length=253)
     comment: str = Field(min_length=1, max_length=2000)
+    caller: Caller | None = Field(default=None, description="Audited as the actor of the call, with its request id.")
 
     @model_validator(mode="after")
     def _end(self) -> Self:
@@ -81,6 +86,7 @@ class SilenceList(_Model):
 class ExpireSilenceRequest(_Model):
     id: str = Field(min_length=1)
     expired_by: str = Field(min_length=1, max_length=253)
+    caller: Caller | None = Field(default=None, description="Audited as the actor of the call, with its request id.")
 
 
 class Empty(_Model):
@@ -147,6 +153,7 @@ class PutConfigRequest(_Model):
     expected_version: int = Field(ge=0, description="The version being replaced; 409 when it is not the latest.")
     author: str = Field(min_length=1, max_length=253)
     comment: str | None = Field(default=None, max_length=2000)
+    caller: Caller | None = Field(default=None, description="Audited as the actor of the call, with its request id.")
 
 
 class ListConfigVersionsRequest(_Model):

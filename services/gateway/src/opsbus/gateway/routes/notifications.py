@@ -7,6 +7,10 @@ those silences; a silence without one is cluster-wide (callers with every namesp
 Routes are the notifier's whole configuration YAML, versioned by the notifier: anyone in the cluster may read
 the tree and the YAML (secrets are `${VARIABLE}` references, never values), operators may validate, and only
 an admin of every namespace may put a new version, naming the version it edited (409 when it is stale).
+
+Creating or expiring a silence and putting routes are audited by the notifier, in the transaction of its
+write: the request names the caller (actor and request id) and the notifier records `silence.create`,
+`silence.expire` or `routes.put` for them, so a change whose entry cannot be written is not made.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from opsbus.common.api import notifier as api
-from opsbus.common.events.payloads.common import ResourceRef
 from opsbus.gateway.auth import Admin, Ctx, Operator, RequestId, Viewer
+from opsbus.gateway.commands import caller_of
 from opsbus.gateway.domain.access import Denied, Principal, Role, authorize, can_see
 from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem
 
@@ -65,17 +69,8 @@ async def create_silence(*, body: SilenceCreate, who: Operator, ctx: Ctx, rid: R
     authorize(who, Role.OPERATOR, namespace=namespace, cluster=ctx.settings.cluster)
     if (body.ends_at is None) == (body.duration_seconds is None):
         raise ApiProblem(422, "give exactly one of ends_at and duration_seconds", slug="validation")
-    request = api.CreateSilenceRequest(**body.model_dump(), created_by=_who(who))
-    silence = await ctx.services.call(api.SERVICE, "create_silence", request, api.SilenceView)
-    await ctx.commands.audit(
-        who,
-        action="silence.create",
-        target=ResourceRef(kind="Silence", namespace=namespace, name=silence.id),
-        reason=body.comment,
-        request_id=rid,
-        details={"matchers": list(silence.matchers), "ends_at": silence.ends_at.isoformat()},
-    )
-    return silence
+    request = api.CreateSilenceRequest(**body.model_dump(), created_by=_who(who), caller=caller_of(who, rid))
+    return await ctx.services.call(api.SERVICE, "create_silence", request, api.SilenceView)
 
 
 @router.get("/v1/silences", summary="Silences visible to you")
@@ -99,16 +94,8 @@ async def expire_silence(
     if found is None or not can_see(who, namespace=namespace, cluster=ctx.settings.cluster):
         raise ApiProblem(404, f"no silence {silence_id}", slug="not-found")
     authorize(who, Role.OPERATOR, namespace=namespace, cluster=ctx.settings.cluster)
-    request = api.ExpireSilenceRequest(id=silence_id, expired_by=_who(who))
-    silence = await ctx.services.call(api.SERVICE, "expire_silence", request, api.SilenceView)
-    await ctx.commands.audit(
-        who,
-        action="silence.expire",
-        target=ResourceRef(kind="Silence", namespace=namespace, name=silence_id),
-        reason="expired through the gateway",
-        request_id=rid,
-    )
-    return silence
+    request = api.ExpireSilenceRequest(id=silence_id, expired_by=_who(who), caller=caller_of(who, rid))
+    return await ctx.services.call(api.SERVICE, "expire_silence", request, api.SilenceView)
 
 
 class RoutesYaml(BaseModel):
@@ -173,15 +160,10 @@ async def list_routes_versions(
 async def put_routes(*, body: RoutesUpdate, who: Admin, ctx: Ctx, rid: RequestId) -> api.ConfigVersion:
     authorize(who, Role.ADMIN, namespace=None, cluster=ctx.settings.cluster)
     request = api.PutConfigRequest(
-        yaml=body.yaml, expected_version=body.expected_version, author=_who(who), comment=body.comment
+        yaml=body.yaml,
+        expected_version=body.expected_version,
+        author=_who(who),
+        comment=body.comment,
+        caller=caller_of(who, rid),
     )
-    answer = await ctx.services.call(api.SERVICE, "put_config", request, api.ConfigVersion)
-    await ctx.commands.audit(
-        who,
-        action="routes.put",
-        target=ResourceRef(kind="NotifierConfig", name="routes"),
-        reason=body.comment or f"notifier configuration version {answer.version}",
-        request_id=rid,
-        details={"version": answer.version, "sha256": answer.sha256, "replaced": body.expected_version},
-    )
-    return answer
+    return await ctx.services.call(api.SERVICE, "put_config", request, api.ConfigVersion)

@@ -1,6 +1,8 @@
 """`/v1/recoveries` (approve or reject a planned step, list those waiting) and `/v1/policies` (the healer's
 remediation policies: read, validate, replace with a version check). The healer answers; the gateway checks
-the caller may act on the step's target namespace and audits the call."""
+the caller may act on the step's target namespace. A policy put is audited by the healer in the transaction
+that stores the version (the request names the caller); an approval is audited by the gateway after the
+healer recorded the decision with its own entry."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pydantic import BaseModel, Field
 from opsbus.common.api import healer as api
 from opsbus.common.events.payloads.common import ResourceRef
 from opsbus.gateway.auth import Admin, Ctx, Operator, RequestId, Viewer
+from opsbus.gateway.commands import caller_of
 from opsbus.gateway.domain.access import Denied, Principal, Role, authorize, can_see
 from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem
 
@@ -123,15 +126,10 @@ async def validate_policy(*, body: PolicyDocument, who: Operator, ctx: Ctx) -> a
 async def put_policies(*, body: PolicyUpdate, who: Admin, ctx: Ctx, rid: RequestId) -> api.PoliciesAnswer:
     authorize(who, Role.ADMIN, namespace=None, cluster=ctx.settings.cluster)
     request = api.PutPolicyRequest(
-        document=body.document, expected_version=body.expected_version, author=_author(who), comment=body.comment
+        document=body.document,
+        expected_version=body.expected_version,
+        author=_author(who),
+        comment=body.comment,
+        caller=caller_of(who, rid),
     )
-    answer = await ctx.services.call(api.SERVICE, "put_policy", request, api.PoliciesAnswer)
-    await ctx.commands.audit(
-        who,
-        action="policy.put",
-        target=ResourceRef(kind="RemediationPolicy", name="policies"),
-        reason=body.comment or f"policies version {answer.version}",
-        request_id=rid,
-        details={"version": answer.version, "policies": list(answer.policies)},
-    )
-    return answer
+    return await ctx.services.call(api.SERVICE, "put_policy", request, api.PoliciesAnswer)
