@@ -13,15 +13,19 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Table, func, select, text
 
 from opsbus.common.bus import Bus
+from opsbus.common.runtime import Runtime
 from opsbus.common.settings import DatabaseSettings
 from opsbus.common.store import Database
 from opsbus.gateway import store as gateway_store
+from opsbus.healer import store as healer_store
+from opsbus.healer.settings import HealerSettings
 from opsbus.notifier import store as notifier_store
 from tests.integration.gateway_stack import GatewayStack, gateway_stack
 from tests.integration.notifier_stack import Stack as NotifierStack
@@ -43,6 +47,46 @@ async def stack(database_url: str, nats_url: str) -> AsyncIterator[GatewayStack]
 async def notifier(database_url: str, nats_url: str) -> AsyncIterator[NotifierStack]:
     async for s in notifier_stack(database_url, nats_url):
         yield s
+
+
+@pytest.fixture
+async def healer(database_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[Runtime[HealerSettings]]:
+    """The real healer (its wiring, endpoints and outbox). Its apiserver is unreachable: policies need none."""
+    from opsbus.common.store import upgrade  # noqa: PLC0415
+    from opsbus.healer.service import setup  # noqa: PLC0415
+
+    await upgrade(DatabaseSettings.model_validate({"url": database_url}), healer_store.MIGRATIONS, healer_store.SCHEMA)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: none\n"
+        "clusters: [{name: none, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "users: [{name: none, user: {token: none}}]\n"
+        "contexts: [{name: none, context: {cluster: none, user: none}}]\n"
+    )
+    settings = HealerSettings.model_validate(
+        {
+            "environment": "test",
+            "cluster": "prod",
+            "nats": {"url": nats_url},
+            "database": {"url": database_url},
+            "http": {"port": 0},
+            "shutdown_grace_seconds": 5,
+            "healer": {"kubeconfig": str(kubeconfig)},
+        }
+    )
+    rt: Runtime[HealerSettings] = Runtime("healer", settings)
+    started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def wired(r: Runtime[HealerSettings]) -> None:
+        await setup(r)
+        started.set_result(None)
+
+    task = asyncio.create_task(rt.run(wired, install_signals=False), name="healer-under-test")
+    done, _ = await asyncio.wait([started, task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    assert started in done, f"healer did not start: {task.exception() if task.done() else 'timeout'}"
+    yield rt
+    rt.request_shutdown()
+    assert await task == 0
 
 
 @pytest.fixture
@@ -198,6 +242,30 @@ async def test_silences_and_routes_whose_audit_fails_are_not_changed(
         assert entry["actor"]["kind"] == "apikey" and entry["details"]["version"] == 2
         # the gateway's read model gets the entries from the bus
         await eventually(lambda: _audited(c, "routes.put"), timeout=15)
+
+
+async def test_a_policy_version_whose_audit_fails_is_not_stored(
+    stack: GatewayStack, healer: Runtime[HealerSettings], db: Database
+) -> None:
+    await stack.start()
+    admin = await stack.key("admin")
+    versions, outbox = healer_store.PolicyVersionRow.__table__, healer_store.TABLES.outbox
+    async with stack.client(admin) as c:
+        current = (await c.get("/v1/policies")).json()
+        update = {"document": current["document"], "expected_version": current["version"], "comment": "same again"}
+        stored = await count(db, versions)
+        async with audit_refused(db, healer_store.SCHEMA):
+            assert_failed(await c.put("/v1/policies", json=update))
+        assert await count(db, versions) == stored
+        assert (await c.get("/v1/policies")).json()["version"] == current["version"]
+        assert await outbox_audits(db, outbox, "policy.put") == []
+
+        put = await c.put("/v1/policies", json=update)
+        assert put.status_code == 200 and put.json()["version"] == current["version"] + 1, put.text
+        [entry] = await outbox_audits(db, outbox, "policy.put")
+        assert entry["actor"]["kind"] == "apikey" and entry["request_id"] == put.headers["x-request-id"]
+        assert entry["reason"] == "same again" and entry["target"]["kind"] == "RemediationPolicy"
+        await eventually(lambda: _audited(c, "policy.put"), timeout=15)
 
 
 async def _audited(c: Any, action: str) -> bool:

@@ -26,7 +26,7 @@ from opsbus.common.store import (
     purge_all,
 )
 from opsbus.notifier import store
-from opsbus.notifier.channels import Channel, ChannelConfigError, build_channels
+from opsbus.notifier.channels import Channel, ChannelConfigError, build_channels, http_client
 from opsbus.notifier.configuring import ConfigVersions, Reloader, StoredConfig
 from opsbus.notifier.domain.api import (
     ConfigIssue,
@@ -392,7 +392,7 @@ async def setup(
     await relay.start()
     rt.on_shutdown(relay.stop, "outbox relay")
 
-    client = httpx.AsyncClient(timeout=opts.request_timeout_seconds, follow_redirects=False)
+    client = http_client(opts.request_timeout_seconds)
     rt.on_shutdown(client.aclose, "http client")
     renderer = Renderer(Links(gateway_url=opts.gateway_url, jaeger_url=opts.jaeger_url))
     auditor = Auditor(service=SERVICE, cluster=s.cluster)
