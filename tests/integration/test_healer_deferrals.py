@@ -2,8 +2,8 @@
 
 The cluster is the one port replaced here (a recorder of the writes the healer makes, with a fixed snapshot):
 what is proven is what the healer stores, decides and announces (recoveries, their transitions, the outbox's
-events and audit entries), across executors that stand for replicas and restarts. The same behaviour against
-the sandbox apiserver is in tests/cluster/test_healer_storms.py.
+events and audit entries), across executors that stand for replicas and restarts. The same scenarios against
+the sandbox apiserver (real pods, the service wiring) are still to be written as cluster tests.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ which is a secret for Slack, Teams and most webhooks: never log or publish `inte
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 import time
 from collections.abc import Iterable, Mapping
@@ -179,6 +180,14 @@ def tls_context_from(ca_file: str) -> ssl.SSLContext:
         raise ChannelConfigError(f"email ca_file {ca_file}: not a PEM CA certificate ({exc.reason})") from None
     except OSError as exc:
         raise ChannelConfigError(f"email ca_file {ca_file}: {exc.strerror}") from None
+
+
+def http_client(timeout: float) -> httpx.AsyncClient:
+    """The client every HTTP channel shares: no redirects (a signed body must not be carried elsewhere), and quiet:
+    httpx logs each request's URL at INFO and here a URL is a secret, so httpx and httpcore log warnings only."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return httpx.AsyncClient(timeout=timeout, follow_redirects=False)
 
 
 def build_channels(
