@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from opsbus.cli import apikeys, dev, policies, recommendations, sandbox
+from opsbus.cli import apikeys, dev, policies, recommendations, sandbox, secrets
 from opsbus.cli.client import GatewayError
 from opsbus.cli.console import Key, Output, Url, call, emit, err, explain, gateway, out
 from opsbus.cli.durations import seconds
@@ -36,6 +36,7 @@ app.add_typer(dev.app, name="dev")
 app.add_typer(policies.app, name="policies")
 app.add_typer(recommendations.app, name="recommendations")
 app.add_typer(apikeys.app, name="keys")
+app.add_typer(secrets.app, name="secrets")
 for command in (login, logout, whoami, events):
     app.command()(command)
 
