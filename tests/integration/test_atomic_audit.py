@@ -82,7 +82,8 @@ async def healer(database_url: str, nats_url: str, tmp_path: Path) -> AsyncItera
         started.set_result(None)
 
     task = asyncio.create_task(rt.run(wired, install_signals=False), name="healer-under-test")
-    done, _ = await asyncio.wait([started, task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    waiting: list[asyncio.Future[Any]] = [started, task]
+    done, _ = await asyncio.wait(waiting, timeout=30, return_when=asyncio.FIRST_COMPLETED)
     assert started in done, f"healer did not start: {task.exception() if task.done() else 'timeout'}"
     yield rt
     rt.request_shutdown()
@@ -249,7 +250,7 @@ async def test_a_policy_version_whose_audit_fails_is_not_stored(
 ) -> None:
     await stack.start()
     admin = await stack.key("admin")
-    versions, outbox = healer_store.PolicyVersionRow.__table__, healer_store.TABLES.outbox
+    versions, outbox = healer_store.Base.metadata.tables["healer.policy_versions"], healer_store.TABLES.outbox
     async with stack.client(admin) as c:
         current = (await c.get("/v1/policies")).json()
         update = {"document": current["document"], "expected_version": current["version"], "comment": "same again"}
