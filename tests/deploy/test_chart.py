@@ -112,7 +112,7 @@ def test_only_kubernetes_clients_get_a_token_and_a_role() -> None:
     objects = render()
     for name, spec in _pod_specs(objects).items():
         service = name.removeprefix("Deployment/opsbus-")
-        expected = service in KUBE_CLIENTS
+        expected = service in KUBE_CLIENTS or service == "notifier"  # the notifier reads its secretKeyRefs
         assert spec["automountServiceAccountToken"] is expected, name
     roles = by_kind(objects, "ClusterRole")
     assert sorted(roles) == sorted(f"opsbus-{s}-opsbus" for s in KUBE_CLIENTS)
@@ -127,6 +127,31 @@ def test_only_kubernetes_clients_get_a_token_and_a_role() -> None:
     for role in roles.values():
         for rule in role["rules"]:
             assert "secrets" not in rule["resources"] and "*" not in rule["resources"] and "*" not in rule["verbs"]
+    # The one namespaced Role: the notifier may get Secrets of its own namespace, nothing more.
+    (role,) = by_kind(objects, "Role").values()
+    assert role["metadata"]["name"] == "opsbus-notifier-secrets"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    (binding,) = by_kind(objects, "RoleBinding").values()
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "opsbus-notifier-secrets",
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "opsbus-notifier", "namespace": "opsbus"}]
+    env = {e["name"]: e for e in _pod_specs(objects)["Deployment/opsbus-notifier"]["containers"][0]["env"]}
+    assert env["OPSBUS_NOTIFIER__SECRETS__NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert "OPSBUS_NOTIFIER__SECRETS__KEYS" not in env  # no key Secret given: nothing can be stored
+
+
+def test_notifier_secret_options_render_the_key_secret_and_can_drop_the_role() -> None:
+    objects = render(sets=("notifier.secretKeysSecret=opsbus-notifier-keys", "notifier.readKubernetesSecrets=false"))
+    assert not by_kind(objects, "Role") and not by_kind(objects, "RoleBinding")
+    spec = _pod_specs(objects)["Deployment/opsbus-notifier"]
+    assert spec["automountServiceAccountToken"] is False
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["OPSBUS_NOTIFIER__SECRETS__KEYS"]["valueFrom"] == {
+        "secretKeyRef": {"name": "opsbus-notifier-keys", "key": "keys"}
+    }
 
 
 def test_migrate_hook_runs_every_schema_before_install_and_upgrade() -> None:

@@ -27,6 +27,9 @@ from opsbus.common.events.payloads.common import ResourceRef, Severity, Workload
 from opsbus.deployer.kube import Kube, api_client
 from opsbus.healer.cluster import KubeCluster as HealerCluster
 from opsbus.healer.domain.planning import AlertState
+from opsbus.notifier.domain.secrets import SecretKeyRef, Unresolved
+from opsbus.notifier.secretsources import KubeSecrets
+from opsbus.notifier.secretsources import api_client as notifier_api_client
 from opsbus.optimizer.cluster import KubeCluster as OptimizerCluster
 from opsbus.optimizer.domain.planning import ContainerSpec
 from opsbus.watcher.domain.cache import Cache, Change
@@ -38,7 +41,7 @@ from tests.deploy.tools import render
 
 pytestmark = pytest.mark.cluster
 
-RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 MI = 1024 * 1024
 
 
@@ -53,12 +56,12 @@ class Accounts:
     def token(self, service: str) -> str:
         return service_account_token(self.cluster.api, self.cluster.namespace, self.account(service))
 
-    def allowed(self, service: str, verb: str, resource: str, group: str = "") -> bool:
+    def allowed(self, service: str, verb: str, resource: str, group: str = "", namespace: str | None = None) -> bool:
         review = client.V1SubjectAccessReview(
             spec=client.V1SubjectAccessReviewSpec(
                 user=f"system:serviceaccount:{self.cluster.namespace}:{self.account(service)}",
                 resource_attributes=client.V1ResourceAttributes(
-                    verb=verb, resource=resource, group=group, namespace=self.cluster.namespace
+                    verb=verb, resource=resource, group=group, namespace=namespace or self.cluster.namespace
                 ),
             )
         )
@@ -79,6 +82,7 @@ def accounts(cluster: Cluster) -> Iterator[Accounts]:
         wait_until(
             "the optimizer's binding in force", lambda: found.allowed("optimizer", "patch", "deployments", "apps"), 30
         )
+        wait_until("the notifier's binding in force", lambda: found.allowed("notifier", "get", "secrets"), 30)
         yield found
     finally:
         selector = f"app.kubernetes.io/instance={release}"
@@ -328,6 +332,41 @@ async def test_optimizer_account_reads_inventory_and_patches_resources_but_delet
         assert evict.value.status == 403
     finally:
         optimizer.close()
+
+
+async def test_notifier_account_reads_secret_keys_in_its_namespace_and_nothing_else(
+    cluster: Cluster, accounts: Accounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notifier's own secretKeyRef code, with the chart's account: a key of a Secret in its namespace is read;
+    a missing key or Secret, or a Secret in another namespace (403), is named with the reason, never a value."""
+    name = f"hooks-{uuid.uuid4().hex[:6]}"
+    secret = client.V1Secret(
+        metadata=client.V1ObjectMeta(name=name), string_data={"url": "https://hooks.example.com/team\n"}
+    )
+    client.CoreV1Api(cluster.api).create_namespaced_secret(cluster.namespace, secret)
+    with in_cluster(accounts.token("notifier"), cluster.kubeconfig, tmp_path, monkeypatch):
+        api = notifier_api_client(None)
+    kube = KubeSecrets(lambda: api, namespace=cluster.namespace, cache_seconds=0)
+    ns = cluster.namespace
+    try:
+        refs = [
+            SecretKeyRef(name, "url"),
+            SecretKeyRef(name, "nope"),
+            SecretKeyRef("absent", "url"),
+            SecretKeyRef(name, "url", namespace="kube-system"),
+        ]
+        values = await kube.values(refs, fresh=True)
+    finally:
+        kube.close()
+    assert values[refs[0]] == "https://hooks.example.com/team"  # one trailing newline dropped
+    assert values[refs[1]] == Unresolved(f"Secret {ns}/{name} has no key 'nope'")
+    assert values[refs[2]] == Unresolved(f"Secret {ns}/absent does not exist")
+    refused = values[refs[3]]
+    assert isinstance(refused, Unresolved) and f"may not read Secret kube-system/{name} (403)" in refused.reason
+    assert accounts.allowed("notifier", "get", "secrets")
+    for verb in ("list", "watch", "create", "update", "delete"):
+        assert not accounts.allowed("notifier", verb, "secrets"), verb
+    assert not accounts.allowed("notifier", "get", "secrets", namespace="kube-system")
 
 
 @pytest.mark.parametrize("service", ["notifier", "gateway"])

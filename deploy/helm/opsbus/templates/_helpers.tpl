@@ -140,6 +140,17 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 - name: OPSBUS_NOTIFIER__JAEGER_URL
   value: {{ . | quote }}
 {{- end }}
+- name: OPSBUS_NOTIFIER__SECRETS__NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- with $s.secretKeysSecret }}
+- name: OPSBUS_NOTIFIER__SECRETS__KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: keys
+{{- end }}
 {{- else if eq .name "gateway" }}
 - name: OPSBUS_GATEWAY__HOST
   value: "0.0.0.0"
