@@ -1,0 +1,1 @@
+"""opsbus analyzer: builds, scores and publishes the probable causes of each incident (diagnosis.made/revised)."""
