@@ -25,7 +25,7 @@ from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
 from starlette.routing import BaseRoute
 
-from opsbus.gateway.auth import document_api_key_scheme
+from opsbus.gateway.auth import authenticate_before_validation, document_api_key_scheme
 from opsbus.gateway.context import GatewayContext
 from opsbus.gateway.middleware import GatewayMiddleware
 from opsbus.gateway.problems import install
@@ -107,6 +107,7 @@ def create_app(ctx: GatewayContext) -> FastAPI:
     )
     app.state.ctx = ctx
     install(app, retry_after=ctx.settings.gateway.retry_after_seconds)
+    authenticate_before_validation(app)  # after install: it wraps install's validation handler
     document_api_key_scheme(app)
     if ctx.settings.gateway.cors_origins:
         app.add_middleware(

@@ -1,21 +1,39 @@
 """Authentication and the per-caller rate limit, as FastAPI dependencies.
 
-`Authorization: Bearer opsb_...` (or `X-API-Key: opsb_...`) is an API key; any other bearer token is
-validated as an OIDC JWT. Failures are 401 with `WWW-Authenticate`, never a hint which part was wrong.
+`Authorization: Bearer opsb_...` (or `X-API-Key: opsb_...`) is an API key; a bearer token shaped like a JWT
+is validated as an OIDC JWT. Failures are 401 with `WWW-Authenticate`, and the detail names the kind of
+credential the request carried ("invalid API key" for anything in `X-API-Key` or starting `opsb_`, "invalid
+bearer token" for a bearer that is neither), never which part of a real credential was wrong.
 After authentication the caller's token bucket is charged (429 with Retry-After when empty). `Caller`,
 `Viewer`, `Operator` and `Admin` do all of that in one dependency (the last three also refuse lower roles,
 403); handlers then check the namespace and cluster the operation touches.
+
+Authentication comes first, before anything about the request is judged. FastAPI solves dependencies before
+it validates parameters and the body, but it parses a JSON body before any dependency runs, so a malformed
+body would be answered 400/422 to anyone. Every dependency that authenticates is a `Gate`, and
+`authenticate_before_validation` makes a request that failed validation pass its route's gate first: an
+unauthenticated caller learns 401, never what the route expects.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
 import time
+from collections.abc import Awaitable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
+from starlette.responses import Response
 
 from opsbus.gateway.context import GatewayContext
+from opsbus.gateway.domain import keys
 from opsbus.gateway.domain.access import Denied, Principal, Role
 from opsbus.gateway.domain.ratelimit import RateLimiter
 from opsbus.gateway.oidc import TokenError
@@ -25,6 +43,8 @@ _BEARER, _API_KEY = "HTTPBearer", "APIKeyHeader"  # the OpenAPI names of the two
 _BEARER_DOC = "An opsbus API key (`opsb_...`) or an OIDC access token (JWT)."
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An opsbus API key (`opsb_...`).")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="opsbus"'}
+_KEY_START = keys.KEY_PREFIX + "_"
+_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` dependency in a worker
@@ -48,27 +68,46 @@ def unauthorized(detail: str) -> ApiProblem:
     return ApiProblem(401, detail, slug="unauthorized", headers=_CHALLENGE)
 
 
-def _token(request: Request) -> str | None:
-    """The credential: `Authorization: Bearer <token>` first (as `HTTPBearer` reads it), else `X-API-Key`."""
+def _token(request: Request) -> tuple[str, bool] | None:
+    """The credential and whether it came from `X-API-Key`: `Authorization: Bearer <token>` first (as
+    `HTTPBearer` reads it), else `X-API-Key`."""
     authorization = request.headers.get("authorization")
     if authorization:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
-            return credentials.strip()
-    return request.headers.get("x-api-key") or None
+            return credentials.strip(), False
+    key = (request.headers.get("x-api-key") or "").strip()
+    return (key, True) if key else None
+
+
+def is_jwt(token: str) -> bool:
+    """Whether `token` is shaped like a JWT: three base64url parts, the first a JSON object naming `alg`."""
+    if not _JWT.fullmatch(token):
+        return False
+    head = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(header, dict) and isinstance(header.get("alg"), str)
 
 
 async def authenticate(request: Request) -> Principal:
     """Who is calling, after charging their rate limit: 401 without a valid credential, 429 when over the limit."""
     ctx: GatewayContext = request.app.state.ctx
-    token = _token(request)
-    if not token:
+    credential = _token(request)
+    if credential is None:
         raise unauthorized("authentication required: send `Authorization: Bearer <API key or token>`")
+    token, from_key_header = credential
     who: Principal | None
-    if token.startswith("opsb_"):
+    if from_key_header or token.startswith(_KEY_START):
+        if keys.parse(token) is None:
+            raise unauthorized(f"invalid API key: not an opsbus API key (`{_KEY_START}...`)")
         who = await ctx.keys.authenticate(token)
         if who is None:
-            raise unauthorized("the API key is unknown, expired or revoked")
+            raise unauthorized("invalid API key: unknown, expired or revoked")
+    elif not is_jwt(token):
+        raise unauthorized(f"invalid bearer token: neither an opsbus API key (`{_KEY_START}...`) nor a JWT")
     else:
         try:
             who = await ctx.jwt.verify(token)
@@ -85,7 +124,51 @@ async def authenticate(request: Request) -> Principal:
     return who
 
 
-class _Authenticated(HTTPBearer):
+class Gate:
+    """A dependency that decides whether the caller may use the route at all (credentials, role).
+
+    Subclasses implement `admit`; calling the gate records on the request that it ran, so
+    `authenticate_before_validation` runs it only when FastAPI refused the request before it could.
+    """
+
+    async def __call__(self, request: Request) -> Any:
+        request.state.gated = True
+        return await self.admit(request)
+
+    async def admit(self, request: Request) -> Any:
+        raise NotImplementedError
+
+
+def _gates(dependant: Dependant) -> Iterator[Gate]:
+    for dependency in dependant.dependencies:
+        if isinstance(dependency.call, Gate):
+            yield dependency.call
+        yield from _gates(dependency)
+
+
+def authenticate_before_validation(app: FastAPI) -> None:
+    """Answer a request that failed validation only after its route's gate admitted the caller."""
+    shown = app.exception_handlers[RequestValidationError]
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        route = request.scope.get("route")
+        if isinstance(route, APIRoute) and not getattr(request.state, "gated", False):
+            for gate in _gates(route.dependant):
+                try:
+                    await gate(request)
+                except (ApiProblem, Denied) as refused:
+                    return await _answer(app.exception_handlers[type(refused)](request, refused))
+        return await _answer(shown(request, exc))
+
+    app.add_exception_handler(RequestValidationError, invalid)
+
+
+async def _answer(result: Response | Awaitable[Response]) -> Response:
+    return result if isinstance(result, Response) else await result
+
+
+# HTTPBearer's own __call__ returns the credentials; the gate's (first in the MRO) returns the principal.
+class _Authenticated(Gate, HTTPBearer):  # type: ignore[misc]
     """One dependency doing all of authentication, the rate limit and the role check.
 
     A chain of small dependencies (bearer scheme, API-key scheme, context, principal, role) cost FastAPI a
@@ -98,7 +181,7 @@ class _Authenticated(HTTPBearer):
         super().__init__(auto_error=False, scheme_name=_BEARER, description=_BEARER_DOC)
         self.least = least
 
-    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+    async def admit(self, request: Request) -> Principal:
         who = await authenticate(request)
         if self.least is not None and who.role < self.least:
             raise Denied(f"role {who.role} may not do this: it needs {self.least}")

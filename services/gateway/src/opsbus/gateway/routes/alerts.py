@@ -1,7 +1,9 @@
 """`POST /v1/alerts/alertmanager`: Alertmanager's webhook (payload version 4) -> `alert.fired`/`alert.resolved`.
 
 It has its own credentials (Alertmanager's `http_config`: `authorization` bearer token or `basic_auth`),
-configured in `OPSBUS_GATEWAY__ALERTMANAGER__*`; with none configured every call is refused. The answer is
+configured in `OPSBUS_GATEWAY__ALERTMANAGER__*`; with none configured every call is refused. They are checked
+by a `Gate` before the body is read or validated, so an unauthenticated sender gets 401 whatever it sends,
+never a hint of what the receiver expects. The answer is
 200 only after JetStream stored every event, so Alertmanager's retry covers any failure (503 until NATS is
 back); ids are deterministic, so a retried notification is deduplicated by the stream.
 """
@@ -14,12 +16,12 @@ import hmac
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from opsbus.common.errors import TransientError
 from opsbus.common.rpc import ServiceUnavailableError
-from opsbus.gateway.auth import Ctx, unauthorized
+from opsbus.gateway.auth import Ctx, Gate, unauthorized
 from opsbus.gateway.domain.alertmanager import AlertmanagerWebhook, MappingError, to_events
 from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem, ProblemError
 from opsbus.gateway.settings import AlertmanagerSettings
@@ -57,11 +59,16 @@ def check_credentials(settings: AlertmanagerSettings, authorization: str | None)
     raise unauthorized("wrong credentials")
 
 
+class _AlertmanagerCredentials(Gate):
+    async def admit(self, request: Request) -> None:
+        check_credentials(request.app.state.ctx.settings.gateway.alertmanager, request.headers.get("authorization"))
+
+
+Alertmanager = Annotated[None, Depends(_AlertmanagerCredentials())]
+
+
 @router.post("/v1/alerts/alertmanager", summary="Alertmanager webhook receiver (payload version 4)")
-async def alertmanager(
-    *, body: AlertmanagerWebhook, ctx: Ctx, authorization: Annotated[str | None, Header()] = None
-) -> Accepted:
-    check_credentials(ctx.settings.gateway.alertmanager, authorization)
+async def alertmanager(*, sender: Alertmanager, body: AlertmanagerWebhook, ctx: Ctx) -> Accepted:
     try:
         events = to_events(body, default_cluster=ctx.settings.cluster, now=datetime.now(UTC))
     except MappingError as exc:
