@@ -44,7 +44,8 @@ from opsbus.common.events.payloads import ChannelKind, NotifyDelivered, NotifyFa
 from opsbus.common.events.payloads.audit import AuditOutcome
 from opsbus.common.events.payloads.common import Actor, ActorKind, ResourceRef
 from opsbus.common.store import Database, add, claim
-from opsbus.notifier import store
+from opsbus.notifier import accounting, store
+from opsbus.notifier.accounting import AccountingMetrics, NotificationConflictError, Routed
 from opsbus.notifier.channels import Channel, Outcome
 from opsbus.notifier.domain.config import NotifierConfig
 from opsbus.notifier.domain.delivery import RetryPolicy, next_delay
@@ -52,6 +53,7 @@ from opsbus.notifier.domain.grouping import Group, Notification, flush, group_ke
 from opsbus.notifier.domain.matchers import parse_all
 from opsbus.notifier.domain.muting import Silence, mute_reasons
 from opsbus.notifier.domain.notices import Notice, notice_from
+from opsbus.notifier.domain.outcomes import Change, Transition, flush_changes, superseded_reason
 from opsbus.notifier.domain.routing import match_routes
 from opsbus.notifier.ratelimits import SharedRateLimiter
 
@@ -67,13 +69,16 @@ class ExecutorOptions:
     lease: timedelta = timedelta(seconds=60)
     batch: int = 50
     tick: float = 0.5
+    unaccounted_after: timedelta = timedelta(minutes=15)  # the invariant's bound past a row's due time
+    check_every: float = 30.0  # seconds between two invariant checks
+    check_limit: int = 10_000  # the check counts at most this many rows (bounded cost)
 
 
 class NotifierMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.notifications = Counter(
             "opsbus_notifier_notifications_total",
-            "Notifications queued by flushes, by receiver.",
+            "Notification rows queued by flushes (one per integration), by receiver; exact replays not counted.",
             ["receiver"],
             registry=registry,
         )
@@ -130,6 +135,8 @@ class Notifier:
         self.clock = clock
         self.rand = rand
         self.metrics = NotifierMetrics(registry)
+        self.accounting = AccountingMetrics(registry)
+        self._next_check = 0.0
         self._on_outbox = on_outbox or (lambda: None)
         self._outbox = store.TABLES.outbox
         self.limiter = SharedRateLimiter(db, clock)
@@ -160,10 +167,18 @@ class Notifier:
                 row = (
                     await session.execute(select(store.groups).where(store.groups.c.key == key).with_for_update())
                 ).first()
-                plan = ingest(store.group_from(row) if row else None, route, notice, now, epoch=str(uuid.uuid4()))
+                current = store.group_from(row) if row else None
+                plan = ingest(current, route, notice, now, epoch=str(uuid.uuid4()))
+                routed = Routed(notice, key, route.receiver, self._integrations(route.receiver))
                 if plan.group is None:
                     log.debug("event %s: %s", delivery.event.id, plan.reason)
+                    await accounting.record(session, routed, now, due_at=now, not_sent=plan.reason)
                     continue
+                replaced = current.alerts.get(notice.fingerprint) if current is not None else None
+                if replaced is not None and replaced.event_id != notice.event_id:
+                    change = Change(Transition.SUPERSEDE, (replaced.event_id,), None, superseded_reason(notice))
+                    await accounting.apply(session, key, [change], now)
+                await accounting.record(session, routed, now, due_at=plan.group.next_flush_at, not_sent=None)
                 values = store.group_row(plan.group)
                 if plan.created:
                     inserted = (
@@ -178,6 +193,10 @@ class Notifier:
                 due = due or plan.group.next_flush_at <= now
         if due:
             self.wake()
+
+    def _integrations(self, receiver: str) -> list[str]:
+        cfg = self.config.receivers.get(receiver)
+        return [f"{kind}/{index}" for kind, index, _ in cfg.integrations()] if cfg is not None else []
 
     async def _track_firing(self, session: AsyncSession, notice: Notice, now: datetime) -> None:
         if notice.ephemeral or not self.config.inhibit_rules:
@@ -195,9 +214,13 @@ class Notifier:
 
     # --- 2. flush ----------------------------------------------------------------------------------
     async def flush_due(self) -> int:
-        """Flush the groups whose time has come; the number of notifications queued."""
+        """Flush the groups whose time has come; the number of notifications queued.
+
+        A group whose notification conflicts with a different stored one is rolled back alone (savepoint) and
+        retried after its group_interval; the other groups commit, then the first conflict is raised."""
         now = self.clock()
         queued = 0
+        conflicts: list[NotificationConflictError] = []
         async with self.db.sessions.begin() as session:
             rows = (
                 await session.execute(
@@ -218,9 +241,18 @@ class Notifier:
                 ]
             for row in rows:
                 group = store.group_from(row)
-                queued += await self._flush_group(session, group, now, silences, sources)
+                try:
+                    async with session.begin_nested():
+                        queued += await self._flush_group(session, group, now, silences, sources)
+                except NotificationConflictError as exc:
+                    conflicts.append(exc)  # logged and counted by accounting.queue
+                    g = store.groups
+                    later = now + group.options.group_interval
+                    await session.execute(update(g).where(g.c.key == group.key).values(next_flush_at=later))
         if queued:
             self.wake()
+        if conflicts:
+            raise conflicts[0]
         return queued
 
     async def _flush_group(
@@ -256,35 +288,19 @@ class Notifier:
             )
             await self._emit(session, audit, notice)
         queued = 0
+        told: list[str] = []  # integrations holding a row of the notification (inserted or an exact replay)
         n = plan.notification
         if n is not None:
             if not integrations:
                 log.warning("receiver %s has no integrations: notification %s not sent", group.receiver, n.id)
-            body = store.notification_json(n)
             for kind, index, cfg in integrations:
                 if n.status == "resolved" and not cfg.send_resolved:
                     continue
-                result = await session.execute(
-                    insert(store.notifications)
-                    .values(
-                        notification_id=n.id,
-                        integration=f"{kind}/{index}",
-                        group_key=n.group_key,
-                        epoch=n.epoch,
-                        seq=n.seq,
-                        receiver=n.receiver,
-                        channel=kind,
-                        status="pending",
-                        attempts=0,
-                        next_attempt_at=now,
-                        body=body,
-                        created_at=now,
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(store.notifications.c.notification_id)
-                )
-                queued += int(result.first() is not None)
-            self.metrics.notifications.labels(group.receiver).inc()
+                queued += await accounting.queue(session, self.accounting, n, kind=kind, index=index, now=now)
+                told.append(f"{kind}/{index}")
+            if queued:
+                self.metrics.notifications.labels(group.receiver).inc(queued)
+        await accounting.apply(session, group.key, flush_changes(group.alerts, plan, told), now)
         log.debug("flush %s: %s", group.key, plan.reason)
         g = store.groups
         if plan.group is None:
@@ -418,6 +434,9 @@ class Notifier:
                 )
                 .values(status="pending", attempts=attempt - 1, next_attempt_at=at, lease_until=None)
             )
+            await accounting.delivery_outcome(
+                session, row.notification_id, row.integration, status="pending", reason="", now=at
+            )
 
     async def _record(self, row: Any, n: Notification, attempt: int, outcome: Outcome, latency_ms: float) -> None:
         now = self.clock()
@@ -504,6 +523,10 @@ class Notifier:
                 )
             )
             await self._emit(session, event, first)
+            reason = f"{log_outcome} on attempt {attempt}" + (f": {outcome.error}" if status == "dead" else "")
+            await accounting.delivery_outcome(
+                session, n.id, row.integration, status=status, reason=reason, now=next_at or now
+            )
             if status != "pending":
                 audit = self.auditor.entry(
                     action="notify.deliver",
@@ -651,6 +674,32 @@ class Notifier:
     async def run_once(self) -> tuple[int, int]:
         return await self.flush_due(), await self.deliver_due()
 
+    async def check_invariant(self) -> accounting.Unaccounted:
+        """Count routed alerts still open past their due time plus the bound, into the gauge (and the log)."""
+        async with self.db.sessions() as session:
+            found = await accounting.check(
+                session, self.clock(), bound=self.options.unaccounted_after, limit=self.options.check_limit
+            )
+        self.accounting.unaccounted.set(found.count)
+        if found.count:
+            log.error(
+                "%d routed alert(s) neither delivered, dead, muted nor deliberately not sent %s after they were "
+                "due (oldest: %s)",
+                found.count,
+                self.options.unaccounted_after,
+                "; ".join(f"event {e} group {g} {i} {s}" for e, g, i, s in found.sample),
+            )
+        return found
+
+    async def _housekeeping(self) -> None:
+        if time.monotonic() < self._next_check:
+            return
+        self._next_check = time.monotonic() + self.options.check_every
+        try:
+            await self.check_invariant()
+        except Exception:
+            log.exception("invariant check failed; retrying at the next one")
+
     async def start(self) -> None:
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="notifier:loop")
@@ -665,6 +714,7 @@ class Notifier:
     async def _run(self) -> None:
         while not self._stopping:
             self._wake.clear()
+            await self._housekeeping()
             try:
                 flushed, sent = await self.run_once()
             except Exception:

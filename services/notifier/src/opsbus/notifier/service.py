@@ -429,6 +429,9 @@ async def setup(
             lease=timedelta(seconds=opts.lease_seconds),
             batch=opts.batch,
             tick=opts.tick_seconds,
+            unaccounted_after=timedelta(seconds=opts.unaccounted_after_seconds),
+            check_every=opts.invariant_check_seconds,
+            check_limit=opts.invariant_check_limit,
         ),
         on_outbox=relay.wake,
     )
@@ -471,6 +474,7 @@ async def setup(
 
 def retention_rules(keep: timedelta, *, stale_alerts: timedelta) -> list[RetentionRule]:
     """What the retention job deletes: attempts in the delivery log, finished notifications (delivered or dead),
+    alert outcomes that ended (an open one is what the invariant check must still see),
     silences that ended, processed-event and published-outbox records older than `keep`; groups no flush has
     touched for `keep` (a live group is rewritten at least every group_interval, so only abandoned ones); and
     firing alerts not seen for `stale_alerts` (an inhibition source whose resolution was lost)."""
@@ -483,6 +487,9 @@ def retention_rules(keep: timedelta, *, stale_alerts: timedelta) -> list[Retenti
         RetentionRule(store.silences, "ends_at", keep),
         RetentionRule(store.groups, "updated_at", keep),
         RetentionRule(store.firing_alerts, "updated_at", stale_alerts),
+        RetentionRule(
+            store.alert_outcomes, "updated_at", keep, store.alert_outcomes.c.state.not_in(["routed", "queued"])
+        ),
     ]
 
 

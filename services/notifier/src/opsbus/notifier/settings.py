@@ -86,6 +86,19 @@ class NotifierOptions(BaseModel):
         default=90, ge=1, description="A firing alert not seen for this long stops inhibiting others."
     )
     retention_interval_seconds: float = Field(default=3600.0, gt=0, description="How often old rows are deleted.")
+    unaccounted_after_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="A routed alert still routed or queued this long past its due time (its group's flush, its "
+        "next delivery attempt) counts in opsbus_notifier_unaccounted_alerts. Keep it above the longest "
+        "Retry-After a channel may ask for.",
+    )
+    invariant_check_seconds: float = Field(
+        default=30.0, gt=0, description="How often the notifier's loop runs the unaccounted-alerts check."
+    )
+    invariant_check_limit: int = Field(
+        default=10_000, ge=1, description="The check counts at most this many rows (its cost is bounded)."
+    )
     secrets: SecretsOptions = SecretsOptions()
 
 
