@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from opsbus.common.bus import Bus, ConsumerSpec, Delivery
 from opsbus.common.bus.consuming import DLQ_CONSUMER, DLQ_DELIVERIES, DLQ_REASON, DLQ_SUBJECT
-from opsbus.common.errors import PermanentError, TransientError
+from opsbus.common.errors import ConfigurationError, PermanentError, TransientError
 from opsbus.common.testing.servers import NatsServer
 from tests.integration.busprobe import Happened, event, provision
 
@@ -220,6 +220,42 @@ async def test_poison_message_goes_to_dlq_and_later_messages_flow(
     assert rejected[2][DLQ_REASON] == "PermanentError: n=2 is not allowed"
     info = await bus.js.consumer_info("TEST", "tests-probe")
     assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def test_refused_events_never_reach_the_handler_and_their_type_is_no_metric_label(
+    make_bus: MakeBus, registry: CollectorRegistry
+) -> None:
+    """Issue 28: the bus, not the handler, refuses an event of an unknown version or one on another subject."""
+    bus = await make_bus()
+    await provision(bus)
+    handled: list[int] = []
+
+    async def handler(delivery: Delivery) -> None:
+        handled.append(delivery.event.payload_as(Happened).n)
+
+    bus.consumer(spec(accepts=[Happened]), handler)
+    await bus.start()
+    v9 = event(1).model_copy(update={"type": "io.opsbus.test.happened.v9"})
+    await bus.js.publish("test.happened.dev.ns1", v9.to_json())
+    await bus.js.publish("test.happened.dev.ns2", event(2).to_json())  # its envelope says namespace ns1
+    await bus.publisher.publish(event(3))
+    await wait_until(lambda: handled == [3], what="the valid event handled")
+    dead = await dlq_messages(bus)
+    assert [d[0] for d in dead] == ["dlq.test.happened.dev.ns1", "dlq.test.happened.dev.ns2"]
+    assert (
+        "unknown version v9 of test.happened: consumer tests-probe knows io.opsbus.test.happened.v1"
+        in (dead[0][2][DLQ_REASON])
+    )
+    assert "belongs on test.happened.dev.ns1" in dead[1][2][DLQ_REASON]
+    consumed = {"consumer": "tests-probe", "outcome": "term"}
+    assert registry.get_sample_value("opsbus_events_consumed_total", {**consumed, "type": "undecodable"}) == 2
+    assert registry.get_sample_value("opsbus_events_consumed_total", {**consumed, "type": v9.type}) is None
+
+
+async def test_a_consumer_that_accepts_nothing_its_subjects_carry_does_not_start(make_bus: MakeBus) -> None:
+    bus = await make_bus()
+    with pytest.raises(ConfigurationError, match="never carry"):
+        bus.consumer(spec(subjects=["test.other.>"], accepts=[Happened]), lambda _: asyncio.sleep(0))
 
 
 async def test_transient_failures_exhaust_max_deliver_into_dlq(make_bus: MakeBus) -> None:

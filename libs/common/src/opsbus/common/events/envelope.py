@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Literal, Self, TypeVar
 
 import uuid_utils
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from opsbus.common.errors import UndecodableError
 from opsbus.common.events.subjects import CLUSTER_SCOPED, validate_token
@@ -133,9 +133,10 @@ class Envelope(BaseModel):
     causationid: str | None = None
     traceparent: str | None = Field(default=None, pattern=_TRACEPARENT_PATTERN)
     tracestate: str | None = None
-    # The payload decoded from `data` once (by the consumer that admitted the event), with the `data` object it
-    # came from: a copy with other `data` or `type` decodes afresh. Not an attribute: equality ignores it.
-    _decoded: tuple[dict[str, Any], str, EventPayload] | None = PrivateAttr(default=None)
+    # The payload decoded from `data` once (by the consumer that admitted the event) is kept in the model's
+    # private slot, as ("decoded": (data object, type, payload)): a copy with other `data` or `type` decodes afresh.
+    # Not a declared PrivateAttr on purpose: one makes pydantic run Python code on every construction, a visible
+    # cost on the consumer's hot path. Not an attribute either: equality ignores it.
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Envelope):
@@ -191,7 +192,7 @@ class Envelope(BaseModel):
         Decoded once per envelope: a consumer's bus decodes it before the handler runs, and the handler's own
         `payload()`/`payload_as()` calls then cost nothing.
         """
-        cached = self._decoded
+        cached = self._cached()
         if cached is not None and cached[0] is self.data and cached[1] == self.type:
             return cached[2]
         model = EventPayload.registry.get(self.type)
@@ -203,7 +204,7 @@ class Envelope(BaseModel):
         """Decode `data` as `model`, checking the type matches."""
         if self.type != model.event_type:
             raise UndecodableError(f"expected {model.event_type}, got {self.type}")
-        cached = self._decoded
+        cached = self._cached()
         if cached is not None and cached[0] is self.data and isinstance(cached[2], model):
             return cached[2]
         return self._decode(model)
@@ -213,8 +214,12 @@ class Envelope(BaseModel):
             decoded = model.model_validate(self.data)
         except ValidationError as exc:
             raise UndecodableError(f"invalid {self.type} payload: {_summarise(exc)}") from exc
-        self._decoded = (self.data, self.type, decoded)
+        object.__setattr__(self, "__pydantic_private__", {"decoded": (self.data, self.type, decoded)})
         return decoded
+
+    def _cached(self) -> tuple[dict[str, Any], str, EventPayload] | None:
+        private = self.__pydantic_private__
+        return private.get("decoded") if private else None
 
     # --- wire format --------------------------------------------------------------------------------
     def to_json(self) -> bytes:
