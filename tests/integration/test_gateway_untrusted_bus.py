@@ -1,10 +1,14 @@
 """What the real gateway (uvicorn, NATS, PostgreSQL) shows of messages it did not write (issue 28): frames
 built from decoded events, never copied bytes, so a message cannot forge SSE frames; and one scope rule for
-every pattern, so a longer pattern cannot reach another tenant's namespace, on `/v1/events` and the stream."""
+every pattern, so a longer pattern cannot reach another tenant's namespace, on `/v1/events` and the stream;
+and `opsbus tail` (the real CLI process) going on past what it cannot show."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -101,3 +105,25 @@ async def test_a_longer_pattern_cannot_reach_another_namespace_on_history_or_the
         # the same data through a pattern the rule narrows: nothing of team-b
         page = (await c.get("/v1/events", params={"subject": "alert.>", "after": 0})).json()
         assert page["events"] == []
+
+
+async def test_opsbus_tail_notes_what_it_cannot_show_and_goes_on(stack: GatewayStack, bus: Bus) -> None:
+    viewer = await stack.key("viewer", namespaces=["team-a"])
+    junk = await bus.js.publish("alert.fired.prod.team-a", FORGED)
+    good = await bus.publisher.publish(alert_in("team-a", "after"))
+    env = {**os.environ, "OPSBUS_URL": stack.url, "OPSBUS_API_KEY": viewer, "COLUMNS": "200"}
+    tail = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "opsbus.cli", "tail", "alert.>", "--since", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert tail.stdout is not None and tail.stderr is not None
+    try:
+        shown = (await asyncio.wait_for(tail.stdout.readline(), 30)).decode()
+        noted = (await asyncio.wait_for(tail.stderr.readline(), 5)).decode()
+        still_running = tail.returncode is None
+    finally:
+        tail.kill()
+        await tail.wait()
+    assert noted.strip() == f"event {junk.seq}: skipped, not UTF-8 JSON"
+    assert shown.split()[0] == str(good.seq) and "io.opsbus.alert.fired.v1 Pod/team-a/after" in shown
+    assert still_running

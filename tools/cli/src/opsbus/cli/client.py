@@ -75,7 +75,9 @@ class Gateway:
                             current = {}
                             continue
                         name, _, value = line.partition(":")
-                        current[name] = value[1:] if value.startswith(" ") else value
+                        value = value[1:] if value.startswith(" ") else value
+                        # SSE: the data lines of one event are joined with newlines
+                        current[name] = f"{current[name]}\n{value}" if name == "data" and name in current else value
             except httpx.HTTPError as exc:
                 raise GatewayError(0, "Stream interrupted", str(exc)) from exc
 

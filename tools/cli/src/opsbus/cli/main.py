@@ -8,19 +8,17 @@ humans; add `--output json` for scripts. Errors print the gateway's explanation 
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from opsbus.cli import apikeys, dev, policies, recommendations, sandbox, secrets
-from opsbus.cli.client import GatewayError
-from opsbus.cli.console import Key, Output, Url, call, emit, err, explain, gateway, out
+from opsbus.cli.console import Key, Output, Url, call, emit, err, gateway, out
 from opsbus.cli.durations import seconds
 from opsbus.cli.events import events
 from opsbus.cli.login import login, logout, whoami
+from opsbus.cli.tailing import tail
 
 app = typer.Typer(
     name="opsbus",
@@ -37,7 +35,7 @@ app.add_typer(policies.app, name="policies")
 app.add_typer(recommendations.app, name="recommendations")
 app.add_typer(apikeys.app, name="keys")
 app.add_typer(secrets.app, name="secrets")
-for command in (login, logout, whoami, events):
+for command in (login, logout, whoami, events, tail):
     app.command()(command)
 
 
@@ -233,36 +231,6 @@ def silence_expire(
     """End a silence now: matching alerts notify again."""
     answer = call(gateway(url, api_key), "DELETE", f"/v1/silences/{silence_id}")
     out.print(f"silence {answer['id']}: {answer['state']}")
-
-
-@app.command()
-def tail(
-    pattern: Annotated[str, typer.Argument(help="Subject pattern, family first: alert.>, deploy.*.*.payments.")],
-    since: Annotated[str | None, typer.Option(help="Resume after this event id (stream sequence).")] = None,
-    url: Url = None,
-    api_key: Key = None,
-    output: Output = "table",
-) -> None:
-    """Follow events live (Ctrl-C to stop). Reconnects after a drop without losing events."""
-    gw = gateway(url, api_key)
-    try:
-        for event in gw.stream("/v1/events/stream", {"pattern": pattern}, since):
-            if output == "json":
-                sys.stdout.write(event["data"] + "\n")
-                sys.stdout.flush()
-                continue
-            body = json.loads(event["data"])
-            data = body.get("data", {})
-            what = data.get("alertname") or data.get("action") or data.get("state") or data.get("reason") or ""
-            out.print(
-                f"[dim]{event.get('id', ''):>8}[/] {body.get('time', '')[:19]} [bold]{event.get('event', '')}[/] "
-                f"{body.get('subject', '')} {what}"
-            )
-    except GatewayError as exc:
-        explain(exc)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
 
 
 def run() -> None:
