@@ -169,7 +169,7 @@ async def test_service_operations_succeed_with_its_own_permissions(
     served: list[Service] = []
     try:
         provisioned = await bus.ensure_streams()
-        assert len(provisioned) == 8, provisioned
+        assert len(provisioned) == len(ALL_STREAMS), provisioned
 
         if service == "watcher":
             # Its restart scan (the real code) reads back the alert it fired, before the resolve is published.

@@ -124,6 +124,17 @@ FAMILIES: tuple[Family, ...] = (
         "Outcome of each notification delivery.",
     ),
     Family(
+        "change",
+        "CHANGE",
+        30 * DAY,
+        ("recorded",),
+        ("watcher", "deployer", "healer", "optimizer"),
+        ("analyzer", "gateway"),
+        "The change timeline: what changed on a workload, config object, autoscaler, node or policy (a summarised "
+        "before/after diff; ConfigMaps and Secrets as content digests only), observed by the watcher or written by "
+        "the deployer, healer or optimizer (with causation to the request or alert).",
+    ),
+    Family(
         "audit",
         "AUDIT",
         400 * DAY,

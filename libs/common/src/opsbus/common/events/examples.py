@@ -31,6 +31,9 @@ from opsbus.common.events.payloads import (
     AuditRecorded,
     CanarySpec,
     CanaryStep,
+    ChangeKind,
+    ChangeOrigin,
+    ChangeRecorded,
     ChangeType,
     ChannelKind,
     ClusterEvent,
@@ -51,6 +54,7 @@ from opsbus.common.events.payloads import (
     DeployStarted,
     DeploySucceeded,
     DeploySuperseded,
+    FieldChange,
     GuardCheck,
     KubeEventSummary,
     LogExcerpt,
@@ -437,6 +441,24 @@ def example_payloads() -> dict[str, EventPayload]:
             retry_after_seconds=30,
             next_attempt_at=_at(95),
         ),
+        ChangeRecorded(
+            kinds=(ChangeKind.IMAGE, ChangeKind.ENV),
+            object=WORKLOAD.as_resource_ref(),
+            workload=WORKLOAD,
+            diff=(
+                FieldChange(
+                    path="spec.template.spec.containers[app].image",
+                    before="registry.example.com/payments/checkout:1.41.2",
+                    after="registry.example.com/payments/checkout:1.42.0",
+                ),
+                FieldChange(path="spec.template.spec.containers[app].env[DB_POOL_SIZE]", before="20", after="5"),
+            ),
+            summary="image app: checkout:1.41.2 -> checkout:1.42.0; env app: DB_POOL_SIZE changed",
+            origin=ChangeOrigin.OBSERVED,
+            observed_at=_at(-40),
+            resource_version="918273",
+            generation=42,
+        ),
         AuditRecorded(
             actor=HEALER,
             action="recovery.rollout_restart",
@@ -457,6 +479,7 @@ _SERVICE = {
     "recovery": "healer",
     "scale": "optimizer",
     "notify": "notifier",
+    "change": "watcher",
     "audit": "healer",
 }
 

@@ -15,6 +15,7 @@ from opsbus.common.events.payloads.alert import (
     MetricObservation,
 )
 from opsbus.common.events.payloads.audit import AuditOutcome, AuditRecorded
+from opsbus.common.events.payloads.change import ChangeKind, ChangeOrigin, ChangeRecorded, FieldChange
 from opsbus.common.events.payloads.cluster import ChangeType, ClusterEvent
 from opsbus.common.events.payloads.common import (
     Actor,
@@ -124,6 +125,9 @@ __all__ = [
     "BlueGreenSpec",
     "CanarySpec",
     "CanaryStep",
+    "ChangeKind",
+    "ChangeOrigin",
+    "ChangeRecorded",
     "ChangeType",
     "ChannelKind",
     "ClusterEvent",
@@ -144,6 +148,7 @@ __all__ = [
     "DeployStarted",
     "DeploySucceeded",
     "DeploySuperseded",
+    "FieldChange",
     "GuardCheck",
     "InconclusivePolicy",
     "KubeEventSummary",
