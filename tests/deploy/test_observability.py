@@ -94,7 +94,7 @@ def test_promtool_catches_a_broken_rule(tmp_path: Path) -> None:
 
 def test_compose_prometheus_config_passes_promtool() -> None:
     out = ok(on_path("promtool"), "check", "config", OBSERVABILITY / "prometheus" / "prometheus.yml")
-    assert "SUCCESS: 13 rules found" in out
+    assert "SUCCESS: 14 rules found" in out
 
 
 def test_alert_rules_cover_what_operators_need() -> None:
