@@ -6,7 +6,9 @@ Three steps, each its own transaction, so a crash anywhere loses nothing and dou
    (`FOR UPDATE`), `grouping.ingest` decides, the row is written. A redelivered event hits the inbox.
 2. **flush** (ticker): due groups are claimed with `FOR UPDATE SKIP LOCKED`, so each is flushed by one
    replica; `grouping.flush` decides with silences and inhibition applied; the notification rows (unique on
-   group key, sequence, integration), the group's new state, and audit entries for muted alerts commit together.
+   group key, epoch, sequence, integration; inserted by `accounting.queue`, which refuses a non-replay
+   conflict loudly), the group's new state, the alerts' outcome rows (`domain/outcomes.py`) and audit entries
+   for muted alerts commit together. The loop also runs the invariant check (`accounting.check`).
 3. **deliver** (ticker): due notification rows are leased (`sending`, `lease_until`) with SKIP LOCKED and
    sent; the outcome (delivered, retry at a time honouring Retry-After, or dead letter), the delivery log row,
    the `notify.*` event and the audit entry commit together. A replica that dies mid-send leaves a lease
