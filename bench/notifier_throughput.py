@@ -14,14 +14,19 @@ delivery-log row, `notify.delivered` + audit through the outbox and its relay: f
   queueing; the raw baseline is the same loop on publish -> consume.
 * throughput: `--burst` alerts published back to back; deliveries per second from the first publish to the
   last webhook POST (and to the last `notify.delivered`); the baseline is the same burst through the raw bus.
+* no loss (issue 29): `--repeats` times the same fault on one workload (alert.fired then alert.resolved, same
+  fingerprint, each awaited), so the group is emptied, deleted and re-created every time; then the counts over
+  the whole run: notifications expected (one per latency and burst alert, two per repeat), created (rows
+  queued), delivered (distinct notifications the webhook accepted) and lost (expected - delivered), which must be 0.
 
-    uv run --all-packages python bench/notifier_throughput.py [--alerts 200] [--burst 2000]
+    uv run --all-packages python bench/notifier_throughput.py [--alerts 200] [--burst 2000] [--repeats 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import time
@@ -36,10 +41,10 @@ from prometheus_client import CollectorRegistry
 from opsbus.common.bus import Bus
 from opsbus.common.events import Envelope
 from opsbus.common.events.examples import example_events
-from opsbus.common.events.payloads import AlertFired
+from opsbus.common.events.payloads import AlertFired, AlertResolved
 from opsbus.common.runtime import Runtime
 from opsbus.common.settings import DatabaseSettings, NatsSettings
-from opsbus.common.store import upgrade
+from opsbus.common.store import Database, upgrade
 from opsbus.common.testing.servers import nats_server, postgres_server
 
 CONFIG = """
@@ -49,6 +54,9 @@ route:
   group_wait: 0s
   group_interval: 5m
   repeat_interval: 4h
+  routes:
+    - matchers: ['pod="checkout-repeat"']
+      group_interval: 200ms
 receivers:
   - name: bench
     webhook_configs:
@@ -62,6 +70,7 @@ class Hook:
 
     def __init__(self) -> None:
         self.seen: dict[str, float] = {}
+        self.notifications: set[str] = set()
         self.arrived = asyncio.Event()
         self.port = 0
 
@@ -77,6 +86,7 @@ class Hook:
                         length = int(value)
                 body = json.loads(await reader.readexactly(length))
                 now = time.monotonic()
+                self.notifications.add(body["notificationId"])
                 for alert in body["alerts"]:
                     self.seen.setdefault(alert["eventId"], now)
                 self.arrived.set()
@@ -93,6 +103,15 @@ def alert(n: int) -> Envelope:
     data: dict[str, Any] = dict(base.data)
     data["fingerprint"] = uuid.uuid4().hex[:16]
     data["labels"] = {**data["labels"], "pod": f"checkout-{n}"}
+    return base.model_copy(update={"id": str(uuid.uuid4()), "data": data, "time": datetime.now(UTC)})
+
+
+def repeated(event_type: str) -> Envelope:
+    """The same fault on the same workload again: same fingerprint and labels, a new event."""
+    base = example_events()[event_type]
+    data: dict[str, Any] = dict(base.data)
+    data["fingerprint"] = "bench-repeat"
+    data["labels"] = {**data["labels"], "pod": "checkout-repeat"}
     return base.model_copy(update={"id": str(uuid.uuid4()), "data": data, "time": datetime.now(UTC)})
 
 
@@ -181,8 +200,8 @@ async def start_notifier(nats_url: str, db_url: str, hook_url: str) -> tuple[Run
 
 
 async def notifier_runs(
-    nats_url: str, db_url: str, latency_events: list[Envelope], burst_events: list[Envelope]
-) -> tuple[list[float], list[float], float, float]:
+    nats_url: str, db_url: str, latency_events: list[Envelope], burst_events: list[Envelope], repeats: int
+) -> tuple[list[float], list[float], float, float, dict[str, int]]:
     hook = Hook()
     server = await asyncio.start_server(hook.serve, "127.0.0.1", 0)
     hook.port = server.sockets[0].getsockname()[1]
@@ -211,6 +230,13 @@ async def notifier_runs(
         await wait_until(lambda: all(e.id in delivered for e in burst_events), 600)
         hook_rate = len(burst_events) / (max(hook.seen[e.id] for e in burst_events) - started)
         event_rate = len(burst_events) / (max(delivered[e.id] for e in burst_events) - started)
+        for _ in range(repeats):
+            for event_type in (AlertFired.event_type, AlertResolved.event_type):
+                e = repeated(event_type)
+                await bus.publisher.publish(e)
+                with contextlib.suppress(TimeoutError):  # a lost one is counted below, not fatal
+                    await wait_until(lambda e=e: e.id in hook.seen, 10)
+        counts = await count_notifications(db_url, len(latency_events) + len(burst_events) + 2 * repeats, hook)
     finally:
         await sub.unsubscribe()
         await bus.close()
@@ -218,16 +244,35 @@ async def notifier_runs(
         await task
         server.close()
         await server.wait_closed()
-    return to_hook, to_event, hook_rate, event_rate
+    return to_hook, to_event, hook_rate, event_rate, counts
 
 
-async def main(alerts: int, burst: int) -> None:
+async def count_notifications(db_url: str, expected: int, hook: Hook) -> dict[str, int]:
+    from sqlalchemy import func, select  # noqa: PLC0415
+
+    from opsbus.notifier import store  # noqa: PLC0415
+
+    db = Database.from_settings(DatabaseSettings.model_validate({"url": db_url}))
+    try:
+        async with db.sessions() as session:
+            created = (await session.execute(select(func.count()).select_from(store.notifications))).scalar_one()
+    finally:
+        await db.close()
+    delivered = len(hook.notifications)
+    return {"expected": expected, "created": created, "delivered": delivered, "lost": expected - delivered}
+
+
+async def main(alerts: int, burst: int, repeats: int) -> None:
     with nats_server() as nats_srv, postgres_server() as pg:
         raw_lat, raw_rate = await raw_bus(
             nats_srv.url, [alert(n) for n in range(alerts)], [alert(n) for n in range(burst)]
         )
-        to_hook, to_event, hook_rate, event_rate = await notifier_runs(
-            nats_srv.url, pg.url(), [alert(n) for n in range(alerts)], [alert(alerts + n) for n in range(burst)]
+        to_hook, to_event, hook_rate, event_rate, counts = await notifier_runs(
+            nats_srv.url,
+            pg.url(),
+            [alert(n) for n in range(alerts)],
+            [alert(alerts + n) for n in range(burst)],
+            repeats,
         )
     r50, r99 = pct(raw_lat, 50), pct(raw_lat, 99)
     print(f"latency: {alerts} alerts, closed loop; throughput: a burst of {burst} alerts (group_wait 0, one per group)")
@@ -241,11 +286,18 @@ async def main(alerts: int, burst: int) -> None:
     print(f"raw bus burst                    {raw_rate:8.0f} ev/s   1.00x")
     print(f"notifier, deliveries (webhook)   {hook_rate:8.1f} /s     {hook_rate / raw_rate:.3f}x")
     print(f"notifier, notify.delivered       {event_rate:8.1f} /s     {event_rate / raw_rate:.3f}x")
+    print(
+        f"notifications (incl. the same fault {repeats} times on one workload): expected {counts['expected']}, "
+        f"created {counts['created']}, delivered {counts['delivered']}, lost {counts['lost']}"
+    )
+    if counts["lost"]:
+        raise SystemExit(f"{counts['lost']} notification(s) lost")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--alerts", type=int, default=200, help="closed-loop alerts for latency (default 200)")
     parser.add_argument("--burst", type=int, default=2000, help="alerts published back to back (default 2000)")
+    parser.add_argument("--repeats", type=int, default=20, help="the same fault on one workload (default 20)")
     args = parser.parse_args()
-    asyncio.run(main(args.alerts, args.burst))
+    asyncio.run(main(args.alerts, args.burst, args.repeats))
