@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from opsbus.common.bus import Bus, ConsumerSpec, family_payloads
+from opsbus.common.events import EventPayload
 from opsbus.common.events.payloads import AlertFired, AlertResolved, AuditRecorded, NotifyDelivered, NotifyFailed
 from opsbus.common.runtime import Runtime
 from opsbus.common.store import Database, OutboxRelay, RelayOptions, RetentionRule, check_schema_current, purge_all
@@ -56,43 +58,26 @@ def consumer_specs(settings: GatewaySettings) -> list[ConsumerSpec]:
     """Every durable consumer of the gateway, with what each accepts (tests/integration/test_dlq_contract.py)."""
     del settings  # the read models take every cluster
     return [
-        ConsumerSpec(
-            durable=AUDIT_CONSUMER,
-            stream="AUDIT",
-            subjects=["audit.>"],
-            accepts=[AuditRecorded],
-            description="gateway: audit.recorded into the queryable audit table",
-            max_deliver=10,
-            backoff=(0.1, 1.0, 5.0, 30.0),
-        ),
-        ConsumerSpec(
-            durable=ALERT_CONSUMER,
-            stream="ALERT",
-            subjects=["alert.>"],
-            accepts=[AlertFired, AlertResolved],
-            description="gateway: alerts into the incidents read model",
-            max_deliver=10,
-            backoff=(0.1, 1.0, 5.0, 30.0),
-        ),
-        ConsumerSpec(
-            durable=f"{CHAIN_CONSUMER}-recovery",
-            stream="RECOVERY",
-            subjects=["recovery.>"],
-            accepts=family_payloads("recovery"),
-            description="gateway: recoveries of incidents",
-            max_deliver=10,
-            backoff=(0.1, 1.0, 5.0, 30.0),
-        ),
-        ConsumerSpec(
-            durable=f"{CHAIN_CONSUMER}-notify",
-            stream="NOTIFY",
-            subjects=["notify.>"],
-            accepts=[NotifyDelivered, NotifyFailed],
-            description="gateway: notifications of incidents",
-            max_deliver=10,
-            backoff=(0.1, 1.0, 5.0, 30.0),
+        _read_model(AUDIT_CONSUMER, "AUDIT", [AuditRecorded], "audit.recorded into the queryable audit table"),
+        _read_model(ALERT_CONSUMER, "ALERT", [AlertFired, AlertResolved], "alerts into the incidents read model"),
+        _read_model(f"{CHAIN_CONSUMER}-recovery", "RECOVERY", family_payloads("recovery"), "recoveries of incidents"),
+        _read_model(
+            f"{CHAIN_CONSUMER}-notify", "NOTIFY", [NotifyDelivered, NotifyFailed], "notifications of incidents"
         ),
     ]
+
+
+def _read_model(durable: str, stream: str, accepts: Sequence[type[EventPayload]], description: str) -> ConsumerSpec:
+    """A read-model consumer: a whole family's stream, patient retries (the database may be briefly away)."""
+    return ConsumerSpec(
+        durable=durable,
+        stream=stream,
+        subjects=[f"{stream.lower()}.>"],
+        accepts=accepts,
+        max_deliver=10,
+        backoff=(0.1, 1.0, 5.0, 30.0),
+        description=f"gateway: {description}",
+    )
 
 
 async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gateway:
