@@ -1,19 +1,23 @@
 """What the real gateway (uvicorn, NATS, PostgreSQL) shows of messages it did not write (issue 28): frames
 built from decoded events, never copied bytes, so a message cannot forge SSE frames; and one scope rule for
 every pattern, so a longer pattern cannot reach another tenant's namespace, on `/v1/events` and the stream;
-and `opsbus tail` (the real CLI process) going on past what it cannot show."""
+`opsbus tail` (the real CLI process) going on past what it cannot show; and the scope module's matcher
+against nats-server's own."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
 from opsbus.common.bus import Bus
+from opsbus.gateway.domain.scopes import matches
 from tests.integration.gateway_stack import GatewayStack, gateway_stack
 from tests.integration.test_gateway_stream_auth import alert_in, connected, frames
 
@@ -127,3 +131,32 @@ async def test_opsbus_tail_notes_what_it_cannot_show_and_goes_on(stack: GatewayS
     assert noted.strip() == f"event {junk.seq}: skipped, not UTF-8 JSON"
     assert shown.split()[0] == str(good.seq) and "io.opsbus.alert.fired.v1 Pod/team-a/after" in shown
     assert still_running
+
+
+async def test_the_scope_matcher_agrees_with_nats_server(make_bus: MakeBus) -> None:
+    tokens = ["alert", "fired", "prod", "a", "_"]
+    subjects = [
+        ".".join(t) for n in (1, 2, 3, 4, 5) for t in itertools.product(tokens[:3] if n > 3 else tokens, repeat=n)
+    ]
+    patterns = [".".join(t) for n in (1, 2, 3, 4) for t in itertools.product(["alert", "prod", "*"], repeat=n)]
+    patterns += [f"{p}.>" for p in patterns if len(p.split(".")) < 4] + [">"]
+    nc = (await make_bus("tester")).nc
+    got: dict[str, set[str]] = {p: set() for p in patterns}
+    for pattern in patterns:
+
+        async def record(msg: Any, pattern: str = pattern) -> None:
+            got[pattern].add(msg.subject)
+
+        await nc.subscribe(pattern, cb=record)
+    await nc.flush()
+    for subject in subjects:
+        await nc.publish(subject, b"")
+    await nc.flush()
+    expected = {p: {s for s in subjects if matches(p, s)} for p in patterns}
+    for _ in range(100):  # callbacks run in the subscriptions' own tasks
+        if got == expected:
+            break
+        await asyncio.sleep(0.05)
+    for pattern in patterns:
+        assert got[pattern] == expected[pattern], pattern
+    assert sum(map(len, expected.values())) > len(subjects)  # the sample exercises matching, not silence
