@@ -135,6 +135,16 @@ FAMILIES: tuple[Family, ...] = (
         "the deployer, healer or optimizer (with causation to the request or alert).",
     ),
     Family(
+        "diagnosis",
+        "DIAGNOSIS",
+        30 * DAY,
+        ("made", "revised"),
+        ("analyzer",),
+        ("gateway", "notifier", "healer"),
+        "The probable causes of an incident, ranked, each with its evidence, confidence and a suggested healer "
+        "action (or `unknown` with what was checked); revised as later evidence changes the ranking.",
+    ),
+    Family(
         "audit",
         "AUDIT",
         400 * DAY,

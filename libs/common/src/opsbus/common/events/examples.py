@@ -31,11 +31,14 @@ from opsbus.common.events.payloads import (
     AuditRecorded,
     CanarySpec,
     CanaryStep,
+    Cause,
+    CauseKind,
     ChangeKind,
     ChangeOrigin,
     ChangeRecorded,
     ChangeType,
     ChannelKind,
+    Checked,
     ClusterEvent,
     ComparisonOperator,
     ConditionSummary,
@@ -54,8 +57,14 @@ from opsbus.common.events.payloads import (
     DeployStarted,
     DeploySucceeded,
     DeploySuperseded,
+    DiagnosisMade,
+    DiagnosisOutcome,
+    DiagnosisRevised,
+    Evidence,
+    EvidenceKind,
     FieldChange,
     GuardCheck,
+    IncidentRef,
     KubeEventSummary,
     LogExcerpt,
     Measurement,
@@ -81,6 +90,7 @@ from opsbus.common.events.payloads import (
     ScaleApplied,
     ScaleMode,
     ScaleRecommended,
+    ScoreParts,
     Severity,
     Strategy,
     Threshold,
@@ -178,6 +188,66 @@ def _analysis_result(outcome: AnalysisOutcome) -> AnalysisResult:
             Measurement(value=0.91 if failed else 0.995, outcome=outcome),
         ),
     )
+
+
+def _diagnosis(revision: int) -> dict[str, object]:
+    """The analyzer's answer for the example incident: the rollout of checkout 1.42.0, 40 s before the crash."""
+    rollout = Cause(
+        kind=CauseKind.ROLLOUT,
+        summary="containers crash since their env or command changed: image app: checkout:1.41.2 -> "
+        "checkout:1.42.0; env app: DB_POOL_SIZE changed (Deployment/checkout, 40 s before the first alert)",
+        confidence=0.89,
+        target=WORKLOAD.as_resource_ref(),
+        evidence=(
+            Evidence(
+                kind=EvidenceKind.CHANGE,
+                ref="0195b2f0-9e21-7c4b-8a11-000000000004",  # the example change.recorded
+                detail="image app: checkout:1.41.2 -> checkout:1.42.0; env app: DB_POOL_SIZE changed",
+                at=_at(-40),
+            ),
+            Evidence(kind=EvidenceKind.CONTAINER_STATE, ref="CrashLoopBackOff", detail="container app"),
+            Evidence(
+                kind=EvidenceKind.LOG_TEMPLATE,
+                ref="pool exhausted: <*> of <*> connections in use",
+                detail="pool exhausted: 5 of 5 connections in use (in checkout-7d9f8b6c5-x2x4q)",
+            ),
+        ),
+        suggested_action=ActionKind.ROLLBACK,
+        scores=ScoreParts(proximity=0.91, scope=1.0, signature=0.85),
+    )
+    log_line = Cause(
+        kind=CauseKind.LOG_SIGNATURE,
+        summary="new log line `pool exhausted: <*> of <*> connections in use` appears only in the failing pods",
+        confidence=0.6,
+        evidence=(
+            Evidence(
+                kind=EvidenceKind.LOG_TEMPLATE,
+                ref="pool exhausted: <*> of <*> connections in use",
+                detail="pool exhausted: 5 of 5 connections in use (in checkout-7d9f8b6c5-x2x4q)",
+            ),
+        ),
+        suggested_action=ActionKind.NOTIFY_ONLY,
+        scores=ScoreParts(proximity=0.5, scope=1.0, signature=0.5),
+    )
+    pods = [FINGERPRINT] if revision == 1 else [FINGERPRINT, "8f3a9c2d41e07b66"]
+    return {
+        "incident": IncidentRef(
+            incident_id="0195b2f0-9e21-7c4b-8a11-5d2e6f7a8b90",
+            alert_fingerprint=FINGERPRINT,
+            alertname="KubePodCrashLooping",
+            workload=WORKLOAD,
+            first_alert_at=_at(-20),
+            alerts=tuple(pods),
+        ),
+        "revision": revision,
+        "outcome": DiagnosisOutcome.EXPLAINED,
+        "causes": (rollout, log_line) if revision == 1 else (log_line.model_copy(update={"confidence": 0.9}), rollout),
+        "checked": (
+            Checked(source="changes", count=3, detail="payments and nodes, 60 min before the first alert"),
+            Checked(source="logs", count=240, detail="40 lines of failing pods, 200 of healthy ones"),
+        ),
+        "diagnosed_at": _at(1 + 60 * (revision - 1)),
+    }
 
 
 def example_payloads() -> dict[str, EventPayload]:
@@ -459,6 +529,12 @@ def example_payloads() -> dict[str, EventPayload]:
             resource_version="918273",
             generation=42,
         ),
+        DiagnosisMade(**_diagnosis(1)),
+        DiagnosisRevised(
+            **_diagnosis(2),
+            reason="alert KubePodCrashLooping of pod checkout-7d9f8b6c5-k8m2p joined the incident",
+            previous_top=CauseKind.ROLLOUT,
+        ),
         AuditRecorded(
             actor=HEALER,
             action="recovery.rollout_restart",
@@ -480,6 +556,7 @@ _SERVICE = {
     "scale": "optimizer",
     "notify": "notifier",
     "change": "watcher",
+    "diagnosis": "analyzer",
     "audit": "healer",
 }
 
