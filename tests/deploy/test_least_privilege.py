@@ -133,9 +133,12 @@ async def test_watcher_account_lists_and_watches_everything_it_informs_on_and_de
 
         denied = await kube.http.delete(f"/api/v1/namespaces/{cluster.namespace}/pods/watched")
         assert denied.status_code == 403, denied.text
-        with pytest.raises(ApiError) as secrets:
-            await kube.get(f"/api/v1/namespaces/{cluster.namespace}/secrets")
-        assert secrets.value.status == 403
+        # Secrets: listed and watched for the change timeline (hashed in memory), never read one by one.
+        listed = await kube.get(f"/api/v1/namespaces/{cluster.namespace}/secrets")
+        assert listed.get("kind") == "SecretList"
+        with pytest.raises(ApiError) as secret:
+            await kube.get(f"/api/v1/namespaces/{cluster.namespace}/secrets/any")
+        assert secret.value.status == 403
     finally:
         await kube.close()
     assert cluster.pod("watched").metadata.deletion_timestamp is None
@@ -394,6 +397,9 @@ def test_roles_grant_exactly_the_documented_verbs(accounts: Accounts) -> None:
         ("watcher", "watch", "pods", "", True),
         ("watcher", "delete", "pods", "", False),
         ("watcher", "get", "pods/log", "", True),
+        ("watcher", "watch", "secrets", "", True),
+        ("watcher", "get", "secrets", "", False),
+        ("watcher", "list", "horizontalpodautoscalers", "autoscaling", True),
         ("healer", "create", "pods/eviction", "", True),
         ("healer", "get", "secrets", "", False),
         ("healer", "update", "deployments", "apps", False),

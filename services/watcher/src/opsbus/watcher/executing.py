@@ -1,7 +1,9 @@
 """The watcher's executor: turns cache changes and detector findings into published events.
 
 `Engine.on_change` is called by the informers for every effective change: it keeps the Kubernetes Event
-index, publishes `cluster.event` for meaningful changes (not heartbeats), and marks the object for detection.
+index, publishes `cluster.event` for meaningful changes (not heartbeats), `change.recorded` for changes the
+timeline follows (pod templates, replicas, ConfigMap/Secret digests, HPAs, node conditions and taints; never
+for the first list), and marks the object for detection.
 `Engine.evaluate` runs the detectors on changed objects (and on all objects every rescan interval, for
 time-bounded rules), asks the alert book for decisions, gathers evidence (recent Events; last log lines of
 crashed containers, when the kubelet serves them), publishes `alert.fired` / `alert.resolved` with their
@@ -39,6 +41,7 @@ from opsbus.watcher.domain.alerting import (
     resolved_payload,
 )
 from opsbus.watcher.domain.cache import Cache, Change
+from opsbus.watcher.domain.changes import FOLLOWED, Observed, change_id, record
 from opsbus.watcher.domain.detecting import DETECTORS, Context, Finding, RestartHistory, detect
 from opsbus.watcher.domain.objects import Resource, event_summary, meaningful, summarize
 from opsbus.watcher.settings import WatcherOptions
@@ -77,6 +80,12 @@ class EngineMetrics:
             "opsbus_watcher_flapping_alerts",
             "Alerts that entered the flapping phase (announced once, then damped), by alertname.",
             ["alertname"],
+            registry=registry,
+        )
+        self.changes = Counter(
+            "opsbus_watcher_changes_recorded",
+            "change.recorded events published, by object kind and first change kind.",
+            ["kind", "change"],
             registry=registry,
         )
         self.damped = Counter(
@@ -135,8 +144,14 @@ class Engine:
                 self.events.remove(change.key, summary)
             else:
                 self.events.put(change.key, summary)
-        if self.options.publish_cluster_events and (not initial or self.options.publish_initial_list):
+        if (
+            resource.cluster_events
+            and self.options.publish_cluster_events
+            and (not initial or self.options.publish_initial_list)
+        ):
             await self._publish_cluster_event(resource, change)
+        if self.options.record_changes and not initial and kind in FOLLOWED:
+            await self._record_change(resource, change)
         if kind in DETECTORS:
             if change.type == ChangeType.DELETED:
                 self._deleted.add(objkey)
@@ -171,6 +186,22 @@ class Engine:
             event_id=ev_id,
         )
         await self._send(env)
+
+    async def _record_change(self, resource: Resource, change: Change) -> None:
+        """`change.recorded` for a followed object whose followed fields changed (never the first list)."""
+        payload = record(Observed(resource, change, self.clock(), self.cache))
+        if payload is None:
+            return
+        env = Envelope.build(
+            payload,
+            service=SERVICE,
+            cluster=self.cluster,
+            obj=payload.object.as_object_ref(),
+            event_id=change_id(self.cluster, change),
+            time=payload.observed_at,
+        )
+        await self._send(env)
+        self.metrics.changes.labels(resource.kind, payload.kinds[0].value).inc()
 
     def set_saturation(self, findings: list[Finding]) -> None:
         """Replace the findings of the saturation rules (metrics source); the next evaluation decides on them."""

@@ -55,6 +55,11 @@ class WatcherOptions(BaseModel):
     publish_initial_list: bool = Field(
         default=False, description="Also publish `cluster.event` ADDED for every object of the first list."
     )
+    record_changes: bool = Field(
+        default=True,
+        description="Publish `change.recorded` (the change timeline) for workloads, ConfigMaps/Secrets (digests "
+        "only), HPAs and nodes.",
+    )
     restore_from_stream: bool = Field(
         default=True, description="At start, rebuild firing alerts from the ALERT stream (no re-fire after restart)."
     )

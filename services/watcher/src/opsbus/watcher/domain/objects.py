@@ -7,6 +7,8 @@ matters. Pure: no I/O.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -32,6 +34,7 @@ class Resource:
     api_version: str  # "v1", "apps/v1", "events.k8s.io/v1"
     plural: str
     namespaced: bool = True
+    cluster_events: bool = True  # published as `cluster.event`; ConfigMaps, Secrets and HPAs only feed the timeline
 
     @property
     def base_path(self) -> str:
@@ -51,7 +54,22 @@ STATEFULSET = Resource("StatefulSet", "apps/v1", "statefulsets")
 DAEMONSET = Resource("DaemonSet", "apps/v1", "daemonsets")
 JOB = Resource("Job", "batch/v1", "jobs")
 EVENT = Resource("Event", "events.k8s.io/v1", "events")
-RESOURCES: tuple[Resource, ...] = (POD, NODE, DEPLOYMENT, REPLICASET, STATEFULSET, DAEMONSET, JOB, EVENT)
+CONFIGMAP = Resource("ConfigMap", "v1", "configmaps", cluster_events=False)
+SECRET = Resource("Secret", "v1", "secrets", cluster_events=False)
+HPA = Resource("HorizontalPodAutoscaler", "autoscaling/v2", "horizontalpodautoscalers", cluster_events=False)
+RESOURCES: tuple[Resource, ...] = (
+    POD,
+    NODE,
+    DEPLOYMENT,
+    REPLICASET,
+    STATEFULSET,
+    DAEMONSET,
+    JOB,
+    EVENT,
+    CONFIGMAP,
+    SECRET,
+    HPA,
+)
 
 _DROP_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 _MESSAGE_MAX = 1024
@@ -89,8 +107,20 @@ def strip(obj: Obj) -> Obj:
             "containers": [_slim_container(c) for c in spec.get("containers") or []],
             "initContainers": [_slim_container(c) for c in spec.get("initContainers") or []],
         }
-    elif kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"} and isinstance(spec, dict):
+    elif kind in TEMPLATED and isinstance(spec, dict):
         out["spec"] = {k: v for k, v in spec.items() if k != "template"}
+        if isinstance(spec.get("template"), dict):
+            out["spec"]["template"] = template_summary(spec["template"])
+    elif kind in {"ReplicaSet", "Job"} and isinstance(spec, dict):
+        out["spec"] = {k: v for k, v in spec.items() if k != "template"}
+    elif kind in {"ConfigMap", "Secret"}:
+        # Only a digest per key stays: a Secret's value is dropped here, as the list or watch is decoded.
+        out.pop("data", None)
+        out.pop("binaryData", None)
+        out.pop("stringData", None)
+        if kind == "Secret":  # tools copy values into annotations (last-applied and others): keep none
+            meta.pop("annotations", None)
+        out["digests"] = content_digests(obj)
     elif kind == "Node" and isinstance(out.get("status"), dict):
         status = dict(out["status"])
         status.pop("images", None)  # can be hundreds of entries per node
@@ -100,6 +130,104 @@ def strip(obj: Obj) -> Obj:
 
 def _slim_container(c: Obj) -> Obj:
     return {"name": c.get("name"), "image": c.get("image"), "resources": c.get("resources") or {}}
+
+
+# Workloads whose pod template the change timeline follows.
+TEMPLATED = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+
+
+def digest(value: bytes) -> str:
+    """`sha256:<hex>`: how the timeline names a config value without carrying it."""
+    return "sha256:" + hashlib.sha256(value).hexdigest()
+
+
+def content_digests(obj: Obj) -> dict[str, str]:
+    """Key -> digest of a ConfigMap's or Secret's `data` and `binaryData` (Secret data is base64: hashed as is)."""
+    out: dict[str, str] = {}
+    for field in ("data", "binaryData"):
+        for key, value in (obj.get(field) or {}).items():
+            out[str(key)] = digest(str(value).encode())
+    return out
+
+
+def _env_value(entry: Obj) -> str:
+    if "value" in entry:
+        return str(entry.get("value") or "")
+    source = entry.get("valueFrom") or {}
+    for ref_kind, ref in source.items():
+        if isinstance(ref, dict):
+            name = ref.get("name") or ref.get("fieldPath") or ref.get("resource") or ""
+            key = ref.get("key")
+            return f"<{ref_kind} {name}{'/' + str(key) if key else ''}>"
+    return ""
+
+
+def _template_container(c: Obj) -> Obj:
+    return {
+        "name": c.get("name"),
+        "image": c.get("image"),
+        "command": list(c.get("command") or []) + list(c.get("args") or []),
+        "env": {str(e.get("name")): _env_value(e) for e in c.get("env") or [] if isinstance(e, dict)},
+        "envFrom": sorted(_env_from(e) for e in c.get("envFrom") or [] if isinstance(e, dict)),
+        "resources": c.get("resources") or {},
+    }
+
+
+def _env_from(entry: Obj) -> str:
+    for ref_kind in ("configMapRef", "secretRef"):
+        ref = entry.get(ref_kind)
+        if isinstance(ref, dict):
+            return f"{entry.get('prefix') or ''}<{ref_kind} {ref.get('name')}>"
+    return "<unknown>"
+
+
+def config_refs(pod_spec: Obj) -> list[str]:
+    """`ConfigMap/<name>` and `Secret/<name>` a pod spec reads (env, envFrom, volumes, projected volumes)."""
+    refs: set[str] = set()
+    for c in (pod_spec.get("containers") or []) + (pod_spec.get("initContainers") or []):
+        for e in c.get("env") or []:
+            source = (e or {}).get("valueFrom") or {}
+            if (source.get("configMapKeyRef") or {}).get("name"):
+                refs.add(f"ConfigMap/{source['configMapKeyRef']['name']}")
+            if (source.get("secretKeyRef") or {}).get("name"):
+                refs.add(f"Secret/{source['secretKeyRef']['name']}")
+        for e in c.get("envFrom") or []:
+            if ((e or {}).get("configMapRef") or {}).get("name"):
+                refs.add(f"ConfigMap/{e['configMapRef']['name']}")
+            if ((e or {}).get("secretRef") or {}).get("name"):
+                refs.add(f"Secret/{e['secretRef']['name']}")
+    volumes = list(pod_spec.get("volumes") or [])
+    for v in list(volumes):
+        volumes += ((v or {}).get("projected") or {}).get("sources") or []
+    for v in volumes:
+        if ((v or {}).get("configMap") or {}).get("name"):
+            refs.add(f"ConfigMap/{v['configMap']['name']}")
+        secret = (v or {}).get("secret") or {}
+        if secret.get("secretName") or secret.get("name"):
+            refs.add(f"Secret/{secret.get('secretName') or secret.get('name')}")
+    return sorted(refs)
+
+
+def template_summary(template: Obj) -> Obj:
+    """What the timeline compares of a pod template: per container image, command+args, env, envFrom and
+    resources; the template's annotations (a rollout restart stamps one); the config objects it reads; and one
+    digest of everything else (probes, ports, volumes, scheduling), so any other edit still shows."""
+    spec = dict(template.get("spec") or {})
+    containers = spec.pop("containers", None) or []
+    init = spec.pop("initContainers", None) or []
+    meta = template.get("metadata") or {}
+    rest = {"spec": spec, "labels": meta.get("labels") or {}}
+    rest["containerFields"] = [{k: v for k, v in c.items() if k not in _SUMMARISED} for c in containers + init]
+    return {
+        "containers": [_template_container(c) for c in containers],
+        "initContainers": [_template_container(c) for c in init],
+        "annotations": dict(meta.get("annotations") or {}),
+        "configRefs": config_refs({"containers": containers, "initContainers": init, "volumes": spec.get("volumes")}),
+        "other": digest(json.dumps(rest, sort_keys=True, default=str).encode()),
+    }
+
+
+_SUMMARISED = frozenset({"name", "image", "command", "args", "env", "envFrom", "resources"})
 
 
 # --- time ----------------------------------------------------------------------------------------------

@@ -86,6 +86,12 @@ class ChangeRecorded(EventPayload):
     workload: WorkloadRef | None = Field(
         default=None, description="The workload concerned: the object itself, or the HPA's scale target."
     )
+    used_by: tuple[WorkloadRef, ...] = Field(
+        default=(),
+        max_length=64,
+        description="ConfigMaps and Secrets: the workloads whose pod template reads the object (env, envFrom, "
+        "volumes), as far as the watcher's cache knows them.",
+    )
     diff: tuple[FieldChange, ...] = Field(
         default=(),
         max_length=MAX_DIFF_ENTRIES,
