@@ -41,6 +41,20 @@ from tests.integration.notifier_stack import (
     yaml_config,
 )
 
+# re-exported for the notifier's other integration tests, which import them from here
+__all__ = [
+    "Receiver",
+    "Stack",
+    "alert_fired",
+    "db",
+    "outbox_events",
+    "publisher_bus",
+    "receiver",
+    "stack",
+    "wait_for",
+    "yaml_config",
+]
+
 pytestmark = pytest.mark.integration
 
 
