@@ -110,7 +110,7 @@ def repeated(event_type: str) -> Envelope:
     """The same fault on the same workload again: same fingerprint and labels, a new event."""
     base = example_events()[event_type]
     data: dict[str, Any] = dict(base.data)
-    data["fingerprint"] = "bench-repeat"
+    data["fingerprint"] = "b3ec4e9a0f1d2c35"  # one fixed fault
     data["labels"] = {**data["labels"], "pod": "checkout-repeat"}
     return base.model_copy(update={"id": str(uuid.uuid4()), "data": data, "time": datetime.now(UTC)})
 
