@@ -95,6 +95,15 @@ ROLES: tuple[Role, ...] = (
         ),
         serves_rpc=True,
     ),
+    # The analyzer reads alerts, the change timeline and rollouts; it only publishes diagnoses.
+    Role(
+        "analyzer",
+        durables=(
+            Durable("ALERT", "analyzer-alerts", ("alert.fired.>",)),
+            Durable("CHANGE", "analyzer-changes", ("change.recorded.>",)),
+            Durable("DEPLOY", "analyzer-deploys", ("deploy.started.>", "deploy.rolledback.>")),
+        ),
+    ),
     Role(
         "gateway",
         durables=(

@@ -1,0 +1,456 @@
+"""The analyzer's executor: takes alerts, changes and deploys off the bus, keeps the timeline window and the
+incidents in PostgreSQL, gathers logs through the cluster port, asks the pure planner for a verdict and
+publishes it through the outbox.
+
+* `alert.fired` opens an incident (or joins the open one of the same workload or node, within the incident
+  window), gathers the failing pods' and a healthy baseline's logs and the workload's config references
+  (bounded, before the transaction), and publishes `diagnosis.made` (or `diagnosis.revised` when a joining
+  alert changes the ranking). A node alert is also a timeline entry: pods that shared the node see it.
+* `change.recorded`, `deploy.started` and `deploy.rolledback` become timeline entries; each open incident of
+  their namespace (every open incident for a cluster-scoped change) is diagnosed again, and `diagnosis.revised`
+  is published when the ranking changed.
+
+Every handler claims its event in the inbox in the transaction that writes the incident and the outbox row,
+and the incident row is locked while it is diagnosed, so replicas sharing the consumers never publish two
+revisions with the same number. Decisions are the planner's; this module only moves data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsbus.analyzer import store
+from opsbus.analyzer.cluster import ClusterReader
+from opsbus.analyzer.domain.logs import LogSample, mine
+from opsbus.analyzer.domain.planning import AlertFact, Snapshot, Tuning, Verdict, diagnose, ranking_changed
+from opsbus.analyzer.domain.timeline import Entry, from_change, from_deploy
+from opsbus.analyzer.settings import AnalyzerOptions
+from opsbus.common.bus import Delivery
+from opsbus.common.events.envelope import Envelope, ObjectRef
+from opsbus.common.events.payloads import (
+    AlertFired,
+    Cause,
+    ChangeRecorded,
+    DeployRolledBack,
+    DeployStarted,
+    DiagnosisMade,
+    DiagnosisRevised,
+    IncidentRef,
+)
+from opsbus.common.store import Database, add, claim
+
+SERVICE = "analyzer"
+log = logging.getLogger(__name__)
+CLUSTER_SCOPED = "_"
+MAX_SAMPLES = 24
+NODE_ALERTS = frozenset({"KubeNodeNotReady", "KubeNodeUnreachable", "KubeNodeMemoryPressure", "KubeNodeDiskPressure"})
+
+
+def scope_key(alert: AlertFired) -> str:
+    """What an incident groups by: the workload, else the node (node alerts), else the pod, else the alert."""
+    labels = alert.labels
+    if alert.workload is not None:
+        return str(alert.workload)
+    if labels.get("node") and not labels.get("pod"):
+        return f"Node/{CLUSTER_SCOPED}/{labels['node']}"
+    if labels.get("pod"):
+        return f"Pod/{labels.get('namespace', CLUSTER_SCOPED)}/{labels['pod']}"
+    return f"Alert/{labels.get('namespace', CLUSTER_SCOPED)}/{alert.fingerprint}"
+
+
+def _namespace(alert: AlertFired) -> str:
+    if alert.workload is not None:
+        return alert.workload.namespace
+    return alert.labels.get("namespace") or CLUSTER_SCOPED
+
+
+def node_entry(event: Envelope, alert: AlertFired) -> Entry | None:
+    """A node alert as a timeline entry, so incidents of pods on that node see the node go down."""
+    node = alert.labels.get("node")
+    if alert.alertname not in NODE_ALERTS or not node or alert.labels.get("pod"):
+        return None
+    return Entry(
+        event_id=event.id,
+        at=alert.starts_at,
+        source="alert",
+        namespace=None,
+        object_kind="Node",
+        object_name=node,
+        workload_kind=None,
+        workload_name=None,
+        kinds=frozenset({"node_condition"}),
+        summary=f"{alert.alertname}: {alert.annotations.summary}"[:512],
+        origin="observed",
+    )
+
+
+def diagnosis_id(incident_id: str, revision: int) -> str:
+    """Deterministic: a redelivered trigger (or a second replica) produces the same event id."""
+    digest = hashlib.sha256(f"{incident_id}/{revision}".encode()).hexdigest()
+    return f"diag-{digest[:40]}"
+
+
+def _samples_json(samples: Sequence[LogSample]) -> list[dict[str, Any]]:
+    return [{"pod": s.pod, "container": s.container, "lines": list(s.lines), "failing": s.failing} for s in samples]
+
+
+def _samples(data: Sequence[dict[str, Any]]) -> list[LogSample]:
+    return [LogSample(d["pod"], d["container"], tuple(d["lines"]), d["failing"]) for d in data]
+
+
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    samples: list[LogSample]
+    config_refs: frozenset[tuple[str, str]] | None
+
+
+class Analyzer:
+    def __init__(
+        self,
+        db: Database,
+        reader: ClusterReader,
+        *,
+        options: AnalyzerOptions,
+        registry: CollectorRegistry,
+        on_outbox: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.reader = reader
+        self.options = options
+        self.tuning: Tuning = options.tuning()
+        self.window = timedelta(seconds=options.incident_window_seconds)
+        self.on_outbox = on_outbox
+        self.clock = clock
+        self.diagnoses = Counter(
+            "opsbus_analyzer_diagnoses",
+            "Diagnoses published, by verb (made, revised) and outcome (explained, unknown).",
+            ["verb", "outcome"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "opsbus_analyzer_diagnosis_latency_seconds",
+            "From the alert.fired event's time to its diagnosis.made being queued for publishing.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0),
+            registry=registry,
+        )
+        self.entries = Counter(
+            "opsbus_analyzer_timeline_entries", "Timeline entries recorded, by source.", ["source"], registry=registry
+        )
+
+    # --- gathering (I/O outside the transaction, bounded) ------------------------------------------------------
+    async def gather(self, alert: AlertFired) -> Gathered:
+        pod = alert.labels.get("pod")
+        container = alert.labels.get("container")
+        ns = _namespace(alert)
+        evidence = [
+            LogSample(pod or "?", e.container, tuple(e.lines), failing=True) for e in alert.evidence.logs if e.lines
+        ]
+        if not self.options.read_cluster:
+            return Gathered(evidence, None)
+
+        async def failing() -> list[LogSample]:
+            if not pod:
+                return []
+            lines = await self.reader.logs(ns, pod, container, self.options.log_lines)
+            return [LogSample(pod, container or "?", lines, failing=True)] if lines else []
+
+        async def baseline() -> list[LogSample]:
+            if alert.workload is None or not pod:
+                return []
+            pods = await self.reader.healthy_pods(alert.workload, frozenset({pod}), self.options.baseline_pods)
+            logs = await asyncio.gather(*(self.reader.logs(ns, p, container, self.options.log_lines) for p in pods))
+            return [
+                LogSample(p, container or "?", lines, failing=False)
+                for p, lines in zip(pods, logs, strict=True)
+                if lines
+            ]
+
+        async def refs() -> frozenset[tuple[str, str]] | None:
+            return await self.reader.config_refs(alert.workload) if alert.workload else None
+
+        try:
+            fetched, base, config = await asyncio.wait_for(
+                asyncio.gather(failing(), baseline(), refs()), timeout=self.options.cluster_timeout_seconds * 2
+            )
+        except TimeoutError:
+            log.info("cluster reads for %s took too long: diagnosing from the alert's evidence", scope_key(alert))
+            return Gathered(evidence, None)
+        return Gathered((fetched or evidence) + base, config)
+
+    # --- handlers ---------------------------------------------------------------------------------------------
+    async def on_alert(self, delivery: Delivery) -> None:
+        event = delivery.event
+        alert = event.payload_as(AlertFired)
+        gathered = await self.gather(alert)
+        now = self.clock()
+        async with self.db.sessions.begin() as s:
+            if not await claim(s, store.TABLES.inbox, "analyzer-alerts", event.id):
+                return
+            entry = node_entry(event, alert)
+            if entry is not None:
+                await self._record(s, event.cluster, entry, now)
+            key = scope_key(alert)
+            t = store.incidents
+            row = (
+                (
+                    await s.execute(
+                        select(t)
+                        .where(
+                            t.c.cluster == event.cluster, t.c.scope_key == key, t.c.last_alert_at >= now - self.window
+                        )
+                        .order_by(t.c.last_alert_at.desc())
+                        .limit(1)
+                        .with_for_update()
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            fact = {"event_id": event.id, "alert": alert.model_dump(mode="json", exclude_none=True)}
+            if row is None:
+                await self._open(s, event=event, alert=alert, key=key, fact=fact, gathered=gathered, now=now)
+                return
+            alerts = [*row["alerts"], fact]
+            samples = (row["logs"] + _samples_json(gathered.samples))[-MAX_SAMPLES:]
+            refs = row["config_refs"] if gathered.config_refs is None else sorted(map(list, gathered.config_refs))
+            await self._rediagnose(
+                s,
+                dict(row),
+                event,
+                now,
+                reason=f"alert {alert.alertname} ({alert.fingerprint}) joined the incident",
+                alerts=alerts,
+                logs=samples,
+                refs=refs,
+            )
+
+    async def on_change(self, delivery: Delivery) -> None:
+        event = delivery.event
+        await self._on_entry(delivery, from_change(event.id, event.payload_as(ChangeRecorded)), "analyzer-changes")
+
+    async def on_deploy(self, delivery: Delivery) -> None:
+        event = delivery.event
+        payload = event.payload()
+        if not isinstance(payload, DeployStarted | DeployRolledBack):
+            return
+        await self._on_entry(delivery, from_deploy(event.id, event.time, payload), "analyzer-deploys")
+
+    async def _on_entry(self, delivery: Delivery, entry: Entry, consumer: str) -> None:
+        event = delivery.event
+        now = self.clock()
+        async with self.db.sessions.begin() as s:
+            if not await claim(s, store.TABLES.inbox, consumer, event.id):
+                return
+            await self._record(s, event.cluster, entry, now)
+            t = store.incidents
+            where = [t.c.cluster == event.cluster, t.c.last_alert_at >= now - self.window]
+            if entry.namespace is not None:
+                where.append(t.c.namespace == entry.namespace)
+            rows = (await s.execute(select(t).where(*where).order_by(t.c.id).with_for_update())).mappings().all()
+            for row in rows:
+                await self._rediagnose(
+                    s,
+                    dict(row),
+                    event,
+                    now,
+                    reason=f"{entry.source} {event.id}: {entry.summary}"[:512],
+                    alerts=row["alerts"],
+                    logs=row["logs"],
+                    refs=row["config_refs"],
+                )
+
+    # --- store and diagnosis ----------------------------------------------------------------------------------
+    async def _record(self, s: AsyncSession, cluster: str, entry: Entry, now: datetime) -> None:
+        t = store.timeline
+        await s.execute(
+            pg_insert(t)
+            .values(
+                event_id=entry.event_id,
+                cluster=cluster,
+                namespace=entry.namespace or CLUSTER_SCOPED,
+                at=entry.at,
+                entry=entry.to_json(),
+                recorded_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[t.c.event_id])
+        )
+        self.entries.labels(entry.source).inc()
+
+    async def _timeline(self, s: AsyncSession, cluster: str, namespace: str, since: datetime) -> tuple[Entry, ...]:
+        t = store.timeline
+        rows = await s.execute(
+            select(t.c.entry).where(
+                t.c.cluster == cluster,
+                or_(t.c.namespace == namespace, t.c.namespace == CLUSTER_SCOPED),
+                t.c.at >= since,
+            )
+        )
+        return tuple(Entry.from_json(r.entry) for r in rows)
+
+    async def _verdict(
+        self,
+        s: AsyncSession,
+        *,
+        cluster: str,
+        incident_id: str,
+        alerts: Sequence[dict[str, Any]],
+        logs: Sequence[dict[str, Any]],
+        refs: Sequence[Sequence[str]] | None,
+        now: datetime,
+    ) -> tuple[Snapshot, Verdict]:
+        facts = tuple(AlertFact(a["event_id"], AlertFired.model_validate(a["alert"])) for a in alerts)
+        first = facts[0].alert
+        first_at = min(f.alert.starts_at for f in facts)
+        samples = _samples(logs)
+        snap = Snapshot(
+            incident_id=incident_id,
+            alerts=facts,
+            timeline=await self._timeline(s, cluster, _namespace(first), first_at - self.tuning.lookback),
+            now=now,
+            logs=mine(samples) if samples else None,
+            config_refs=frozenset((k, n) for k, n in refs) if refs is not None else None,
+        )
+        return snap, diagnose(snap, self.tuning)
+
+    def _incident_ref(self, snap: Snapshot) -> IncidentRef:
+        first = snap.alerts[0].alert
+        node = first.labels.get("node") if first.workload is None and not first.labels.get("pod") else None
+        return IncidentRef(
+            incident_id=snap.incident_id,
+            alert_fingerprint=first.fingerprint,
+            alertname=first.alertname,
+            workload=first.workload,
+            node=node,
+            first_alert_at=snap.first_alert_at,
+            alerts=tuple(dict.fromkeys(f.alert.fingerprint for f in snap.alerts))[:256],
+        )
+
+    def _envelope(self, payload: DiagnosisMade | DiagnosisRevised, first: Envelope, cause: Envelope) -> Envelope:
+        alert = first.payload_as(AlertFired)
+        node = alert.labels.get("node")
+        if alert.workload is not None:
+            obj = alert.workload.as_object_ref()
+        elif node and not alert.labels.get("pod"):
+            obj = ObjectRef(kind="Node", name=node)
+        else:
+            obj = first.object
+        event = Envelope.build(
+            payload,
+            service=SERVICE,
+            cluster=first.cluster,
+            obj=obj,
+            cause=cause,
+            event_id=diagnosis_id(payload.incident.incident_id, payload.revision),
+            time=payload.diagnosed_at,
+        )
+        # Every diagnosis belongs to the incident's chain (the gateway files it under the first alert's id),
+        # whatever event triggered the revision.
+        return event.model_copy(update={"correlationid": payload.incident.incident_id})
+
+    async def _open(
+        self,
+        s: AsyncSession,
+        *,
+        event: Envelope,
+        alert: AlertFired,
+        key: str,
+        fact: dict[str, Any],
+        gathered: Gathered,
+        now: datetime,
+    ) -> None:
+        refs = sorted(map(list, gathered.config_refs)) if gathered.config_refs is not None else None
+        logs = _samples_json(gathered.samples)[-MAX_SAMPLES:]
+        snap, verdict = await self._verdict(
+            s, cluster=event.cluster, incident_id=event.id, alerts=[fact], logs=logs, refs=refs, now=now
+        )
+        payload = DiagnosisMade(
+            incident=self._incident_ref(snap),
+            revision=1,
+            outcome=verdict.outcome,
+            causes=verdict.causes,
+            checked=verdict.checked,
+            diagnosed_at=now,
+        )
+        await s.execute(
+            insert(store.incidents).values(
+                id=event.id,
+                cluster=event.cluster,
+                namespace=_namespace(alert),
+                scope_key=key,
+                opened_at=now,
+                last_alert_at=now,
+                first_alert=event.model_dump(mode="json", exclude_none=True),
+                alerts=[fact],
+                logs=logs,
+                config_refs=refs,
+                revision=1,
+                outcome=verdict.outcome.value,
+                top_kind=verdict.causes[0].kind.value if verdict.causes else None,
+                diagnosis=payload.model_dump(mode="json", exclude_none=True),
+                updated_at=now,
+            )
+        )
+        await add(s, store.TABLES.outbox, self._envelope(payload, event, event))
+        self.on_outbox()
+        self.diagnoses.labels("made", verdict.outcome.value).inc()
+        self.latency.observe(max(0.0, (self.clock() - event.time).total_seconds()))
+        top = verdict.causes[0].summary if verdict.causes else "unknown"
+        log.info("incident %s (%s): %s", event.id, key, top)
+
+    async def _rediagnose(
+        self,
+        s: AsyncSession,
+        row: dict[str, Any],
+        trigger: Envelope,
+        now: datetime,
+        *,
+        reason: str,
+        alerts: Sequence[dict[str, Any]],
+        logs: Sequence[dict[str, Any]],
+        refs: Sequence[Sequence[str]] | None,
+    ) -> None:
+        snap, verdict = await self._verdict(
+            s, cluster=row["cluster"], incident_id=row["id"], alerts=alerts, logs=logs, refs=refs, now=now
+        )
+        previous = row["diagnosis"].get("causes", [])
+        before = [Cause.model_validate(c) for c in previous]
+        values: dict[str, Any] = {"alerts": list(alerts), "logs": list(logs), "config_refs": refs, "updated_at": now}
+        if trigger.type == AlertFired.event_type:
+            values["last_alert_at"] = now
+        if ranking_changed(before, verdict.causes):
+            revision = row["revision"] + 1
+            payload = DiagnosisRevised(
+                incident=self._incident_ref(snap),
+                revision=revision,
+                outcome=verdict.outcome,
+                causes=verdict.causes,
+                checked=verdict.checked,
+                diagnosed_at=now,
+                reason=reason,
+                previous_top=before[0].kind if before else None,
+            )
+            values |= {
+                "revision": revision,
+                "outcome": verdict.outcome.value,
+                "top_kind": verdict.causes[0].kind.value if verdict.causes else None,
+                "diagnosis": payload.model_dump(mode="json", exclude_none=True),
+            }
+            first = Envelope.model_validate(row["first_alert"])
+            await add(s, store.TABLES.outbox, self._envelope(payload, first, trigger))
+            self.on_outbox()
+            self.diagnoses.labels("revised", verdict.outcome.value).inc()
+            log.info("incident %s revised (r%d): %s", row["id"], revision, reason)
+        t = store.incidents
+        await s.execute(update(t).where(t.c.id == row["id"]).values(**values))

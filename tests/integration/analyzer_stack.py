@@ -1,0 +1,140 @@
+"""The analyzer service wired for real (Runtime, PostgreSQL, NATS) with the cluster port replaced by
+`NoCluster` (no apiserver in the integration tier), and helpers to build and read its events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from nats.js.errors import NotFoundError
+from prometheus_client import CollectorRegistry
+
+from opsbus.analyzer import store
+from opsbus.analyzer.cluster import NoCluster
+from opsbus.analyzer.executing import Analyzer
+from opsbus.analyzer.service import setup
+from opsbus.analyzer.settings import AnalyzerSettings
+from opsbus.common.bus import Bus
+from opsbus.common.events import Envelope, ObjectRef
+from opsbus.common.events.payloads import (
+    AlertAnnotations,
+    AlertEvidence,
+    AlertFired,
+    AlertSource,
+    ChangeKind,
+    ChangeOrigin,
+    ChangeRecorded,
+    ContainerState,
+    FieldChange,
+    LogExcerpt,
+    Severity,
+    WorkloadRef,
+)
+from opsbus.common.runtime import Runtime
+from opsbus.common.settings import DatabaseSettings
+from opsbus.common.store import upgrade
+
+CLUSTER = "it"
+NS = "shop"
+WEB = WorkloadRef(kind="Deployment", namespace=NS, name="web")
+
+
+@dataclass
+class AnalyzerStack:
+    database_url: str
+    nats_url: str
+    running: list[tuple[Runtime[AnalyzerSettings], asyncio.Task[int]]] = field(default_factory=list)
+
+    async def start(self) -> Analyzer:
+        settings = AnalyzerSettings(
+            environment="test",
+            cluster=CLUSTER,
+            instance=f"a{len(self.running)}",
+            nats={"url": self.nats_url},
+            database={"url": self.database_url, "pool_size": 4},
+            http={"port": 0},
+            shutdown_grace_seconds=5.0,
+            analyzer={"read_cluster": False},
+        )
+        rt: Runtime[AnalyzerSettings] = Runtime("analyzer", settings, registry=CollectorRegistry())
+        made: asyncio.Future[Analyzer] = asyncio.get_running_loop().create_future()
+
+        async def wire(runtime: Runtime[AnalyzerSettings]) -> None:
+            made.set_result(await setup(runtime, reader=NoCluster()))
+
+        task = asyncio.create_task(rt.run(wire, install_signals=False), name=f"analyzer-{settings.instance}")
+        self.running.append((rt, task))
+        waiting: list[asyncio.Future[Any]] = [made, task]
+        done, _ = await asyncio.wait(waiting, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if made not in done:
+            raise RuntimeError(f"analyzer did not start: {task.exception() if task.done() else 'timeout'}")
+        return made.result()
+
+    async def stop_all(self) -> None:
+        for rt, task in self.running:
+            if not task.done():
+                rt.request_shutdown()
+                assert await task == 0
+
+
+async def analyzer_stack(database_url: str, nats_url: str) -> AsyncIterator[AnalyzerStack]:
+    await upgrade(DatabaseSettings.model_validate({"url": database_url}), store.MIGRATIONS, store.SCHEMA)
+    stack = AnalyzerStack(database_url, nats_url)
+    yield stack
+    await stack.stop_all()
+
+
+def change_event(at: datetime, *, name: str = "web", image: str = "shop/web:1.42", kinds: Any = None) -> Envelope:
+    workload = WorkloadRef(kind="Deployment", namespace=NS, name=name)
+    payload = ChangeRecorded(
+        kinds=kinds or (ChangeKind.IMAGE,),
+        object=workload.as_resource_ref(),
+        workload=workload,
+        diff=(FieldChange(path="spec.template.spec.containers[app].image", before=f"shop/{name}:1.41", after=image),),
+        summary=f"image app: {name}:1.41 -> {image}",
+        origin=ChangeOrigin.OBSERVED,
+        observed_at=at,
+    )
+    return Envelope.build(payload, service="watcher", cluster=CLUSTER, obj=workload.as_object_ref(), time=at)
+
+
+def alert_event(
+    at: datetime, *, pod: str = "web-7d9f-a1", reason: str = "ImagePullBackOff", fingerprint: str = "a1b2c3d4e5f60718"
+) -> Envelope:
+    alertname = {"ImagePullBackOff": "KubePodImagePullFailing", "CrashLoopBackOff": "KubePodCrashLooping"}[reason]
+    payload = AlertFired(
+        fingerprint=fingerprint,
+        alertname=alertname,
+        severity=Severity.CRITICAL,
+        labels={"alertname": alertname, "namespace": NS, "pod": pod, "container": "app", "node": "node-1"},
+        annotations=AlertAnnotations(summary=f"{reason} in {pod}"),
+        starts_at=at,
+        source=AlertSource.WATCHER,
+        workload=WEB,
+        evidence=AlertEvidence(
+            containers=(ContainerState(name="app", state="waiting", reason=reason),),
+            logs=(LogExcerpt(container="app", lines=("fatal: config key db.url missing",)),)
+            if reason == "CrashLoopBackOff"
+            else (),
+        ),
+    )
+    return Envelope.build(
+        payload, service="watcher", cluster=CLUSTER, obj=ObjectRef(kind="Pod", namespace=NS, name=pod), time=at
+    )
+
+
+async def last_event(bus: Bus, stream: str, subject: str, *, timeout: float = 5.0) -> Envelope:
+    """The last event on `subject`, waiting for one to arrive."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            msg = await bus.js.get_last_msg(stream, subject)
+            return Envelope.from_json(msg.data or b"")
+        except NotFoundError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.02)
