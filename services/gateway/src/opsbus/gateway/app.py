@@ -31,6 +31,7 @@ from opsbus.gateway.middleware import GatewayMiddleware
 from opsbus.gateway.problems import install
 from opsbus.gateway.routes import (
     alerts,
+    changes,
     deployments,
     events,
     keys,
@@ -64,6 +65,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     notifications.router,
     receiver_secrets.router,
     trail.router,
+    changes.router,
     alerts.router,
     events.router,
     keys.whoami_router,

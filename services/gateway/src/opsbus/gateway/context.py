@@ -16,6 +16,7 @@ from opsbus.gateway.oidc import JwtVerifier
 from opsbus.gateway.readmodel import ReadModel
 from opsbus.gateway.settings import GatewaySettings
 from opsbus.gateway.streaming import EventStreams
+from opsbus.gateway.timeline import Timeline
 
 
 @dataclass
@@ -31,5 +32,6 @@ class GatewayContext:
     history: EventHistory
     registry: CollectorRegistry
     readiness: Callable[[], Awaitable[dict[str, str]]]
+    timeline: Timeline
     # set only when traces are exported: then every request is one server span (see app.telemetry_config)
     tracer_provider: TracerProvider | None = None

@@ -47,6 +47,7 @@ class GatewayOptions(BaseModel):
     sse_max_clients: int = Field(default=500, ge=1)
     audit_retention_days: int = Field(default=400, ge=1)
     incident_retention_days: int = Field(default=30, ge=1)
+    change_retention_days: int = Field(default=30, ge=1, description="How long the change timeline is kept.")
     cors_origins: list[str] = Field(default_factory=list, description="Empty: CORS off.")
     oidc: OidcSettings = OidcSettings()
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()

@@ -7,6 +7,8 @@
   correlation id); `incident_events`: the recoveries and notifications of each chain.
 * `deploy_requests`: what the gateway asked the deployer, so status and authorization work before the
   deployer has picked a request up.
+* `changes`: the change timeline, a read model of `change.recorded` (what changed on workloads, config objects,
+  autoscalers, nodes, observed by the watcher or written by opsbus), for `GET /v1/changes`.
 * the inbox and the outbox (`opsbus.common.store`).
 """
 
@@ -139,3 +141,29 @@ deploy_requests = Table(
     PrimaryKeyConstraint("request_id", name="pk_deploy_requests"),
 )
 Index("ix_deploy_requests_requested_at", deploy_requests.c.requested_at)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", BigInteger, Identity(always=False), nullable=False, comment="cursor for pagination"),
+    Column("event_id", String(200), nullable=False),
+    Column("time", TZ, nullable=False, comment="observed_at of the change"),
+    Column("service", String(64), nullable=False),
+    Column("cluster", String(253), nullable=False),
+    Column("namespace", String(253), nullable=True, comment="null for cluster-scoped objects (nodes)"),
+    Column("object_kind", String(63), nullable=False),
+    Column("object_name", String(253), nullable=False),
+    Column("workload_kind", String(32), nullable=True),
+    Column("workload_name", String(253), nullable=True),
+    Column("kinds", ARRAY(String(32)), nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("change", JSONB, nullable=False, comment="the change.recorded payload"),
+    Column("correlation_id", String(200), nullable=True),
+    Column("causation_id", String(200), nullable=True),
+    PrimaryKeyConstraint("seq", name="pk_changes"),
+    UniqueConstraint("event_id", name="uq_changes_event_id"),
+)
+Index("ix_changes_namespace_seq", changes.c.namespace, changes.c.seq)
+Index("ix_changes_workload", changes.c.cluster, changes.c.namespace, changes.c.workload_name)
+Index("ix_changes_time", changes.c.time)
