@@ -166,3 +166,72 @@ class stack_db:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.db.close()
+
+
+async def test_the_analyzer_migrations_build_what_its_models_describe(stack: AnalyzerStack) -> None:
+    """Autogenerate finds nothing to do at head, and downgrade to base then upgrade again works."""
+    from alembic.autogenerate import compare_metadata  # noqa: PLC0415
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
+    from sqlalchemy.engine import Connection  # noqa: PLC0415
+
+    from opsbus.common.settings import DatabaseSettings  # noqa: PLC0415
+    from opsbus.common.store import Database, downgrade, upgrade  # noqa: PLC0415
+
+    settings = DatabaseSettings.model_validate({"url": stack.database_url})
+    await downgrade(settings, store.MIGRATIONS, store.SCHEMA, "base")
+    await upgrade(settings, store.MIGRATIONS, store.SCHEMA)
+
+    def diff(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "include_schemas": True,
+                "include_name": lambda name, type_, parents: name == store.SCHEMA if type_ == "schema" else True,
+                "version_table_schema": store.SCHEMA,
+                "compare_type": True,
+            },
+        )
+        return list(compare_metadata(context, store.metadata))
+
+    db = Database.from_settings(settings)
+    try:
+        async with db.engine.connect() as conn:
+            assert await conn.run_sync(diff) == []
+    finally:
+        await db.close()
+
+
+async def test_the_gateway_incident_view_shows_the_diagnosis(
+    stack: AnalyzerStack, bus: Bus, database_url: str, nats_url: str
+) -> None:
+    """change.recorded then alert.fired: the gateway's GET /v1/incidents/{id} carries the analyzer's top cause."""
+    from tests.integration.gateway_stack import gateway_stack  # noqa: PLC0415
+
+    async for gw in gateway_stack(database_url, nats_url):
+        await gw.start()
+        await stack.start()
+        now = datetime.now(UTC)
+        change = change_event(now - timedelta(seconds=40))
+        await bus.publisher.publish(change)
+        await asyncio.sleep(0.3)
+        alert = alert_event(now)
+        await bus.publisher.publish(alert)
+        async with gw.client(await gw.key("viewer")) as c:
+            body: dict[str, object] = {}
+            for _ in range(100):
+                r = await c.get(f"/v1/incidents/{alert.id}")
+                body = r.json()
+                if r.status_code == 200 and body.get("diagnosis"):
+                    break
+                await asyncio.sleep(0.05)
+        diagnosis = body["diagnosis"]
+        assert isinstance(diagnosis, dict), body
+        assert diagnosis["type"] == "io.opsbus.diagnosis.made.v1"
+        top = diagnosis["data"]["causes"][0]
+        assert (top["kind"], top["suggested_action"]) == ("rollout", "rollback")
+        assert top["evidence"][0] == {
+            "kind": "change",
+            "ref": change.id,
+            "detail": "image app: web:1.41 -> shop/web:1.42",
+            "at": top["evidence"][0]["at"],
+        }

@@ -5,8 +5,8 @@ row, and rows keyed by event id, so a redelivery changes nothing):
 * `gateway-audit` on AUDIT: every `audit.recorded` into `audit_entries`;
 * `gateway-alerts` on ALERT: `alert.fired` opens an incident (keyed by the firing event's id, which is the
   chain's correlation id), `alert.resolved` closes the open incident with the same cluster and fingerprint;
-* `gateway-chains` on RECOVERY and NOTIFY: every recovery and notification event into `incident_events`,
-  joined to incidents by correlation id.
+* `gateway-chains` on RECOVERY, NOTIFY and DIAGNOSIS: every recovery, notification and diagnosis event into
+  `incident_events`, joined to incidents by correlation id (the analyzer files diagnoses under the first alert).
 
 Queries narrow themselves to the caller's namespaces and clusters (`visible_*` from the access rules) in SQL,
 so a tenant's page never contains, and its cursor never skips over, another tenant's rows.

@@ -1,5 +1,5 @@
 """`/v1/audit` (who did what, from every service's `audit.recorded`) and `/v1/incidents` (alerts with their
-recoveries and notifications): filtered, newest first, paginated by an opaque cursor, and limited in SQL to
+diagnosis, recoveries and notifications): filtered, newest first, paginated by an opaque cursor, and limited in SQL to
 the caller's namespaces and clusters.
 
 Pages are built with `model_construct`: the rows come from typed columns of the gateway's own tables, so
@@ -71,6 +71,11 @@ class Incident(BaseModel):
     recoveries: list[ChainEvent]
     notifications: list[ChainEvent]
     alert: dict[str, Any] | None = Field(default=None, description="The full alert with evidence (single GET).")
+    diagnosis: ChainEvent | None = Field(
+        default=None,
+        description="The analyzer's latest diagnosis (diagnosis.made or the last diagnosis.revised): ranked probable "
+        "causes with evidence and a suggested action, or outcome `unknown`; null until the analyzer has answered.",
+    )
 
 
 class IncidentPage(BaseModel):
@@ -163,7 +168,14 @@ def _incident(row: dict[str, Any], chain: list[dict[str, Any]], *, full: bool) -
         recoveries=[e for e in events if ".recovery." in e.type],
         notifications=[e for e in events if ".notify." in e.type],
         alert=row["alert"] if full else None,
+        diagnosis=_latest_diagnosis(events),
     )
+
+
+def _latest_diagnosis(events: list[ChainEvent]) -> ChainEvent | None:
+    """The diagnosis with the highest revision (revisions may arrive out of order across streams)."""
+    diagnoses = [e for e in events if ".diagnosis." in e.type]
+    return max(diagnoses, key=lambda e: (int(e.data.get("revision", 0)), e.time), default=None)
 
 
 @router.get("/v1/incidents", tags=["incidents"], summary="Alerts with their recoveries and notifications")
