@@ -21,6 +21,7 @@ from opsbus.common.events.payloads import (
     AlertFired,
     AlertResolved,
     AuditRecorded,
+    ChangeRecorded,
     DiagnosisMade,
     DiagnosisRevised,
     NotifyDelivered,
@@ -39,6 +40,7 @@ from opsbus.gateway.oidc import JwtVerifier
 from opsbus.gateway.readmodel import ALERT_CONSUMER, AUDIT_CONSUMER, CHAIN_CONSUMER, ReadModel
 from opsbus.gateway.settings import GatewaySettings
 from opsbus.gateway.streaming import EventStreams, StreamOptions
+from opsbus.gateway.timeline import CHANGE_CONSUMER, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ def consumer_specs(settings: GatewaySettings) -> list[ConsumerSpec]:
         _read_model(
             f"{CHAIN_CONSUMER}-notify", "NOTIFY", [NotifyDelivered, NotifyFailed], "notifications of incidents"
         ),
+        _read_model(CHANGE_CONSUMER, "CHANGE", [ChangeRecorded], "change.recorded into the change timeline"),
         _read_model(
             f"{CHAIN_CONSUMER}-diagnosis", "DIAGNOSIS", [DiagnosisMade, DiagnosisRevised], "diagnoses of incidents"
         ),
@@ -119,7 +122,8 @@ async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gat
     rt.on_shutdown(relay.stop, "outbox relay")
 
     reads = ReadModel(db)
-    handlers = {AUDIT_CONSUMER: reads.on_audit, ALERT_CONSUMER: reads.on_alert}
+    timeline = Timeline(db)
+    handlers = {AUDIT_CONSUMER: reads.on_audit, ALERT_CONSUMER: reads.on_alert, CHANGE_CONSUMER: timeline.on_change}
     for spec in consumer_specs(s):
         bus.consumer(spec, handlers.get(spec.durable, reads.on_chain))  # the rest follow incident chains
     await bus.start()
@@ -142,6 +146,7 @@ async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gat
         history=EventHistory(bus.js, timeout=opts.rpc_timeout_seconds),
         registry=rt.registry,
         readiness=rt.readiness,
+        timeline=timeline,
         tracer_provider=rt.tracer_provider if s.telemetry.otlp_endpoint else None,
     )
     app = create_app(ctx)
@@ -156,6 +161,7 @@ async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gat
         RetentionRule(store.incidents, "updated_at", incidents_keep, store.incidents.c.status == "resolved"),
         RetentionRule(store.incident_events, "time", incidents_keep),
         RetentionRule(store.deploy_requests, "requested_at", incidents_keep),
+        RetentionRule(store.changes, "time", timedelta(days=opts.change_retention_days)),
     ]
 
     async def retention() -> None:

@@ -112,6 +112,7 @@ ROLES: tuple[Role, ...] = (
             Durable("RECOVERY", "gateway-chains-recovery", ("recovery.>",)),
             Durable("NOTIFY", "gateway-chains-notify", ("notify.>",)),
             Durable("DIAGNOSIS", "gateway-chains-diagnosis", ("diagnosis.>",)),
+            Durable("CHANGE", "gateway-changes", ("change.>",)),
         ),
         calls=("healer", "deployer", "optimizer", "notifier"),
         # Server-Sent Events and the event history read any stream (scoped per caller in the gateway).
