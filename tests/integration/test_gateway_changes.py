@@ -223,3 +223,42 @@ async def test_the_gateway_migrations_build_what_its_models_describe(stack: Gate
 
     async with gateway.db.engine.connect() as conn:
         assert await conn.run_sync(diff) == []
+
+
+async def test_opsbus_changes_lists_filters_and_explains_errors(stack: GatewayStack, make_bus: MakeBus) -> None:
+    """The CLI against the same gateway: table and --output json, the filters, a 403 and a bad kind explained."""
+    import json  # noqa: PLC0415
+
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from opsbus.cli.main import app  # noqa: PLC0415
+
+    await stack.start()
+    bus = await make_bus("watcher")
+    events = [_image_change("team-a", "web", 1), _config_change("team-a", 2), _image_change("team-b", "web", 3)]
+    for event in events:
+        await bus.publisher.publish(event)
+    viewer_a = await stack.key("viewer", namespaces=["team-a"])
+
+    async def opsbus(*args: str) -> tuple[int, str]:
+        env = {"OPSBUS_URL": stack.url, "OPSBUS_API_KEY": viewer_a, "COLUMNS": "250"}
+        result = await asyncio.to_thread(CliRunner().invoke, app, ["changes", *args], env=env)
+        return result.exit_code, result.output
+
+    async def both_visible() -> bool:
+        code, text = await opsbus("-o", "json")
+        return code == 0 and len(json.loads(text)["items"]) == 2
+
+    await _eventually(both_visible)
+    code, text = await opsbus()
+    assert code == 0, text
+    assert "Deployment/team-a/web" in text and "ConfigMap/team-a/web-config" in text and "team-b" not in text
+    code, text = await opsbus("--kind", "config", "--since", "2d", "-o", "json", "--limit", "1")
+    assert code == 0, text
+    assert [i["id"] for i in json.loads(text)["items"]] == [events[1].id]
+    code, text = await opsbus("--workload", "web", "-n", "team-a", "-o", "json")
+    assert [i["id"] for i in json.loads(text)["items"]] == [events[0].id]
+    code, text = await opsbus("-n", "team-b")
+    assert code == 1 and "403" in text
+    code, text = await opsbus("--kind", "nonsense")
+    assert code == 1 and "422" in text

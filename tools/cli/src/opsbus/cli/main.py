@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from opsbus.cli import apikeys, dev, policies, recommendations, sandbox, secrets
+from opsbus.cli.changes import changes
 from opsbus.cli.console import Key, Output, Url, call, emit, err, gateway, out
 from opsbus.cli.durations import seconds
 from opsbus.cli.events import events
@@ -35,7 +36,7 @@ app.add_typer(policies.app, name="policies")
 app.add_typer(recommendations.app, name="recommendations")
 app.add_typer(apikeys.app, name="keys")
 app.add_typer(secrets.app, name="secrets")
-for command in (login, logout, whoami, events, tail):
+for command in (login, logout, whoami, events, tail, changes):
     app.command()(command)
 
 
