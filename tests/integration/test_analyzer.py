@@ -235,3 +235,43 @@ async def test_the_gateway_incident_view_shows_the_diagnosis(
             "detail": "image app: web:1.41 -> shop/web:1.42",
             "at": top["evidence"][0]["at"],
         }
+
+
+async def test_opsbus_why_prints_the_top_cause_and_its_evidence(
+    stack: AnalyzerStack, bus: Bus, database_url: str, nats_url: str
+) -> None:
+    """The CLI against the real gateway: `opsbus why ID` and the cause column of `opsbus incidents`."""
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from opsbus.cli.main import app  # noqa: PLC0415
+    from tests.integration.gateway_stack import gateway_stack  # noqa: PLC0415
+
+    async for gw in gateway_stack(database_url, nats_url):
+        await gw.start()
+        await stack.start()
+        now = datetime.now(UTC)
+        change = change_event(now - timedelta(seconds=40))
+        await bus.publisher.publish(change)
+        await asyncio.sleep(0.3)
+        alert = alert_event(now)
+        await bus.publisher.publish(alert)
+        env = {"OPSBUS_URL": gw.url, "OPSBUS_API_KEY": await gw.key("viewer"), "COLUMNS": "250"}
+
+        def opsbus(*args: str, env: dict[str, str] = env) -> tuple[int, str]:
+            result = CliRunner().invoke(app, list(args), env=env)
+            return result.exit_code, result.output
+
+        for _ in range(100):
+            code, text = await asyncio.to_thread(opsbus, "why", alert.id)
+            if "rollout" in text:
+                break
+            await asyncio.sleep(0.05)
+        assert code == 0, text
+        assert "KubePodImagePullFailing on Pod/shop/web-7d9f-a1" in text
+        assert "rollout" in text and "rollback" in text and "image pulls fail since the image changed" in text
+        assert change.id in text and "ImagePullBackOff" in text
+        assert "checked: changes 1" in text
+        code, listing = await asyncio.to_thread(opsbus, "incidents")
+        assert code == 0 and "rollout 0." in listing
+        code, missing = await asyncio.to_thread(opsbus, "why", "no-such-incident")
+        assert code == 1 and "no incident" in missing

@@ -20,6 +20,7 @@ from opsbus.cli.durations import seconds
 from opsbus.cli.events import events
 from opsbus.cli.login import login, logout, whoami
 from opsbus.cli.tailing import tail
+from opsbus.cli.why import why
 
 app = typer.Typer(
     name="opsbus",
@@ -36,7 +37,7 @@ app.add_typer(policies.app, name="policies")
 app.add_typer(recommendations.app, name="recommendations")
 app.add_typer(apikeys.app, name="keys")
 app.add_typer(secrets.app, name="secrets")
-for command in (login, logout, whoami, events, tail, changes):
+for command in (login, logout, whoami, events, tail, changes, why):
     app.command()(command)
 
 
@@ -121,10 +122,10 @@ def incidents(  # noqa: PLR0917 - typer: one parameter per option
     api_key: Key = None,
     output: Output = "table",
 ) -> None:
-    """List incidents: alerts with what the healer did and who was notified, newest first."""
+    """List incidents: alerts with their probable cause, what the healer did and who was notified, newest first."""
     params = {k: v for k, v in (("namespace", namespace), ("status", status), ("severity", severity)) if v}
     answer = call(gateway(url, api_key), "GET", "/v1/incidents", params={**params, "limit": limit})
-    table = Table("started", "status", "severity", "alert", "object", "recoveries", "notified", "id")
+    table = Table("started", "status", "severity", "alert", "object", "cause", "recoveries", "notified", "id")
     for i in answer["items"]:
         colour = "red" if i["status"] == "firing" else "green"
         table.add_row(
@@ -133,11 +134,20 @@ def incidents(  # noqa: PLR0917 - typer: one parameter per option
             i["severity"],
             i["alertname"],
             i["subject"],
+            _cause(i.get("diagnosis")),
             str(len(i["recoveries"])),
             str(len(i["notifications"])),
             i["id"],
         )
     emit(answer, output, table)
+
+
+def _cause(diagnosis: dict[str, Any] | None) -> str:
+    """The top cause's kind for the incidents table (`opsbus why ID` tells the rest)."""
+    if diagnosis is None:
+        return "-"
+    causes = diagnosis["data"].get("causes") or []
+    return f"{causes[0]['kind']} {causes[0]['confidence']:.2f}" if causes else "unknown"
 
 
 def _decide(verb: str, recovery_id: str, step: int, body: dict[str, Any], *, url: str | None, key: str | None) -> None:
