@@ -40,7 +40,7 @@ from opsbus.deployer.domain.changes import (
 )
 from opsbus.deployer.executing.context import Context
 from opsbus.deployer.executing.measuring import measure_due
-from opsbus.deployer.executing.recording import SELF
+from opsbus.deployer.executing.recording import SELF, write_of
 from opsbus.deployer.executing.reverting import Reverter
 from opsbus.deployer.executing.serializing import bluegreen_from_json, bluegreen_to_json, stored_results
 from opsbus.deployer.store import Rollout
@@ -151,6 +151,7 @@ class BlueGreen:
                 )
             ],
             audit=[("deploy.bluegreen.create", AuditOutcome.EXECUTED, f"{ns}/{green} with {images}")],
+            change=write_of(request, "deploy.bluegreen.create", {}, body),
         )
 
     async def _observe(self, request: DeployRequested, promote: bool) -> Observed:

@@ -35,7 +35,7 @@ from opsbus.deployer.domain.changes import (
 )
 from opsbus.deployer.executing.context import Context
 from opsbus.deployer.executing.measuring import measure, measure_due, needs_pods
-from opsbus.deployer.executing.recording import SELF
+from opsbus.deployer.executing.recording import SELF, write_of
 from opsbus.deployer.executing.reverting import Reverter
 from opsbus.deployer.executing.serializing import canary_from_json, canary_to_json, stored_results
 from opsbus.deployer.store import Rollout
@@ -95,6 +95,7 @@ class Canary:
             },
             emit=[started],
             audit=[("deploy.canary.create", AuditOutcome.EXECUTED, f"{ns}/{name} with {images}")],
+            change=write_of(request, "deploy.canary.create", {}, body),
         )
 
     async def follow(self, row: Rollout, request: DeployRequested) -> None:  # noqa: PLR0915 - one tick

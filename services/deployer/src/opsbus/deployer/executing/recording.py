@@ -13,7 +13,7 @@ consumes its events - is one trace. Without a tracer the request's trace context
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,10 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from opsbus.common.audit import Auditor
 from opsbus.common.bus.propagation import context_from
+from opsbus.common.changes import Write, entry, template_diff, written
 from opsbus.common.errors import OpsbusError
 from opsbus.common.events.envelope import Envelope, EventPayload
 from opsbus.common.events.payloads.audit import AuditOutcome
-from opsbus.common.events.payloads.common import Actor, ActorKind
+from opsbus.common.events.payloads.change import ChangeKind, FieldChange
+from opsbus.common.events.payloads.common import Actor, ActorKind, ResourceRef
 from opsbus.common.events.payloads.deploy import (
     AnalysisResult,
     DeployFailed,
@@ -41,7 +43,7 @@ from opsbus.common.events.payloads.deploy import (
 )
 from opsbus.common.store import StoreTables, add
 from opsbus.deployer.domain import progression
-from opsbus.deployer.domain.changes import images_of
+from opsbus.deployer.domain.changes import ROLLOUT_ANNOTATION, images_of
 from opsbus.deployer.executing.serializing import request_of
 from opsbus.deployer.store import Revision, Rollout
 
@@ -87,6 +89,15 @@ class Recorder:
             cause=cause,
             time=self._clock(),
         )
+        await self._add(s, cause, envelope)
+
+    async def record_change(self, s: AsyncSession, cause: Envelope, request: DeployRequested, write: Write) -> None:
+        """The write on the change timeline, caused by the request; one id per request, object, action and result."""
+        key = f"{cause.id}:{write.object.namespace}/{write.object.name}:{write.action}:{write.resource_version}"
+        envelope = written(write, service=SERVICE, cluster=request.cluster, key=key, now=self._clock(), cause=cause)
+        await self._add(s, cause, envelope)
+
+    async def _add(self, s: AsyncSession, cause: Envelope, envelope: Envelope) -> None:
         with self._traced(cause, envelope) as traced:
             await add(s, self._tables.outbox, traced)
 
@@ -234,8 +245,11 @@ class Recorder:
         emit: Sequence[EventPayload] = (),
         audit: Sequence[Audit] = (),
         revision: Revision | None = None,
+        *,
+        change: Write | None = None,
     ) -> None:
-        """Persist `changes` and the events announcing them in one transaction, if we still own the rollout."""
+        """Persist `changes` and the events announcing them in one transaction, if we still own the rollout;
+        `change` is the cluster write this step made, recorded on the change timeline in the same commit."""
         async with self.sessions.begin() as s:
             row = await s.get(Rollout, rollout_id, with_for_update=True)
             if row is None or row.owner != self.instance or row.state != "running":
@@ -253,7 +267,9 @@ class Recorder:
                 )
             if revision is not None:
                 s.add(revision)
-        if emit or audit:
+            if change is not None:
+                await self.record_change(s, event, request, change)
+        if emit or audit or change:
             self.on_commit()
 
     def base(self, row: Rollout, request: DeployRequested) -> dict[str, Any]:
@@ -349,3 +365,25 @@ class Recorder:
             audit=[("deploy.complete", AuditOutcome.EXECUTED, f"{state}: revision {obs.revision}")],
             revision=revision,
         )
+
+
+def write_of(request: DeployRequested, action: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> Write:
+    """The change timeline's view of one write of a rollout: `before` is the object as read before the write
+    (empty when the write created it: a canary or green Deployment), `after` the apiserver's answer."""
+    meta = after.get("metadata") or {}
+    ns, name = request.workload.namespace, str(meta.get("name") or request.workload.name)
+    old_spec, new_spec = before.get("spec") or {}, after.get("spec") or {}
+    entries = [] if before else [(ChangeKind.CREATED, FieldChange(path="metadata", after=f"{ns}/{name}"))]
+    entries += entry(ChangeKind.REPLICAS, "spec.replicas", old_spec.get("replicas"), new_spec.get("replicas"))
+    entries += template_diff(old_spec.get("template") or {}, new_spec.get("template") or {})
+    ref = ResourceRef(
+        kind=request.workload.kind, name=name, namespace=ns, api_version="apps/v1", uid=meta.get("uid") or None
+    )
+    return Write(
+        action=action,
+        object=ref,
+        workload=request.workload,
+        entries=entries,
+        detail=f"by rollout {(meta.get('annotations') or {}).get(ROLLOUT_ANNOTATION, '?')}",
+        resource_version=meta.get("resourceVersion") or None,
+    )

@@ -30,7 +30,7 @@ from opsbus.common.events.payloads.deploy import (
 from opsbus.deployer.domain import progression
 from opsbus.deployer.domain.changes import images_of
 from opsbus.deployer.executing.context import MAX_APPLY_CONFLICTS, Context
-from opsbus.deployer.executing.recording import SELF
+from opsbus.deployer.executing.recording import SELF, write_of
 from opsbus.deployer.executing.serializing import tracking_from_json, tracking_to_json
 from opsbus.deployer.executing.workloads import workload_of
 from opsbus.deployer.store import Revision, Rollout
@@ -113,6 +113,7 @@ class Reverter:
             emit=[failure] if failure else [],
             audit=[("deploy.rollback", AuditOutcome.EXECUTED, f"{after}: {reason}")],
             revision=bad if failure else None,
+            change=write_of(request, "deploy.rollback", live, patched),
         )
 
     async def end_untouched(

@@ -31,6 +31,7 @@ from opsbus.deployer.domain import analysis, progression
 from opsbus.deployer.domain.changes import ChangeRefused, images_of
 from opsbus.deployer.executing.context import MAX_APPLY_CONFLICTS, Context
 from opsbus.deployer.executing.measuring import measure_due, needs_pods
+from opsbus.deployer.executing.recording import write_of
 from opsbus.deployer.executing.reverting import Reverter
 from opsbus.deployer.executing.serializing import (
     measurements_from_json,
@@ -106,6 +107,7 @@ class Rolling:
             },
             emit=[started],
             audit=[("deploy.apply", AuditOutcome.EXECUTED, f"{request.strategy.value} to {images}")],
+            change=write_of(request, f"deploy.{request.strategy.value}", seen.live, patched),
         )
 
     async def _analyse(

@@ -13,16 +13,16 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+from opsbus.common.changes import Entry, short
+from opsbus.common.changes import entry as _field
 from opsbus.common.events.payloads.change import (
     MAX_DIFF_ENTRIES,
-    MAX_VALUE_CHARS,
     ChangeKind,
     ChangeOrigin,
     ChangeRecorded,
@@ -37,8 +37,6 @@ _ID_NAMESPACE = uuid.UUID("5b0e6f3c-8a1d-4c2e-9f47-2d6a1c3b7e58")
 _WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"})
 _SUMMARY_MAX = 512
 FOLLOWED = frozenset({*TEMPLATED, "ConfigMap", "Secret", "HorizontalPodAutoscaler", "Node"})
-
-Entry = tuple[ChangeKind, FieldChange]
 
 
 @dataclass(frozen=True)
@@ -195,19 +193,6 @@ def _taints(node: Obj) -> dict[str, str]:
 # --- building blocks -------------------------------------------------------------------------------------
 
 
-def _render(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "\u2026"
-
-
-def _field(kind: ChangeKind, path: str, before: Any, after: Any) -> list[Entry]:
-    if before == after:
-        return []
-    return [(kind, FieldChange(path=path, before=_render(before), after=_render(after)))]
-
-
 def _mapping(
     kind: ChangeKind, path: str, old: Mapping[str, Any], new: Mapping[str, Any], *, dotted: bool = False
 ) -> list[Entry]:
@@ -272,8 +257,4 @@ def _describe(entry: FieldChange, *, digests: bool) -> str:
     if digests or entry.before is None or entry.after is None:
         verb = "added" if entry.before is None else "removed" if entry.after is None else "changed"
         return f"{path} {verb}"
-    return f"{path} {_short(entry.before)} -> {_short(entry.after)}"
-
-
-def _short(value: str) -> str:
-    return value if len(value) <= 60 else value[:59] + "\u2026"
+    return f"{path} {short(entry.before)} -> {short(entry.after)}"
