@@ -95,7 +95,7 @@ class Ladder:
         self.leases = leases
         self.plan_lock = plan_lock
         self.clock = clock
-        self.applier = Applier(cluster, clock, verify_poll)
+        self.applier = Applier(cluster, clock, verify_poll, rec)
         self.verifier = Verifier(db, cluster, verify_poll)
         self.cluster_name = rec.cluster_name
         self._tasks: set[asyncio.Task[None]] = set()
