@@ -114,3 +114,42 @@ receivers:
 
     assert receivers(DeployRollbackFailed.event_type) == ["pager"]
     assert receivers(DeploySkipped.event_type) == ["chat"]
+
+
+def test_a_diagnosis_tells_the_top_cause_its_evidence_and_is_routable_by_cause() -> None:
+    from opsbus.common.events.payloads import DiagnosisMade, DiagnosisOutcome  # noqa: PLC0415
+
+    event = example_events()[DiagnosisMade.event_type]
+    notice = notice_of(DiagnosisMade.event_type)
+    assert notice.labels["alertname"] == "DiagnosisMade" and notice.labels["cause"] == "rollout"
+    assert notice.labels["workload"] == "checkout" and notice.correlationid == event.correlationid
+    assert notice.reason is not None
+    assert notice.reason.startswith("probable cause (rollout, confidence 0.89, suggested action rollback): ")
+    assert notice.cause_evidence[0].startswith(
+        "change 0195b2f0-9e21-7c4b-8a11-000000000004: image app: checkout:1.41.2"
+    )
+    n = notification_of(notice)
+    rendered = Renderer(LINKS).for_receiver(None).render(n)
+    assert "Reason: probable cause (rollout" in rendered.text
+    assert "Evidence:\n- change 0195b2f0-9e21-7c4b-8a11-000000000004" in rendered.text
+    assert "- log_template pool exhausted: <*> of <*> connections in use" in rendered.text
+    assert f"Incident: https://opsbus.example.com/v1/incidents/{event.correlationid}" in rendered.text
+    config = parse_config(
+        """\
+route:
+  receiver: chat
+  routes:
+    - receiver: deployers
+      matchers: ['cause="rollout"']
+receivers:
+  - name: chat
+  - name: deployers
+"""
+    )
+    assert [r.receiver for r in match_routes(config.root, notice.labels)] == ["deployers"]
+    # unknown: no cause is invented; the message says what was checked
+    unknown = event.model_copy(update={"data": {**event.data, "outcome": DiagnosisOutcome.UNKNOWN.value, "causes": []}})
+    told = notice_from(unknown)
+    assert told is not None and told.labels["cause"] == "unknown"
+    assert told.reason == "no probable cause found: nothing examined explains this incident"
+    assert told.cause_evidence[0].startswith("checked changes: 3")

@@ -54,6 +54,8 @@ TEXT = """\
 {% endfor %}{{ fence }}
 {% endif %}{% if a.kube_events %}Kubernetes events:
 {% for e in a.kube_events %}- {{ e }}
+{% endfor %}{% endif %}{% if a.cause_evidence %}Evidence:
+{% for e in a.cause_evidence %}- {{ e }}
 {% endfor %}{% endif %}{% if a.actions %}What the healer did:
 {% for s in a.actions %}- {{ s }}
 {% endfor %}{% endif %}{% set l = links(a) %}{% if l.incident %}Incident: {{ l.incident }}
@@ -147,7 +149,7 @@ def _alert_json(a: Notice, links: Links) -> dict[str, Any]:
         "eventId": a.event_id,
         "eventType": a.event_type,
         "correlationId": a.correlationid,
-        "evidence": {"logLines": a.log_lines, "kubeEvents": a.kube_events},
+        "evidence": {"logLines": a.log_lines, "kubeEvents": a.kube_events, "cause": a.cause_evidence},
         "actions": a.actions,
         "links": {"incident": links.incident(a), "trace": links.trace(a), "runbook": a.runbook_url},
     }
@@ -182,6 +184,8 @@ def slack_body(
             body += f"\n*Reason:* {a.reason}"
         if a.log_lines:
             body += "\n*Last log lines:*\n```" + "\n".join(a.log_lines[-10:]) + "```"
+        if a.cause_evidence:
+            body += "\n*Evidence:* " + "; ".join(a.cause_evidence[:5])
         if a.actions:
             body += "\n*Healer:* " + "; ".join(a.actions)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body[:2900]}})

@@ -74,7 +74,13 @@ log = logging.getLogger(__name__)
 
 SERVICE = "notifier"
 VERSION = "0.1.0"
-SUBJECTS = {"ALERT": ["alert.>"], "RECOVERY": ["recovery.>"], "DEPLOY": ["deploy.>"], "SCALE": ["scale.>"]}
+SUBJECTS = {
+    "ALERT": ["alert.>"],
+    "RECOVERY": ["recovery.>"],
+    "DEPLOY": ["deploy.>"],
+    "SCALE": ["scale.>"],
+    "DIAGNOSIS": ["diagnosis.>"],
+}
 
 
 def consumer_specs(settings: NotifierSettings) -> list[ConsumerSpec]:

@@ -91,7 +91,7 @@ ROLES: tuple[Role, ...] = (
         "notifier",
         durables=tuple(
             Durable(stream, f"notifier-{stream.lower()}", (f"{stream.lower()}.>",))
-            for stream in ("ALERT", "RECOVERY", "DEPLOY", "SCALE")
+            for stream in ("ALERT", "RECOVERY", "DEPLOY", "SCALE", "DIAGNOSIS")
         ),
         serves_rpc=True,
     ),

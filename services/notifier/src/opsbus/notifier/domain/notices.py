@@ -2,7 +2,8 @@
 
 An alert (`alert.fired` / `alert.resolved`) is a notice that lives while it fires: the same fingerprint is
 updated and finally resolved. Every other event the notifier routes (a recovery step, a rollout outcome, a
-scaling recommendation) is *ephemeral*: told once, then dropped from its group. A notice carries what the
+scaling recommendation, the analyzer's diagnosis with its top cause and evidence, labelled `cause=<kind>`) is
+*ephemeral*: told once, then dropped from its group. A notice carries what the
 on-call engineer needs in the message: the reason, the evidence (last log lines, Kubernetes Events), what
 the healer did, and the ids that link it to the trace and the gateway. Pure; no I/O.
 """
@@ -23,6 +24,8 @@ from opsbus.common.events.payloads import (
     DeployRollbackFailed,
     DeployRolledBack,
     DeploySkipped,
+    DiagnosisMade,
+    DiagnosisRevised,
     NotifyDelivered,
     NotifyFailed,
     RecoveryEscalated,
@@ -59,6 +62,10 @@ class Notice(BaseModel):
     log_lines: list[str] = Field(default_factory=list)
     kube_events: list[str] = Field(default_factory=list)
     actions: list[str] = Field(default_factory=list, description="What the healer did, one line per step.")
+    cause_evidence: list[str] = Field(
+        default_factory=list,
+        description="A diagnosis: the evidence of its top cause (or what was checked), one line each.",
+    )
 
 
 def _digest(*parts: str) -> str:
@@ -151,6 +158,20 @@ def _description(envelope: Envelope) -> str | None:
     return message if isinstance(message, str) and message else None
 
 
+def _diagnosis(payload: DiagnosisMade | DiagnosisRevised) -> tuple[str, str, list[str]]:
+    """(cause label, reason line, evidence lines) of a diagnosis: its top cause, or `unknown` and what was checked."""
+    top = payload.top()
+    if top is None:
+        checked = [f"checked {c.source}: {c.count}" + (f" ({c.detail})" if c.detail else "") for c in payload.checked]
+        return "unknown", "no probable cause found: nothing examined explains this incident", checked
+    reason = (
+        f"probable cause ({top.kind.value}, confidence {top.confidence:.2f}, suggested action "
+        f"{top.suggested_action.value}): {top.summary}"
+    )
+    evidence = [f"{e.kind.value} {e.ref}" + (f": {e.detail}" if e.detail else "") for e in top.evidence[:8]]
+    return top.kind.value, reason, evidence
+
+
 def notice_from(envelope: Envelope) -> Notice | None:
     """The notice for `envelope`, or None for events the notifier does not route. Raises UndecodableError."""
     if envelope.family in IGNORED_FAMILIES or envelope.type in (NotifyDelivered.event_type, NotifyFailed.event_type):
@@ -174,6 +195,10 @@ def notice_from(envelope: Envelope) -> Notice | None:
         "severity": _severity_of(envelope),
     }
     reason, actions = _actions(envelope)
+    evidence: list[str] = []
+    payload = envelope.payload()
+    if isinstance(payload, DiagnosisMade | DiagnosisRevised):
+        labels["cause"], reason, evidence = _diagnosis(payload)
     verb = envelope.verb
     return Notice(
         fingerprint=_digest(envelope.id),
@@ -191,4 +216,5 @@ def notice_from(envelope: Envelope) -> Notice | None:
         correlationid=envelope.correlationid,
         traceparent=envelope.traceparent,
         actions=actions,
+        cause_evidence=evidence,
     )
