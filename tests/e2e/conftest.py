@@ -1,4 +1,4 @@
-"""The whole platform for the e2e tier: one `Stack` (nats-server, PostgreSQL, Jaeger, six service processes) per
+"""The whole platform for the e2e tier: one `Stack` (nats-server, PostgreSQL, Jaeger, seven service processes) per
 session against the sandbox cluster, in a namespace of its own, plus a local webhook receiver for notifications.
 
 The sandbox is shared with other test tiers: it is reused when up, brought up when not and taken down only if this

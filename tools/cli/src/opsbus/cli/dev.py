@@ -1,7 +1,7 @@
 """`opsbus dev up|down|status`: the whole platform on this machine, the stack `make demo` runs.
 
 The stack itself is `python -m opsbus.demo` (tools/demo in the opsbus checkout): the sandbox cluster, nats-server,
-PostgreSQL, Jaeger and the six services. These commands run it with the same Python as this CLI, so they work from
+PostgreSQL, Jaeger and the seven services. These commands run it with the same Python as this CLI, so they work from
 the checkout after `make setup` (`uv run opsbus dev up`); an installed CLI without the checkout says so.
 """
 
@@ -22,7 +22,7 @@ from opsbus.cli.stackprobe import DOWN, NOT_RUNNING, NOT_USED, READY, STARTING, 
 
 app = typer.Typer(
     help="The whole platform on this machine (what `make demo` runs): sandbox cluster, NATS, PostgreSQL, Jaeger "
-    "and the six services.\n\nRun from the opsbus checkout after `make setup`: `uv run opsbus dev up`.",
+    "and the seven services.\n\nRun from the opsbus checkout after `make setup`: `uv run opsbus dev up`.",
     no_args_is_help=True,
 )
 _NO_DEMO = (

@@ -1,6 +1,6 @@
 """The whole platform on one machine, each part a separate process: the supervisor behind `make demo` and the e2e tests.
 
-Order of start: nats-server (JetStream), PostgreSQL, Jaeger, every service's migrations, then the six services
+Order of start: nats-server (JetStream), PostgreSQL, Jaeger, every service's migrations, then the seven services
 (`python -m opsbus.<service> run`, configured only through `OPSBUS_*` environment variables), each waited for on its
 `/readyz`. Stop is the reverse, each service given SIGTERM and its shutdown grace before SIGKILL. Every part runs in
 its own session, so a Ctrl-C reaches the supervisor only and the shutdown stays ordered.
@@ -28,9 +28,9 @@ import httpx
 from opsbus.common.testing.servers import NatsServer, PostgresServer, _pg_user, free_port, postgres_bin_dir
 from opsbus.demo.jaeger import Jaeger
 
-SERVICES = ("watcher", "healer", "deployer", "optimizer", "notifier", "gateway")
+SERVICES = ("watcher", "healer", "deployer", "optimizer", "notifier", "analyzer", "gateway")
 # The watcher keeps no database; every other service owns one schema with its own migrations.
-MIGRATED = ("healer", "deployer", "optimizer", "notifier", "gateway")
+MIGRATED = ("healer", "deployer", "optimizer", "notifier", "analyzer", "gateway")
 
 Progress = Callable[[str], None]
 
@@ -342,6 +342,7 @@ class Stack:
                 "OPSBUS_NOTIFIER__GATEWAY_URL": self.gateway_url,
                 "OPSBUS_NOTIFIER__JAEGER_URL": self.jaeger.query_url,
             },
+            "analyzer": {"OPSBUS_ANALYZER__KUBECONFIG": kubeconfig},
             "gateway": {"OPSBUS_GATEWAY__PORT": str(self.gateway_port), "OPSBUS_GATEWAY__PUBLIC_URL": self.gateway_url},
         }
         env |= per_service.get(name, {})
