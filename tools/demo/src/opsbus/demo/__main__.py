@@ -1,8 +1,9 @@
 """`python -m opsbus.demo up|down`: the whole platform on this machine, for trying opsbus by hand.
 
 `up` (what `make demo` runs) brings the sandbox cluster up if it is not (and takes it down again at the end only if it
-started it), starts nats-server, PostgreSQL, Jaeger and the seven services, seeds the `demo` namespace, prints the gateway
-URL, an admin API key and three commands to try, then stays in the foreground until Ctrl-C (or `make demo-down`).
+started it), starts nats-server, PostgreSQL, Jaeger and the seven services, seeds the `demo` namespace, prints the
+gateway URL, an admin API key and three commands to try, then stays in the foreground until Ctrl-C (or
+`make demo-down`).
 Logs of every part are in the directory it prints. Nothing is kept between two demos: the bus and database are fresh.
 `state` prints, as JSON, whether a demo runs and where each part listens (what `opsbus dev status` checks).
 """
