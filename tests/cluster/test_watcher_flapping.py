@@ -14,12 +14,10 @@ from prometheus_client import CollectorRegistry
 
 from opsbus.common.bus import Bus
 from opsbus.watcher.domain.lifecycle import Phase
-from opsbus.watcher.service import Watcher, start
-from opsbus.watcher.settings import WatcherSettings
-from opsbus.watcher.watching import KubeClient
 from tests.cluster.conftest import SandboxHandle
 from tests.cluster.kube import Cluster, condition, container_status, wait_until
-from tests.cluster.test_watcher_alerts import CLUSTER, Alerts
+from tests.cluster.test_watcher_alerts import Alerts
+from tests.cluster.test_watcher_replicas import Replicas, replica_settings
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 
@@ -44,23 +42,13 @@ def _ready_since(cluster: Cluster, pod: str) -> datetime | None:
 async def test_two_replicas_resolve_fast_and_damp_a_flapping_pod_alike(
     cluster: Cluster, sandbox: SandboxHandle, make_bus: MakeBus
 ) -> None:
-    settings = WatcherSettings(
-        cluster=CLUSTER,
-        watcher={
-            "kubeconfig": str(sandbox.kubeconfig),
-            "namespaces": [cluster.namespace],
-            "log_timeout_seconds": 1.0,
-            "resolution": {"rules": {ALERT: {"flap_stable_seconds": 20}}},  # > the calm between two cycles
-        },
+    settings = replica_settings(
+        cluster,
+        sandbox,
+        resolution={"rules": {ALERT: {"flap_stable_seconds": 20}}},  # > the calm between two cycles
     )
-    kubes: list[KubeClient] = []
-    watchers: list[Watcher] = []
-    for _ in range(2):
-        bus = await make_bus("watcher", registry_=CollectorRegistry())
-        await bus.ensure_streams()
-        kube = KubeClient.from_config(str(sandbox.kubeconfig))
-        kubes.append(kube)
-        watchers.append(await start(settings, bus, kube, CollectorRegistry()))
+    replicas = Replicas(settings, sandbox, make_bus)
+    watchers = [await replicas.start(), await replicas.start()]
     alerts = Alerts(await make_bus("probe", registry_=CollectorRegistry()), cluster.namespace)
     await alerts.start()
     try:
@@ -111,7 +99,4 @@ async def test_two_replicas_resolve_fast_and_damp_a_flapping_pod_alike(
         assert [w.engine.book.phase(fp) for w in watchers] == [Phase.RESOLVED, Phase.RESOLVED]
     finally:
         await alerts.stop()
-        for w in watchers:
-            await w.stop()
-        for k in kubes:
-            await k.close()
+        await replicas.close()

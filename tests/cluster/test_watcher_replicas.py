@@ -39,31 +39,41 @@ async def heal_and_expect_one_resolve(cluster: Cluster, alerts: Alerts, pod: str
     assert len(alerts.of("fired", "KubePodCrashLooping")) == 1
 
 
+class Replicas:
+    """Watcher replicas in this process, each with its own bus connection and Kubernetes client (nothing shared but
+    NATS and the cluster); `close` stops every one started."""
+
+    def __init__(self, settings: WatcherSettings, sandbox: SandboxHandle, make_bus: MakeBus) -> None:
+        self.settings, self.sandbox, self.make_bus = settings, sandbox, make_bus
+        self.kubes: list[KubeClient] = []
+        self.watchers: list[Watcher] = []
+
+    async def start(self) -> Watcher:
+        bus = await self.make_bus("watcher", registry_=CollectorRegistry())
+        await bus.ensure_streams()
+        kube = KubeClient.from_config(str(self.sandbox.kubeconfig))
+        self.kubes.append(kube)
+        watcher = await start(self.settings, bus, kube, CollectorRegistry())
+        self.watchers.append(watcher)
+        return watcher
+
+    async def close(self) -> None:
+        for w in self.watchers:
+            await w.stop()
+        for k in self.kubes:
+            await k.close()
+
+
+def replica_settings(cluster: Cluster, sandbox: SandboxHandle, **options: object) -> WatcherSettings:
+    watcher = {"kubeconfig": str(sandbox.kubeconfig), "namespaces": [cluster.namespace], "log_timeout_seconds": 1.0}
+    return WatcherSettings(cluster=CLUSTER, watcher={**watcher, **options})
+
+
 async def test_two_replicas_one_alert_and_restart_does_not_refire(
     cluster: Cluster, sandbox: SandboxHandle, make_bus: MakeBus
 ) -> None:
-    settings = WatcherSettings(
-        cluster=CLUSTER,
-        watcher={
-            "kubeconfig": str(sandbox.kubeconfig),
-            "namespaces": [cluster.namespace],
-            "log_timeout_seconds": 1.0,
-            "thresholds": {"resolve_after_seconds": 2},
-        },
-    )
-    kubes: list[KubeClient] = []
-    watchers: list[Watcher] = []
-
-    async def replica() -> Watcher:
-        bus = await make_bus("watcher", registry_=CollectorRegistry())
-        await bus.ensure_streams()
-        kube = KubeClient.from_config(str(sandbox.kubeconfig))
-        kubes.append(kube)
-        w = await start(settings, bus, kube, CollectorRegistry())
-        watchers.append(w)
-        return w
-
-    first, second = await replica(), await replica()
+    replicas = Replicas(replica_settings(cluster, sandbox, thresholds={"resolve_after_seconds": 2}), sandbox, make_bus)
+    first, second = await replicas.start(), await replicas.start()
     alerts = Alerts(await make_bus("probe", registry_=CollectorRegistry()), cluster.namespace)
     await alerts.start()
     try:
@@ -77,7 +87,7 @@ async def test_two_replicas_one_alert_and_restart_does_not_refire(
 
         # restart one replica while the fault lasts: it rebuilds its book from the stream, no re-fire
         await first.stop()
-        third = await replica()
+        third = await replicas.start()
         assert third.engine.book.firing.keys() == second.engine.book.firing.keys()
         await second.stop()  # only the restarted replica is left to resolve
         await asyncio.sleep(3.0)
@@ -86,10 +96,7 @@ async def test_two_replicas_one_alert_and_restart_does_not_refire(
         await heal_and_expect_one_resolve(cluster, alerts, pod.metadata.name)
     finally:
         await alerts.stop()
-        for w in watchers:
-            await w.stop()
-        for k in kubes:
-            await k.close()
+        await replicas.close()
 
 
 async def test_two_watcher_processes_fire_once_and_resolve_once(
