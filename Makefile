@@ -6,7 +6,7 @@ PYTEST := $(UV) run --frozen --all-packages pytest
 
 .PHONY: help setup lint fmt typecheck test test-unit test-integration test-cluster docs docs-check bench \
         sandbox-install sandbox-up sandbox-down sandbox-status sandbox-chaos sandbox-heal sandbox-scale \
-        demo demo-down test-e2e
+        demo demo-down test-e2e console console-client console-check test-browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -27,8 +27,24 @@ fmt: ## format and autofix
 docs: ## regenerate the event JSON Schemas and the AsyncAPI document in docs/
 	$(UV) run --frozen python -m opsbus.common.events.docs --write docs
 
-docs-check: ## fail when docs/ event schemas are stale
+docs-check: console-check ## fail when docs/ event schemas (or the console's generated client) are stale
 	$(UV) run --frozen python -m opsbus.common.events.docs --check docs
+
+# The web console (console/, DESIGN.md section 9): built into the gateway's package, which serves it at `/`.
+console: setup ## build the web console into the gateway package and check its JavaScript budget
+	cd console && npm run build && npm run budget
+
+console-client: setup ## regenerate the console's typed API client from the gateway's OpenAPI document
+	$(UV) run --frozen python -m opsbus.gateway.openapi > console/openapi.json
+	cd console && npx openapi-typescript openapi.json -o src/api/schema.d.ts
+
+console-check: setup ## the console's client is current; its lint, types and component tests (vitest)
+	$(UV) run --frozen python -m opsbus.gateway.openapi --check console/openapi.json
+	cd console && npx openapi-typescript openapi.json -o src/api/schema.d.ts --check
+	cd console && npm run lint && npm run typecheck && npm test
+
+test-browser: console ## the console in Debian's Chromium (Playwright) against the real gateway, NATS, PostgreSQL
+	$(PYTEST) -m browser tests/browser
 
 test-unit: setup ## unit tests only (no network)
 	$(PYTEST) -m "not integration and not cluster and not e2e"
@@ -42,7 +58,7 @@ test-cluster: setup sandbox-install ## cluster tests against the sandbox apiserv
 test-e2e: setup sandbox-install ## end-to-end scenarios: every service a process, real NATS, PostgreSQL, Jaeger, sandbox
 	$(PYTEST) -m e2e tests/e2e
 
-test: lint docs-check sandbox-install ## everything: lint, docs check, unit, integration, cluster and e2e tests
+test: lint docs-check console sandbox-install ## everything: lint, docs check, unit, integration, cluster, e2e, browser
 	$(PYTEST)
 
 bench: setup ## benchmarks (results belong in docs/benchmarks.md)

@@ -1,5 +1,6 @@
-"""The FastAPI application: `/v1` routes, problem+json errors, the request-id/body-limit/metrics middleware,
-CORS only when origins are configured. `create_app(ctx)` is all a test needs to serve the real gateway.
+"""The FastAPI application: `/v1` routes, the web console at `/` (console_assets.py), problem+json errors, the
+request-id/body-limit/metrics middleware, CORS only when origins are configured. `create_app(ctx)` is all a
+test needs to serve the real gateway.
 
 Two choices here are for throughput (bench/gateway_load.py, docs/benchmarks.md):
 
@@ -26,6 +27,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.routing import BaseRoute
 
 from opsbus.gateway.auth import authenticate_before_validation, document_api_key_scheme
+from opsbus.gateway.console_assets import console_routes
 from opsbus.gateway.context import GatewayContext
 from opsbus.gateway.middleware import GatewayMiddleware
 from opsbus.gateway.problems import install
@@ -35,10 +37,12 @@ from opsbus.gateway.routes import (
     deployments,
     events,
     keys,
+    live,
     notifications,
     receiver_secrets,
     recommendations,
     recoveries,
+    session,
     system,
     trail,
 )
@@ -69,6 +73,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     alerts.router,
     events.router,
     keys.whoami_router,
+    session.router,
+    live.router,
 )
 
 
@@ -108,6 +114,7 @@ def create_app(ctx: GatewayContext) -> FastAPI:
         telemetry=telemetry_config(ctx),
     )
     app.state.ctx = ctx
+    app.router.routes.extend(console_routes(ctx.settings.gateway.console.assets_dir))  # after the API's
     install(app, retry_after=ctx.settings.gateway.retry_after_seconds)
     authenticate_before_validation(app)  # after install: it wraps install's validation handler
     document_api_key_scheme(app)

@@ -38,6 +38,7 @@ from opsbus.gateway.domain.access import Denied, Principal, Role
 from opsbus.gateway.domain.ratelimit import RateLimiter
 from opsbus.gateway.oidc import TokenError
 from opsbus.gateway.problems import ApiProblem
+from opsbus.gateway.sessions import Session, cookie_name
 
 _BEARER, _API_KEY = "HTTPBearer", "APIKeyHeader"  # the OpenAPI names of the two security schemes
 _BEARER_DOC = "An opsbus API key (`opsb_...`) or an OIDC access token (JWT)."
@@ -92,14 +93,53 @@ def is_jwt(token: str) -> bool:
     return isinstance(header, dict) and isinstance(header.get("alg"), str)
 
 
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def session_secret(request: Request) -> str | None:
+    """The console's session cookie, if the request carries the one this host may set."""
+    ctx: GatewayContext = request.app.state.ctx
+    name = cookie_name(
+        request.headers.get("host", ""), insecure_loopback=ctx.settings.gateway.console.insecure_loopback_cookie
+    )
+    return request.cookies.get(name)
+
+
+async def signed_in(request: Request) -> tuple[Session, Principal] | None:
+    """The console session of the request and who it speaks for; None without a session cookie.
+
+    401 when the cookie names no live session or its API key is no longer usable; 403 when a mutating call
+    does not echo the session's CSRF token in `X-CSRF-Token`."""
+    ctx: GatewayContext = request.app.state.ctx
+    secret = session_secret(request)
+    if not secret:
+        return None
+    session = await ctx.sessions.find(secret)
+    if session is None:
+        raise unauthorized("invalid session credentials: expired or signed out, sign in again")
+    if request.method not in _SAFE and not session.csrf_matches(request.headers.get("x-csrf-token")):
+        raise ApiProblem(403, "CSRF token missing or wrong: send the session's `X-CSRF-Token`", slug="csrf")
+    if session.key_prefix is None:
+        return session, session.principal()
+    who = await ctx.keys.current(session.key_prefix)
+    if who is None:
+        raise unauthorized("invalid session credentials: its API key is expired or revoked, sign in again")
+    return session, who
+
+
 async def authenticate(request: Request) -> Principal:
-    """Who is calling, after charging their rate limit: 401 without a valid credential, 429 when over the limit."""
+    """Who is calling, after charging their rate limit: 401 without a valid credential, 429 when over the limit.
+    An `Authorization`/`X-API-Key` credential wins over a console session cookie."""
     ctx: GatewayContext = request.app.state.ctx
     credential = _token(request)
-    if credential is None:
-        raise unauthorized("authentication required: send `Authorization: Bearer <API key or token>`")
-    token, from_key_header = credential
     who: Principal | None
+    if credential is None:
+        found = await signed_in(request)
+        if found is None:
+            raise unauthorized("authentication required: send `Authorization: Bearer <API key or token>`")
+        request.state.session = found[0]
+        return _charged(ctx, found[1])
+    token, from_key_header = credential
     if from_key_header or token.startswith(_KEY_START):
         if keys.parse(token) is None:
             raise unauthorized(f"invalid API key: not an opsbus API key (`{_KEY_START}...`)")
@@ -113,6 +153,10 @@ async def authenticate(request: Request) -> Principal:
             who = await ctx.jwt.verify(token)
         except TokenError as exc:
             raise unauthorized(str(exc)) from None
+    return _charged(ctx, who)
+
+
+def _charged(ctx: GatewayContext, who: Principal) -> Principal:
     verdict = ctx.limiter.check(who.label, time.monotonic())
     if not verdict.allowed:
         raise ApiProblem(

@@ -14,6 +14,7 @@ from opsbus.gateway.history import EventHistory
 from opsbus.gateway.keystore import KeyStore
 from opsbus.gateway.oidc import JwtVerifier
 from opsbus.gateway.readmodel import ReadModel
+from opsbus.gateway.sessions import SessionStore
 from opsbus.gateway.settings import GatewaySettings
 from opsbus.gateway.streaming import EventStreams
 from opsbus.gateway.timeline import Timeline
@@ -33,5 +34,6 @@ class GatewayContext:
     registry: CollectorRegistry
     readiness: Callable[[], Awaitable[dict[str, str]]]
     timeline: Timeline
+    sessions: SessionStore
     # set only when traces are exported: then every request is one server span (see app.telemetry_config)
     tracer_provider: TracerProvider | None = None

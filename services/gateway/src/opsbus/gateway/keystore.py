@@ -162,6 +162,16 @@ class KeyStore:
             return None
         return record.principal()
 
+    async def current(self, prefix: str) -> Principal | None:
+        """The principal of the key with this public prefix while it is usable (a console session made from the
+        key asks on every request, through the same cache, so it authenticates exactly as the key does)."""
+        cached = self._cache.get(prefix)
+        record = cached[1] if cached is not None and cached[0] > self._monotonic() else None
+        if record is None:
+            found = await self._lookup(prefix)
+            record = found[0] if found is not None else None
+        return record.principal() if record is not None and record.usable(self.clock()) else None
+
     async def _lookup(self, prefix: str) -> tuple[KeyRecord, str] | None:
         """One query per prefix at a time: requests arriving while it runs (a busy key whose cache entry just
         expired) wait for its answer instead of each querying the database."""

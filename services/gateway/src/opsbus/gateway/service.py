@@ -38,6 +38,7 @@ from opsbus.gateway.history import EventHistory
 from opsbus.gateway.keystore import KeyStore
 from opsbus.gateway.oidc import JwtVerifier
 from opsbus.gateway.readmodel import ALERT_CONSUMER, AUDIT_CONSUMER, CHAIN_CONSUMER, ReadModel
+from opsbus.gateway.sessions import SessionStore
 from opsbus.gateway.settings import GatewaySettings
 from opsbus.gateway.streaming import EventStreams, StreamOptions
 from opsbus.gateway.timeline import CHANGE_CONSUMER, Timeline
@@ -147,6 +148,9 @@ async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gat
         registry=rt.registry,
         readiness=rt.readiness,
         timeline=timeline,
+        sessions=SessionStore(
+            db, ttl=timedelta(seconds=opts.console.session_ttl_seconds), cache_seconds=opts.key_cache_seconds
+        ),
         tracer_provider=rt.tracer_provider if s.telemetry.otlp_endpoint else None,
     )
     app = create_app(ctx)
@@ -162,6 +166,7 @@ async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gat
         RetentionRule(store.incident_events, "time", incidents_keep),
         RetentionRule(store.deploy_requests, "requested_at", incidents_keep),
         RetentionRule(store.changes, "time", timedelta(days=opts.change_retention_days)),
+        RetentionRule(store.console_sessions, "expires_at", timedelta(days=7)),
     ]
 
     async def retention() -> None:

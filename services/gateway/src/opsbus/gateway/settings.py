@@ -30,6 +30,23 @@ class AlertmanagerSettings(BaseModel):
     password: SecretStr | None = None
 
 
+class ConsoleSettings(BaseModel):
+    """The web console the gateway serves at `/` and its sessions (the gateway as backend-for-frontend)."""
+
+    session_ttl_seconds: int = Field(default=8 * 3600, ge=60, description="A sign-in lasts this long.")
+    insecure_loopback_cookie: bool = Field(
+        default=False,
+        description="Development only: omit `Secure` on the session cookie for requests to http://127.0.0.1 or "
+        "http://localhost (a browser drops Secure cookies over plain HTTP elsewhere). Never in production.",
+    )
+    assets_dir: str | None = Field(
+        default=None, description="Where the built console is; default: the copy inside the gateway package."
+    )
+    jaeger_url: str | None = Field(
+        default=None, description="Jaeger's UI (e.g. http://127.0.0.1:16686): incidents link to their trace."
+    )
+
+
 class GatewayOptions(BaseModel):
     host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     port: int = Field(default=8000, ge=0, le=65535, description="API port (0 picks a free one).")
@@ -51,6 +68,7 @@ class GatewayOptions(BaseModel):
     cors_origins: list[str] = Field(default_factory=list, description="Empty: CORS off.")
     oidc: OidcSettings = OidcSettings()
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
 
 class GatewaySettings(ServiceSettings):

@@ -9,6 +9,8 @@
   deployer has picked a request up.
 * `changes`: the change timeline, a read model of `change.recorded` (what changed on workloads, config objects,
   autoscalers, nodes, observed by the watcher or written by opsbus), for `GET /v1/changes`.
+* `console_sessions`: the web console's sign-ins: the SHA-256 of the cookie's secret (never the secret), the
+  CSRF token, who signed in (the key or OIDC subject, role and scope), expiry and sign-out.
 * the inbox and the outbox (`opsbus.common.store`).
 """
 
@@ -167,3 +169,24 @@ changes = Table(
 Index("ix_changes_namespace_seq", changes.c.namespace, changes.c.seq)
 Index("ix_changes_workload", changes.c.cluster, changes.c.namespace, changes.c.workload_name)
 Index("ix_changes_time", changes.c.time)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(64), nullable=False, comment="public id of the session (audit, sign-out)"),
+    Column("digest", String(64), nullable=False, comment="sha256 of the cookie's secret, hex"),
+    Column("csrf", String(64), nullable=False, comment="the synchronizer token mutating calls must send"),
+    Column("kind", String(16), nullable=False, comment="apikey or user (OIDC)"),
+    Column("subject", String(253), nullable=False, comment="the key id or the OIDC subject"),
+    Column("key_prefix", String(16), nullable=True, comment="apikey sessions: the key they came from"),
+    Column("display_name", String(253), nullable=True),
+    Column("role", String(16), nullable=False),
+    Column("namespaces", ARRAY(String(253)), nullable=False),
+    Column("clusters", ARRAY(String(253)), nullable=False),
+    Column("created_at", TZ, nullable=False),
+    Column("expires_at", TZ, nullable=False),
+    Column("ended_at", TZ, nullable=True),
+    PrimaryKeyConstraint("id", name="pk_console_sessions"),
+    UniqueConstraint("digest", name="uq_console_sessions_digest"),
+)
+Index("ix_console_sessions_expires_at", console_sessions.c.expires_at)

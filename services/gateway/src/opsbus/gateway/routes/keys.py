@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from opsbus.common.events import Envelope
 from opsbus.common.events.payloads.common import ResourceRef
 from opsbus.gateway.auth import Admin, Caller, Ctx, RequestId
-from opsbus.gateway.domain.access import ALL, Denied, Role, Scope
+from opsbus.gateway.domain.access import ALL, Denied, Principal, Role, Scope
 from opsbus.gateway.keystore import KeyRecord
 from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem, ProblemError
 
@@ -160,8 +160,7 @@ async def revoke_key(
     return view(record)
 
 
-@whoami_router.get("/v1/whoami", tags=["keys"], summary="Who the gateway takes you for: role and scope")
-async def whoami(*, who: Caller) -> Identity:
+def identity(who: Principal) -> Identity:
     return Identity(
         kind="apikey" if who.kind == "apikey" else "user",
         id=who.id,
@@ -170,3 +169,8 @@ async def whoami(*, who: Caller) -> Identity:
         namespaces=sorted(who.scope.namespaces),
         clusters=sorted(who.scope.clusters),
     )
+
+
+@whoami_router.get("/v1/whoami", tags=["keys"], summary="Who the gateway takes you for: role and scope")
+async def whoami(*, who: Caller) -> Identity:
+    return identity(who)

@@ -1,0 +1,53 @@
+// Routes (bookmarkable: filters live in the URL) and the providers every page relies on.
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import type { ReactNode } from "react";
+import { BrowserRouter, Route, Routes } from "react-router";
+import { Layout } from "./components/Layout";
+import { RequireSession } from "./components/RequireSession";
+import { ApprovalsPage } from "./features/approvals/routes/ApprovalsPage";
+import { IncidentPage } from "./features/incidents/routes/IncidentPage";
+import { IncidentsPage } from "./features/incidents/routes/IncidentsPage";
+import { OverviewPage } from "./features/overview/routes/OverviewPage";
+import { SignInPage } from "./features/signin/routes/SignInPage";
+import { LiveProvider } from "./live/LiveProvider";
+import { SessionProvider, useSession } from "./session/SessionProvider";
+
+function Live({ children }: { children: ReactNode }) {
+  const { session } = useSession();
+  return <LiveProvider enabled={session !== null}>{children}</LiveProvider>;
+}
+
+export function AppRoutes() {
+  return (
+    <Routes>
+      <Route path="/signin" element={<SignInPage />} />
+      <Route
+        element={
+          <RequireSession>
+            <Layout />
+          </RequireSession>
+        }
+      >
+        <Route index element={<OverviewPage />} />
+        <Route path="incidents" element={<IncidentsPage />} />
+        <Route path="incidents/:id" element={<IncidentPage />} />
+        <Route path="approvals" element={<ApprovalsPage />} />
+        <Route path="*" element={<OverviewPage />} />
+      </Route>
+    </Routes>
+  );
+}
+
+export function App({ client = new QueryClient({ defaultOptions: { queries: { staleTime: 10_000 } } }) }) {
+  return (
+    <QueryClientProvider client={client}>
+      <SessionProvider>
+        <Live>
+          <BrowserRouter>
+            <AppRoutes />
+          </BrowserRouter>
+        </Live>
+      </SessionProvider>
+    </QueryClientProvider>
+  );
+}
