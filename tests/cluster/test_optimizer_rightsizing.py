@@ -21,7 +21,15 @@ from kubernetes import client
 
 from opsbus.common.bus import Bus
 from opsbus.common.events import Envelope, ObjectRef
-from opsbus.common.events.payloads import AlertAnnotations, AlertFired, AlertSource, Severity, WorkloadRef
+from opsbus.common.events.payloads import (
+    AlertAnnotations,
+    AlertFired,
+    AlertSource,
+    ChangeOrigin,
+    ChangeRecorded,
+    Severity,
+    WorkloadRef,
+)
 from opsbus.common.rpc import call
 from opsbus.common.runtime import Runtime
 from opsbus.common.settings import DatabaseSettings
@@ -356,3 +364,7 @@ async def test_an_oom_kill_bumps_memory_at_once(
         bus, f"scale.applied.{CLUSTER}.{ns}", lambda es: any(e.correlationid == event.id for e in es)
     )
     assert any(e.causationid == event.id for e in applied)  # the chain: OOM alert -> scale.applied
+    subject = f"change.recorded.{CLUSTER}.{ns}"
+    timeline = await wait_for(bus, subject, lambda es: any(e.causationid == event.id for e in es))
+    (bump,) = [e.payload_as(ChangeRecorded) for e in timeline if e.causationid == event.id]  # and on the timeline
+    assert bump.origin is ChangeOrigin.OPTIMIZER and any(d.path.endswith("limits.memory") for d in bump.diff)

@@ -67,6 +67,7 @@ from opsbus.optimizer.domain.planning import (
 from opsbus.optimizer.domain.quantities import memory_bytes
 from opsbus.optimizer.domain.vertical import ContainerUsage
 from opsbus.optimizer.settings import OptimizerOptions
+from opsbus.optimizer.timeline import applied_change
 from opsbus.optimizer.usage import Sample, UsageSource
 
 log = logging.getLogger(__name__)
@@ -482,6 +483,7 @@ class Optimizer:
                 r = store.recommendations
                 await s.execute(r.update().where(r.c.id == rec_id).values(status="applied"))
                 await self._save_state(s, ref, now, last_applied_at=_ts(now))
+                await outbox_add(s, store.TABLES.outbox, applied_change(self.cluster_name, applied, new_rv, cause, now))
             env = Envelope.build(
                 applied, service=SERVICE, cluster=self.cluster_name, obj=ref.as_object_ref(), cause=cause, time=_ts(now)
             )
