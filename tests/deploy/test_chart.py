@@ -197,6 +197,29 @@ def _field_path(model: type[BaseModel], env_name: str) -> list[str]:
     return parts
 
 
+@pytest.mark.parametrize("watch", [True, False])
+def test_watch_secrets_decides_the_watchers_secret_rule_and_setting(
+    watch: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = render(sets=() if watch else ("watcher.watchSecrets=false",))
+    rules = by_kind(objects, "ClusterRole")["opsbus-watcher-opsbus"]["rules"]
+    on_config = [r for r in rules if "configmaps" in r["resources"]]
+    assert on_config == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps", "secrets"] if watch else ["configmaps"],
+            "verbs": ["list", "watch"],
+        }
+    ]
+    assert any("secrets" in r["resources"] for r in rules) is watch
+    (container,) = _pod_specs(objects)["Deployment/opsbus-watcher"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["OPSBUS_WATCHER__WATCH_SECRETS"] == str(watch).lower()
+    monkeypatch.setenv("OPSBUS_WATCHER__WATCH_SECRETS", env["OPSBUS_WATCHER__WATCH_SECRETS"])
+    module = importlib.import_module("opsbus.watcher.settings")
+    assert load(module.WatcherSettings).watcher.watch_secrets is watch
+
+
 def _env_of(container: dict[str, Any]) -> dict[str, str]:
     env: dict[str, str] = {}
     for item in container["env"]:

@@ -102,6 +102,8 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- if eq .name "watcher" }}
 - name: OPSBUS_WATCHER__NAMESPACES
   value: {{ $s.namespaces | toJson | quote }}
+- name: OPSBUS_WATCHER__WATCH_SECRETS
+  value: {{ ne $s.watchSecrets false | quote }}
 {{- with $s.prometheusUrl }}
 - name: OPSBUS_WATCHER__PROMETHEUS__URL
   value: {{ . | quote }}

@@ -7,7 +7,7 @@ import logging
 
 from opsbus.common.bus import Bus
 from opsbus.common.runtime import Runtime
-from opsbus.watcher.domain.objects import RESOURCES
+from opsbus.watcher.domain.objects import RESOURCES, SECRET
 from opsbus.watcher.executing import Engine, read_firing
 from opsbus.watcher.prometheus import PrometheusSource, SaturationLoop
 from opsbus.watcher.settings import WatcherSettings
@@ -87,6 +87,8 @@ async def start(settings: WatcherSettings, bus: Bus, kube: KubeClient, registry:
     )
     informers: list[Informer] = []
     for resource in RESOURCES:
+        if resource is SECRET and not opts.watch_secrets:
+            continue  # OPSBUS_WATCHER__WATCH_SECRETS=false: no Secret list/watch, no Secret digests
         scopes: list[str | None] = list(opts.namespaces) if (resource.namespaced and opts.namespaces) else [None]
         for ns in scopes:
             informers.append(

@@ -60,6 +60,11 @@ class WatcherOptions(BaseModel):
         description="Publish `change.recorded` (the change timeline) for workloads, ConfigMaps/Secrets (digests "
         "only), HPAs and nodes.",
     )
+    watch_secrets: bool = Field(
+        default=True,
+        description="List and watch Secrets, for their content digests on the change timeline. Off: no Secret "
+        "informer (the watcher then needs no list/watch on Secrets) and no Secret change is recorded.",
+    )
     restore_from_stream: bool = Field(
         default=True, description="At start, rebuild firing alerts from the ALERT stream (no re-fire after restart)."
     )
