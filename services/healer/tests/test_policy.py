@@ -20,12 +20,14 @@ def test_default_policies_are_valid_and_cover_the_common_faults() -> None:
     assert names == ["crashloop", "oomkilled", "node-not-ready", "image-pull", "failed-job-pods"]
     crash = policies.get("crashloop")
     assert crash is not None
-    assert [s.action for s in crash.ladder] == [
-        ActionKind.DELETE_POD,
-        ActionKind.ROLLOUT_RESTART,
-        ActionKind.ROLLBACK,
-        ActionKind.NOTIFY_ONLY,
+    # one pod: deleted; the workload (an incident of its pods): rolled back after a rollout, else restarted;
+    # no notify_only at the end: a ladder that still fails escalates (a notify step would "resolve" it)
+    assert [(s.action, s.when.value) for s in crash.ladder] == [
+        (ActionKind.DELETE_POD, "always"),
+        (ActionKind.ROLLBACK, "changed"),
+        (ActionKind.ROLLOUT_RESTART, "unchanged"),
     ]
+    assert crash.ladder[2].verify is VerifyCheck.WORKLOAD_AVAILABLE and crash.group_window == 600
     node = policies.get("node-not-ready")
     assert node is not None
     assert node.needs_approval(ActionKind.DRAIN_NODE)

@@ -90,6 +90,8 @@ class KubeCluster:
                     resource_version=d.metadata.resource_version,
                     rollout_stack=rollout_stack(d.metadata.labels),
                     workload_pods_total=d.spec.replicas or 0,
+                    workload_pods_ready=(d.status.ready_replicas or 0) if d.status else 0,
+                    recreate=bool(d.spec.strategy and d.spec.strategy.type == "Recreate"),
                     memory_limit_bytes=limit,
                     container=container,
                     revision=_revision_of(d),
@@ -102,7 +104,7 @@ class KubeCluster:
     async def _pod_snapshot(self, target: ResourceRef, alert: AlertState) -> Snapshot:
         ns = target.namespace or ""
         pod = await self._call(f"pod {ns}/{target.name}", lambda: self.core.read_namespaced_pod(target.name, ns))
-        total, disrupted = 1, 0
+        total, disrupted, ready = 1, 0, None
         if alert.workload is not None and pod.metadata.labels:
             selector = ",".join(f"{k}={v}" for k, v in sorted(pod.metadata.labels.items()) if k != "pod-template-hash")
             siblings = await self._call(
@@ -110,6 +112,7 @@ class KubeCluster:
             )
             total = len(siblings)
             disrupted = sum(1 for p in siblings if p.metadata.deletion_timestamp is not None)
+            ready = sum(1 for p in siblings if p.metadata.deletion_timestamp is None and _ready(p))
         if pod.metadata.deletion_timestamp is not None:
             return Snapshot(target=target, exists=False)
         return Snapshot(
@@ -118,6 +121,8 @@ class KubeCluster:
             rollout_stack=rollout_stack(pod.metadata.labels),
             workload_pods_total=total,
             workload_pods_disrupted=disrupted,
+            workload_pods_ready=ready,
+            target_ready=_ready(pod),
         )
 
     async def _revisions(self, d: Any) -> tuple[Revision, ...]:
@@ -129,7 +134,7 @@ class KubeCluster:
             owners = rs.metadata.owner_references or []
             number = _revision_of(rs)
             if number is not None and any(o.uid == uid for o in owners):
-                out.append(Revision(number, template_digest(rs.spec.template)))
+                out.append(Revision(number, template_digest(rs.spec.template), rs.metadata.creation_timestamp))
         return tuple(out)
 
     async def _unschedulable_nodes(self) -> tuple[str, ...]:
@@ -252,6 +257,11 @@ class KubeCluster:
     async def no_failed_pods(self, ns: str, selector: str | None) -> tuple[bool, str]:
         left = await self.failed_pods(ns, selector)
         return not left, f"{len(left)} failed pods left"
+
+
+def _ready(pod: Any) -> bool:
+    conditions = (pod.status.conditions if pod.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
 def _revision_of(obj: Any) -> int | None:

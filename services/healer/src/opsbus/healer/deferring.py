@@ -26,7 +26,7 @@ from opsbus.common.events.payloads import AuditOutcome
 from opsbus.common.store import Database
 from opsbus.healer.domain.lifecycle import Deferred, State, Transition, on_wake
 from opsbus.healer.policies import PolicyStore
-from opsbus.healer.recording import Recorder, object_of
+from opsbus.healer.recording import INCIDENT, Recorder, object_of
 from opsbus.healer.store import AlertRow, RecoveryRow
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,10 @@ class Scheduler:
                     RecoveryRow.status == State.DEFERRED.value,
                     or_(RecoveryRow.due_at <= now, RecoveryRow.act_by <= now, AlertRow.firing.is_(False)),
                 )
-                .order_by(RecoveryRow.severity_rank, RecoveryRow.due_at, RecoveryRow.created_at)
+                # event ids are UUIDv7: the alert published first breaks a tie (one due time for a whole storm)
+                .order_by(
+                    RecoveryRow.severity_rank, RecoveryRow.due_at, RecoveryRow.created_at, RecoveryRow.alert_event_id
+                )
                 .limit(self.batch)
                 .with_for_update(of=RecoveryRow, skip_locked=True)
             )
@@ -135,7 +138,10 @@ class Scheduler:
     async def queue(self) -> Queue:
         """Queue depth and the age of the oldest deferral, for the metrics (a stuck queue pages)."""
         async with self.db.sessions() as session:
-            q = select(func.count(), func.min(RecoveryRow.updated_at)).where(RecoveryRow.status == State.DEFERRED.value)
+            # Members of an incident wait for its lead, not for a due time: they are not the queue.
+            q = select(func.count(), func.min(RecoveryRow.updated_at)).where(
+                RecoveryRow.status == State.DEFERRED.value, RecoveryRow.deferred_by.is_distinct_from(INCIDENT)
+            )
             depth, oldest = (await session.execute(q)).one()
         age = (self.clock() - oldest).total_seconds() if oldest is not None else 0.0
         return Queue(depth=int(depth), oldest_seconds=max(age, 0.0))

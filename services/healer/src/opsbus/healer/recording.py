@@ -45,6 +45,7 @@ from opsbus.healer.domain.policy import Policy
 from opsbus.healer.store import TABLES, AttemptRow, RecoveryRow, TransitionRow
 
 SERVICE = "healer"
+INCIDENT = "incident"  # `deferred_by` of a recovery waiting as a member of another's incident
 _IDS = uuid.UUID("1d4f5c1e-8a0b-4b61-9a8e-3c2f7d6e5b40")
 
 
@@ -158,7 +159,36 @@ class Recorder:
                 at=now,
             )
         )
+        if record.to_state in lifecycle.TERMINAL:
+            await self.settle_members(session, rid, record.to_state)
         return record.to_state
+
+    async def update(self, session: AsyncSession, rid: str, **values: Any) -> None:
+        """Store values of a recovery that are not a lifecycle move (e.g. the incident it leads)."""
+        await session.execute(update(RecoveryRow).where(RecoveryRow.id == rid).values(**values))
+
+    async def members(self, session: AsyncSession, lead: str) -> list[RecoveryRow]:
+        """The recoveries waiting as members of the incident `lead` leads, oldest first."""
+        q = (
+            select(RecoveryRow)
+            .where(
+                RecoveryRow.incident_id == lead,
+                RecoveryRow.id != lead,
+                RecoveryRow.status == State.DEFERRED.value,
+                RecoveryRow.deferred_by == INCIDENT,
+            )
+            .order_by(RecoveryRow.created_at)
+        )
+        return list((await session.execute(q)).scalars())
+
+    async def settle_members(self, session: AsyncSession, lead: str, ended: State) -> None:
+        """The lead ended: its members end with it when it escalated (its one announcement names them), else
+        they are due now (the scheduler closes those whose alert resolved and plans the others again)."""
+        for m in await self.members(session, lead):
+            if ended is State.ESCALATED:
+                await self.transition(session, m.id, Transition.GIVE_UP, f"escalated with its incident {lead}")
+            else:
+                await self.update(session, m.id, due_at=self.clock())
 
     def attempt(self, rec: RecoveryRow, p: Plan, status: str, **extra: Any) -> AttemptRow:
         return AttemptRow(
@@ -172,6 +202,25 @@ class Recorder:
             dry_run=status == "dry_run",
             started_at=self.clock(),
             **extra,
+        )
+
+    def skipped(
+        self, rec: RecoveryRow, step: int, action: ActionKind, target: ResourceRef, *, why: str, reason: str
+    ) -> AttemptRow:
+        """A step that did nothing (a guard's no-op, a step that does not apply), kept in the history."""
+        now = self.clock()
+        return AttemptRow(
+            recovery_id=rec.id,
+            step=step,
+            action=action.value,
+            target_key=rec.target_key,
+            target=target.model_dump(mode="json"),
+            plan={why: reason},
+            status="skipped",
+            dry_run=False,
+            started_at=now,
+            finished_at=now,
+            message=reason,
         )
 
     async def count_transitions(self, session: AsyncSession, rid: str, transition: Transition) -> int:
@@ -199,7 +248,11 @@ class Recorder:
         """`recovery.escalated` with the recovery's whole history (its steps, then its lifecycle), in the
         caller's transaction. The transition to the terminal `escalated` state makes it happen once: a second
         one is an illegal transition, and the event id is derived from the recovery."""
+        members = [object_of(Envelope.model_validate(m.alert_event)).name for m in await self.members(session, rec.id)]
         await self.transition(session, rec.id, by, reason)
+        if members:
+            names = ", ".join(members[:20])
+            reason = f"{reason}; the incident's {len(members)} other alerts escalate with it ({names})"
         alert = cause.payload_as(AlertFired)
         rows = (
             await session.execute(select(AttemptRow).where(AttemptRow.recovery_id == rec.id).order_by(AttemptRow.step))
@@ -243,7 +296,12 @@ class Recorder:
             outcome=AuditOutcome.EXECUTED,
             reason=reason,
             key=f"{rec.id}:escalated",
-            details={"recovery_id": rec.id, "steps": len(history), "lifecycle": lifeline},
+            details={
+                "recovery_id": rec.id,
+                "steps": len(history),
+                "lifecycle": lifeline,
+                "members": list[JsonValue](members),
+            },
         )
 
 

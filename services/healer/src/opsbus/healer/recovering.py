@@ -47,6 +47,7 @@ from opsbus.healer.domain.planning import (
     Grant,
     Guards,
     NoOp,
+    Pass,
     PastAttempt,
     Plan,
     PlanningInput,
@@ -55,6 +56,7 @@ from opsbus.healer.domain.planning import (
     target_for,
 )
 from opsbus.healer.domain.policy import Policy
+from opsbus.healer.grouping import Incidents
 from opsbus.healer.leasing import LeaseLost, Leases
 from opsbus.healer.policies import PolicyStore
 from opsbus.healer.recording import (
@@ -95,6 +97,7 @@ class Ladder:
         self.leases = leases
         self.plan_lock = plan_lock
         self.clock = clock
+        self.incidents = Incidents(db=db, rec=rec, plan_lock=plan_lock, clock=clock)
         self.applier = Applier(cluster, clock, verify_poll, rec)
         self.verifier = Verifier(db, cluster, verify_poll)
         self.cluster_name = rec.cluster_name
@@ -121,8 +124,14 @@ class Ladder:
         the orphan sweep resumes it (as after a crash); one that fails permanently is escalated. `planned` is
         set once the walk's first decision is committed (or the walk ends): the scheduler plans due deferrals
         one after the other, in their order of severity."""
-        if rid in self._running:
+        for _ in range(500):  # a walk that just deferred may still be closing (lease release): let it end
+            if rid not in self._running:
+                break
+            await asyncio.sleep(0.01)
+        else:
             log.info("recovery %s is already running in this replica", rid)
+            if planned is not None:
+                planned.set()
             return
         await self._walks.acquire()
         try:
@@ -223,20 +232,25 @@ class Ladder:
             grant = Grant(approval.decided_by or "unknown", approval.expires_at)
         return rec, attempt, (alert_row.firing if alert_row is not None else True), grant
 
-    async def _walk(self, rid: str, grant: Grant | None, planned: asyncio.Event | None = None) -> None:
+    async def _walk(self, rid: str, grant: Grant | None, planned: asyncio.Event | None = None) -> None:  # noqa: PLR0912
         """Walk the recovery's ladder from its current step until it ends, waits for a human, or defers."""
         while True:
             rec, attempt, firing, grant = await self._load(rid, grant)
             state = State(rec.status)
             if state in WAITING and not (state is State.AWAITING_APPROVAL and grant is not None):
                 return  # ended, waits for a person, or the scheduler wakes it at its due time
+            cause = Envelope.model_validate(rec.alert_event)
+            alert = alert_state(cause, firing)
+            policy = (await self.policies.current()).get(rec.policy)
+            # A new alert, or a member woken after its incident ended: lead an incident, or join a live one.
+            regroup = state is State.OPEN or rec.incident_id not in (None, rid)
+            if regroup and policy is not None:
+                if await self.incidents.gather(rec, cause, alert, policy):
+                    return  # a member: its incident's lead acts for it
+                rec.incident_id = rid
             if state is State.OPEN:
                 async with self.db.sessions.begin() as session:
                     await self.rec.transition(session, rid, Transition.PLAN, f"policy {rec.policy} matched")
-            cause = Envelope.model_validate(rec.alert_event)
-            alert = alert_state(cause, firing)
-            policies = await self.policies.current()
-            policy = policies.get(rec.policy)
             if policy is None or rec.step > len(policy.ladder):
                 await self.rec.escalate(rec, cause, None, f"policy {rec.policy} no longer exists or changed its ladder")
                 return
@@ -254,6 +268,7 @@ class Ladder:
             async with self.db.sessions.begin() as session:
                 await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(self.plan_lock))))
                 history = await self._history(session, policy)
+                incident = await self.incidents.facts(session, rec, cause)
                 decision = plan(
                     PlanningInput(
                         recovery_id=rid,
@@ -267,6 +282,7 @@ class Ladder:
                         now=self.clock(),
                         grant=grant,
                         continuing=rec.step > 1 or grant is not None,
+                        incident=incident,
                     )
                 )
                 starting = isinstance(decision, Plan) and decision.approval is None and not decision.dry_run
@@ -275,6 +291,9 @@ class Ladder:
                     request_id = await self._start(session, rec, cause, decision, grant)
             if planned is not None:
                 planned.set()  # committed: the next due deferral may plan (and count this attempt)
+            if isinstance(decision, Pass):
+                await self.incidents.pass_step(rec, cause, policy, decision, target)
+                continue
             if isinstance(decision, NoOp):
                 await self._no_op(rec, cause, policy, decision, target)
                 return
@@ -328,21 +347,8 @@ class Ladder:
                 key=f"{rec.id}:{d.step}:noop",
                 details=details,
             )
-            session.add(
-                AttemptRow(
-                    recovery_id=rec.id,
-                    step=d.step,
-                    action=policy.ladder[d.step - 1].action.value,
-                    target_key=rec.target_key,
-                    target=obj.model_dump(mode="json"),
-                    plan={"noop": d.reason},
-                    status="skipped",
-                    dry_run=False,
-                    started_at=self.clock(),
-                    finished_at=self.clock(),
-                    message=d.reason,
-                )
-            )
+            action = policy.ladder[d.step - 1].action
+            session.add(self.rec.skipped(rec, d.step, action, obj, why="noop", reason=d.reason))
             if d.escalate:
                 await self.rec.escalate_in(session, rec, cause, policy, f"{d.guard}: {d.reason}", by=Transition.REFUSE)
             else:

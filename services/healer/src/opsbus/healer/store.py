@@ -59,6 +59,11 @@ class RecoveryRow(Base):
     act_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # still deferred then: escalate
     deferred_by: Mapped[str | None] = mapped_column(String(64))  # the guard that said "not now"
     severity_rank: Mapped[int] = mapped_column(Integer, server_default="1")  # 0 critical first
+    # The incident: the leading recovery's id (its own for a lead), and what it groups by (`Deployment/ns/name`,
+    # `Node/_/name`); NULL for a recovery that groups with nothing.
+    incident_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    group_key: Mapped[str | None] = mapped_column(String(600), index=True)
+    incident_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # when it led or joined
 
     lease_owner: Mapped[str | None] = mapped_column(String(253))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

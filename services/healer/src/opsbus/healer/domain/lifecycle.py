@@ -7,6 +7,11 @@ window) parks it in `deferred` with a due time, and the scheduler re-plans it th
 drop. An incident that could not be acted on within its policy's bound is escalated, exactly once: the
 escalated state is terminal, so a second escalation is an illegal transition.
 
+Alerts of one workload (or of one node) that fire within a window are one incident: the first recovery leads
+it and acts; the others `join` it and wait in `deferred` without a due time and without a bound of their own.
+When the lead ends, they end with it (escalated with it, once, in its announcement) or are woken (closed if
+their alert resolved, else planned again): no alert of the incident is forgotten.
+
 Pure: no I/O and no clock reads; `now` is an argument. The executor stores the state and every
 `TransitionRecord` (with its reason) in the same transaction as the events announcing it.
 """
@@ -45,6 +50,9 @@ class Transition(StrEnum):
     SKIP = "skip"  # open/acting -> closed: nothing to do (alert resolved, target gone, dry run)
     CLEAR = "clear"  # deferred -> closed: the alert resolved while deferred, no action
     GIVE_UP = "give_up"  # any live state -> escalated: a permanent error stops the walk
+    JOIN = "join"  # open/acting -> deferred: the alert joins a live incident of its workload or node (no own action)
+    PASS = "pass"  # noqa: S105 - not a secret. acting -> acting: the step does not apply (a pod step in a workload-wide incident, a rollback
+    #               when no change preceded the fault): the ladder goes on to the next step
 
 
 TERMINAL = frozenset({State.RESOLVED, State.ESCALATED, State.CLOSED})
@@ -58,6 +66,10 @@ TABLE: dict[tuple[State, Transition], State] = {
     (State.VERIFYING, Transition.VERIFY): State.RESOLVED,
     (State.VERIFYING, Transition.NEXT_STEP): State.ACTING,
     (State.VERIFYING, Transition.EXHAUST): State.ESCALATED,
+    (State.ACTING, Transition.EXHAUST): State.ESCALATED,  # the last step did not apply: humans look
+    (State.ACTING, Transition.PASS): State.ACTING,
+    (State.OPEN, Transition.JOIN): State.DEFERRED,
+    (State.ACTING, Transition.JOIN): State.DEFERRED,
     (State.OPEN, Transition.DEFER): State.DEFERRED,
     (State.ACTING, Transition.DEFER): State.DEFERRED,
     (State.DEFERRED, Transition.DUE): State.ACTING,

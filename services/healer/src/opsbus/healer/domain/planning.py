@@ -25,7 +25,8 @@ from opsbus.common.events.payloads import (
     VerificationSpec,
     WorkloadRef,
 )
-from opsbus.healer.domain.policy import DISRUPTIVE, NODE_ACTIONS, Policy, Step
+from opsbus.healer.domain.incidents import Spread, change_preceded, changed_at, workload_wide
+from opsbus.healer.domain.policy import DISRUPTIVE, NODE_ACTIONS, Policy, Step, When
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,7 @@ class Revision:
 
     number: int
     template_digest: str
+    created_at: datetime | None = None  # when its ReplicaSet was created (the rollout of this revision)
 
 
 def rollback_revision(current: int | None, revisions: Sequence[Revision]) -> int | None:
@@ -139,6 +141,9 @@ class Snapshot:
     resource_version: str | None = None
     workload_pods_total: int = 0
     workload_pods_disrupted: int = 0  # pods already terminating or evicted
+    workload_pods_ready: int | None = None  # None: not counted
+    target_ready: bool = False  # the target pod is Ready (deleting it takes serving capacity away)
+    recreate: bool = False  # a Deployment with the Recreate strategy (a restart stops every pod at once)
     nodes_unschedulable: tuple[str, ...] = ()
     memory_limit_bytes: int | None = None
     container: str | None = None
@@ -165,6 +170,14 @@ class Grant:
 
 
 @dataclass(frozen=True, slots=True)
+class IncidentFacts:
+    """The incident the recovery leads: when its first alert fired and how many of its alerts fire now."""
+
+    first_alert_at: datetime
+    firing_alerts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class PlanningInput:
     """One argument object: it grows without breaking callers."""
 
@@ -179,6 +192,7 @@ class PlanningInput:
     now: datetime
     grant: Grant | None = None
     continuing: bool = False  # a later step, or a step resumed after approval: freshness no longer applies
+    incident: IncidentFacts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +224,18 @@ class NoOp:
     retry_after: float | None = None
 
 
-Decision = Plan | NoOp
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """The step does not apply to this incident (a pod step when the whole workload fails, a rollback when no
+    change preceded the fault): the ladder goes on with the next step, and the reason is recorded."""
+
+    recovery_id: str
+    step: int
+    reason: str
+    guards: tuple[GuardCheck, ...]
+
+
+Decision = Plan | NoOp | Pass
 
 
 def target_for(step: Step, alert: AlertState) -> ResourceRef | None:  # noqa: PLR0911 - one case per action
@@ -286,6 +311,32 @@ def plan(inp: PlanningInput) -> Decision:  # noqa: PLR0911, PLR0912, PLR0915 - o
         )
     checks.append(_passed("rollout", "not part of a rollout's canary or preview stack"))
 
+    # 3c. Does the step apply to this incident? Not a pod step when the workload fails wider than its pods can
+    # be replaced one at a time, and not a step whose `when` the workload's rollout history contradicts.
+    firing = inp.incident.firing_alerts if inp.incident else 1
+    spread = Spread(snap.workload_pods_total, snap.workload_pods_ready, firing)
+    if step.action is ActionKind.DELETE_POD and workload_wide(spread, policy.blast_radius.max_pod_fraction):
+        return Pass(
+            inp.recovery_id,
+            inp.step,
+            f"workload-wide: {spread.failing} of {spread.total} pods fail ({firing} alerts): the workload is acted "
+            "on, not its pods one by one",
+            (*checks, _passed("scope", f"workload-wide ({spread.failing}/{spread.total} pods fail)")),
+        )
+    if step.when is not When.ALWAYS:
+        first = inp.incident.first_alert_at if inp.incident else alert.event_time
+        change = changed_at(snap.revision, snap.revisions)
+        changed = change_preceded(change, first, policy.change_window)
+        what = (
+            f"revision {snap.revision} rolled out at {change.isoformat()}"
+            if changed and change
+            else f"no rollout within {policy.change_window:.0f}s before the first alert"
+        )
+        if changed != (step.when is When.CHANGED):
+            reason = f"{step.action.value} is for when: {step.when.value}; {what}"
+            return Pass(inp.recovery_id, inp.step, reason, tuple(checks))
+        checks.append(_passed("when", f"{step.when.value}: {what}"))
+
     # 4. Protected namespaces are never touched.
     ns = snap.target.namespace or alert.namespace
     if ns is not None and ns in g.protected_namespaces:
@@ -350,7 +401,20 @@ def plan(inp: PlanningInput) -> Decision:  # noqa: PLR0911, PLR0912, PLR0915 - o
                 f"at most {allowed} at a time",
                 retry_after=g.recheck_seconds,
             )
+        if snap.target_ready and snap.workload_pods_ready is not None and snap.workload_pods_ready <= 1:
+            return refuse(
+                "blast_radius",
+                f"{snap.target.name} is the last ready replica of its workload: never taken away",
+                retry_after=g.recheck_seconds,
+            )
         checks.append(_passed("blast_radius", f"{snap.workload_pods_disrupted + 1}/{allowed} pods disrupted at once"))
+    if step.action is ActionKind.ROLLOUT_RESTART and snap.recreate and (snap.workload_pods_ready or 0) > 0:
+        return refuse(
+            "blast_radius",
+            f"{snap.target.name} uses the Recreate strategy: a restart would stop its {snap.workload_pods_ready} "
+            "ready replicas at once",
+            escalate=True,
+        )
     if step.action in NODE_ACTIONS:
         busy = [n for n in snap.nodes_unschedulable if n != snap.target.name]
         if len(busy) + 1 > br.max_nodes:

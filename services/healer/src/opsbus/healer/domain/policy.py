@@ -143,11 +143,20 @@ class VerifyCheck(StrEnum):
     NONE = "none"  # notify_only: nothing to verify
 
 
+class When(StrEnum):
+    """When a step applies, judged against the workload's rollout history at planning time."""
+
+    ALWAYS = "always"
+    CHANGED = "changed"  # only when a rollout (a new pod template) preceded the incident's first alert
+    UNCHANGED = "unchanged"  # only when none did
+
+
 class Step(_Model):
     action: ActionKind
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     verify: VerifyCheck = VerifyCheck.ALERT_RESOLVED
     timeout: Duration = Field(default=120.0, gt=0, le=86400)
+    when: When = When.ALWAYS
 
     @model_validator(mode="after")
     def _params(self) -> Self:
@@ -194,6 +203,18 @@ class Policy(_Model):
         default=300.0,
         gt=0,
         description="An incident still deferred (not acted on) this long after it opened is escalated.",
+    )
+    group_window: Duration = Field(
+        default=600.0,
+        ge=0,
+        description="Alerts of one workload (or node) firing within this long of an incident's first are that "
+        "incident (0: every alert is its own).",
+    )
+    change_window: Duration = Field(
+        default=3600.0,
+        gt=0,
+        description="A rollout this long before an incident's first alert counts as the change that preceded it "
+        "(steps with `when: changed`).",
     )
 
     def matches(self, alert: AlertFacts) -> bool:
