@@ -19,8 +19,8 @@ from tests.deploy.tools import REPO_ROOT, hadolint, ok, on_path, run
 # These run the real tools (helm, hadolint, promtool, docker-compose, uv): not unit tests.
 pytestmark = pytest.mark.integration
 
-SERVICES = ("watcher", "healer", "deployer", "optimizer", "notifier", "gateway")
-MIGRATING = ("healer", "deployer", "optimizer", "notifier", "gateway")
+SERVICES = ("watcher", "healer", "deployer", "optimizer", "notifier", "analyzer", "gateway")
+MIGRATING = ("healer", "deployer", "optimizer", "notifier", "analyzer", "gateway")
 DOCKERFILE = REPO_ROOT / "deploy" / "docker" / "Dockerfile"
 
 
@@ -56,7 +56,7 @@ def test_services_wait_for_healthy_dependencies_and_their_migration() -> None:
         assert env["OPSBUS_NATS__URL"] == "nats://nats:4222"
         assert env["OPSBUS_HTTP__HOST"] == "0.0.0.0"
         assert env["OPSBUS_TELEMETRY__OTLP_ENDPOINT"] == "http://jaeger:4318/v1/traces"
-    for name in ("watcher", "healer", "deployer", "optimizer"):
+    for name in ("watcher", "healer", "deployer", "optimizer", "analyzer"):
         mounts = " ".join(services[name]["volumes"])
         assert ":/etc/opsbus/kubeconfig:ro" in mounts, name
 
