@@ -94,6 +94,24 @@ async def statuses(db: Database) -> list[str]:
         return list((await session.execute(select(store.notifications.c.status))).scalars().all())
 
 
+async def settle(db: Database, expected: int) -> None:
+    """Wait until `expected` notification rows exist and none is still pending or being sent.
+
+    The receiver counts a request as soon as it has read it, before it answers; the notifier records the outcome
+    once the answer is back, in a transaction of its own. Reading the rows right after the last request arrived
+    raced with that commit: under load the last row could still be `sending` when they were read (as it is every
+    time when the receiver holds its last answer for 0.7 s)."""
+
+    async def recorded() -> bool:
+        found = await statuses(db)
+        return len(found) >= expected and not {"pending", "sending"} & set(found)
+
+    try:
+        await wait_for(recorded, timeout=30)
+    except AssertionError:
+        raise AssertionError(f"the outcomes were never all recorded: {await statuses(db)}") from None
+
+
 async def repeat_fault(bus: Bus, receiver: Receiver, faults: int) -> None:
     for n in range(faults):
         await publish_and_wait(bus, receiver, fresh(AlertFired.event_type), expected=2 * n + 1)
@@ -105,6 +123,7 @@ async def test_the_same_fault_twenty_times_gives_twenty_fired_and_twenty_resolve
 ) -> None:
     await stack.start(fast_config(receiver))
     await repeat_fault(publisher_bus, receiver, FAULTS)
+    await settle(db, 2 * FAULTS)
     await asyncio.sleep(0.5)  # nothing more arrives
     got = told(receiver)
     assert [status for status, _ in got] == ["firing", "resolved"] * FAULTS
@@ -120,6 +139,7 @@ async def test_recovery_notices_are_all_delivered(
     for n in range(rounds):
         for k, event_type in enumerate((RecoveryStarted.event_type, RecoverySucceeded.event_type)):
             await publish_and_wait(publisher_bus, receiver, fresh(event_type), expected=2 * n + k + 1)
+    await settle(db, 2 * rounds)
     await asyncio.sleep(0.5)
     bodies = [r.json() for r in receiver.requests]
     names = [b["groupLabels"]["alertname"] for b in bodies]
@@ -135,6 +155,7 @@ async def test_two_replicas_give_no_duplicate_and_no_loss(
     await stack.start(config)
     await stack.start(config)
     await repeat_fault(publisher_bus, receiver, FAULTS)
+    await settle(db, 2 * FAULTS)
     await asyncio.sleep(1.0)
     got = told(receiver)
     assert [status for status, _ in got] == ["firing", "resolved"] * FAULTS
