@@ -23,15 +23,16 @@ from tests.deploy.tools import CHART, OBSERVABILITY, by_kind, helm, kube_version
 pytestmark = pytest.mark.integration
 
 PRODUCTION = CHART / "ci" / "production-values.yaml"
-SERVICES = ("watcher", "healer", "deployer", "optimizer", "notifier", "gateway")
-KUBE_CLIENTS = ("watcher", "healer", "deployer", "optimizer")
-MIGRATING = ("healer", "deployer", "optimizer", "notifier", "gateway")
+SERVICES = ("watcher", "healer", "deployer", "optimizer", "notifier", "analyzer", "gateway")
+KUBE_CLIENTS = ("watcher", "healer", "deployer", "optimizer", "analyzer")
+MIGRATING = ("healer", "deployer", "optimizer", "notifier", "analyzer", "gateway")
 SETTINGS = {
     "watcher": "opsbus.watcher.settings:WatcherSettings",
     "healer": "opsbus.healer.settings:HealerSettings",
     "deployer": "opsbus.deployer.settings:DeployerSettings",
     "optimizer": "opsbus.optimizer.settings:OptimizerSettings",
     "notifier": "opsbus.notifier.settings:NotifierSettings",
+    "analyzer": "opsbus.analyzer.settings:AnalyzerSettings",
     "gateway": "opsbus.gateway.settings:GatewaySettings",
 }
 DATABASE_URL = "postgresql+asyncpg://opsbus:Vk3-from-the-secret@db.internal:5432/opsbus"
@@ -65,6 +66,7 @@ def test_every_service_gets_its_deployment_service_and_account(values: tuple[Pat
     assert sorted(by_kind(objects, "NetworkPolicy")) == sorted(deployments)
     # The stateless services scale; the watcher (one publisher) and the optimizer (one planner) do not.
     assert sorted(by_kind(objects, "HorizontalPodAutoscaler")) == [
+        "opsbus-analyzer",
         "opsbus-deployer",
         "opsbus-gateway",
         "opsbus-healer",
@@ -181,6 +183,7 @@ def test_disabled_service_renders_nothing_of_its_own() -> None:
     assert [c["name"] for c in job["initContainers"] + job["containers"]] == [
         "migrate-healer",
         "migrate-deployer",
+        "migrate-analyzer",
         "migrate-gateway",
     ]
 
@@ -365,3 +368,26 @@ def test_schema_refuses_nats_credentials_in_values(assignment: str, complaint: s
     assert result.returncode != 0, f"{assignment} was accepted"
     assert "values don't meet the specifications of the schema" in result.stderr
     assert complaint in result.stderr, result.stderr
+
+
+def test_the_analyzer_reads_the_cluster_only_when_asked() -> None:
+    """Default: a read-only ClusterRole (pods, pods/log, workload objects; get/list only) and a token; with
+    analyzer.readCluster=false no role, no token, and the service is told not to read."""
+    objects = render()
+    (rules,) = [r["rules"] for n, r in by_kind(objects, "ClusterRole").items() if n == "opsbus-analyzer-opsbus"]
+    assert {v for rule in rules for v in rule["verbs"]} == {"get", "list"}
+    assert {res for rule in rules for res in rule["resources"]} == {
+        "pods",
+        "pods/log",
+        "deployments",
+        "statefulsets",
+        "daemonsets",
+        "replicasets",
+    }
+    assert _pod_specs(objects)["Deployment/opsbus-analyzer"]["automountServiceAccountToken"] is True
+    off = render(sets=("analyzer.readCluster=false",))
+    assert "opsbus-analyzer-opsbus" not in by_kind(off, "ClusterRole")
+    spec = _pod_specs(off)["Deployment/opsbus-analyzer"]
+    assert spec["automountServiceAccountToken"] is False
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert env["OPSBUS_ANALYZER__READ_CLUSTER"] == "false"

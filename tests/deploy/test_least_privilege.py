@@ -423,6 +423,7 @@ CLIENT_MODULES = {
     "healer": "services/healer/src/opsbus/healer/cluster.py",
     "deployer": "services/deployer/src/opsbus/deployer/kube.py",
     "optimizer": "services/optimizer/src/opsbus/optimizer/cluster.py",
+    "analyzer": "services/analyzer/src/opsbus/analyzer/cluster.py",
 }
 API_GROUPS = {"core": "", "apps": "apps", "policy": "policy", "autoscaling": "autoscaling"}
 VERBS = {"list": "list", "read": "get", "patch": "patch", "delete": "delete", "create": "create", "replace": "update"}
@@ -442,6 +443,9 @@ def client_calls(path: str) -> set[tuple[str, str, str]]:
         kind = rest.removeprefix("namespaced_").removesuffix("_for_all_namespaces")
         if kind == "pod_eviction":
             found.add(("create", "pods/eviction", ""))
+            continue
+        if kind == "pod_log":
+            found.add(("get", "pods/log", ""))
             continue
         found.add((VERBS[verb], kind.replace("_", "") + "s", API_GROUPS[api]))
     return found

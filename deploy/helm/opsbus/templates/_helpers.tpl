@@ -1,14 +1,15 @@
 {{/* The services of opsbus, in start order. */}}
 {{- define "opsbus.services" -}}
-watcher healer deployer optimizer notifier gateway
+watcher healer deployer optimizer notifier analyzer gateway
 {{- end -}}
 
 {{/* Services with a database schema (and so a `migrate` command). */}}
 {{- define "opsbus.migrating" -}}
-healer deployer optimizer notifier gateway
+healer deployer optimizer notifier analyzer gateway
 {{- end -}}
 
-{{/* Services that talk to the Kubernetes API (the others get no token mounted). */}}
+{{/* Services that talk to the Kubernetes API (the others get no token mounted; the notifier and the analyzer one
+only when they read the cluster: notifier.readKubernetesSecrets, analyzer.readCluster). */}}
 {{- define "opsbus.kubeClients" -}}
 watcher healer deployer optimizer
 {{- end -}}
@@ -131,6 +132,9 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 - name: OPSBUS_OPTIMIZER__PROMETHEUS_URL
   value: {{ . | quote }}
 {{- end }}
+{{- else if eq .name "analyzer" }}
+- name: OPSBUS_ANALYZER__READ_CLUSTER
+  value: {{ ne $s.readCluster false | quote }}
 {{- else if eq .name "notifier" }}
 - name: OPSBUS_NOTIFIER__CONFIG_FILE
   value: /etc/opsbus/notifier.yaml
