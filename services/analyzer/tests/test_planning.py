@@ -265,3 +265,29 @@ def test_a_log_line_without_a_healthy_baseline_is_not_a_cause() -> None:
     v = diagnose(snapshot([alert("KubePodCrashLooping", reason="CrashLoopBackOff", pod="web-a")], [], logs=mined))
     assert v.outcome is DiagnosisOutcome.UNKNOWN
     assert {c.source: c.detail for c in v.checked}["logs"] == "1 lines of failing pods, 0 of healthy ones"
+
+
+def test_a_configmap_the_watcher_says_the_workload_reads_is_in_scope() -> None:
+    """`change.recorded` for a ConfigMap names the workloads reading it (`used_by`): no cluster read needed."""
+    from opsbus.analyzer.domain.timeline import from_change  # noqa: PLC0415
+    from opsbus.common.events.payloads import (  # noqa: PLC0415
+        ChangeKind,
+        ChangeOrigin,
+        ChangeRecorded,
+        FieldChange,
+        ResourceRef,
+    )
+
+    recorded = ChangeRecorded(
+        kinds=(ChangeKind.CONFIG,),
+        object=ResourceRef(kind="ConfigMap", name="settings", namespace="shop"),
+        used_by=(WEB,),
+        diff=(FieldChange(path="data[DB_URL]", before="sha256:" + "1" * 16, after="sha256:" + "2" * 16),),
+        summary="ConfigMap settings: DB_URL changed",
+        origin=ChangeOrigin.OBSERVED,
+        observed_at=T0 - timedelta(seconds=30),
+    )
+    entry = from_change("cm", recorded)
+    assert entry.used_by == frozenset({("Deployment", "web")})
+    v = diagnose(snapshot([alert("KubePodCrashLooping", reason="CrashLoopBackOff")], [entry]))
+    assert (v.causes[0].kind, v.causes[0].scores.scope) == (CauseKind.CONFIG_CHANGE, 0.9)

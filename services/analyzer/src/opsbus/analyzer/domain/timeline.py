@@ -95,7 +95,7 @@ def from_change(event_id: str, change: ChangeRecorded) -> Entry:
         summary=change.summary,
         origin=change.origin.value,
         diff=tuple(FieldDiff(d.path, d.before, d.after) for d in change.diff),
-        used_by=frozenset((u.kind, u.name) for u in getattr(change, "used_by", ())),
+        used_by=frozenset((u.kind, u.name) for u in change.used_by),
     )
 
 
