@@ -5,13 +5,16 @@ import { renderWith } from "../../../test/render";
 import { ApprovalBar } from "./ApprovalBar";
 
 test("an operator approves or rejects with a comment; rejecting needs a reason", async () => {
-  renderWith(<ApprovalBar item={pending} canDecide />);
+  const decided: unknown[] = [];
+  renderWith(<ApprovalBar item={pending} canDecide onDecide={(d) => decided.push(d)} />);
   expect(screen.getByRole("button", { name: "Approve" })).toBeEnabled();
   const reject = screen.getByRole("button", { name: "Reject" });
   expect(reject).toBeDisabled();
   await userEvent.type(screen.getByLabelText("Comment"), "not during business hours");
   expect(reject).toBeEnabled();
   expect(screen.getByText(/Expires/)).toBeInTheDocument();
+  await userEvent.click(reject);
+  expect(decided).toEqual([{ recoveryId: "rec-1", step: 1, approve: false, text: "not during business hours" }]);
 });
 
 test("a viewer sees the approval and its expiry but no button", () => {

@@ -3,17 +3,23 @@ import { useState } from "react";
 import { useTranslation } from "react-i18next";
 import type { PendingApproval } from "../../../api/client";
 import { formatTime } from "../../../components/time";
-import { useDecide } from "../api/queries";
+import type { Decision } from "../api/queries";
 
-export function ApprovalBar({ item, canDecide }: { item: PendingApproval; canDecide: boolean }) {
+interface Props {
+  item: PendingApproval;
+  canDecide: boolean;
+  busy?: boolean;
+  onDecide?: (decision: Decision) => void;
+}
+
+export function ApprovalBar({ item, canDecide, busy = false, onDecide = () => {} }: Props) {
   const { t, i18n } = useTranslation();
   const lng = i18n.resolvedLanguage ?? "en";
   const [text, setText] = useState("");
-  const decide = useDecide();
   const id = `comment-${item.recovery_id}-${item.step}`;
   const target = item.action.target;
   const send = (approve: boolean) =>
-    decide.mutate({ recoveryId: item.recovery_id, step: item.step, approve, text: text.trim() });
+    onDecide({ recoveryId: item.recovery_id, step: item.step, approve, text: text.trim() });
   return (
     <li className="approval" data-recovery={item.recovery_id}>
       <h2>
@@ -30,16 +36,14 @@ export function ApprovalBar({ item, canDecide }: { item: PendingApproval; canDec
         <div className="decide">
           <label htmlFor={id}>{t("approvals.comment")}</label>
           <input id={id} value={text} onChange={(e) => setText(e.target.value)} maxLength={1024} />
-          <button type="button" onClick={() => send(true)} disabled={decide.isPending}>
+          <button type="button" onClick={() => send(true)} disabled={busy}>
             {t("approvals.approve")}
           </button>
-          <button type="button" onClick={() => send(false)} disabled={decide.isPending || !text.trim()}>
+          <button type="button" onClick={() => send(false)} disabled={busy || !text.trim()}>
             {t("approvals.reject")}
           </button>
         </div>
       )}
-      {decide.data && <p role="status">{t("approvals.done", { status: decide.data.status })}</p>}
-      {decide.error && <p role="alert">{decide.error.message}</p>}
     </li>
   );
 }

@@ -1,7 +1,7 @@
 import { useTranslation } from "react-i18next";
 import { LoadError, Loading } from "../../../components/QueryState";
 import { useSession } from "../../../session/SessionProvider";
-import { usePending } from "../api/queries";
+import { useDecide, usePending } from "../api/queries";
 import { ApprovalBar } from "../components/ApprovalBar";
 
 export function ApprovalsPage() {
@@ -9,17 +9,32 @@ export function ApprovalsPage() {
   const { can } = useSession();
   const query = usePending();
   const canDecide = can("operator");
+  const decide = useDecide();
   return (
     <section aria-labelledby="approvals-title">
       <h1 id="approvals-title">{t("approvals.title")}</h1>
       {!canDecide && <p>{t("approvals.viewerNote")}</p>}
+      <div aria-live="polite">
+        {decide.data && (
+          <p role="status">
+            {decide.data.recovery_id}: {t("approvals.done", { status: decide.data.status })}
+          </p>
+        )}
+        {decide.error && <p role="alert">{decide.error.message}</p>}
+      </div>
       {query.isPending && <Loading />}
       {query.error && <LoadError error={query.error} />}
       {query.data && query.data.length === 0 && <p>{t("approvals.none")}</p>}
       {query.data && query.data.length > 0 && (
         <ul className="approvals">
           {query.data.map((item) => (
-            <ApprovalBar key={`${item.recovery_id}:${item.step}`} item={item} canDecide={canDecide} />
+            <ApprovalBar
+              key={`${item.recovery_id}:${item.step}`}
+              item={item}
+              canDecide={canDecide}
+              busy={decide.isPending}
+              onDecide={decide.mutate}
+            />
           ))}
         </ul>
       )}

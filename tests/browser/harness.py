@@ -1,0 +1,146 @@
+"""What the console's browser tests stand on: the real gateway (tests/integration/gateway_stack.py) on real NATS
+and PostgreSQL serving the built console, Debian's Chromium driven by Playwright (never a downloaded browser),
+alerts published on the bus as the watcher would, and a stand-in for the healer's approval endpoints on the
+real bus (the healer itself needs the sandbox cluster; tests/integration/test_gateway_approvals.py shows the
+real healer carrying an approval out)."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+from playwright.async_api import BrowserContext, Page, async_playwright
+
+from opsbus.common.api import healer as api
+from opsbus.common.events import Envelope, ObjectRef
+from opsbus.common.events.payloads import AlertAnnotations, AlertFired, AlertSource, Severity
+from opsbus.common.events.payloads.common import ResourceRef
+from opsbus.common.events.payloads.recovery import ActionKind, RecoveryAction
+from opsbus.common.rpc import Endpoint, serve
+from opsbus.gateway.console_assets import PACKAGED
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+FOCUSED_TEXT = (
+    "() => { const e = document.activeElement; return (e?.innerText || e?.getAttribute('aria-label') || '').trim() }"
+)
+
+
+def require_console() -> None:
+    if not (PACKAGED / "index.html").is_file():
+        raise AssertionError("the console is not built: run `make console`")
+
+
+async def chromium(profile: Path) -> AsyncIterator[BrowserContext]:
+    """A fresh Chromium profile per test, Debian's binary."""
+    binary = shutil.which("chromium")
+    assert binary, "Debian's chromium is not installed: run `make setup` (tools/install.d/50-chromium.sh)"
+    async with async_playwright() as pw:
+        context = await pw.chromium.launch_persistent_context(
+            str(profile), executable_path=binary, headless=True, args=CHROMIUM_ARGS, locale="en-US"
+        )
+        try:
+            yield context
+        finally:
+            await context.close()
+
+
+def crash_alert(namespace: str, pod: str, severity: Severity = Severity.CRITICAL) -> Envelope:
+    labels = {"alertname": "KubePodCrashLooping", "namespace": namespace, "pod": pod, "severity": severity.value}
+    alert = AlertFired(
+        fingerprint=uuid.uuid4().hex[:16],
+        alertname="KubePodCrashLooping",
+        severity=severity,
+        labels=labels,
+        annotations=AlertAnnotations(summary=f"pod {pod} is crash-looping"),
+        starts_at=datetime.now(UTC) - timedelta(seconds=30),
+        source=AlertSource.WATCHER,
+    )
+    return Envelope.build(
+        alert, service="watcher", cluster="prod", obj=ObjectRef(kind="Pod", namespace=namespace, name=pod)
+    )
+
+
+@dataclass
+class HealerStandIn:
+    """Answers the gateway's approval calls like the healer: a pending list and the decisions it received."""
+
+    pending: list[api.PendingApproval] = field(default_factory=list)
+    decisions: list[tuple[str, api.ApproveRequest | api.RejectRequest]] = field(default_factory=list)
+
+    def add(self, namespace: str, pod: str) -> api.PendingApproval:
+        now = datetime.now(UTC)
+        item = api.PendingApproval(
+            recovery_id=str(uuid.uuid4()),
+            step=1,
+            action=RecoveryAction(
+                kind=ActionKind.DELETE_POD,
+                target=ResourceRef(kind="Pod", namespace=namespace, name=pod),
+                disruptive=True,
+            ),
+            reason="delete_pod requires approval by policy careful-crashloop",
+            requested_at=now,
+            expires_at=now + timedelta(minutes=10),
+        )
+        self.pending.append(item)
+        return item
+
+    async def serve(self, nc: Client) -> Any:
+        async def list_pending(_: api.ListPendingRequest) -> api.PendingList:
+            return api.PendingList(items=self.pending)
+
+        async def approve(request: api.ApproveRequest) -> api.ApprovalAnswer:
+            self.decisions.append(("approve", request))
+            self.pending = [p for p in self.pending if p.recovery_id != request.recovery_id]
+            return api.ApprovalAnswer(recovery_id=request.recovery_id, step=request.step, status="approved")
+
+        async def reject(request: api.RejectRequest) -> api.ApprovalAnswer:
+            self.decisions.append(("reject", request))
+            self.pending = [p for p in self.pending if p.recovery_id != request.recovery_id]
+            return api.ApprovalAnswer(recovery_id=request.recovery_id, step=request.step, status="rejected")
+
+        return await serve(
+            nc,
+            api.SERVICE,
+            "0.0.0",
+            [
+                Endpoint("list_pending", api.ListPendingRequest, api.PendingList, list_pending),
+                Endpoint("approve", api.ApproveRequest, api.ApprovalAnswer, approve),
+                Endpoint("reject", api.RejectRequest, api.ApprovalAnswer, reject),
+            ],
+        )
+
+
+async def sign_in(page: Page, base: str, token: str) -> None:
+    """Sign in with the keyboard only: the key field has focus after one Tab from the skip link order."""
+    await page.goto(f"{base}/signin")
+    await page.get_by_label("API key").focus()
+    await page.keyboard.type(token)
+    await page.keyboard.press("Enter")
+    await page.get_by_role("navigation").wait_for()
+
+
+async def tab_to(page: Page, name: str, limit: int = 40) -> None:
+    """Press Tab until the focused element's accessible text is `name` (keyboard-only navigation)."""
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        text = await page.evaluate(FOCUSED_TEXT)
+        if text == name:
+            return
+    raise AssertionError(f"{name!r} not reachable with Tab")
