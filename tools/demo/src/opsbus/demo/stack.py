@@ -343,7 +343,13 @@ class Stack:
                 "OPSBUS_NOTIFIER__JAEGER_URL": self.jaeger.query_url,
             },
             "analyzer": {"OPSBUS_ANALYZER__KUBECONFIG": kubeconfig},
-            "gateway": {"OPSBUS_GATEWAY__PORT": str(self.gateway_port), "OPSBUS_GATEWAY__PUBLIC_URL": self.gateway_url},
+            "gateway": {
+                "OPSBUS_GATEWAY__PORT": str(self.gateway_port),
+                "OPSBUS_GATEWAY__PUBLIC_URL": self.gateway_url,
+                # the console over plain http on 127.0.0.1: the session cookie without Secure (development only)
+                "OPSBUS_GATEWAY__CONSOLE__INSECURE_LOOPBACK_COOKIE": "true",
+                "OPSBUS_GATEWAY__CONSOLE__JAEGER_URL": self.jaeger.query_url,
+            },
         }
         env |= per_service.get(name, {})
         if self.options.jaeger:
