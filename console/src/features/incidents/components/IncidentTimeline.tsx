@@ -1,6 +1,7 @@
 import { useTranslation } from "react-i18next";
 import type { Incident } from "../../../api/client";
 import { formatTime } from "../../../components/time";
+import { Diagnosis } from "./Diagnosis";
 import { Evidence } from "./Evidence";
 import { timelineOf, type TimelineEntry } from "./timeline";
 
@@ -12,6 +13,8 @@ function Title({ entry }: { entry: TimelineEntry }) {
       return <>{t("incident.fired")}</>;
     case "resolved":
       return <>{t("incident.resolved")}</>;
+    case "diagnosis":
+      return <>{t("diagnosis.title", { revision: entry.revision ?? 1 })}</>;
     case "notification":
       return <>{t("incident.notification", { verb })}</>;
     case "approval":
@@ -52,6 +55,7 @@ export function IncidentTimeline({ incident }: { incident: Incident }) {
               </p>
             )}
             {entry.kind === "fired" && incident.alert && <Evidence alert={incident.alert} />}
+            {entry.kind === "diagnosis" && incident.diagnosis && <Diagnosis event={incident.diagnosis} />}
           </li>
         ))}
       </ol>

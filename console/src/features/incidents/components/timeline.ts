@@ -1,8 +1,8 @@
 // One incident as one timeline, oldest first: the alert, every recovery step (no-ops included) with its outcome
-// and reason, approvals and notifications, the resolution. Pure, so it is tested without a browser.
+// and reason, approvals and notifications, the analyzer's latest diagnosis, the resolution. Pure, so it is tested without a browser.
 import type { ChainEvent, Incident } from "../../../api/client";
 
-export type EntryKind = "fired" | "recovery" | "approval" | "notification" | "resolved";
+export type EntryKind = "fired" | "diagnosis" | "recovery" | "approval" | "notification" | "resolved";
 
 export interface TimelineEntry {
   key: string;
@@ -14,6 +14,7 @@ export interface TimelineEntry {
   reason?: string;
   outcome?: string;
   who?: string;
+  revision?: number;
 }
 
 interface StepData {
@@ -75,6 +76,11 @@ export function timelineOf(incident: Incident): TimelineEntry[] {
     ...incident.recoveries.map(recoveryEntry),
     ...incident.notifications.map(notificationEntry),
   ];
+  if (incident.diagnosis) {
+    const d = incident.diagnosis;
+    const revision = Number((d.data as { revision?: number }).revision ?? 1);
+    entries.push({ key: d.id, kind: "diagnosis", time: d.time, verb: verbOf(d.type), revision });
+  }
   if (incident.status === "resolved" && incident.ends_at) {
     entries.push({ key: `${incident.id}:resolved`, kind: "resolved", time: incident.ends_at, verb: "resolved" });
   }
