@@ -1,5 +1,6 @@
 """The analyzer service wired for real (Runtime, PostgreSQL, NATS) with the cluster port replaced by
-`NoCluster` (no apiserver in the integration tier), and helpers to build and read its events."""
+`NoCluster` (no apiserver in the integration tier) unless a kubeconfig is given (the cluster tier), and helpers to
+build and read its events."""
 
 from __future__ import annotations
 
@@ -48,22 +49,23 @@ class AnalyzerStack:
     nats_url: str
     running: list[tuple[Runtime[AnalyzerSettings], asyncio.Task[int]]] = field(default_factory=list)
 
-    async def start(self) -> Analyzer:
+    async def start(self, *, cluster: str = CLUSTER, kubeconfig: str | None = None) -> Analyzer:
+        """An analyzer replica; with `kubeconfig` it reads logs and workloads from that cluster (cluster tests)."""
         settings = AnalyzerSettings(
             environment="test",
-            cluster=CLUSTER,
+            cluster=cluster,
             instance=f"a{len(self.running)}",
             nats={"url": self.nats_url},
             database={"url": self.database_url, "pool_size": 4},
             http={"port": 0},
             shutdown_grace_seconds=5.0,
-            analyzer={"read_cluster": False},
+            analyzer={"read_cluster": kubeconfig is not None, "kubeconfig": kubeconfig},
         )
         rt: Runtime[AnalyzerSettings] = Runtime("analyzer", settings, registry=CollectorRegistry())
         made: asyncio.Future[Analyzer] = asyncio.get_running_loop().create_future()
 
         async def wire(runtime: Runtime[AnalyzerSettings]) -> None:
-            made.set_result(await setup(runtime, reader=NoCluster()))
+            made.set_result(await setup(runtime, reader=None if kubeconfig else NoCluster()))
 
         task = asyncio.create_task(rt.run(wire, install_signals=False), name=f"analyzer-{settings.instance}")
         self.running.append((rt, task))
@@ -138,3 +140,28 @@ async def last_event(bus: Bus, stream: str, subject: str, *, timeout: float = 5.
             if loop.time() > deadline:
                 raise
             await asyncio.sleep(0.02)
+
+
+async def wait_recorded(stack: AnalyzerStack, *events: Envelope, timeout: float = 10.0) -> None:
+    """Until the analyzer's timeline holds these changes (a watcher publishes a change before the fault it
+    causes; the analyzer's consumers run independently, so a test publishing both at once must wait)."""
+    from sqlalchemy import func, select  # noqa: PLC0415
+
+    from opsbus.common.store import Database  # noqa: PLC0415
+
+    db = Database.from_settings(DatabaseSettings.model_validate({"url": stack.database_url}))
+    t = store.timeline
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        ids = [e.id for e in events]
+        while True:
+            async with db.sessions() as s:
+                n = (await s.execute(select(func.count()).where(t.c.event_id.in_(ids)))).scalar_one()
+            if n == len(ids):
+                return
+            if loop.time() > deadline:
+                raise TimeoutError(f"the analyzer recorded {n} of {len(ids)} changes")
+            await asyncio.sleep(0.02)
+    finally:
+        await db.close()

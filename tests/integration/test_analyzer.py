@@ -27,6 +27,7 @@ from tests.integration.analyzer_stack import (
     analyzer_stack,
     change_event,
     last_event,
+    wait_recorded,
 )
 
 pytestmark = pytest.mark.integration
@@ -52,7 +53,7 @@ async def test_change_then_alert_gives_the_rollout_as_top_cause_within_2s(stack:
     distractor = change_event(now - timedelta(seconds=5), name="cart", image="shop/cart:9")
     await bus.publisher.publish(change)
     await bus.publisher.publish(distractor)
-    await asyncio.sleep(0.3)  # the timeline consumer has them (a real watcher publishes changes first, too)
+    await wait_recorded(stack, change, distractor)  # a real watcher publishes changes before their faults, too
     alert = alert_event(now)
     sent = asyncio.get_running_loop().time()
     await bus.publisher.publish(alert)
@@ -73,8 +74,9 @@ async def test_change_then_alert_gives_the_rollout_as_top_cause_within_2s(stack:
 async def test_a_late_change_that_explains_better_revises_the_diagnosis(stack: AnalyzerStack, bus: Bus) -> None:
     await stack.start()
     now = datetime.now(UTC)
-    await bus.publisher.publish(change_event(now - timedelta(minutes=20)))  # an old image change: weak
-    await asyncio.sleep(0.3)
+    old = change_event(now - timedelta(minutes=20))  # an old image change: weak
+    await bus.publisher.publish(old)
+    await wait_recorded(stack, old)
     alert = alert_event(now, reason="CrashLoopBackOff")
     await bus.publisher.publish(alert)
     made = (await last_event(bus, "DIAGNOSIS", f"diagnosis.made.{CLUSTER}.{NS}")).payload_as(DiagnosisMade)
@@ -101,7 +103,9 @@ async def test_a_late_change_that_explains_better_revises_the_diagnosis(stack: A
 
 async def test_nothing_explains_it_is_unknown(stack: AnalyzerStack, bus: Bus) -> None:
     await stack.start()
-    await bus.publisher.publish(change_event(datetime.now(UTC), name="cart", image="shop/cart:9"))
+    unrelated = change_event(datetime.now(UTC), name="cart", image="shop/cart:9")
+    await bus.publisher.publish(unrelated)
+    await wait_recorded(stack, unrelated)
     await bus.publisher.publish(alert_event(datetime.now(UTC), reason="CrashLoopBackOff"))
     made = (await last_event(bus, "DIAGNOSIS", f"diagnosis.made.{CLUSTER}.{NS}")).payload_as(DiagnosisMade)
     assert made.outcome is DiagnosisOutcome.UNKNOWN and made.causes == ()
@@ -213,7 +217,7 @@ async def test_the_gateway_incident_view_shows_the_diagnosis(
         now = datetime.now(UTC)
         change = change_event(now - timedelta(seconds=40))
         await bus.publisher.publish(change)
-        await asyncio.sleep(0.3)
+        await wait_recorded(stack, change)
         alert = alert_event(now)
         await bus.publisher.publish(alert)
         async with gw.client(await gw.key("viewer")) as c:
@@ -252,7 +256,7 @@ async def test_opsbus_why_prints_the_top_cause_and_its_evidence(
         now = datetime.now(UTC)
         change = change_event(now - timedelta(seconds=40))
         await bus.publisher.publish(change)
-        await asyncio.sleep(0.3)
+        await wait_recorded(stack, change)
         alert = alert_event(now)
         await bus.publisher.publish(alert)
         env = {"OPSBUS_URL": gw.url, "OPSBUS_API_KEY": await gw.key("viewer"), "COLUMNS": "250"}
