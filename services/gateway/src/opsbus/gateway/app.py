@@ -43,6 +43,7 @@ from opsbus.gateway.routes import (
     recommendations,
     recoveries,
     session,
+    sso,
     system,
     trail,
 )
@@ -74,6 +75,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     events.router,
     keys.whoami_router,
     session.router,
+    sso.router,
     live.router,
 )
 

@@ -16,6 +16,7 @@ from opsbus.gateway.oidc import JwtVerifier
 from opsbus.gateway.readmodel import ReadModel
 from opsbus.gateway.sessions import SessionStore
 from opsbus.gateway.settings import GatewaySettings
+from opsbus.gateway.sso import OidcClient
 from opsbus.gateway.streaming import EventStreams
 from opsbus.gateway.timeline import Timeline
 
@@ -37,3 +38,5 @@ class GatewayContext:
     sessions: SessionStore
     # set only when traces are exported: then every request is one server span (see app.telemetry_config)
     tracer_provider: TracerProvider | None = None
+    # set only when OIDC sign-in is configured (`gateway.oidc.sign_in_enabled`): the console offers SSO
+    sso: OidcClient | None = None

@@ -8,6 +8,7 @@ checked with a small leeway. The role and scope come from configurable claims.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -64,6 +65,17 @@ class JwtVerifier:
     async def verify(self, token: str) -> Principal:
         if not self.enabled:
             raise TokenError("JWT bearer tokens are not enabled on this gateway")
+        return self.principal(await self.claims(token, audience=self.settings.audience))
+
+    async def id_token_claims(self, token: str, *, audience: str, nonce: str) -> dict[str, Any]:
+        """An ID token of the SSO sign-in: signature, issuer, audience (the client id), expiry and nonce."""
+        claims = await self.claims(token, audience=audience)
+        sent = claims.get("nonce")
+        if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), nonce.encode()):
+            raise TokenError("the ID token's nonce does not match this sign-in")
+        return claims
+
+    async def claims(self, token: str, *, audience: str | None) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
@@ -77,7 +89,7 @@ class JwtVerifier:
                 token,
                 key=key.key,
                 algorithms=self.settings.algorithms,
-                audience=self.settings.audience,
+                audience=audience,
                 issuer=self.settings.issuer,
                 leeway=self.settings.leeway_seconds,
                 options={"require": ["exp", "sub"]},
@@ -86,7 +98,7 @@ class JwtVerifier:
             raise TokenError("the token has expired") from exc
         except jwt.InvalidTokenError as exc:
             raise TokenError(f"invalid token: {type(exc).__name__}") from exc
-        return self.principal(claims)
+        return claims
 
     def principal(self, claims: dict[str, Any]) -> Principal:
         s = self.settings

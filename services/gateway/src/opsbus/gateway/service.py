@@ -40,6 +40,7 @@ from opsbus.gateway.oidc import JwtVerifier
 from opsbus.gateway.readmodel import ALERT_CONSUMER, AUDIT_CONSUMER, CHAIN_CONSUMER, ReadModel
 from opsbus.gateway.sessions import SessionStore
 from opsbus.gateway.settings import GatewaySettings
+from opsbus.gateway.sso import OidcClient
 from opsbus.gateway.streaming import EventStreams, StreamOptions
 from opsbus.gateway.timeline import CHANGE_CONSUMER, Timeline
 
@@ -152,6 +153,7 @@ async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gat
             db, ttl=timedelta(seconds=opts.console.session_ttl_seconds), cache_seconds=opts.key_cache_seconds
         ),
         tracer_provider=rt.tracer_provider if s.telemetry.otlp_endpoint else None,
+        sso=OidcClient(opts.oidc, http) if opts.oidc.sign_in_enabled else None,
     )
     app = create_app(ctx)
     gateway = Gateway(ctx=ctx, app=app, bus=bus, db=db)

@@ -8,7 +8,11 @@ from opsbus.common.settings import ServiceSettings
 
 
 class OidcSettings(BaseModel):
-    """OIDC/JWT bearer tokens, validated against the issuer's JWKS. Unset `jwks_url`: JWTs are refused."""
+    """OIDC/JWT bearer tokens, validated against the issuer's JWKS. Unset `jwks_url`: JWTs are refused.
+
+    With `issuer`, `jwks_url` and `client_id` set the console also offers "Sign in with SSO": the gateway runs
+    the authorization code flow with PKCE against the issuer (endpoints from its discovery document) and checks
+    the ID token with these same keys, algorithms and claim mapping (its audience is `client_id`)."""
 
     issuer: str | None = Field(default=None, description="Expected `iss` claim.")
     audience: str | None = Field(default=None, description="Expected `aud` claim.")
@@ -20,6 +24,19 @@ class OidcSettings(BaseModel):
     namespaces_claim: str = Field(default="opsbus_namespaces", description="Claim listing namespaces (or `*`).")
     clusters_claim: str = Field(default="opsbus_clusters", description="Claim listing clusters (or `*`).")
     default_role: str | None = Field(default=None, description="Role when the claim is absent; None: refuse.")
+    client_id: str | None = Field(default=None, description="The console's client at the issuer (SSO sign-in).")
+    client_secret: SecretStr | None = Field(default=None, description="Its secret (confidential client).")
+    scopes: list[str] = Field(
+        default_factory=lambda: ["openid", "email", "profile"],
+        description="Scopes asked for at SSO sign-in; add the one that releases the role/namespace claims.",
+    )
+    acr_values: str | None = Field(
+        default=None, description="Asked for at SSO sign-in (e.g. an MFA level); the issuer enforces it."
+    )
+
+    @property
+    def sign_in_enabled(self) -> bool:
+        return bool(self.issuer and self.jwks_url and self.client_id)
 
 
 class AlertmanagerSettings(BaseModel):

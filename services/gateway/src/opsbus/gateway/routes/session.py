@@ -69,16 +69,29 @@ def _view(ctx: GatewayContext, session: Session, who: Principal) -> SessionView:
     )
 
 
-def _entry(
-    ctx: GatewayContext, who: Principal, action: str, name: str, *, reason: str, rid: str, **kw: Any
-) -> Envelope:
+def entry(ctx: GatewayContext, who: Principal, action: str, name: str, *, reason: str, rid: str, **kw: Any) -> Envelope:
     target = ResourceRef(kind="ConsoleSession", name=name)
     return ctx.commands.entry(who, action=action, target=target, reason=reason, request_id=rid, **kw)
 
 
-def _cookie(request: Request, ctx: GatewayContext) -> str:
+def session_cookie(request: Request, ctx: GatewayContext) -> str:
     loopback = ctx.settings.gateway.console.insecure_loopback_cookie
     return cookie_name(request.headers.get("host", ""), insecure_loopback=loopback)
+
+
+def give_cookie(request: Request, response: Response, ctx: GatewayContext, session: Session, secret: str) -> None:
+    """The session cookie: HttpOnly, SameSite=Strict, Secure (`__Host-`) unless loopback development."""
+    name = session_cookie(request, ctx)
+    response.set_cookie(
+        name,
+        secret,
+        max_age=int((session.expires_at - session.created_at).total_seconds()),
+        path="/",
+        secure=name == COOKIE,
+        httponly=True,
+        samesite="strict",
+    )
+    response.headers["Cache-Control"] = "no-store"
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Sign in to the console with an API key")
@@ -91,7 +104,7 @@ async def sign_in(*, body: SignIn, request: Request, response: Response, ctx: Ct
         stranger = Principal(kind="apikey", id=parsed[0] if parsed else "unknown", role=Role.VIEWER)
         reason = f"console sign-in refused from {client}: unknown, expired or revoked API key"
         await ctx.sessions.refused(
-            _entry(ctx, stranger, "console.signin", "refused", reason=reason, rid=rid, outcome=AuditOutcome.DENIED)
+            entry(ctx, stranger, "console.signin", "refused", reason=reason, rid=rid, outcome=AuditOutcome.DENIED)
         )
         if not verdict.allowed:
             headers = {"Retry-After": RateLimiter.retry_after_header(verdict)}
@@ -100,19 +113,9 @@ async def sign_in(*, body: SignIn, request: Request, response: Response, ctx: Ct
     session, secret = await ctx.sessions.open(
         who,
         key_prefix=parsed[0],
-        audit=lambda s: _entry(ctx, who, "console.signin", s.id, reason=f"signed in from {client}", rid=rid),
+        audit=lambda s: entry(ctx, who, "console.signin", s.id, reason=f"signed in from {client}", rid=rid),
     )
-    name = _cookie(request, ctx)
-    response.set_cookie(
-        name,
-        secret,
-        max_age=int((session.expires_at - session.created_at).total_seconds()),
-        path="/",
-        secure=name == COOKIE,
-        httponly=True,
-        samesite="strict",
-    )
-    response.headers["Cache-Control"] = "no-store"
+    give_cookie(request, response, ctx, session, secret)
     return _view(ctx, session, who)
 
 
@@ -125,11 +128,11 @@ async def current(*, signed: SignedIn, response: Response, ctx: Ctx) -> SessionV
 @router.delete("", status_code=status.HTTP_204_NO_CONTENT, summary="Sign out of the console (needs X-CSRF-Token)")
 async def sign_out(*, signed: SignedIn, request: Request, ctx: Ctx, rid: RequestId) -> Response:
     session, who = signed
-    secret = request.cookies.get(_cookie(request, ctx), "")
+    secret = request.cookies.get(session_cookie(request, ctx), "")
     await ctx.sessions.close(
-        secret, session, audit=lambda s: _entry(ctx, who, "console.signout", s.id, reason="signed out", rid=rid)
+        secret, session, audit=lambda s: entry(ctx, who, "console.signout", s.id, reason="signed out", rid=rid)
     )
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    name = _cookie(request, ctx)
+    name = session_cookie(request, ctx)
     response.delete_cookie(name, path="/", secure=name == COOKIE, httponly=True, samesite="strict")
     return response
