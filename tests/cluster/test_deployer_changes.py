@@ -50,7 +50,8 @@ async def test_a_rollout_is_one_change_caused_by_its_request(
 
     change = event.payload_as(ChangeRecorded)
     assert event.causationid == request.id and event.correlationid == request.id
-    assert event.traceparent == started.traceparent  # written in deploy.started's transaction and trace
+    assert event.traceparent and started.traceparent  # written in deploy.started's transaction, in its trace
+    assert event.traceparent.split("-")[1] == started.traceparent.split("-")[1]
     assert event.subject == f"Deployment/{cluster.namespace}/web"
     assert change.action == "deploy.rolling"
     assert change.kinds[0] is ChangeKind.ACTION and ChangeKind.IMAGE in change.kinds

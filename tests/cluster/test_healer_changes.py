@@ -13,10 +13,9 @@ import pytest
 from opsbus.common.events import Envelope
 from opsbus.common.events.payloads import Actor, ActorKind, ChangeKind, ChangeOrigin, ChangeRecorded
 from opsbus.healer.cluster import RESTARTED_AT
-from opsbus.healer.recording import recovery_id_for
 from tests.cluster.kube import Cluster
 from tests.cluster.test_healer_actions import POLICIES, MakeBus, deployment_alert, ready, succeeded
-from tests.cluster.test_healer_remediation import CLUSTER, StartHealer, start_healer, stream, wait_for_events
+from tests.cluster.test_healer_remediation import CLUSTER, StartHealer, start_healer, stream, types, wait_for_events
 
 pytestmark = pytest.mark.cluster
 
@@ -33,21 +32,24 @@ async def test_a_restart_and_a_scale_are_each_one_change_caused_by_their_alert(
     cluster: Cluster, start_healer: StartHealer, make_bus: MakeBus
 ) -> None:
     cluster.create_deployment("web", replicas=1)
+    cluster.create_deployment("api", replicas=1)
     await ready(cluster, "web", 1)
+    await ready(cluster, "api", 1)
     await start_healer(policies=POLICIES)
     bus = await make_bus("watcher")
     stuck = deployment_alert(cluster, "RolloutStuck", "web")
     await bus.publisher.publish(stuck)
-    await succeeded(bus, recovery_id_for(stuck.id, "restart"))
-    low = deployment_alert(cluster, "CapacityLow", "web")
+    await succeeded(bus)
+    low = deployment_alert(cluster, "CapacityLow", "api")
     await bus.publisher.publish(low)
-    await succeeded(bus, recovery_id_for(low.id, "scale-out"))
+    await wait_for_events(bus, "recovery.>", lambda es: types(es).count("succeeded") >= 2, 150)
 
     subject = f"change.recorded.{CLUSTER}.{cluster.namespace}"
     events = healer_changes(await wait_for_events(bus, subject, lambda es: len(healer_changes(es)) >= 2, 30))
     restart, scale = events  # one each, no doubles
     assert (restart.causationid, restart.correlationid) == (stuck.id, stuck.id)
     assert (scale.causationid, scale.correlationid) == (low.id, low.id)
+    assert scale.subject == f"Deployment/{cluster.namespace}/api"
     recoveries = await stream(bus, "recovery.>")
     started = next(e for e in recoveries if e.type.endswith("started.v1") and e.causationid == stuck.id)
     assert trace_of(restart) == trace_of(started)  # the recovery's trace, like its other events
