@@ -305,7 +305,7 @@ class _FakeNotifier:
     def clock(self) -> datetime:
         return datetime.now(UTC)
 
-    async def create_silence(  # noqa: PLR0917 - the notifier's signature
+    async def create_silence(
         self, matchers: list[str], start: datetime, end: datetime, by: str, comment: str, caller: Any = None
     ) -> Any:
 
