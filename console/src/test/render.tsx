@@ -18,9 +18,13 @@ export function session(role: Role): SessionView {
 
 type Role = "viewer" | "operator" | "admin";
 
-export function renderWith(ui: ReactNode, { role = "operator", path = "/" }: { role?: Role; path?: string } = {}) {
+/** `role: null` renders signed out. */
+export function renderWith(
+  ui: ReactNode,
+  { role = "operator", path = "/" }: { role?: Role | null; path?: string } = {},
+) {
   const client = new QueryClient({ defaultOptions: { queries: { retry: false, staleTime: Infinity } } });
-  client.setQueryData([roots.session], session(role));
+  client.setQueryData([roots.session], role === null ? null : session(role));
   return render(
     <QueryClientProvider client={client}>
       <SessionProvider>

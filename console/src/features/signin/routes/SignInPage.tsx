@@ -1,9 +1,11 @@
-// API-key sign-in: the key goes to POST /v1/session once, the gateway answers with an HttpOnly cookie.
+// Sign-in: SSO through the gateway (when configured) or an API key sent once to POST /v1/session; either way
+// the gateway answers with an HttpOnly session cookie.
 import { useState, type FormEvent } from "react";
 import { useTranslation } from "react-i18next";
 import { Navigate, useSearchParams } from "react-router";
 import { LanguageSwitch } from "../../../components/LanguageSwitch";
 import { useSession } from "../../../session/SessionProvider";
+import { ssoLoginUrl, useSignInMethods } from "../api/queries";
 
 function safeNext(next: string | null): string {
   return next && next.startsWith("/") && !next.startsWith("//") ? next : "/";
@@ -13,6 +15,7 @@ export function SignInPage() {
   const { t } = useTranslation();
   const { session, signIn } = useSession();
   const [params] = useSearchParams();
+  const methods = useSignInMethods();
   const [key, setKey] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -33,6 +36,17 @@ export function SignInPage() {
   return (
     <main className="signin" id="content">
       <h1>{t("session.title")}</h1>
+      {methods.data?.oidc && (
+        <div className="sso">
+          <a className="button" href={ssoLoginUrl(safeNext(params.get("next")))} aria-describedby="sso-help">
+            {t("session.sso")}
+          </a>
+          <p id="sso-help" className="help">
+            {t("session.ssoHelp")}
+          </p>
+          <h2>{t("session.orApiKey")}</h2>
+        </div>
+      )}
       <form onSubmit={(e) => void submit(e)}>
         <label htmlFor="api-key">{t("session.apiKey")}</label>
         <input
