@@ -391,3 +391,18 @@ def test_the_analyzer_reads_the_cluster_only_when_asked() -> None:
     assert spec["automountServiceAccountToken"] is False
     env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
     assert env["OPSBUS_ANALYZER__READ_CLUSTER"] == "false"
+
+
+def test_the_gateways_sso_settings_reach_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    (container,) = by_kind(render(PRODUCTION), "Deployment")["opsbus-gateway"]["spec"]["template"]["spec"]["containers"]
+    secret = next(e for e in container["env"] if e["name"] == "OPSBUS_GATEWAY__OIDC__CLIENT_SECRET")
+    assert secret["valueFrom"]["secretKeyRef"] == {"name": "opsbus-oidc", "key": "client-secret"}
+    for name in [n for n in os.environ if n.startswith("OPSBUS_")]:
+        monkeypatch.delenv(name)
+    for name, value in _env_of(container).items():
+        monkeypatch.setenv(name, value)
+    module_name, _, class_name = SETTINGS["gateway"].partition(":")
+    oidc = load(getattr(importlib.import_module(module_name), class_name)).gateway.oidc
+    assert oidc.sign_in_enabled and oidc.client_id == "opsbus-console"
+    assert oidc.client_secret is not None and oidc.client_secret.get_secret_value() == "from-client-secret"
+    assert oidc.scopes == ["openid", "email", "opsbus"] and oidc.acr_values

@@ -178,6 +178,25 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 - name: OPSBUS_GATEWAY__OIDC__JWKS_URL
   value: {{ . | quote }}
 {{- end }}
+{{- with $s.oidc.clientId }}
+- name: OPSBUS_GATEWAY__OIDC__CLIENT_ID
+  value: {{ . | quote }}
+{{- end }}
+{{- with $s.oidc.clientSecretSecret }}
+- name: OPSBUS_GATEWAY__OIDC__CLIENT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: client-secret
+{{- end }}
+{{- with $s.oidc.scopes }}
+- name: OPSBUS_GATEWAY__OIDC__SCOPES
+  value: {{ toJson . | quote }}
+{{- end }}
+{{- with $s.oidc.acrValues }}
+- name: OPSBUS_GATEWAY__OIDC__ACR_VALUES
+  value: {{ . | quote }}
+{{- end }}
 {{- with $s.alertmanagerSecret }}
 - name: OPSBUS_GATEWAY__ALERTMANAGER__BEARER_TOKEN
   valueFrom:
