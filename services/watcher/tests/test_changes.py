@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from opsbus.common.events import Envelope
 from opsbus.common.events.payloads.change import ChangeKind, ChangeOrigin, ChangeRecorded
 from opsbus.common.events.payloads.cluster import ChangeType
+from opsbus.watcher import executing
 from opsbus.watcher.domain.cache import Cache, Change
 from opsbus.watcher.domain.changes import Observed, change_id, record
 from opsbus.watcher.domain.objects import CONFIGMAP, DEPLOYMENT, HPA, NODE, REPLICASET, SECRET, Resource, strip
@@ -228,6 +231,46 @@ def test_configmap_keys_added_removed_and_changed() -> None:
     assert unchanged is None
 
 
+def test_config_objects_created_and_deleted_are_recorded_with_digests_only() -> None:
+    """A ConfigMap or Secret's creation names it in `object`, never in the diff (digests only: the model refuses
+    a name there, and the refused payload used to break the watch of every later ConfigMap/Secret event)."""
+    for resource, obj in ((CONFIGMAP, configmap("1", mode="fast")), (SECRET, secret("1", token=SECRET_VALUE))):
+        cache = Cache()
+        added = cache.apply(resource.kind, "ADDED", strip(obj))
+        assert added is not None and added.type is ChangeType.ADDED
+        created = record(Observed(resource, added, NOW, cache))
+        assert created is not None and created.kinds == (ChangeKind.CREATED,)
+        key = "data[mode]" if resource is CONFIGMAP else "data[token]"
+        assert [(d.path, d.before) for d in created.diff] == [("metadata", None), (key, None)]
+        assert created.diff[0].after is None and (created.diff[1].after or "").startswith("sha256:")
+        assert created.summary == f"{resource.kind} shop/{obj['metadata']['name']}: created; {key} added"
+        deleted_change = cache.apply(resource.kind, "DELETED", strip(obj))
+        assert deleted_change is not None
+        deleted = record(Observed(resource, deleted_change, NOW, cache))
+        assert deleted is not None and deleted.kinds == (ChangeKind.DELETED,)
+        assert [(d.path, d.before, d.after) for d in deleted.diff] == [("metadata", None, None)]
+        assert deleted.summary == f"{resource.kind} shop/{obj['metadata']['name']}: deleted"
+    empty = Cache().apply("ConfigMap", "ADDED", strip(configmap("1")))
+    assert empty is not None
+    payload = record(Observed(CONFIGMAP, empty, NOW))
+    assert payload is not None and payload.kinds == (ChangeKind.CREATED,) and payload.summary.endswith(": created")
+
+
+def test_other_kinds_keep_their_name_in_the_created_and_deleted_entries() -> None:
+    cache = Cache()
+    added = cache.apply("HorizontalPodAutoscaler", "ADDED", strip(hpa("1", 4)))
+    assert added is not None
+    created = record(Observed(HPA, added, NOW))
+    assert created is not None and created.kinds == (ChangeKind.CREATED,)
+    assert created.diff[0].after == "shop/web" and created.summary.startswith(
+        "HorizontalPodAutoscaler shop/web: created"
+    )
+    gone = cache.apply("HorizontalPodAutoscaler", "DELETED", strip(hpa("1", 4)))
+    assert gone is not None
+    deleted = record(Observed(HPA, gone, NOW))
+    assert deleted is not None and deleted.diff[0].before == "shop/web" and deleted.summary.endswith(": deleted")
+
+
 # --- HPAs and nodes -----------------------------------------------------------------------------------------
 
 
@@ -301,6 +344,43 @@ async def test_the_engine_records_real_changes_only_not_the_first_list() -> None
     assert recorded[0].nats_subject() == "change.recorded.prod.shop"
     assert recorded[0].subject == "Deployment/shop/web"
     assert recorded[0].payload_as(ChangeRecorded).kinds == (ChangeKind.IMAGE,)
+
+
+async def test_the_engine_records_a_config_object_created_while_watching() -> None:
+    sent = Sent()
+    engine = Engine(cluster="prod", options=WatcherOptions(), sender=sent, logs=None, registry=CollectorRegistry())
+    for resource, obj in ((CONFIGMAP, configmap("5", mode="fast")), (SECRET, secret("6", token="t"))):
+        added = engine.cache.apply(resource.kind, "ADDED", strip(obj))
+        assert added is not None
+        await engine.on_change(resource, added, False)  # raised before: the informer dropped its watch
+    recorded = [e.payload_as(ChangeRecorded) for e in sent.changes()]
+    assert [(c.object.kind, c.kinds) for c in recorded] == [
+        ("ConfigMap", (ChangeKind.CREATED,)),
+        ("Secret", (ChangeKind.CREATED,)),
+    ]
+
+
+async def test_a_change_the_model_refuses_is_logged_and_the_next_one_still_recorded(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sent = Sent()
+    engine = Engine(cluster="prod", options=WatcherOptions(), sender=sent, logs=None, registry=CollectorRegistry())
+
+    def refused(observed: Observed) -> ChangeRecorded | None:
+        raise ValueError("refused by the model")
+
+    added = engine.cache.apply("ConfigMap", "ADDED", strip(configmap("1", mode="fast")))
+    assert added is not None
+    with monkeypatch.context() as patched:
+        patched.setattr(executing, "record", refused)
+        await engine.on_change(CONFIGMAP, added, False)  # does not raise: the informer keeps its watch
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "no change.recorded for ConfigMap shop/web-config: refused by the model"
+    ]
+    edited = engine.cache.apply("ConfigMap", "MODIFIED", strip(configmap("2", mode="safe")))
+    assert edited is not None
+    await engine.on_change(CONFIGMAP, edited, False)
+    assert [e.payload_as(ChangeRecorded).kinds for e in sent.changes()] == [(ChangeKind.CONFIG,)]
 
 
 def _now() -> datetime:

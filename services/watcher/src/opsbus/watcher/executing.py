@@ -189,7 +189,11 @@ class Engine:
 
     async def _record_change(self, resource: Resource, change: Change) -> None:
         """`change.recorded` for a followed object whose followed fields changed (never the first list)."""
-        payload = record(Observed(resource, change, self.clock(), self.cache))
+        try:
+            payload = record(Observed(resource, change, self.clock(), self.cache))
+        except ValueError as exc:  # a payload the event model refuses: a bug here, not a reason to drop the watch
+            log.error("no change.recorded for %s %s: %s", resource.kind, change.key, exc)
+            return
         if payload is None:
             return
         env = Envelope.build(

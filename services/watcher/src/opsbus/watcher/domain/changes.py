@@ -22,6 +22,7 @@ from typing import Any, cast
 from opsbus.common.changes import Entry, short
 from opsbus.common.changes import entry as _field
 from opsbus.common.events.payloads.change import (
+    CONTENT_DIGEST_KINDS,
     MAX_DIFF_ENTRIES,
     ChangeKind,
     ChangeOrigin,
@@ -63,10 +64,10 @@ def record(observed: Observed) -> ChangeRecorded | None:
     if kind not in FOLLOWED:
         return None
     if change.type == ChangeType.DELETED:
-        entries: list[Entry] = [(ChangeKind.DELETED, FieldChange(path="metadata", before=_name(change.obj)))]
+        entries: list[Entry] = [(ChangeKind.DELETED, existence(kind, change.obj, created=False))]
     elif change.type == ChangeType.ADDED:
         # A new object: its followed fields as the diff (images, keys' digests, taints), all under `created`.
-        entries = [(ChangeKind.CREATED, FieldChange(path="metadata", after=_name(change.obj)))]
+        entries = [(ChangeKind.CREATED, existence(kind, change.obj, created=True))]
         entries += [(ChangeKind.CREATED, entry) for _, entry in _diff(kind, {}, change.obj)]
     else:
         entries = _diff(kind, change.old or {}, change.obj)
@@ -85,15 +86,26 @@ def record(observed: Observed) -> ChangeRecorded | None:
         kinds=tuple(dict.fromkeys(k for k, _ in entries)),
         object=ref,
         workload=_workload(kind, change.obj),
-        used_by=_used_by(observed.cache, ref) if kind in {"ConfigMap", "Secret"} else (),
+        used_by=_used_by(observed.cache, ref) if kind in CONTENT_DIGEST_KINDS else (),
         diff=tuple(diffs[:MAX_DIFF_ENTRIES]),
         diff_truncated=len(diffs) > MAX_DIFF_ENTRIES,
-        summary=summary(ref, diffs),
+        summary=summary(ref, entries),
         origin=ChangeOrigin.OBSERVED,
         observed_at=observed.now,
         resource_version=resource_version(change.obj) or None,
         generation=meta.get("generation"),
     )
+
+
+def existence(kind: str, obj: Obj, *, created: bool) -> FieldChange:
+    """The `metadata` entry of a creation or deletion: the object's name as its value, except for a ConfigMap or
+    Secret, whose diff may carry nothing but digests (`ChangeRecorded` refuses any other value for them, and a
+    refused payload used to break that kind's watch): there the entry carries no value, and the change's kind
+    (`created`/`deleted`) says which it was; the name is in the event's `object` anyway."""
+    if kind in CONTENT_DIGEST_KINDS:
+        return FieldChange(path="metadata")
+    name = _name(obj)
+    return FieldChange(path="metadata", after=name) if created else FieldChange(path="metadata", before=name)
 
 
 # --- diffs per kind --------------------------------------------------------------------------------------
@@ -242,18 +254,18 @@ def _used_by(cache: Cache | None, ref: ResourceRef) -> tuple[WorkloadRef, ...]:
     return tuple(sorted(users, key=str)[:64])
 
 
-def summary(ref: ResourceRef, diffs: Iterable[FieldChange]) -> str:
+def summary(ref: ResourceRef, entries: Iterable[Entry]) -> str:
     """One line: `Deployment payments/web: containers[app].image a -> b; spec.replicas 3 -> 5`."""
-    parts = [_describe(d, digests=ref.kind in {"ConfigMap", "Secret"}) for d in diffs]
+    parts = [_describe(kind, d, digests=ref.kind in CONTENT_DIGEST_KINDS) for kind, d in entries]
     head = f"{ref.kind} {ref.namespace + '/' if ref.namespace else ''}{ref.name}: "
     text = head + "; ".join(parts[:4]) + (f" (+{len(parts) - 4} more)" if len(parts) > 4 else "")
     return text if len(text) <= _SUMMARY_MAX else text[: _SUMMARY_MAX - 1] + "\u2026"
 
 
-def _describe(entry: FieldChange, *, digests: bool) -> str:
+def _describe(kind: ChangeKind, entry: FieldChange, *, digests: bool) -> str:
     path = entry.path.removeprefix("spec.template.spec.")
-    if path == "metadata":
-        return "created" if entry.after else "deleted"
+    if path == "metadata" and kind in {ChangeKind.CREATED, ChangeKind.DELETED}:
+        return kind.value
     if digests or entry.before is None or entry.after is None:
         verb = "added" if entry.before is None else "removed" if entry.after is None else "changed"
         return f"{path} {verb}"
