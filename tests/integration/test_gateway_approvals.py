@@ -5,8 +5,12 @@ needs approval before deleting one.
 
 Shown: the pending step is listed only to callers of its namespace; another tenant's operator gets 404 and a
 viewer 403; an approval makes the healer delete the pod (recovery planned -> approved -> started), a rejection
-with its reason leaves the pod alone (recovery rejected); a decided step cannot be decided again; both
-decisions are in the gateway's audit trail with the approver.
+with its reason leaves the pod alone (recovery rejected); a decided step cannot be decided again; each
+decision is one audit entry, written by the healer in the decision's transaction with the gateway's caller
+(the API key, the request id) as its actor. When that entry cannot be written (a trigger on the healer's
+outbox refuses `audit.recorded` rows, as in tests/integration/test_atomic_audit.py) the decision is not
+recorded: the API answers 5xx problem+json, the step is still pending and untouched, and the same request
+then succeeds.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import pytest
 
 from opsbus.common.bus import Bus
 from opsbus.common.events import ObjectRef
+from opsbus.common.settings import DatabaseSettings
+from opsbus.common.store import Database
+from opsbus.healer import store as healer_store
 from tests.cluster.conftest import api_client, cluster, sandbox
 from tests.cluster.kube import Cluster, wait_until
 from tests.cluster.test_healer_remediation import (
@@ -33,6 +40,7 @@ from tests.cluster.test_healer_remediation import (
     wait_for_events,
 )
 from tests.integration.gateway_stack import GatewayStack, gateway_stack
+from tests.integration.test_atomic_audit import assert_failed, audit_refused, count, outbox_audits
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 __all__ = ["api_client", "cluster", "sandbox", "start_healer"]  # fixtures shared with the cluster tests
@@ -110,15 +118,13 @@ async def test_approve_and_reject_through_the_gateway_with_the_real_healer(
         status(await c.post(f"/v1/recoveries/{rid_a}/steps/{step_a}/approve", json={}), 403)
     async with stack.client(operator) as c:
         status(await c.post(f"/v1/recoveries/{rid_b}/steps/{step_b}/reject", json={}), 422)  # a reason is required
-        approved = status(
-            await c.post(f"/v1/recoveries/{rid_a}/steps/{step_a}/approve", json={"comment": "safe, it is stateless"}),
-            200,
+        approve = await c.post(
+            f"/v1/recoveries/{rid_a}/steps/{step_a}/approve", json={"comment": "safe, it is stateless"}
         )
-        assert approved == {"recovery_id": rid_a, "step": step_a, "status": "approved"}
-        rejected = status(
-            await c.post(f"/v1/recoveries/{rid_b}/steps/{step_b}/reject", json={"reason": "debugging it live"}), 200
-        )
-        assert rejected["status"] == "rejected"
+        assert status(approve, 200) == {"recovery_id": rid_a, "step": step_a, "status": "approved"}
+        reject = await c.post(f"/v1/recoveries/{rid_b}/steps/{step_b}/reject", json={"reason": "debugging it live"})
+        assert status(reject, 200)["status"] == "rejected"
+        approved_id, rejected_id = approve.headers["x-request-id"], reject.headers["x-request-id"]
         # decided: no longer pending, so neither can be decided again
         status(await c.post(f"/v1/recoveries/{rid_a}/steps/{step_a}/approve", json={}), 404)
         status(await c.post(f"/v1/recoveries/{rid_b}/steps/{step_b}/approve", json={}), 404)
@@ -135,15 +141,77 @@ async def test_approve_and_reject_through_the_gateway_with_the_real_healer(
     assert types(await stream(bus, "recovery.>"), rid_b) == ["planned", "rejected"]
     assert [p.metadata.uid for p in cluster.pods("second")] == [second.metadata.uid]
 
+    # One entry per decision, the healer's (the gateway writes none), naming the caller and its request.
+    decisions = ("recovery.approve", "recovery.reject")
     async with stack.client(admin) as c:
         deadline = time.monotonic() + 15
         while True:
-            audit = (await c.get("/v1/audit", params={"service": "gateway"})).json()["items"]
-            mine = {e["action"]: e for e in audit if e["service"] == "gateway" and e["action"].startswith("recovery.")}
-            if len(mine) == 2 or time.monotonic() > deadline:
+            mine = [e for a in decisions for e in (await c.get("/v1/audit", params={"action": a})).json()["items"]]
+            if len(mine) >= 2 or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.1)
-    assert mine["recovery.approve"]["reason"] == "safe, it is stateless"
-    assert mine["recovery.reject"]["reason"] == "debugging it live"
-    assert mine["recovery.approve"]["target"]["name"] == first.metadata.name
-    assert mine["recovery.approve"]["actor"]["kind"] == "apikey"
+        await asyncio.sleep(1)  # an entry the gateway wrote after the call would have arrived by now
+        mine = [e for a in decisions for e in (await c.get("/v1/audit", params={"action": a})).json()["items"]]
+    assert sorted((e["service"], e["action"], e["actor"]["kind"]) for e in mine) == [
+        ("healer", "recovery.approve", "apikey"),
+        ("healer", "recovery.reject", "apikey"),
+    ], mine
+    by_action = {e["action"]: e for e in mine}
+    assert by_action["recovery.approve"]["reason"] == "safe, it is stateless"
+    assert by_action["recovery.reject"]["reason"] == "debugging it live"
+    assert by_action["recovery.approve"]["target"]["name"] == first.metadata.name
+    assert by_action["recovery.reject"]["target"]["name"] == second.metadata.name
+    assert by_action["recovery.approve"]["request_id"] == approved_id
+    assert by_action["recovery.reject"]["request_id"] == rejected_id
+
+
+async def test_a_decision_whose_audit_fails_is_not_recorded(
+    cluster: Cluster,
+    start_healer: StartHealer,
+    stack: GatewayStack,
+    make_bus: Callable[..., Awaitable[Bus]],
+    database_url: str,
+) -> None:
+    ns = cluster.namespace
+    pod = await crashlooping_pod(cluster, "held")
+    await start_healer(policies=POLICY)
+    await stack.start()
+    bus = await make_bus("watcher")
+    name = pod.metadata.name
+    fired = alert("KubePodCrashLooping", ns, pod=name, workload="held")
+    await bus.publisher.publish(envelope(fired, ObjectRef(kind="Pod", namespace=ns, name=name)))
+    operator = await stack.key("operator", namespaces=[ns])
+    [(rid, step)] = await wait_pending(stack, operator, 1)
+
+    db = Database.from_settings(DatabaseSettings.model_validate({"url": database_url, "pool_size": 2}))
+    approvals, outbox = healer_store.Base.metadata.tables["healer.approvals"], healer_store.TABLES.outbox
+    decided = outbox.c.event_type.in_(["io.opsbus.recovery.approved.v1", "io.opsbus.recovery.rejected.v1"])
+    try:
+        async with stack.client(operator) as c:
+            async with audit_refused(db, healer_store.SCHEMA):
+                assert_failed(await c.post(f"/v1/recoveries/{rid}/steps/{step}/approve", json={"comment": "go"}))
+                assert_failed(await c.post(f"/v1/recoveries/{rid}/steps/{step}/reject", json={"reason": "no"}))
+            # nothing of either decision remains: still pending, no decision event, no entry
+            assert await pending_ids(stack, operator) == [(rid, step)]
+            assert await count(db, approvals, approvals.c.recovery_id == rid, approvals.c.status == "pending") == 1
+            assert await count(db, outbox, decided) == 0
+            assert await outbox_audits(db, outbox, "recovery.approve") == []
+            assert await outbox_audits(db, outbox, "recovery.reject") == []
+            await asyncio.sleep(2)
+            assert [p.metadata.uid for p in cluster.pods("held")] == [pod.metadata.uid]  # not acted on
+
+            # without the injected failure the same request records the decision with its one entry
+            approved = await c.post(f"/v1/recoveries/{rid}/steps/{step}/approve", json={"comment": "go"})
+            assert status(approved, 200) == {"recovery_id": rid, "step": step, "status": "approved"}
+            [entry] = await outbox_audits(db, outbox, "recovery.approve")
+            assert entry["actor"]["kind"] == "apikey" and entry["request_id"] == approved.headers["x-request-id"]
+            assert entry["reason"] == "go" and entry["target"]["name"] == name
+            assert await count(db, outbox, decided) == 1
+    finally:
+        await db.close()
+
+    def replaced() -> Any:
+        pods = cluster.pods("held")
+        return pods if pods and all(p.metadata.uid != pod.metadata.uid for p in pods) else None
+
+    await asyncio.to_thread(wait_until, "the approved pod replaced", replaced, 60)

@@ -1,8 +1,10 @@
 """Approvals of disruptive steps: pending requests, decisions by people (request-reply or events), expiry.
 
-A decision is recorded with its events in one transaction; an approved step is resumed by the ladder
-(`recovering`) with the grant; an expired request is a rejection by the healer itself. Contradicting or late
-decisions are recorded and ignored, never applied.
+A decision is recorded with its events and its one audit entry in one transaction: asked for through the
+gateway, the request names the caller (`opsbus.common.api.calling.Caller`) and the entry carries that actor
+and request id, so a decision whose entry cannot be written is not recorded at all. An approved step is
+resumed by the ladder (`recovering`) with the grant; an expired request is a rejection by the healer itself.
+Contradicting or late decisions are recorded and ignored, never applied.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from opsbus.common.api.calling import Caller
 from opsbus.common.errors import ConflictError, NotFoundError, PermanentError
 from opsbus.common.events import Envelope
 from opsbus.common.events.payloads import (
@@ -49,7 +52,11 @@ class Approvals:
             q = select(ApprovalRow).where(ApprovalRow.status == "pending", ApprovalRow.expires_at > self.clock())
             return list((await session.execute(q.order_by(ApprovalRow.requested_at))).scalars())
 
-    async def decide(self, rid: str, step: int, approver: str, *, approve: bool, comment: str | None) -> str:
+    async def decide(
+        self, rid: str, step: int, approver: str, *, approve: bool, comment: str | None, caller: Caller | None = None
+    ) -> str:
+        """Record a person's decision on a pending step. `caller` (the gateway's authenticated caller) is the
+        audited actor, with its request id; without one (a decision event from another tool) the approver is."""
         now = self.clock()
         async with self.db.sessions.begin() as session:
             row = await session.get(ApprovalRow, (rid, step), with_for_update=True)
@@ -88,8 +95,9 @@ class Approvals:
                 outcome=AuditOutcome.EXECUTED,
                 reason=comment or row.status,
                 key=f"{rid}:{step}:{row.status}",
-                actor=user,
-                details={"recovery_id": rid, "step": step},
+                actor=caller.actor if caller else user,
+                request_id=caller.request_id if caller else None,
+                details={"recovery_id": rid, "step": step, "status": row.status, "approver": approver},
             )
             expires = row.expires_at
         self.rec.wake_relay()

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from opsbus.common.api.calling import Caller
 from opsbus.common.events import Envelope
 from opsbus.common.store import Database
 from opsbus.healer.approving import Approvals
@@ -81,9 +82,6 @@ class Executor:
     async def policies(self) -> PolicySet:
         return await self.policy_store.current()
 
-    async def put_policies(self, document: str, expected_version: int, author: str, comment: str | None) -> PolicySet:
-        return await self.policy_store.put(document, expected_version, author, comment)
-
     # --- events in
     async def on_alert_fired(self, event: Envelope) -> None:
         await self.intake.on_alert_fired(event)
@@ -107,8 +105,10 @@ class Executor:
     async def pending(self) -> list[ApprovalRow]:
         return await self.approvals.pending()
 
-    async def decide(self, rid: str, step: int, approver: str, *, approve: bool, comment: str | None) -> str:
-        return await self.approvals.decide(rid, step, approver, approve=approve, comment=comment)
+    async def decide(
+        self, rid: str, step: int, approver: str, *, approve: bool, comment: str | None, caller: Caller | None = None
+    ) -> str:
+        return await self.approvals.decide(rid, step, approver, approve=approve, comment=comment, caller=caller)
 
     async def wake_deferred(self) -> list[str]:
         """Close, escalate or plan again the deferred recoveries whose time has come (one replica each)."""

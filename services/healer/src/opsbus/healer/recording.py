@@ -105,6 +105,7 @@ class Recorder:
         key: str,
         details: dict[str, JsonValue] | None = None,
         actor: Actor | None = None,
+        request_id: str | None = None,
     ) -> None:
         entry = self.auditor.entry(
             action=action,
@@ -116,6 +117,7 @@ class Recorder:
             dry_run=outcome is AuditOutcome.DRY_RUN,
             idempotency_key=key,
             actor=actor,
+            request_id=request_id,
         )
         await self.outbox.add(session, entry)
 
@@ -168,7 +170,8 @@ class Recorder:
         await session.execute(update(RecoveryRow).where(RecoveryRow.id == rid).values(**values))
 
     async def members(self, session: AsyncSession, lead: str) -> list[RecoveryRow]:
-        """The recoveries waiting as members of the incident `lead` leads, oldest first."""
+        """The recoveries waiting as members of the incident `lead` leads, oldest first (the alert published
+        first breaks a tie: event ids are UUIDv7), so the escalation names them in a stable order."""
         q = (
             select(RecoveryRow)
             .where(
@@ -177,7 +180,7 @@ class Recorder:
                 RecoveryRow.status == State.DEFERRED.value,
                 RecoveryRow.deferred_by == INCIDENT,
             )
-            .order_by(RecoveryRow.created_at)
+            .order_by(RecoveryRow.created_at, RecoveryRow.alert_event_id)
         )
         return list((await session.execute(q)).scalars())
 

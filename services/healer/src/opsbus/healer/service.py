@@ -176,11 +176,15 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
     await bus.start()
 
     async def approve(r: api.ApproveRequest) -> api.ApprovalAnswer:
-        status = await executor.decide(r.recovery_id, r.step, r.approver, approve=True, comment=r.comment)
+        status = await executor.decide(
+            r.recovery_id, r.step, r.approver, approve=True, comment=r.comment, caller=r.caller
+        )
         return api.ApprovalAnswer(recovery_id=r.recovery_id, step=r.step, status=status)
 
     async def reject(r: api.RejectRequest) -> api.ApprovalAnswer:
-        status = await executor.decide(r.recovery_id, r.step, r.approver, approve=False, comment=r.reason)
+        status = await executor.decide(
+            r.recovery_id, r.step, r.approver, approve=False, comment=r.reason, caller=r.caller
+        )
         return api.ApprovalAnswer(recovery_id=r.recovery_id, step=r.step, status=status)
 
     async def list_pending(_: api.ListPendingRequest) -> api.PendingList:

@@ -22,6 +22,7 @@ class ApproveRequest(_Model):
     step: int = Field(ge=1)
     approver: str = Field(min_length=1, max_length=253)
     comment: str | None = Field(default=None, max_length=1024)
+    caller: Caller | None = Field(default=None, description="Audited as the decision's actor, with its request id.")
 
 
 class RejectRequest(_Model):
@@ -29,6 +30,7 @@ class RejectRequest(_Model):
     step: int = Field(ge=1)
     approver: str = Field(min_length=1, max_length=253)
     reason: str = Field(min_length=1, max_length=1024)
+    caller: Caller | None = Field(default=None, description="Audited as the decision's actor, with its request id.")
 
 
 class ApprovalAnswer(_Model):

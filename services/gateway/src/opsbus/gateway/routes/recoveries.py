@@ -1,8 +1,8 @@
 """`/v1/recoveries` (approve or reject a planned step, list those waiting) and `/v1/policies` (the healer's
 remediation policies: read, validate, replace with a version check). The healer answers; the gateway checks
-the caller may act on the step's target namespace. A policy put is audited by the healer in the transaction
-that stores the version (the request names the caller); an approval is audited by the gateway after the
-healer recorded the decision with its own entry."""
+the caller may act on the step's target namespace. A policy put and an approval or rejection are audited by
+the healer in the transaction that stores them (the request names the caller): the gateway writes no entry
+of its own, so a decision whose entry cannot be written is not recorded and the caller gets a 5xx."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from opsbus.common.api import healer as api
-from opsbus.common.events.payloads.common import ResourceRef
 from opsbus.gateway.auth import Admin, Ctx, Operator, RequestId, Viewer
 from opsbus.gateway.commands import caller_of
 from opsbus.gateway.domain.access import Denied, Principal, Role, authorize, can_see
@@ -56,9 +55,9 @@ async def pending(*, who: Viewer, ctx: Ctx) -> api.PendingList:
     return api.PendingList(items=items)
 
 
-async def _target(ctx: Ctx, who: Principal, recovery_id: str, step: int) -> ResourceRef | None:
-    """The step's target after checking the caller may act on it; None when it is not pending (the healer
-    says why) and the caller sees every namespace."""
+async def _may_decide(ctx: Ctx, who: Principal, recovery_id: str, step: int) -> None:
+    """Check the caller may decide the step (operator of its target's namespace). A step that is not pending
+    is 404 for a caller scoped to namespaces; one who sees every namespace is told why by the healer."""
     for item in (await _pending(ctx)).items:
         if item.recovery_id == recovery_id and item.step == step:
             target = item.action.target
@@ -67,46 +66,35 @@ async def _target(ctx: Ctx, who: Principal, recovery_id: str, step: int) -> Reso
             except Denied as exc:
                 raise Denied(exc.reason, hidden=True) from None
             authorize(who, Role.OPERATOR, namespace=target.namespace, cluster=ctx.settings.cluster)
-            return target
+            return
     if not who.scope.all_namespaces:
         raise ApiProblem(404, f"no pending approval for recovery {recovery_id} step {step}", slug="not-found")
-    return None
 
 
 @router.post("/v1/recoveries/{recovery_id}/steps/{step}/approve", summary="Approve a planned recovery step")
 async def approve(
     *, body: Approval, who: Operator, ctx: Ctx, rid: RequestId, recovery_id: str = _RID, step: int = _STEP
 ) -> api.ApprovalAnswer:
-    target = await _target(ctx, who, recovery_id, step)
-    request = api.ApproveRequest(recovery_id=recovery_id, step=step, approver=_author(who), comment=body.comment)
-    answer = await ctx.services.call(api.SERVICE, "approve", request, api.ApprovalAnswer)
-    await ctx.commands.audit(
-        who,
-        action="recovery.approve",
-        target=target or ResourceRef(kind="Recovery", name=recovery_id),
-        reason=body.comment or "approved through the gateway",
-        request_id=rid,
-        details={"recovery_id": recovery_id, "step": step, "status": answer.status},
+    await _may_decide(ctx, who, recovery_id, step)
+    request = api.ApproveRequest(
+        recovery_id=recovery_id,
+        step=step,
+        approver=_author(who),
+        comment=body.comment,
+        caller=caller_of(who, rid),
     )
-    return answer
+    return await ctx.services.call(api.SERVICE, "approve", request, api.ApprovalAnswer)
 
 
 @router.post("/v1/recoveries/{recovery_id}/steps/{step}/reject", summary="Reject a planned recovery step")
 async def reject(
     *, body: Rejection, who: Operator, ctx: Ctx, rid: RequestId, recovery_id: str = _RID, step: int = _STEP
 ) -> api.ApprovalAnswer:
-    target = await _target(ctx, who, recovery_id, step)
-    request = api.RejectRequest(recovery_id=recovery_id, step=step, approver=_author(who), reason=body.reason)
-    answer = await ctx.services.call(api.SERVICE, "reject", request, api.ApprovalAnswer)
-    await ctx.commands.audit(
-        who,
-        action="recovery.reject",
-        target=target or ResourceRef(kind="Recovery", name=recovery_id),
-        reason=body.reason,
-        request_id=rid,
-        details={"recovery_id": recovery_id, "step": step, "status": answer.status},
+    await _may_decide(ctx, who, recovery_id, step)
+    request = api.RejectRequest(
+        recovery_id=recovery_id, step=step, approver=_author(who), reason=body.reason, caller=caller_of(who, rid)
     )
-    return answer
+    return await ctx.services.call(api.SERVICE, "reject", request, api.ApprovalAnswer)
 
 
 @router.get("/v1/policies", tags=["policies"], summary="The remediation policies in force, with their version")
