@@ -259,15 +259,17 @@ async def test_two_replicas_given_two_alerts_for_one_workload_act_once(
     await replicas("replica-a")
     await replicas("replica-b")
     bus = await make_bus("watcher")
-    # Two distinct alerts about the same workload (say the watcher and Alertmanager), at the same moment.
+    # Two distinct alerts about the same workload (say the watcher and Alertmanager), at the same moment: one
+    # incident (grouped under the planning lock, whichever replica takes each): one leads and acts, the other
+    # joins it and waits, deferred with the incident, not dropped.
     _, e1 = stuck(cluster, "pay")
     _, e2 = stuck(cluster, "pay")
     await asyncio.gather(bus.publisher.publish(e1), bus.publisher.publish(e2))
     events = await wait_for_events(
-        bus, "audit.recorded.>", lambda es: any("cooldown" in (e.data.get("reason") or "") for e in es), 60
+        bus, "audit.recorded.>", lambda es: any(e.data["action"] == "recovery.group" for e in es), 60
     )
-    skipped = next(e.data for e in events if "cooldown" in (e.data.get("reason") or ""))
-    assert skipped["outcome"] == "skipped" and skipped["details"]["guard"] == "cooldown"
+    (joined,) = [e.data for e in events if e.data["action"] == "recovery.group"]
+    assert joined["outcome"] == "skipped" and "its lead acts for every alert of it" in joined["reason"], joined
     await asyncio.sleep(2)
     assert types(await stream(bus, "recovery.>")).count("started") == 1
     assert cluster.deployment("pay").metadata.generation == before.metadata.generation + 1
@@ -275,9 +277,12 @@ async def test_two_replicas_given_two_alerts_for_one_workload_act_once(
         "one recovery verifying, the other deferred",
         lambda: rows(
             database_url,
-            "select status from healer.recoveries where exists "
-            "(select 1 from healer.recoveries where status = 'verifying')",
+            "select id, status, incident_id, deferred_by from healer.recoveries where exists "
+            "(select 1 from healer.recoveries where status = 'verifying') order by status",
         ),
         10,
     )
-    assert sorted(r["status"] for r in recoveries) == ["deferred", "verifying"]  # deferred, not dropped
+    assert [r["status"] for r in recoveries] == ["deferred", "verifying"]  # deferred, not dropped
+    member, lead = recoveries
+    assert (member["incident_id"], member["deferred_by"]) == (lead["id"], "incident")
+    assert joined["details"]["incident"] == lead["id"]
