@@ -7,6 +7,7 @@ drain the connection.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -122,9 +123,13 @@ class Bus:
         return bool(self.nc.is_connected)
 
     async def close(self) -> None:
-        """Ordered shutdown: consumers drain, publishes flush, then the connection drains."""
-        for consumer in self.consumers:
-            await consumer.stop()
+        """Ordered shutdown: consumers drain, publishes flush, then the connection drains.
+
+        The consumers drain together: each may sit up to its fetch timeout in a pull before it sees the stop, so
+        stopping them one after another made a service with many consumers (the gateway has one per read model)
+        overrun its shutdown grace.
+        """
+        await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
         try:
             await self.publisher.flush(timeout=self._grace)
         except TimeoutError:
