@@ -133,10 +133,10 @@ def endpoints(engine: Engine) -> list[Endpoint[Any, Any]]:
         )
 
     async def abort(request: CommandRequest) -> RolloutView:
-        return view(await engine.command(request.rollout, "abort", request.actor, request.reason))
+        return view(await engine.command(request.rollout, "abort", request.actor, request.reason, request.caller))
 
     async def promote(request: CommandRequest) -> RolloutView:
-        return view(await engine.command(request.rollout, "promote", request.actor, request.reason))
+        return view(await engine.command(request.rollout, "promote", request.actor, request.reason, request.caller))
 
     return [
         Endpoint("status", RolloutSelector, RolloutView, status, "a rollout's state"),

@@ -10,6 +10,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from opsbus.common.api.calling import Caller
 from opsbus.common.events.payloads.common import Actor, WorkloadRef
 from opsbus.common.events.payloads.deploy import AnalysisResult
 
@@ -76,3 +77,6 @@ class CommandRequest(_Model):
     rollout: RolloutSelector
     actor: Actor
     reason: str = Field(default="", max_length=1024)
+    caller: Caller | None = Field(
+        default=None, description="Audited (deploy.abort / deploy.promote) in the transaction of the command."
+    )

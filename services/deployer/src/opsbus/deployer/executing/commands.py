@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from opsbus.common.api.calling import Caller
 from opsbus.common.errors import ConflictError, NotFoundError
 from opsbus.common.events.payloads.audit import AuditOutcome
 from opsbus.common.events.payloads.common import Actor, WorkloadRef
@@ -77,8 +78,12 @@ class Commands:
             )
             return list(rollouts), list(revisions)
 
-    async def command(self, selector: RolloutSelector, action: str, actor: Actor, reason: str) -> Rollout:
-        """Record an abort or promote. A queued rollout is aborted at once; a running one at its next tick."""
+    async def command(
+        self, selector: RolloutSelector, action: str, actor: Actor, reason: str, caller: Caller | None = None
+    ) -> Rollout:
+        """Record an abort or promote. A queued rollout is aborted at once; a running one at its next tick.
+        The caller the gateway names is audited in the same transaction: a command whose entry cannot be
+        written is not recorded."""
         target = await self.find(selector)
         recorder = self._recorder
         async with self._sessions.begin() as s:
@@ -113,5 +118,7 @@ class Commands:
                 raise ConflictError(f"rollout {row.id} is {row.phase}, not paused: nothing to promote")
             else:
                 row.command = {"action": action, "actor": actor.model_dump(mode="json"), "reason": reason or action}
+            if caller is not None:
+                await recorder.audit_call(s, row, caller=caller, action=action, reason=reason)
         recorder.on_commit()
         return await self.find(RolloutSelector(deployment_id=target.id))

@@ -24,6 +24,7 @@ from opentelemetry.trace import Tracer
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from opsbus.common.api.calling import Caller
 from opsbus.common.bus import Delivery
 from opsbus.common.errors import NotFoundError, PermanentError, TransientError
 from opsbus.common.events.envelope import Envelope, new_event_id
@@ -392,6 +393,9 @@ class Engine:
     async def history(self, workload: WorkloadRef, limit: int) -> tuple[list[Rollout], list[Revision]]:
         return await self._commands.history(workload, limit)
 
-    async def command(self, selector: RolloutSelector, action: str, actor: Actor, reason: str) -> Rollout:
-        """Record an abort or promote. A queued rollout is aborted at once; a running one at its next tick."""
-        return await self._commands.command(selector, action, actor, reason)
+    async def command(
+        self, selector: RolloutSelector, action: str, actor: Actor, reason: str, caller: Caller | None = None
+    ) -> Rollout:
+        """Record an abort or promote (audited with `caller` in the same transaction). A queued rollout is
+        aborted at once; a running one at its next tick."""
+        return await self._commands.command(selector, action, actor, reason, caller)

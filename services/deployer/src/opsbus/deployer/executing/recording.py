@@ -22,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Tracer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from opsbus.common.api.calling import Caller
 from opsbus.common.audit import Auditor
 from opsbus.common.bus.propagation import context_from
 from opsbus.common.changes import Write, entry, template_diff, written
@@ -144,6 +145,22 @@ class Recorder:
             details={"deployment_id": rollout_id, **(details or {})},
             cause=cause,
             idempotency_key=f"{rollout_id}:{action}:{outcome.value}",
+            time=self._clock(),
+        )
+        await add(s, self._tables.outbox, entry)
+
+    async def audit_call(self, s: AsyncSession, row: Rollout, *, caller: Caller, action: str, reason: str) -> None:
+        """The entry of a command the gateway relayed (`deploy.abort` / `deploy.promote`, as the gateway recorded
+        it before): its caller as the actor, with the gateway's request id, in the command's transaction."""
+        _, request = request_of(row)
+        entry = self._auditor.entry(
+            action=f"deploy.{action}",
+            target=request.workload.as_resource_ref(),
+            outcome=AuditOutcome.EXECUTED,
+            reason=reason or f"{action} through the gateway",
+            details={"request_id": row.request_id, "state": row.state},
+            actor=caller.actor,
+            request_id=caller.request_id,
             time=self._clock(),
         )
         await add(s, self._tables.outbox, entry)

@@ -1,5 +1,6 @@
 """`/v1/deployments`: request a rollout (published as `deploy.requested` through the outbox), follow it, list a
-workload's history, abort, promote. Status, history and commands are answered by the deployer."""
+workload's history, abort, promote. Status, history and commands are answered by the deployer; an abort or a
+promote is audited by the deployer in the transaction that records it (the request names the caller)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from pydantic import BaseModel, Field, ValidationError
 
 from opsbus.common.api import deployer as api
 from opsbus.common.events.payloads import DeployRequested
-from opsbus.common.events.payloads.common import ResourceRef, WorkloadRef
+from opsbus.common.events.payloads.common import WorkloadRef
 from opsbus.common.events.payloads.deploy import AnalysisSpec, BlueGreenSpec, CanarySpec, Strategy
 from opsbus.common.rpc import RpcError
 from opsbus.gateway.auth import Ctx, Operator, RequestId, Viewer
-from opsbus.gateway.commands import actor_of
+from opsbus.gateway.commands import actor_of, caller_of
 from opsbus.gateway.domain.access import Denied, Principal, Role, authorize
 from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem, ProblemError, pointer
 
@@ -160,22 +161,14 @@ async def deployment_history(
 
 
 async def _command(op: str, request_id: str, body: Command, *, who: Principal, ctx: Ctx, rid: str) -> api.RolloutView:
-    row, workload = await _authorize_request(ctx, who, request_id, Role.OPERATOR)
+    await _authorize_request(ctx, who, request_id, Role.OPERATOR)
     request = api.CommandRequest(
-        rollout=api.RolloutSelector(request_id=request_id), actor=actor_of(who), reason=body.reason
+        rollout=api.RolloutSelector(request_id=request_id),
+        actor=actor_of(who),
+        reason=body.reason,
+        caller=caller_of(who, rid),
     )
-    view = await ctx.services.call(api.SERVICE, op, request, api.RolloutView)
-    kind, namespace, name = [*workload.split("/"), "", "", ""][:3]
-    await ctx.commands.audit(
-        who,
-        action=f"deploy.{op}",
-        target=ResourceRef(kind=kind or "Deployment", namespace=namespace or None, name=name or request_id),
-        reason=body.reason or f"{op} through the gateway",
-        request_id=rid,
-        cluster=row["cluster"] if row else None,
-        details={"request_id": request_id, "state": view.state},
-    )
-    return view
+    return await ctx.services.call(api.SERVICE, op, request, api.RolloutView)
 
 
 @router.post("/{request_id}/abort", summary="Abort a queued or running rollout (traffic back on the old stack)")
