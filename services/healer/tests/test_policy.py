@@ -6,8 +6,16 @@ from importlib.resources import files
 
 import pytest
 
-from opsbus.common.events.payloads import ActionKind, Severity
-from opsbus.healer.domain.policy import AlertFacts, PolicyError, VerifyCheck, parse_duration, parse_policies
+from opsbus.common.events.payloads import ActionKind, CauseKind, Severity
+from opsbus.healer.domain.policy import (
+    AlertFacts,
+    CauseWhen,
+    PolicyError,
+    VerifyCheck,
+    When,
+    parse_duration,
+    parse_policies,
+)
 
 
 def defaults() -> str:
@@ -20,12 +28,16 @@ def test_default_policies_are_valid_and_cover_the_common_faults() -> None:
     assert names == ["crashloop", "oomkilled", "node-not-ready", "image-pull", "failed-job-pods"]
     crash = policies.get("crashloop")
     assert crash is not None
-    # one pod: deleted; the workload (an incident of its pods): rolled back after a rollout, else restarted;
-    # no notify_only at the end: a ladder that still fails escalates (a notify step would "resolve" it)
-    assert [(s.action, s.when.value) for s in crash.ladder] == [
-        (ActionKind.DELETE_POD, "always"),
-        (ActionKind.ROLLBACK, "changed"),
-        (ActionKind.ROLLOUT_RESTART, "unchanged"),
+    # one pod: deleted; the workload (an incident of its pods): rolled back when the top cause is a rollout (with
+    # no diagnosis: after a rollout), else restarted; no notify_only at the end: a ladder that still fails
+    # escalates (a notify step would "resolve" it)
+    assert [(s.action, s.when) for s in crash.ladder] == [
+        (ActionKind.DELETE_POD, When.ALWAYS),
+        (
+            ActionKind.ROLLBACK,
+            CauseWhen(cause=CauseKind.ROLLOUT, min_confidence=0.6, without_diagnosis=When.CHANGED),
+        ),
+        (ActionKind.ROLLOUT_RESTART, When.UNCHANGED),
     ]
     assert crash.ladder[2].verify is VerifyCheck.WORKLOAD_AVAILABLE and crash.group_window == 600
     node = policies.get("node-not-ready")
@@ -141,3 +153,24 @@ def test_durations_and_notify_only_verification() -> None:
 
 def test_empty_document_is_an_empty_policy_set() -> None:
     assert parse_policies("").policies == ()
+
+
+def test_a_step_conditioned_on_the_cause_is_validated_with_its_line() -> None:
+    doc = """
+policies:
+  - name: p
+    match: {alertname: A}
+    ladder:
+      - action: rollback
+        when: {cause: rollout, wait: 30s}
+      - action: rollout_restart
+        when: {cause: a-guess, min_confidence: 1.5}
+"""
+    with pytest.raises(PolicyError) as err:
+        parse_policies(doc)
+    issues = {i.path: i.line for i in err.value.issues}
+    assert issues == {"policies.0.ladder.1.when.cause.cause": 9, "policies.0.ladder.1.when.cause.min_confidence": 9}
+    ok = parse_policies(doc.replace("a-guess, min_confidence: 1.5", "config_change"))
+    p = ok.policies[0]
+    assert p.ladder[0].when == CauseWhen(cause=CauseKind.ROLLOUT, min_confidence=0.5, wait=30.0)
+    assert p.ladder[1].when == CauseWhen(cause=CauseKind.CONFIG_CHANGE)

@@ -19,6 +19,7 @@ from opsbus.common.store import Database
 from opsbus.healer.approving import Approvals
 from opsbus.healer.cluster import KubeCluster
 from opsbus.healer.deferring import Queue, Scheduler
+from opsbus.healer.diagnoses import Diagnoses
 from opsbus.healer.domain.planning import Grant, Guards
 from opsbus.healer.domain.policy import PolicyError, PolicySet
 from opsbus.healer.intake import Intake
@@ -67,6 +68,7 @@ class Executor:
         self.intake = Intake(
             db=db, rec=self.recorder, policies=self.policy_store, clock=clock, launch=self.ladder.launch
         )
+        self.diagnoses = Diagnoses(db=db, clock=clock)
         self.approvals = Approvals(db=db, rec=self.recorder, clock=clock, resume=self._resume_granted)
         self.scheduler = Scheduler(
             db=db, rec=self.recorder, policies=self.policy_store, clock=clock, launch=self.ladder.launch
@@ -91,6 +93,9 @@ class Executor:
 
     async def on_deploy_outcome(self, event: Envelope) -> None:
         await self.intake.on_deploy_outcome(event)
+
+    async def on_diagnosis(self, event: Envelope) -> None:
+        await self.diagnoses.on_diagnosis(event)
 
     async def on_decision_event(self, event: Envelope) -> None:
         await self.approvals.on_decision_event(event)

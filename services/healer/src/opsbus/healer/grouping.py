@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from opsbus.common.events import Envelope
 from opsbus.common.events.payloads import AlertFired, AuditOutcome, ResourceRef
 from opsbus.common.store import Database
+from opsbus.healer.diagnoses import top_cause
 from opsbus.healer.domain import lifecycle
 from opsbus.healer.domain.incidents import Lead, keys_of, lead_for, own_key
 from opsbus.healer.domain.lifecycle import State, Transition
@@ -86,14 +87,20 @@ class Incidents:
         return [Lead(r.id, r.group_key, r.policy, r.incident_at or self.clock()) for r in await session.execute(q)]
 
     async def facts(self, session: AsyncSession, rec: RecoveryRow, cause: Envelope) -> IncidentFacts:
-        """When the incident's first alert fired, and how many of its alerts (distinct faults) fire now."""
+        """When the incident's first alert fired, how many of its alerts (distinct faults) fire now, and the
+        analyzer's latest top cause of it (steps conditioned on the cause read it)."""
         q = (
             select(func.count(func.distinct(RecoveryRow.fingerprint)))
             .join(AlertRow, AlertRow.fingerprint == RecoveryRow.fingerprint)
             .where(RecoveryRow.incident_id == rec.id, AlertRow.firing.is_(True))
         )
         firing = int((await session.execute(q)).scalar_one()) if rec.incident_id == rec.id else 1
-        return IncidentFacts(first_alert_at=cause.payload_as(AlertFired).starts_at, firing_alerts=max(firing, 1))
+        members = select(RecoveryRow.fingerprint).where(RecoveryRow.incident_id == rec.id).distinct()
+        fingerprints = {rec.fingerprint, *(await session.execute(members)).scalars()}
+        diagnosis = await top_cause(session, rec.alert_event_id, sorted(fingerprints))
+        return IncidentFacts(
+            first_alert_at=cause.payload_as(AlertFired).starts_at, firing_alerts=max(firing, 1), diagnosis=diagnosis
+        )
 
     async def pass_step(
         self, rec: RecoveryRow, cause: Envelope, policy: Policy, d: Pass, target: ResourceRef | None

@@ -3,7 +3,8 @@
 Consumers (durable, shared by every replica): `healer-alerts` (alert.fired, long handlers: verification
 waits run inside them, kept alive by in-progress signals), `healer-alert-state` (alert.fired/resolved ->
 the alert table, so "still firing" is known even while recoveries are running) and `healer-deploy`
-(deploy outcomes a rollback step follows by request id).
+(deploy outcomes a rollback step follows by request id), `healer-decisions` (approvals from other publishers)
+and `healer-diagnoses` (the analyzer's top cause per incident, which ladder steps may be conditioned on).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from opsbus.common.events.payloads import (
     DeploySkipped,
     DeploySucceeded,
     DeploySuperseded,
+    DiagnosisMade,
+    DiagnosisRevised,
     RecoveryApproved,
     RecoveryRejected,
 )
@@ -105,6 +108,14 @@ def consumer_specs(settings: HealerSettings) -> list[ConsumerSpec]:
             accepts=[RecoveryApproved, RecoveryRejected],
             description="healer: approvals and rejections published by the gateway or other tools",
         ),
+        ConsumerSpec(
+            durable="healer-diagnoses",
+            stream="DIAGNOSIS",
+            subjects=[f"diagnosis.{m.verb()}.{c}.*" for m in (DiagnosisMade, DiagnosisRevised)],
+            accepts=[DiagnosisMade, DiagnosisRevised],
+            batch=1,  # a diagnosis may decide the next ladder step: no batching delay (see healer-alerts)
+            description="healer: the analyzer's top cause per incident, for steps conditioned on the cause",
+        ),
     ]
 
 
@@ -165,11 +176,15 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
     async def decision(d: Delivery) -> None:
         await executor.on_decision_event(d.event)
 
+    async def diagnosis(d: Delivery) -> None:
+        await executor.on_diagnosis(d.event)
+
     handlers = {
         "healer-alerts": fired,
         "healer-alert-state": state,
         "healer-deploy": deploy,
         "healer-decisions": decision,
+        "healer-diagnoses": diagnosis,
     }
     for spec in consumer_specs(s):
         bus.consumer(spec, handlers[spec.durable])

@@ -1,6 +1,6 @@
 """The healer's schema `healer`: alert states, recoveries (with their lifecycle state, due time when deferred
 and every transition), attempts (the history guards count), approvals, policy versions and the deploy
-outcomes it follows, plus the store's inbox and outbox.
+outcomes it follows, the analyzer's latest top cause per incident, plus the store's inbox and outbox.
 
 Recovery ids are deterministic (alert event id + policy), and a recovery row is claimed with a lease, so
 replicas sharing the work never run one recovery twice. Every state change and the events announcing it
@@ -13,7 +13,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Identity, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from opsbus.common.store import make_metadata, store_tables
@@ -141,3 +154,22 @@ class DeployOutcomeRow(Base):
     message: Mapped[str | None] = mapped_column(Text)
     event_id: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DiagnosisRow(Base):
+    """The analyzer's latest diagnosis of an incident (by its first alert's event id), reduced to what ladder
+    steps conditioned on the cause read: the top cause, or none when the analyzer found none."""
+
+    __tablename__ = "diagnoses"
+    __table_args__ = (Index("ix_diagnoses_alerts", "alerts", postgresql_using="gin"),)
+
+    incident_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    alerts: Mapped[list[str]] = mapped_column(ARRAY(String(64)))  # fingerprints of the incident's alerts
+    revision: Mapped[int] = mapped_column(Integer)
+    cause: Mapped[str | None] = mapped_column(String(64))  # a CauseKind; NULL when the outcome is unknown
+    confidence: Mapped[float | None] = mapped_column(Float)
+    summary: Mapped[str | None] = mapped_column(Text)
+    suggested_action: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(200))
+    diagnosed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -82,6 +82,7 @@ ROLES: tuple[Role, ...] = (
             Durable("ALERT", "healer-alert-state", ("alert.resolved.>",)),
             Durable("DEPLOY", "healer-deploy", tuple(f"deploy.{v}.>" for v in _DEPLOY_OUTCOMES)),
             Durable("RECOVERY", "healer-decisions", ("recovery.approved.>", "recovery.rejected.>")),
+            Durable("DIAGNOSIS", "healer-diagnoses", ("diagnosis.made.>", "diagnosis.revised.>")),
         ),
         serves_rpc=True,
     ),

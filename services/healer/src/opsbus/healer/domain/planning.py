@@ -25,6 +25,7 @@ from opsbus.common.events.payloads import (
     VerificationSpec,
     WorkloadRef,
 )
+from opsbus.healer.domain.conditions import History, TopCause, describe, judge
 from opsbus.healer.domain.incidents import Spread, change_preceded, changed_at, workload_wide
 from opsbus.healer.domain.policy import DISRUPTIVE, NODE_ACTIONS, Policy, Step, When
 
@@ -171,10 +172,12 @@ class Grant:
 
 @dataclass(frozen=True, slots=True)
 class IncidentFacts:
-    """The incident the recovery leads: when its first alert fired and how many of its alerts fire now."""
+    """The incident the recovery leads: when its first alert fired, how many of its alerts fire now, and the
+    analyzer's latest top cause of it (None: no diagnosis has arrived)."""
 
     first_alert_at: datetime
     firing_alerts: int = 1
+    diagnosis: TopCause | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,10 +335,14 @@ def plan(inp: PlanningInput) -> Decision:  # noqa: PLR0911, PLR0912, PLR0915 - o
             if changed and change
             else f"no rollout within {policy.change_window:.0f}s before the first alert"
         )
-        if changed != (step.when is When.CHANGED):
-            reason = f"{step.action.value} is for when: {step.when.value}; {what}"
+        diagnosis = inp.incident.diagnosis if inp.incident else None
+        verdict = judge(step.when, History(changed, what), diagnosis, age)
+        if verdict.wait is not None:
+            return refuse("diagnosis", verdict.detail, retry_after=max(verdict.wait, 1.0))
+        if not verdict.applies:
+            reason = f"{step.action.value} is for when: {describe(step.when)}; {verdict.detail}"
             return Pass(inp.recovery_id, inp.step, reason, tuple(checks))
-        checks.append(_passed("when", f"{step.when.value}: {what}"))
+        checks.append(_passed("when", f"{describe(step.when)}: {verdict.detail}"))
 
     # 4. Protected namespaces are never touched.
     ns = snap.target.namespace or alert.namespace

@@ -20,9 +20,19 @@ from enum import StrEnum
 from typing import Annotated, Any, Self
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from opsbus.common.events.payloads import ActionKind, Severity
+from opsbus.common.events.payloads import ActionKind, CauseKind, Severity
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -151,12 +161,34 @@ class When(StrEnum):
     UNCHANGED = "unchanged"  # only when none did
 
 
+class CauseWhen(_Model):
+    """`when: {cause: rollout, min_confidence: 0.6}`: the step applies when the analyzer's top cause of the
+    incident is of that kind with at least that confidence. The healer never blocks on the analyzer: with no
+    diagnosis yet (or one that found no cause) the step is judged by `without_diagnosis` (the rollout history,
+    like `when: changed`), or passed when that is not set; `wait` defers the step a bounded time after the
+    alert for a diagnosis to arrive first."""
+
+    cause: CauseKind
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    without_diagnosis: When | None = None
+    wait: Duration = Field(default=0.0, ge=0, le=120)
+
+
+def _when_form(value: object) -> str:
+    return "cause" if isinstance(value, Mapping | CauseWhen) else "history"
+
+
+# `when: changed` (a word: the rollout history) or `when: {cause: ...}` (a mapping: the diagnosis); the
+# discriminator keeps a mistake in one form from being reported against the other as well.
+StepWhen = Annotated[Annotated[When, Tag("history")] | Annotated[CauseWhen, Tag("cause")], Discriminator(_when_form)]
+
+
 class Step(_Model):
     action: ActionKind
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     verify: VerifyCheck = VerifyCheck.ALERT_RESOLVED
     timeout: Duration = Field(default=120.0, gt=0, le=86400)
-    when: When = When.ALWAYS
+    when: StepWhen = When.ALWAYS
 
     @model_validator(mode="after")
     def _params(self) -> Self:
