@@ -213,7 +213,7 @@ def test_a_scale_down_waits_for_the_cooldown() -> None:
 
 
 def test_a_recommendation_no_longer_applies_once_the_workload_changed() -> None:
-    from opsbus.optimizer.executing import _changed_since  # noqa: PLC0415
+    from opsbus.optimizer.applying import _changed_since  # noqa: PLC0415
 
     snap = snapshot()
     p = decide(Policy(mode=ScaleMode.RECOMMEND), snap)

@@ -47,8 +47,6 @@ from opsbus.common.store import add as outbox_add
 from opsbus.optimizer import store
 from opsbus.optimizer.cluster import KubeCluster, Workload
 from opsbus.optimizer.domain.api import (
-    ApplyRecommendationRequest,
-    ApplyRecommendationResponse,
     ListRecommendationsRequest,
     RecommendationList,
     RecommendationView,
@@ -56,7 +54,6 @@ from opsbus.optimizer.domain.api import (
 from opsbus.optimizer.domain.cost import cost_change
 from opsbus.optimizer.domain.planning import (
     Action,
-    ContainerSpec,
     History,
     Plan,
     Snapshot,
@@ -76,6 +73,7 @@ SERVICE = "optimizer"
 CONSUMER = "optimizer-oom"
 OOM_ALERT = "KubeContainerOOMKilled"
 SELF = Actor(kind=ActorKind.SERVICE, id=SERVICE)
+PATCH_ERRORS = (ConflictError, PermanentError, NotFoundError)
 _OUTCOME = {
     Action.OFF: AuditOutcome.SKIPPED,
     Action.NOOP: AuditOutcome.SKIPPED,
@@ -105,20 +103,6 @@ def _fingerprint(p: Plan) -> str:
 
 def _decision(p: Plan) -> str:
     return f"{p.action.value}|{p.guard}|{_fingerprint(p)}"
-
-
-def _changed_since(rec: ScaleRecommended, snap: Snapshot) -> str:
-    """What differs between the resources a recommendation was made for and what runs now ('' when nothing):
-    applying it over someone else's change, or over itself after a restart, would be a second change."""
-    now = {c.name: c.requirements() for c in snap.containers}
-    diffs = [
-        f"container {c.container}" + (" is gone" if c.container not in now else " has other resources")
-        for c in rec.containers
-        if now.get(c.container) != c.current
-    ]
-    if rec.replicas is not None and rec.replicas.current != snap.replicas:
-        diffs.append(f"replicas {rec.replicas.current} -> {snap.replicas}")
-    return "; ".join(diffs)
 
 
 class Optimizer:
@@ -332,7 +316,7 @@ class Optimizer:
             await self._publish_recommendation(s, snap, p, payload, now=now, cause=cause)
         decision = _decision(p)
         if decision != ws["last_decision"]:
-            await self._audit(
+            await self.audit(
                 s,
                 ref,
                 action="scale.apply",
@@ -382,7 +366,7 @@ class Optimizer:
         await outbox_add(s, store.TABLES.outbox, env)
         self.savings.inc(min(0.0, payload.cost.monthly_delta) * -1)
 
-    async def _audit(
+    async def audit(
         self,
         s: AsyncSession,
         ref: WorkloadRef,
@@ -413,31 +397,60 @@ class Optimizer:
     async def _apply(
         self, snap: Snapshot, p: Plan, rec_id: str, now: float, cause: Envelope | None, *, actor: Actor
     ) -> str | None:
+        new_rv: str | None = None
+        if p.action is not Action.DRY_RUN:
+            try:
+                new_rv = await self.patch(snap, p, rec_id, now)
+            except PATCH_ERRORS as exc:
+                await self.patch_failed(snap, rec_id, exc, now, cause, actor=actor)
+                raise
+        async with self.db.sessions.begin() as s:
+            await self.record_applied(s, snap, p, rec_id, now=now, cause=cause, actor=actor, new_rv=new_rv)
+        self._wake()
+        return new_rv
+
+    async def patch(self, snap: Snapshot, p: Plan, rec_id: str, now: float) -> str | None:
+        """The one cluster patch of a plan (a resourceVersion precondition): its new resourceVersion."""
+        changed = [st for c, st in zip(snap.containers, p.step, strict=True) if st != c]
+        return await self.cluster.apply(
+            snap.workload, snap.resource_version, changed, p.replicas_step, applied_at=now, recommendation_id=rec_id
+        )
+
+    async def patch_failed(
+        self, snap: Snapshot, rec_id: str, exc: Exception, now: float, cause: Envelope | None, *, actor: Actor
+    ) -> None:
+        """Audit a patch the cluster refused (in a transaction of its own: the attempt is a fact)."""
+        async with self.db.sessions.begin() as s:
+            await self.audit(
+                s,
+                snap.workload,
+                action="scale.apply",
+                outcome=AuditOutcome.FAILED,
+                reason=str(exc),
+                details={"recommendation_id": rec_id, "resource_version": snap.resource_version},
+                now=now,
+                cause=cause,
+                actor=actor,
+            )
+            await self._save_state(s, snap.workload, now, last_decision=f"failed|{exc}")
+        self._wake()
+
+    async def record_applied(
+        self,
+        s: AsyncSession,
+        snap: Snapshot,
+        p: Plan,
+        rec_id: str,
+        *,
+        now: float,
+        cause: Envelope | None,
+        actor: Actor,
+        new_rv: str | None,
+    ) -> None:
+        """Record a patched (or dry-run) plan in `s`: the applied change, the recommendation `applied`, the
+        cooldown, `scale.applied` and the change on the timeline."""
         ref = snap.workload
         dry = p.action is Action.DRY_RUN
-        changed = [st for c, st in zip(snap.containers, p.step, strict=True) if st != c]
-        new_rv: str | None = None
-        if not dry:
-            try:
-                new_rv = await self.cluster.apply(
-                    ref, snap.resource_version, changed, p.replicas_step, applied_at=now, recommendation_id=rec_id
-                )
-            except (ConflictError, PermanentError, NotFoundError) as exc:
-                async with self.db.sessions.begin() as s:
-                    await self._audit(
-                        s,
-                        ref,
-                        action="scale.apply",
-                        outcome=AuditOutcome.FAILED,
-                        reason=str(exc),
-                        details={"recommendation_id": rec_id, "resource_version": snap.resource_version},
-                        now=now,
-                        cause=cause,
-                        actor=actor,
-                    )
-                    await self._save_state(s, ref, now, last_decision=f"failed|{exc}")
-                self._wake()
-                raise
         step_cost = p.step_cost or cost_change(
             footprint(snap.containers, snap.replicas),
             footprint(p.step, p.replicas_step or snap.replicas),
@@ -464,32 +477,29 @@ class Optimizer:
             dry_run=dry,
             previous_revision=snap.revision,
         )
-        async with self.db.sessions.begin() as s:
-            await s.execute(
-                insert(store.applied_changes).values(
-                    recommendation_id=rec_id,
-                    namespace=ref.namespace,
-                    workload=ref.name,
-                    applied_at=_ts(now),
-                    applied_by=actor.id,
-                    dry_run=dry,
-                    previous=[c.__dict__ for c in snap.containers] + [{"replicas": snap.replicas}],
-                    applied=[c.__dict__ for c in p.step] + [{"replicas": p.replicas_step}],
-                    resource_version_before=snap.resource_version,
-                    resource_version_after=new_rv,
-                )
+        await s.execute(
+            insert(store.applied_changes).values(
+                recommendation_id=rec_id,
+                namespace=ref.namespace,
+                workload=ref.name,
+                applied_at=_ts(now),
+                applied_by=actor.id,
+                dry_run=dry,
+                previous=[c.__dict__ for c in snap.containers] + [{"replicas": snap.replicas}],
+                applied=[c.__dict__ for c in p.step] + [{"replicas": p.replicas_step}],
+                resource_version_before=snap.resource_version,
+                resource_version_after=new_rv,
             )
-            if not dry:
-                r = store.recommendations
-                await s.execute(r.update().where(r.c.id == rec_id).values(status="applied"))
-                await self._save_state(s, ref, now, last_applied_at=_ts(now))
-                await outbox_add(s, store.TABLES.outbox, applied_change(self.cluster_name, applied, new_rv, cause, now))
-            env = Envelope.build(
-                applied, service=SERVICE, cluster=self.cluster_name, obj=ref.as_object_ref(), cause=cause, time=_ts(now)
-            )
-            await outbox_add(s, store.TABLES.outbox, env)
-        self._wake()
-        return new_rv
+        )
+        if not dry:
+            r = store.recommendations
+            await s.execute(r.update().where(r.c.id == rec_id).values(status="applied"))
+            await self._save_state(s, ref, now, last_applied_at=_ts(now))
+            await outbox_add(s, store.TABLES.outbox, applied_change(self.cluster_name, applied, new_rv, cause, now))
+        env = Envelope.build(
+            applied, service=SERVICE, cluster=self.cluster_name, obj=ref.as_object_ref(), cause=cause, time=_ts(now)
+        )
+        await outbox_add(s, store.TABLES.outbox, env)
 
     # --- request-reply ----------------------------------------------------------------------------
     async def list_recommendations(self, req: ListRecommendationsRequest) -> RecommendationList:
@@ -518,82 +528,4 @@ class Optimizer:
                 )
                 for row in rows
             ]
-        )
-
-    async def apply_recommendation(self, req: ApplyRecommendationRequest) -> ApplyRecommendationResponse:
-        """A human applies a recommendation as recommended (no step clamp: they chose it), refused while a
-        rollout is under way or when the workload changed since (its containers are no longer the ones
-        recommended for)."""
-        r = store.recommendations
-        async with self.db.sessions() as s:
-            row = (await s.execute(select(r).where(r.c.id == req.recommendation_id))).first()
-        if row is None:
-            raise NotFoundError(f"recommendation {req.recommendation_id} not found")
-        if row.status != "open":
-            raise ConflictError(f"recommendation {row.id} is {row.status}")
-        rec = ScaleRecommended.model_validate(row.payload)
-        w = await self.cluster.workload(rec.workload)
-        snap = w.snapshot
-        rollout = snap.rollout.active()
-        now = self.clock()
-        changed = _changed_since(rec, snap)
-        refusal: Exception | None = None
-        if rollout is not None:
-            refusal = PermanentError(f"rollout in progress: {rollout}")
-        elif changed:
-            refusal = ConflictError(
-                f"recommendation {row.id} no longer applies, the workload changed since: {changed}; "
-                "the next cycle recommends from what runs now"
-            )
-        if refusal is not None:
-            async with self.db.sessions.begin() as s:
-                await self._audit(
-                    s,
-                    rec.workload,
-                    action="scale.apply",
-                    outcome=AuditOutcome.DENIED,
-                    reason=str(refusal),
-                    details={"recommendation_id": row.id},
-                    now=now,
-                    actor=req.actor,
-                )
-            self._wake()
-            raise refusal
-        by_name = {c.container: c for c in rec.containers}
-        steps = []
-        for c in snap.containers:
-            cr = by_name.get(c.name)
-            if cr is None:
-                steps.append(c)
-                continue
-            rq, lm = cr.recommended.requests, cr.recommended.limits
-            steps.append(ContainerSpec(c.name, rq.cpu_millicores, lm.cpu_millicores, rq.memory_bytes, lm.memory_bytes))
-        replicas = rec.replicas.recommended if rec.replicas is not None else None
-        p = Plan(
-            workload=rec.workload,
-            action=Action.DRY_RUN if req.dry_run else Action.APPLY,
-            reason=f"applied by {req.actor.id}",
-            mode=rec.mode,
-            targets=tuple(steps),
-            step=tuple(steps),
-            replicas_current=snap.replicas,
-            replicas_target=replicas,
-            replicas_step=replicas,
-        )
-        rv = await self._apply(snap, p, row.id, now, None, actor=req.actor)
-        async with self.db.sessions.begin() as s:
-            await self._audit(
-                s,
-                rec.workload,
-                action="scale.apply",
-                outcome=AuditOutcome.DRY_RUN if req.dry_run else AuditOutcome.EXECUTED,
-                reason=f"recommendation {row.id} applied on request",
-                details={"recommendation_id": row.id},
-                now=now,
-                actor=req.actor,
-                dry_run=req.dry_run,
-            )
-        self._wake()
-        return ApplyRecommendationResponse(
-            recommendation_id=row.id, applied=not req.dry_run, dry_run=req.dry_run, reason=p.reason, resource_version=rv
         )

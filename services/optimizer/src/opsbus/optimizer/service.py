@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from opsbus.common.rpc import Endpoint, serve
 from opsbus.common.runtime import Runtime
 from opsbus.common.store import Database, OutboxRelay, RelayOptions, RetentionRule, check_schema_current, purge_all
 from opsbus.optimizer import store
+from opsbus.optimizer.applying import apply_recommendation
 from opsbus.optimizer.cluster import KubeCluster
 from opsbus.optimizer.domain.api import (
     ApplyRecommendationRequest,
@@ -60,7 +62,7 @@ def endpoints(optimizer: Optimizer) -> list[Endpoint[Any, Any]]:
             "apply_recommendation",
             ApplyRecommendationRequest,
             ApplyRecommendationResponse,
-            optimizer.apply_recommendation,
+            partial(apply_recommendation, optimizer),
             "Apply an open recommendation as recommended (refused during a rollout).",
         ),
     ]

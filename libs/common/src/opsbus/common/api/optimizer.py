@@ -10,6 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from opsbus.common.api.calling import Caller
 from opsbus.common.events.payloads.common import Actor
 from opsbus.common.events.payloads.scale import ScaleRecommended
 
@@ -47,6 +48,10 @@ class ApplyRecommendationRequest(_Model):
     recommendation_id: str = Field(min_length=1)
     actor: Actor
     dry_run: bool = False
+    comment: str | None = Field(default=None, max_length=1024, description="Why: the audit entry's reason.")
+    caller: Caller | None = Field(
+        default=None, description="Audited (recommendation.apply) in the transaction that applies it."
+    )
 
 
 class ApplyRecommendationResponse(_Model):

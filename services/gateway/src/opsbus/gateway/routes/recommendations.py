@@ -4,7 +4,7 @@ A caller sees only the recommendations of its namespaces: for a namespace-scoped
 once per namespace (never for everything, then filtered, which would page wrongly). Applying needs operator on
 the recommendation's namespace; a recommendation outside the caller's scope answers 404, as if it did not
 exist. The optimizer decides whether it may be applied (409 when it is no longer open, 422 during a rollout)
-and audits the change itself; the gateway audits the call.
+and audits it: the call (`recommendation.apply`, naming the caller) in the transaction that applies it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from opsbus.common.api import optimizer as api
 from opsbus.gateway.auth import Ctx, Operator, RequestId, Viewer
-from opsbus.gateway.commands import actor_of
+from opsbus.gateway.commands import actor_of, caller_of
 from opsbus.gateway.domain.access import Principal, Role, authorize, visible_namespaces
 from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem
 
@@ -92,14 +92,11 @@ async def apply_recommendation(
 ) -> api.ApplyRecommendationResponse:
     found = await _find(ctx, who, recommendation_id)
     authorize(who, Role.OPERATOR, namespace=found.namespace, cluster=ctx.settings.cluster)
-    request = api.ApplyRecommendationRequest(recommendation_id=found.id, actor=actor_of(who), dry_run=body.dry_run)
-    answer = await ctx.services.call(api.SERVICE, "apply_recommendation", request, api.ApplyRecommendationResponse)
-    await ctx.commands.audit(
-        who,
-        action="recommendation.apply",
-        target=found.recommendation.workload.as_resource_ref(),
-        reason=body.comment or answer.reason or "applied through the gateway",
-        request_id=rid,
-        details={"recommendation_id": found.id, "dry_run": body.dry_run, "applied": answer.applied},
+    request = api.ApplyRecommendationRequest(
+        recommendation_id=found.id,
+        actor=actor_of(who),
+        dry_run=body.dry_run,
+        comment=body.comment,
+        caller=caller_of(who, rid),
     )
-    return answer
+    return await ctx.services.call(api.SERVICE, "apply_recommendation", request, api.ApplyRecommendationResponse)
