@@ -20,12 +20,13 @@ pytestmark = pytest.mark.cluster
 
 PRODUCTION = CHART / "ci" / "production-values.yaml"
 # Replicas once the HPAs have acted (their minReplicas), else the Deployment's own count.
-EXPECTED = {"watcher": 1, "healer": 3, "deployer": 2, "optimizer": 1, "notifier": 2, "gateway": 3}
+EXPECTED = {"watcher": 1, "healer": 3, "deployer": 2, "optimizer": 1, "notifier": 2, "analyzer": 2, "gateway": 3}
 SECRETS = {
     "opsbus-database": {"url": "postgresql+asyncpg://opsbus:Vk3-rotate-me@postgres.db.svc:5432/opsbus"},
     "opsbus-nats": {f"{s}-{k}": f"{s}-{k}-value" for s in EXPECTED for k in ("user", "password")},
     "opsbus-notifier": {"SLACK_WEBHOOK_URL": "https://hooks.example.com/x", "PAGERDUTY_ROUTING_KEY": "k" * 32},
     "opsbus-alertmanager": {"bearer-token": "am-token-value"},
+    "opsbus-oidc": {"client-secret": "console-client-secret-value"},
     "registry-credentials": {},
 }
 
@@ -71,10 +72,14 @@ def test_production_chart_applies_and_every_service_runs(cluster: Cluster) -> No
                 assert container.security_context.allow_privilege_escalation is False
                 assert pod.spec.node_name  # scheduled on a (kwok) node
         job: Any = client.BatchV1Api(cluster.api).read_namespaced_job(f"{release}-opsbus-migrate", ns)
-        assert len(job.spec.template.spec.init_containers) == 4
+        # one migration per service that owns a schema (not the watcher); the gateway's is the main container
+        migrations = [c.name for c in job.spec.template.spec.init_containers] + [
+            c.name for c in job.spec.template.spec.containers
+        ]
+        assert sorted(migrations) == sorted(f"migrate-{s}" for s in EXPECTED if s != "watcher")
         hpas: Any = client.AutoscalingV2Api(cluster.api).list_namespaced_horizontal_pod_autoscaler(ns)
         assert sorted(h.metadata.name for h in hpas.items) == sorted(
-            f"{release}-opsbus-{s}" for s in ("healer", "deployer", "notifier", "gateway")
+            f"{release}-opsbus-{s}" for s in ("healer", "deployer", "notifier", "analyzer", "gateway")
         )
         policies = client.NetworkingV1Api(cluster.api).list_namespaced_network_policy(ns).items
         assert len(policies) == len(EXPECTED)
