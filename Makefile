@@ -104,7 +104,7 @@ chart-template: setup ## render the chart: make chart-template VALUES=deploy/hel
 test-deploy: setup sandbox-install ## the shipping checks: chart, schema, least privilege (sandbox), compose, Dockerfile, dashboards, rules
 	$(PYTEST) tests/deploy
 
-demo: setup console sandbox-install ## the whole platform on this machine (sandbox, NATS, PostgreSQL, Jaeger, 6 services); Ctrl-C stops
+demo: setup console sandbox-install ## the whole platform on this machine (sandbox, NATS, PostgreSQL, Jaeger, 7 services); Ctrl-C stops
 	@$(UV) run --frozen python -m opsbus.demo up
 
 demo-down: ## stop a `make demo` running in another terminal
