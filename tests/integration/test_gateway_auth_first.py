@@ -21,6 +21,9 @@ pytestmark = pytest.mark.integration
 PUBLIC = {("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics")}
 RECEIVER = ("post", "/v1/alerts/alertmanager")  # its own credentials (Alertmanager's http_config)
 SIGN_IN = ("post", "/v1/session")  # the console's sign-in: the API key is the body
+# SSO: which sign-in methods exist, and the OIDC redirect pair (the provider authenticates; the callback checks the
+# signed flow cookie and the ID token, and refuses anything else with 400: tests/integration/test_console_sso.py)
+SSO = {("get", "/v1/session/methods"), ("get", "/v1/session/oidc/login"), ("get", "/v1/session/oidc/callback")}
 JSON = {"content-type": "application/json"}
 MALFORMED: list[tuple[str, bytes]] = [("malformed JSON", b'{"oops": '), ("wrong shape", b"[1, {}]")]
 
@@ -56,10 +59,12 @@ async def test_every_operation_answers_401_before_it_judges_the_request(stack: G
         document = (await c.get("/v1/openapi.json")).json()
         operations = [(m, path, op) for path, item in document["paths"].items() for m, op in item.items()]
         unauthenticated = {(m, path) for m, path, op in operations if not op.get("security")}
-        assert unauthenticated == {*PUBLIC, RECEIVER, SIGN_IN}, "a new operation without credentials: is it meant?"
+        assert unauthenticated == {*PUBLIC, RECEIVER, SIGN_IN, *SSO}, (
+            "a new operation without credentials: is it meant?"
+        )
         checked = 0
         for method, path, operation in operations:
-            if (method, path) in PUBLIC or (method, path) == SIGN_IN:
+            if (method, path) in PUBLIC | SSO or (method, path) == SIGN_IN:
                 continue
             for what, body in MALFORMED:
                 response = await c.send(bad_request(c, method, path, operation, body))
