@@ -3,7 +3,10 @@
 Every write carries a precondition: deletes and evictions pin the object's uid and resourceVersion, patches
 carry `metadata.resourceVersion`, so a write planned against one state of an object never lands on another
 (a replaced pod, a node someone else changed). The apiserver answers 409 and the step is re-planned.
-The client is synchronous: calls run in a worker thread so the event loop keeps serving the bus.
+The client is synchronous: calls run in a worker thread so the event loop keeps serving the bus. Every call
+carries `_request_timeout` (the `request_timeout_seconds` setting): an apiserver that accepts the connection and
+never answers would otherwise hold a worker thread, the recovery's lease and its consumer slot forever. A timeout
+is a `TransientError` (the step is retried), never a hang.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from typing import Any, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
-from opsbus.common.errors import NotFoundError, error_for_status
+from opsbus.common.errors import NotFoundError, OpsbusError, TransientError, error_for_status
 from opsbus.common.events.payloads import ResourceRef
 from opsbus.healer.domain.planning import AlertState, Revision, Snapshot, rollout_stack
 
@@ -43,22 +47,23 @@ def _typed(exc: ApiException, what: str) -> Exception:
 
 
 class KubeCluster:
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, *, timeout: float = 10.0) -> None:
         self.api = api
+        self.timeout = timeout  # seconds, per apiserver request (connect and read)
         # Untyped on purpose: the generated models make every field Optional; probes check what they read.
         self.core: Any = client.CoreV1Api(api)
         self.apps: Any = client.AppsV1Api(api)
         self.policy: Any = client.PolicyV1Api(api)
 
     @classmethod
-    def from_kubeconfig(cls, path: str | None) -> KubeCluster:
+    def from_kubeconfig(cls, path: str | None, *, timeout: float = 10.0) -> KubeCluster:
         if path:
-            return cls(config.new_client_from_config(config_file=path))  # type: ignore[no-untyped-call]
+            return cls(config.new_client_from_config(config_file=path), timeout=timeout)  # type: ignore[no-untyped-call]
         try:
             config.load_incluster_config()  # type: ignore[no-untyped-call]
         except config.ConfigException:
             config.load_kube_config()  # type: ignore[no-untyped-call]
-        return cls(client.ApiClient())
+        return cls(client.ApiClient(), timeout=timeout)
 
     def close(self) -> None:
         self.api.close()  # type: ignore[no-untyped-call]
@@ -68,6 +73,8 @@ class KubeCluster:
             return await asyncio.to_thread(fn)
         except ApiException as exc:
             raise _typed(exc, what) from exc
+        except HTTPError as exc:  # timed out, refused, reset: the apiserver may answer the next try
+            raise TransientError(f"{what}: apiserver unreachable within {self.timeout:g}s: {exc}") from exc
 
     # --- reads --------------------------------------------------------------------------------------
     async def snapshot(self, target: ResourceRef, alert: AlertState) -> Snapshot:
@@ -75,7 +82,9 @@ class KubeCluster:
             if target.kind == "Pod":
                 return await self._pod_snapshot(target, alert)
             if target.kind == "Node":
-                node = await self._call(f"node {target.name}", lambda: self.core.read_node(target.name))
+                node = await self._call(
+                    f"node {target.name}", lambda: self.core.read_node(target.name, _request_timeout=self.timeout)
+                )
                 return Snapshot(
                     target=target.model_copy(update={"uid": node.metadata.uid}),
                     resource_version=node.metadata.resource_version,
@@ -83,7 +92,10 @@ class KubeCluster:
                 )
             if target.kind == "Deployment" and target.namespace:
                 ns, name = target.namespace, target.name
-                d = await self._call(f"deployment {ns}/{name}", lambda: self.apps.read_namespaced_deployment(name, ns))
+                d = await self._call(
+                    f"deployment {ns}/{name}",
+                    lambda: self.apps.read_namespaced_deployment(name, ns, _request_timeout=self.timeout),
+                )
                 limit, container = _memory_limit(d.spec.template.spec.containers, alert.labels.get("container"))
                 return Snapshot(
                     target=target.model_copy(update={"uid": d.metadata.uid}),
@@ -103,12 +115,16 @@ class KubeCluster:
 
     async def _pod_snapshot(self, target: ResourceRef, alert: AlertState) -> Snapshot:
         ns = target.namespace or ""
-        pod = await self._call(f"pod {ns}/{target.name}", lambda: self.core.read_namespaced_pod(target.name, ns))
+        pod = await self._call(
+            f"pod {ns}/{target.name}",
+            lambda: self.core.read_namespaced_pod(target.name, ns, _request_timeout=self.timeout),
+        )
         total, disrupted, ready = 1, 0, None
         if alert.workload is not None and pod.metadata.labels:
             selector = ",".join(f"{k}={v}" for k, v in sorted(pod.metadata.labels.items()) if k != "pod-template-hash")
             siblings = await self._call(
-                "pods", lambda: self.core.list_namespaced_pod(ns, label_selector=selector).items
+                "pods",
+                lambda: self.core.list_namespaced_pod(ns, label_selector=selector, _request_timeout=self.timeout).items,
             )
             total = len(siblings)
             disrupted = sum(1 for p in siblings if p.metadata.deletion_timestamp is not None)
@@ -128,7 +144,9 @@ class KubeCluster:
     async def _revisions(self, d: Any) -> tuple[Revision, ...]:
         """The Deployment's ReplicaSets (owned by it) as revisions with template digests."""
         ns, uid = d.metadata.namespace, d.metadata.uid
-        sets = await self._call("replicasets", lambda: self.apps.list_namespaced_replica_set(ns).items)
+        sets = await self._call(
+            "replicasets", lambda: self.apps.list_namespaced_replica_set(ns, _request_timeout=self.timeout).items
+        )
         out = []
         for rs in sets:
             owners = rs.metadata.owner_references or []
@@ -138,7 +156,7 @@ class KubeCluster:
         return tuple(out)
 
     async def _unschedulable_nodes(self) -> tuple[str, ...]:
-        nodes = await self._call("nodes", lambda: self.core.list_node().items)
+        nodes = await self._call("nodes", lambda: self.core.list_node(_request_timeout=self.timeout).items)
         return tuple(n.metadata.name for n in nodes if n.spec.unschedulable)
 
     # --- writes (each with a precondition) ----------------------------------------------------------
@@ -146,13 +164,17 @@ class KubeCluster:
         body = client.V1DeleteOptions(
             preconditions=client.V1Preconditions(uid=uid, resource_version=rv), grace_period_seconds=grace
         )
-        await self._call(f"delete pod {ns}/{name}", lambda: self.core.delete_namespaced_pod(name, ns, body=body))
+        await self._call(
+            f"delete pod {ns}/{name}",
+            lambda: self.core.delete_namespaced_pod(name, ns, body=body, _request_timeout=self.timeout),
+        )
 
     async def patch_deployment(self, ns: str, name: str, rv: str | None, patch: dict[str, Any]) -> None:
         if rv:
             patch = {**patch, "metadata": {**patch.get("metadata", {}), "resourceVersion": rv}}
         await self._call(
-            f"patch deployment {ns}/{name}", lambda: self.apps.patch_namespaced_deployment(name, ns, patch)
+            f"patch deployment {ns}/{name}",
+            lambda: self.apps.patch_namespaced_deployment(name, ns, patch, _request_timeout=self.timeout),
         )
 
     async def rollout_restart(self, ns: str, name: str, rv: str | None, now: datetime) -> None:
@@ -177,13 +199,19 @@ class KubeCluster:
         patch: dict[str, Any] = {"spec": {"unschedulable": True}}
         if rv:
             patch["metadata"] = {"resourceVersion": rv}
-        await self._call(f"cordon node {name}", lambda: self.core.patch_node(name, patch))
+        await self._call(
+            f"cordon node {name}", lambda: self.core.patch_node(name, patch, _request_timeout=self.timeout)
+        )
 
     async def evictable_pods(self, node: str) -> list[Any]:
         """Pods a drain must evict: not DaemonSet-owned, not mirror pods, not already finished."""
         pods = await self._call(
             f"pods on {node}",
-            lambda: self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items,
+            lambda: (
+                self.core.list_pod_for_all_namespaces(
+                    field_selector=f"spec.nodeName={node}", _request_timeout=self.timeout
+                ).items
+            ),
         )
         out = []
         for p in pods:
@@ -207,20 +235,27 @@ class KubeCluster:
             ),
         )
         try:
-            await asyncio.to_thread(self.core.create_namespaced_pod_eviction, name, ns, body)
-        except ApiException as exc:
-            if exc.status == 429:
+            await self._call(
+                f"evict {ns}/{name}",
+                lambda: self.core.create_namespaced_pod_eviction(name, ns, body, _request_timeout=self.timeout),
+            )
+        except OpsbusError as exc:
+            cause = exc.__cause__
+            status = cause.status if isinstance(cause, ApiException) else None
+            if status == 429:
                 return False
-            if exc.status in (404, 409):
+            if status in (404, 409):
                 return True  # gone or replaced: nothing left to evict
-            raise _typed(exc, f"evict {ns}/{name}") from exc
+            raise
         return True
 
     async def failed_pods(self, ns: str, selector: str | None) -> list[Any]:
         pods = await self._call(
             "failed pods",
             lambda: (
-                self.core.list_namespaced_pod(ns, label_selector=selector, field_selector="status.phase=Failed").items
+                self.core.list_namespaced_pod(
+                    ns, label_selector=selector, field_selector="status.phase=Failed", _request_timeout=self.timeout
+                ).items
             ),
         )
         return list(pods)
@@ -228,7 +263,9 @@ class KubeCluster:
     # --- verification probes ------------------------------------------------------------------------
     async def pod_replaced(self, ns: str, name: str, uid: str | None) -> tuple[bool, str]:
         try:
-            pod = await self._call("pod", lambda: self.core.read_namespaced_pod(name, ns))
+            pod = await self._call(
+                "pod", lambda: self.core.read_namespaced_pod(name, ns, _request_timeout=self.timeout)
+            )
         except NotFoundError:
             return True, f"pod {name} is gone"
         if uid and pod.metadata.uid != uid:
@@ -236,7 +273,9 @@ class KubeCluster:
         return False, f"pod {name} still exists ({'terminating' if pod.metadata.deletion_timestamp else 'running'})"
 
     async def workload_available(self, ns: str, name: str) -> tuple[bool, str]:
-        d = await self._call("deployment", lambda: self.apps.read_namespaced_deployment(name, ns))
+        d = await self._call(
+            "deployment", lambda: self.apps.read_namespaced_deployment(name, ns, _request_timeout=self.timeout)
+        )
         s, want = d.status, d.spec.replicas or 0
         done = (
             (s.observed_generation or 0) >= d.metadata.generation
@@ -247,7 +286,7 @@ class KubeCluster:
         return done, f"{s.available_replicas or 0}/{want} available, {s.updated_replicas or 0} updated"
 
     async def node_cordoned(self, name: str) -> tuple[bool, str]:
-        node = await self._call("node", lambda: self.core.read_node(name))
+        node = await self._call("node", lambda: self.core.read_node(name, _request_timeout=self.timeout))
         return bool(node.spec.unschedulable), f"unschedulable={bool(node.spec.unschedulable)}"
 
     async def node_drained(self, name: str) -> tuple[bool, str]:

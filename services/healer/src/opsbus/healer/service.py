@@ -37,7 +37,7 @@ from opsbus.common.events.payloads import (
 from opsbus.common.rpc import Endpoint, serve
 from opsbus.common.runtime import Runtime
 from opsbus.common.store import Database, OutboxRelay, check_schema_current
-from opsbus.healer import api
+from opsbus.healer import api, previews
 from opsbus.healer.cluster import KubeCluster
 from opsbus.healer.domain.policy import PolicyError, parse_policies
 from opsbus.healer.executing import Executor
@@ -131,7 +131,7 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
     rt.on_shutdown(db.close, "database")
     await check_schema_current(db.engine, MIGRATIONS, SCHEMA, service=SERVICE)
     rt.add_check("database", db.ping)
-    cluster = KubeCluster.from_kubeconfig(s.healer.kubeconfig)
+    cluster = KubeCluster.from_kubeconfig(s.healer.kubeconfig, timeout=s.healer.request_timeout_seconds)
     rt.on_shutdown(lambda: asyncio.to_thread(cluster.close), "kubernetes")
     bus = await Bus.connect(
         s.nats,
@@ -220,9 +220,14 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
             ]
         )
 
-    async def get_policies(_: api.GetPoliciesRequest) -> api.PoliciesAnswer:
-        p = await executor.policies()
-        return api.PoliciesAnswer(version=p.version, document=p.source, policies=[x.name for x in p.policies])
+    async def get_policies(r: api.GetPoliciesRequest) -> api.PoliciesAnswer:
+        return await previews.get_policies(executor.policy_store, r)
+
+    async def policy_versions(r: api.PolicyVersionsRequest) -> api.PolicyVersionList:
+        return await previews.policy_versions(executor.policy_store, r)
+
+    async def preview_policy(r: api.PreviewPolicyRequest) -> api.PolicyPreview:
+        return await previews.preview_policy(executor.policy_store, executor.guards, r)
 
     async def validate_policy(r: api.ValidatePolicyRequest) -> api.ValidationAnswer:
         try:
@@ -252,6 +257,8 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
             Endpoint("get_policies", api.GetPoliciesRequest, api.PoliciesAnswer, get_policies, "current policies"),
             Endpoint("validate_policy", api.ValidatePolicyRequest, api.ValidationAnswer, validate_policy, "validate"),
             Endpoint("put_policy", api.PutPolicyRequest, api.PoliciesAnswer, put_policy, "new policy version"),
+            Endpoint("policy_versions", api.PolicyVersionsRequest, api.PolicyVersionList, policy_versions, "versions"),
+            Endpoint("preview_policy", api.PreviewPolicyRequest, api.PolicyPreview, preview_policy, "dry-run"),
         ],
         description="opsbus healer: remediation approvals and policies",
         tracer=rt.tracer_provider.get_tracer("opsbus.healer"),

@@ -33,6 +33,12 @@ class HealerOptions(BaseModel):
     freshness_seconds: float = Field(default=900.0, gt=0, description="Older alerts are skipped, not replayed.")
     kubeconfig: str | None = Field(default=None, description="Path; unset uses in-cluster config or ~/.kube/config.")
     verify_poll_seconds: float = Field(default=0.5, gt=0)
+    request_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Timeout of every Kubernetes API request (connect and read); one that runs out is retried "
+        "like any transient failure instead of holding the recovery.",
+    )
     alert_concurrency: int = Field(
         default=16,
         ge=1,
