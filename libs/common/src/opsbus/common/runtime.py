@@ -120,7 +120,9 @@ class Runtime(Generic[S]):
         failures: dict[str, str] = {}
         if not self._ready:
             failures["lifecycle"] = "shutting down" if self._stop.is_set() else "starting"
-        for name, check in self._checks.items():
+        # A snapshot: checks are awaited below, and set-up may register one meanwhile (a live dict iterated
+        # across an await raised "dictionary changed size during iteration" at start-up).
+        for name, check in list(self._checks.items()):
             try:
                 result = check()
                 if inspect.isawaitable(result):
