@@ -1,7 +1,7 @@
 """Authentication before anything else, on the real gateway (uvicorn, NATS, PostgreSQL): every operation in
 the gateway's own OpenAPI document answers 401 to a caller without credentials, whatever the body or the
 parameters (malformed JSON is parsed by FastAPI before any dependency runs, so this is checked for real);
-credential errors name the kind of credential the request carried."""
+every credential that is not valid gets one answer that names no kind of credential."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from opsbus.gateway.auth import INVALID_CREDENTIAL
 from tests.integration.gateway_stack import GatewayStack, gateway_stack
 
 pytestmark = pytest.mark.integration
@@ -101,23 +102,32 @@ async def test_authenticated_callers_still_learn_what_is_wrong_and_roles_come_be
         assert "needs operator" in problem(refused, 403)["detail"]
 
 
-async def test_credential_errors_name_the_kind_of_credential_sent(stack: GatewayStack) -> None:
+async def test_every_invalid_credential_gets_one_answer_that_names_no_kind(stack: GatewayStack) -> None:
+    """Unknown, malformed, revoked and refused JWT credentials are all "not valid", word for word: the answer
+    does not tell a prober whether JWTs are enabled or what an API key looks like (issue 21)."""
     await stack.start()
     header = base64.urlsafe_b64encode(json.dumps({"alg": "RS256", "typ": "JWT"}).encode()).decode().rstrip("=")
     well_formed_jwt = f"{header}.eyJzdWIiOiJhIn0.c2lnbmF0dXJl"
+    revoked = await stack.key("viewer")
+    async with stack.client(await stack.key("admin")) as admin:
+        key_id = (await admin.get("/v1/whoami", headers={"Authorization": f"Bearer {revoked}"})).json()["id"]
+        assert (await admin.delete(f"/v1/keys/{key_id}")).status_code == 200
     cases = [
-        ({"X-API-Key": "garbage"}, "invalid API key"),
-        ({"X-API-Key": "eyJhbGciOiJIUzI1NiJ9.e30.x"}, "invalid API key"),  # a JWT in the key header is no key
-        ({"X-API-Key": "opsb_0000000000_" + "A" * 43}, "invalid API key: unknown"),
-        ({"Authorization": "Bearer opsb_short"}, "invalid API key"),
-        ({"Authorization": "Bearer garbage"}, "invalid bearer token"),
-        ({"Authorization": "Bearer not.a.jwt"}, "invalid bearer token"),
-        ({"Authorization": f"Bearer {well_formed_jwt}"}, "JWT bearer tokens are not enabled"),
+        {"X-API-Key": "garbage"},
+        {"X-API-Key": "eyJhbGciOiJIUzI1NiJ9.e30.x"},  # a JWT in the key header is no key
+        {"X-API-Key": "opsb_0000000000_" + "A" * 43},  # well-formed, unknown
+        {"Authorization": "Bearer opsb_short"},
+        {"Authorization": "Bearer garbage"},  # the defect: answered "JWT not enabled"
+        {"Authorization": "Bearer not.a.jwt"},
+        {"Authorization": f"Bearer {well_formed_jwt}"},  # JWTs are not enabled on this gateway
+        {"Authorization": f"Bearer {revoked}"},
     ]
     async with httpx.AsyncClient(base_url=stack.url, timeout=10.0) as c:
-        for headers, expected in cases:
+        details = set()
+        for headers in cases:
             refused = await c.get("/v1/whoami", headers=headers)
-            detail = problem(refused, 401)["detail"]
-            assert detail.startswith(expected), (headers, detail)
+            body = problem(refused, 401)
             assert refused.headers["www-authenticate"] == 'Bearer realm="opsbus"'
-            assert "not enabled" not in detail or "JWT" in expected, (headers, detail)
+            assert "JWT" not in body["detail"] and "opsb_" not in body["detail"], (headers, body)
+            details.add(body["detail"])
+    assert details == {INVALID_CREDENTIAL}

@@ -1,9 +1,10 @@
 """Authentication and the per-caller rate limit, as FastAPI dependencies.
 
 `Authorization: Bearer opsb_...` (or `X-API-Key: opsb_...`) is an API key; a bearer token shaped like a JWT
-is validated as an OIDC JWT. Failures are 401 with `WWW-Authenticate`, and the detail names the kind of
-credential the request carried ("invalid API key" for anything in `X-API-Key` or starting `opsb_`, "invalid
-bearer token" for a bearer that is neither), never which part of a real credential was wrong.
+is validated as an OIDC JWT. Failures are 401 with `WWW-Authenticate`. Every credential that is unknown,
+malformed, expired or revoked gets the same detail, `INVALID_CREDENTIAL`: the answer tells a caller nothing
+about which kinds of credential this gateway accepts (whether JWTs are enabled, what an API key looks like)
+or which part was wrong. The precise reason is logged with the request id, for the operator who has it.
 After authentication the caller's token bucket is charged (429 with Retry-After when empty). `Caller`,
 `Viewer`, `Operator` and `Admin` do all of that in one dependency (the last three also refuse lower roles,
 403); handlers then check the namespace and cluster the operation touches.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Iterator
@@ -46,6 +48,11 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An opsb
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="opsbus"'}
 _KEY_START = keys.KEY_PREFIX + "_"
 _JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+INVALID_CREDENTIAL = (
+    "the credential is not valid (unknown, malformed, expired or revoked); "
+    "the gateway's log gives the reason under this request's id"
+)
+log = logging.getLogger("opsbus.gateway.auth")
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` dependency in a worker
@@ -67,6 +74,12 @@ RequestId = Annotated[str, Depends(request_id)]
 
 def unauthorized(detail: str) -> ApiProblem:
     return ApiProblem(401, detail, slug="unauthorized", headers=_CHALLENGE)
+
+
+def invalid_credential(request: Request, reason: str) -> ApiProblem:
+    """The one 401 for a credential that is not valid; `reason` goes to the log only."""
+    log.info("credential refused (request %s): %s", getattr(request.state, "request_id", "-"), reason)
+    return unauthorized(INVALID_CREDENTIAL)
 
 
 def _token(request: Request) -> tuple[str, bool] | None:
@@ -142,17 +155,17 @@ async def authenticate(request: Request) -> Principal:
     token, from_key_header = credential
     if from_key_header or token.startswith(_KEY_START):
         if keys.parse(token) is None:
-            raise unauthorized(f"invalid API key: not an opsbus API key (`{_KEY_START}...`)")
+            raise invalid_credential(request, f"not an opsbus API key (`{_KEY_START}...`)")
         who = await ctx.keys.authenticate(token)
         if who is None:
-            raise unauthorized("invalid API key: unknown, expired or revoked")
+            raise invalid_credential(request, "API key unknown, expired or revoked")
     elif not is_jwt(token):
-        raise unauthorized(f"invalid bearer token: neither an opsbus API key (`{_KEY_START}...`) nor a JWT")
+        raise invalid_credential(request, f"bearer token neither an opsbus API key (`{_KEY_START}...`) nor a JWT")
     else:
         try:
             who = await ctx.jwt.verify(token)
         except TokenError as exc:
-            raise unauthorized(str(exc)) from None
+            raise invalid_credential(request, f"JWT refused: {exc}") from None
     return _charged(ctx, who)
 
 

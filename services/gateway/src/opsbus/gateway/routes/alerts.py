@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from opsbus.common.errors import TransientError
 from opsbus.common.rpc import ServiceUnavailableError
-from opsbus.gateway.auth import Ctx, Gate, unauthorized
+from opsbus.gateway.auth import INVALID_CREDENTIAL, Ctx, Gate, unauthorized
 from opsbus.gateway.domain.alertmanager import AlertmanagerWebhook, MappingError, to_events
 from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem, ProblemError
 from opsbus.gateway.settings import AlertmanagerSettings
@@ -53,10 +53,10 @@ def check_credentials(settings: AlertmanagerSettings, authorization: str | None)
         try:
             user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            raise unauthorized("malformed basic credentials") from None
+            raise unauthorized(INVALID_CREDENTIAL) from None
         if _same(user, settings.username) & _same(password, settings.password.get_secret_value()):
             return
-    raise unauthorized("wrong credentials")
+    raise unauthorized(INVALID_CREDENTIAL)
 
 
 class _AlertmanagerCredentials(Gate):

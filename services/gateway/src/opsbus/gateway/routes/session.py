@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from opsbus.common.events import Envelope
 from opsbus.common.events.payloads.audit import AuditOutcome
 from opsbus.common.events.payloads.common import ResourceRef
-from opsbus.gateway.auth import Ctx, Gate, RequestId, signed_in, unauthorized
+from opsbus.gateway.auth import INVALID_CREDENTIAL, Ctx, Gate, RequestId, signed_in, unauthorized
 from opsbus.gateway.context import GatewayContext
 from opsbus.gateway.domain import keys
 from opsbus.gateway.domain.access import Principal, Role
@@ -109,7 +109,7 @@ async def sign_in(*, body: SignIn, request: Request, response: Response, ctx: Ct
         if not verdict.allowed:
             headers = {"Retry-After": RateLimiter.retry_after_header(verdict)}
             raise ApiProblem(429, "too many failed sign-ins", slug="rate-limited", headers=headers)
-        raise unauthorized("invalid API key: unknown, expired or revoked")
+        raise unauthorized(INVALID_CREDENTIAL)
     session, secret = await ctx.sessions.open(
         who,
         key_prefix=parsed[0],
