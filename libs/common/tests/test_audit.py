@@ -60,3 +60,16 @@ async def test_record_without_sink_is_a_clear_error() -> None:
         await Auditor(service="x", cluster="prod").record(
             action="a", target=POD, outcome=AuditOutcome.EXECUTED, reason="r"
         )
+
+
+def test_a_reason_too_long_for_the_model_is_cut_visibly_and_kept_whole_in_details() -> None:
+    auditor = Auditor(service="gateway", cluster="prod")
+    reason = "comment: " + "x" * 3000
+    entry = auditor.entry(
+        action="deploy.request", target=POD, outcome=AuditOutcome.EXECUTED, reason=reason, details={"image": "a:1"}
+    ).payload_as(AuditRecorded)
+    assert len(entry.reason) == 2048
+    assert entry.reason.endswith("\u2026")
+    assert entry.details == {"image": "a:1", "reason_full": reason}
+    short = auditor.entry(action="deploy.request", target=POD, outcome=AuditOutcome.EXECUTED, reason="fits")
+    assert "reason_full" not in short.payload_as(AuditRecorded).details

@@ -8,7 +8,7 @@ writes. The gateway keeps the queryable table.
 
 A reason longer than the model allows (`REASON_MAX`) is cut with an ellipsis rather than refused: a reason
 is built from what a caller sent (a comment, a list of names), and an audit entry that cannot be built would
-fail the write it records. Keep the full data in `details`.
+fail the write it records. It is never cut silently: the whole text is kept in `details["reason_full"]`.
 
 Entries about the same decision get the same id when an `idempotency_key` is given (for example the
 triggering event's id and the action), so a redelivered event does not write the trail twice.
@@ -67,7 +67,7 @@ class Auditor:
             target=target,
             outcome=outcome,
             reason=bounded(reason),
-            details=dict(details or {}),
+            details=dict(details or {}) | ({"reason_full": reason} if len(reason) > REASON_MAX else {}),
             request_id=request_id or (cause.id if cause else None),
             dry_run=dry_run,
         )
