@@ -89,6 +89,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/audit/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The audit search as CSV (streamed), newest first */
+        get: operations["audit_export_v1_audit_export_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/changes": {
         parameters: {
             query?: never;
@@ -118,6 +135,23 @@ export interface paths {
         put?: never;
         /** Request a rollout (202: published as deploy.requested; follow Location) */
         post: operations["request_deployment_v1_deployments_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/deployments/recent": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The latest rollouts in your namespaces, newest first */
+        get: operations["recent_deployments_v1_deployments_recent_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -169,6 +203,23 @@ export interface paths {
         put?: never;
         /** Promote a rollout paused for a human or by analysis */
         post: operations["promote_v1_deployments__request_id__promote_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/deployments/{request_id}/replicasets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A rollout's new and old ReplicaSets, as they are now */
+        get: operations["deployment_replica_sets_v1_deployments__request_id__replicasets_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -243,6 +294,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/incidents/{incident_id}/notifications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What became of an incident's notifications */
+        get: operations["incident_notifications_v1_incidents__incident_id__notifications_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/keys": {
         parameters: {
             query?: never;
@@ -295,6 +363,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/notifications/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The delivery log: every attempt, newest first */
+        get: operations["deliveries_v1_notifications_deliveries_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/policies": {
         parameters: {
             query?: never;
@@ -302,11 +387,28 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The remediation policies in force, with their version */
+        /** The remediation policies in force (or a past version) */
         get: operations["get_policies_v1_policies_get"];
         /** Replace the policies (admin of every namespace) */
         put: operations["put_policies_v1_policies_put"];
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/policies/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** What an edited policy document would have done for the latest incidents you may see */
+        post: operations["preview_policy_v1_policies_preview_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -324,6 +426,23 @@ export interface paths {
         put?: never;
         /** Validate a policy YAML without applying it */
         post: operations["validate_policy_v1_policies_validate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/policies/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The policy versions, newest first */
+        get: operations["policy_versions_v1_policies_versions_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -391,6 +510,23 @@ export interface paths {
         };
         /** Right-sizing and scaling recommendations in your namespaces */
         get: operations["list_recommendations_v1_recommendations_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/recommendations/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A workload's usage distribution per container (what its recommendations rest on) */
+        get: operations["workload_usage_v1_recommendations_usage_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -606,6 +742,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Console sessions, newest first (admin) */
+        get: operations["list_sessions_v1_sessions_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{session_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** End a console session (admin) */
+        delete: operations["end_session_v1_sessions__session_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/silences": {
         parameters: {
             query?: never;
@@ -618,6 +788,23 @@ export interface paths {
         put?: never;
         /** Mute matching alerts for a while */
         post: operations["create_silence_v1_silences_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/silences/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The firing alerts a silence with these matchers would mute */
+        post: operations["preview_silence_v1_silences_preview_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -678,6 +865,47 @@ export interface components {
          * @enum {string}
          */
         ActionKind: "delete_pod" | "rollout_restart" | "rollback" | "scale" | "raise_memory_limit" | "cordon_node" | "drain_node" | "delete_failed_pods" | "notify_only";
+        /** AlertOutcomeList */
+        AlertOutcomeList: {
+            /**
+             * Items
+             * @description Newest first.
+             */
+            items: components["schemas"]["AlertOutcomeView"][];
+        };
+        /** AlertOutcomeView */
+        AlertOutcomeView: {
+            /** Event Id */
+            event_id: string;
+            /** Integration */
+            integration: string;
+            /** Notification Id */
+            notification_id: string | null;
+            /** Reason */
+            reason: string | null;
+            /** Receiver */
+            receiver: string;
+            /**
+             * Routed At
+             * Format: date-time
+             */
+            routed_at: string;
+            /**
+             * State
+             * @description routed, queued, delivered, dead, muted or not_sent.
+             */
+            state: string;
+            /**
+             * Status
+             * @description The alert's status notified: firing or resolved.
+             */
+            status: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
         /**
          * AlertmanagerAlert
          * @description One alert of a webhook notification.
@@ -1274,6 +1502,17 @@ export interface components {
             /** @description Recommended requests and limits. */
             recommended: components["schemas"]["ResourceRequirements"];
         };
+        /** ContainerUsageView */
+        ContainerUsageView: {
+            /** Container */
+            container: string;
+            cpu: components["schemas"]["ResourceUsage"];
+            memory: components["schemas"]["ResourceUsage"];
+            /** Observed Seconds */
+            observed_seconds: number;
+            /** Samples */
+            samples: number;
+        };
         /**
          * CostEstimate
          * @description Monthly cost of the workload's requests before and after, in `currency`.
@@ -1300,6 +1539,49 @@ export interface components {
              * @description Monthly cost with the current requests and replicas.
              */
             monthly_now: number;
+        };
+        /** DeliveryAttempt */
+        DeliveryAttempt: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Attempt */
+            attempt: number;
+            /** Channel */
+            channel: string;
+            /** Error */
+            error: string | null;
+            /** Id */
+            id: number;
+            /** Integration */
+            integration: string;
+            /** Latency Ms */
+            latency_ms: number;
+            /** Notification Id */
+            notification_id: string;
+            /**
+             * Outcome
+             * @description delivered, retry (failed, another attempt follows) or dead (the last failed).
+             */
+            outcome: string;
+            /** Receiver */
+            receiver: string;
+            /** Retry After Seconds */
+            retry_after_seconds: number | null;
+            /** Status Code */
+            status_code: number | null;
+        };
+        /** DeliveryList */
+        DeliveryList: {
+            /** Items */
+            items: components["schemas"]["DeliveryAttempt"][];
+            /**
+             * Next Before
+             * @description Pass as `before` for the next page; null on the last one.
+             */
+            next_before: number | null;
         };
         /** DeploymentAccepted */
         DeploymentAccepted: {
@@ -1394,6 +1676,21 @@ export interface components {
              */
             next_after: number | null;
         };
+        /** FiringAlert */
+        FiringAlert: {
+            /** Fingerprint */
+            fingerprint: string;
+            /** Labels */
+            labels: {
+                [key: string]: string;
+            };
+            /**
+             * Since
+             * Format: date-time
+             * @description When the notifier last saw it fire.
+             */
+            since: string;
+        };
         /** HistoryResponse */
         HistoryResponse: {
             /** Revisions */
@@ -1481,6 +1778,11 @@ export interface components {
             subject: string;
             /** Summary */
             summary: string;
+            /**
+             * Trace Id
+             * @description W3C trace id of the alert.fired event (the trace of detection, recovery and notification): Jaeger shows it at <jaeger>/trace/<trace id>; null when the alert carried no trace context.
+             */
+            trace_id?: string | null;
         };
         /** IncidentPage */
         IncidentPage: {
@@ -1745,6 +2047,44 @@ export interface components {
              */
             document: string;
         };
+        /** PolicyPreview */
+        PolicyPreview: {
+            /**
+             * Assumptions
+             * @description What the replay takes for granted.
+             */
+            assumptions?: string[];
+            /** Current Version */
+            current_version: number;
+            /**
+             * Issues
+             * @description Why the document is invalid (then no items).
+             */
+            issues?: components["schemas"]["Issue"][];
+            /** Items */
+            items?: components["schemas"]["PreviewItem"][];
+            /** Valid */
+            valid: boolean;
+        };
+        /** PolicyPreviewRequest */
+        PolicyPreviewRequest: {
+            /**
+             * Document
+             * @description The whole policy YAML.
+             */
+            document: string;
+            /**
+             * Limit
+             * @description How many of the latest incidents to replay.
+             * @default 20
+             */
+            limit: number;
+            /**
+             * Namespace
+             * @description Only this one's.
+             */
+            namespace?: string | null;
+        };
         /** PolicyUpdate */
         PolicyUpdate: {
             /** Comment */
@@ -1759,6 +2099,82 @@ export interface components {
              * @description The version you edited; 409 when someone changed it since.
              */
             expected_version: number;
+        };
+        /** PolicyVersion */
+        PolicyVersion: {
+            /** Author */
+            author: string;
+            /** Comment */
+            comment: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Current
+             * @description True for the version in force.
+             */
+            current: boolean;
+            /** Version */
+            version: number;
+        };
+        /** PolicyVersionList */
+        PolicyVersionList: {
+            /**
+             * Versions
+             * @description Newest first.
+             */
+            versions: components["schemas"]["PolicyVersion"][];
+        };
+        /** PreviewItem */
+        PreviewItem: {
+            /** Alertname */
+            alertname: string;
+            /** Changed */
+            changed: boolean;
+            /** @description What the version in force would do. */
+            current: components["schemas"]["PreviewOutcome"];
+            /** @description What the edited document would have done. */
+            edited: components["schemas"]["PreviewOutcome"];
+            /**
+             * Fired At
+             * Format: date-time
+             */
+            fired_at: string;
+            /** Incident Id */
+            incident_id: string;
+            /** Namespace */
+            namespace: string | null;
+        };
+        /** PreviewOutcome */
+        PreviewOutcome: {
+            /** Action */
+            action: string | null;
+            /**
+             * Decision
+             * @description no_policy, planned, dry_run, approval, refused (by `guard`) or passed.
+             */
+            decision: string;
+            /** Guard */
+            guard?: string | null;
+            /**
+             * Passed
+             * @description Steps passed before it, with why.
+             */
+            passed?: string[];
+            /**
+             * Policy
+             * @description The policy that matched, None when none did.
+             */
+            policy: string | null;
+            /** Reason */
+            reason: string;
+            /**
+             * Step
+             * @description The ladder step decided (1-based), None when none applied.
+             */
+            step: number | null;
         };
         /**
          * Problem
@@ -1965,6 +2381,46 @@ export interface components {
              */
             utilization?: number | null;
         };
+        /** ReplicaSetView */
+        ReplicaSetView: {
+            /** Created At */
+            created_at?: string | null;
+            /**
+             * Deployment
+             * @description The Deployment owning it: the workload, or its `<name>-canary`.
+             */
+            deployment: string;
+            /** Images */
+            images?: {
+                [key: string]: string;
+            };
+            /** Name */
+            name: string;
+            /**
+             * Ready
+             * @default 0
+             */
+            ready: number;
+            /**
+             * Replicas
+             * @default 0
+             */
+            replicas: number;
+            /** Revision */
+            revision?: number | null;
+            /**
+             * Role
+             * @description new (the rollout's version), old (what runs before it) or older.
+             */
+            role: string;
+        };
+        /** ReplicaSetsResponse */
+        ReplicaSetsResponse: {
+            /** Replica Sets */
+            replica_sets: components["schemas"]["ReplicaSetView"][];
+            /** Workload */
+            workload: string;
+        };
         /**
          * ResourceQuantities
          * @description CPU and memory amounts, normalised to millicores and bytes (absent = not set).
@@ -2022,6 +2478,29 @@ export interface components {
             /** @description resources.requests. */
             requests?: components["schemas"]["ResourceQuantities"];
         };
+        /** ResourceUsage */
+        ResourceUsage: {
+            /**
+             * Buckets
+             * @description The distribution, lowest first; empty buckets left out.
+             */
+            buckets: components["schemas"]["UsageBucket"][];
+            /** Max */
+            max: number;
+            /** P50 */
+            p50: number;
+            /** P90 */
+            p90: number;
+            /** P95 */
+            p95: number;
+            /** P99 */
+            p99: number;
+            /**
+             * Unit
+             * @description millicores (cpu) or bytes (memory: peaks per aggregation window)
+             */
+            unit: string;
+        };
         /** RevisionView */
         RevisionView: {
             /** Deployment Id */
@@ -2045,6 +2524,11 @@ export interface components {
          * @enum {string}
          */
         Risk: "low" | "medium" | "high";
+        /** RolloutList */
+        RolloutList: {
+            /** Rollouts */
+            rollouts: components["schemas"]["RolloutView"][];
+        };
         /** RolloutView */
         RolloutView: {
             /**
@@ -2052,10 +2536,22 @@ export interface components {
              * @default []
              */
             analysis: components["schemas"]["AnalysisResult"][];
+            /** @description The background analysis requested (metrics and their thresholds). */
+            analysis_spec?: components["schemas"]["AnalysisSpec"] | null;
+            blue_green?: components["schemas"]["BlueGreenSpec"] | null;
+            /** @description The requested canary steps (weights, pauses). */
+            canary?: components["schemas"]["CanarySpec"] | null;
             /** Deployment Id */
             deployment_id: string;
             /** Finished At */
             finished_at?: string | null;
+            /**
+             * Images
+             * @description The images requested, per container.
+             */
+            images?: {
+                [key: string]: string;
+            };
             /** Message */
             message?: string | null;
             /** Phase */
@@ -2067,12 +2563,22 @@ export interface components {
             /** Request Id */
             request_id: string;
             /**
+             * Request Reason
+             * @description Why it was requested (the request's reason).
+             */
+            request_reason?: string | null;
+            /**
              * Requested At
              * Format: date-time
              */
             requested_at: string;
             /** Revision */
             revision?: number | null;
+            /**
+             * Stage
+             * @description Canary or blue-green: the stage of the current step.
+             */
+            stage?: string | null;
             /** Started At */
             started_at?: string | null;
             /**
@@ -2080,6 +2586,11 @@ export interface components {
              * @description queued running succeeded failed rolledback superseded aborted
              */
             state: string;
+            /**
+             * Step
+             * @description Canary: the step being run now (1-based).
+             */
+            step?: number | null;
             /** Strategy */
             strategy: string;
             /** Workload */
@@ -2220,6 +2731,52 @@ export interface components {
             /** @description The workload concerned. */
             workload: components["schemas"]["WorkloadRef"];
         };
+        /** SessionInfo */
+        SessionInfo: {
+            /** Clusters */
+            clusters: string[];
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Display Name */
+            display_name: string | null;
+            /**
+             * Ended At
+             * @description When it was signed out or ended by an admin; null if not.
+             */
+            ended_at: string | null;
+            /**
+             * Expires At
+             * Format: date-time
+             */
+            expires_at: string;
+            /** Id */
+            id: string;
+            /** Key Prefix */
+            key_prefix: string | null;
+            /**
+             * Kind
+             * @description Signed in with an API key, or through OIDC.
+             * @enum {string}
+             */
+            kind: "apikey" | "user";
+            /** Namespaces */
+            namespaces: string[];
+            /** Role */
+            role: string;
+            /**
+             * Subject
+             * @description The key's id or the OIDC subject.
+             */
+            subject: string;
+        };
+        /** SessionList */
+        SessionList: {
+            /** Items */
+            items: components["schemas"]["SessionInfo"][];
+        };
         /** SessionView */
         SessionView: {
             /**
@@ -2288,6 +2845,24 @@ export interface components {
             /** Silences */
             silences: components["schemas"]["SilenceView"][];
         };
+        /** SilenceMatchers */
+        SilenceMatchers: {
+            /** Matchers */
+            matchers: string[];
+        };
+        /** SilencePreview */
+        SilencePreview: {
+            /**
+             * Alerts
+             * @description The firing alerts the matchers select, which a silence would mute.
+             */
+            alerts: components["schemas"]["FiringAlert"][];
+            /**
+             * Firing
+             * @description How many alerts fire in all.
+             */
+            firing: number;
+        };
         /** SilenceView */
         SilenceView: {
             /** Comment */
@@ -2331,6 +2906,33 @@ export interface components {
              * @description Right-hand side of the comparison.
              */
             threshold: number;
+        };
+        /** UsageBucket */
+        UsageBucket: {
+            /**
+             * End
+             * @description Upper end of the bucket.
+             */
+            end: number;
+            /**
+             * Share
+             * @description Share of the (decayed) samples in this bucket.
+             */
+            share: number;
+            /**
+             * Start
+             * @description Lower end of the bucket, in the resource's unit.
+             */
+            start: number;
+        };
+        /** UsageResponse */
+        UsageResponse: {
+            /** Containers */
+            containers: components["schemas"]["ContainerUsageView"][];
+            /** Namespace */
+            namespace: string;
+            /** Workload */
+            workload: string;
         };
         /** ValidateRoutesResponse */
         ValidateRoutesResponse: {
@@ -2571,16 +3173,19 @@ export interface operations {
     audit_v1_audit_get: {
         parameters: {
             query?: {
+                cursor?: string | null;
+                limit?: number;
                 namespace?: string | null;
                 cluster?: string | null;
                 action?: string | null;
+                /** @description The actor's id (key, user, service). */
                 actor?: string | null;
                 outcome?: ("executed" | "skipped" | "dry_run" | "denied" | "failed") | null;
                 correlation_id?: string | null;
+                /** @description The target's name (workload, key...). */
+                target?: string | null;
                 since?: string | null;
                 until?: string | null;
-                cursor?: string | null;
-                limit?: number;
             };
             header?: never;
             path?: never;
@@ -2595,6 +3200,130 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AuditPage"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unprocessable content */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    audit_export_v1_audit_export_get: {
+        parameters: {
+            query?: {
+                /** @description At most this many entries. */
+                rows?: number;
+                namespace?: string | null;
+                cluster?: string | null;
+                action?: string | null;
+                /** @description The actor's id (key, user, service). */
+                actor?: string | null;
+                outcome?: ("executed" | "skipped" | "dry_run" | "denied" | "failed") | null;
+                correlation_id?: string | null;
+                /** @description The target's name (workload, key...). */
+                target?: string | null;
+                since?: string | null;
+                until?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description RFC 4180 CSV with a header row. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": unknown;
                 };
             };
             /** @description Bad request */
@@ -3039,6 +3768,120 @@ export interface operations {
             };
         };
     };
+    recent_deployments_v1_deployments_recent_get: {
+        parameters: {
+            query?: {
+                namespace?: string | null;
+                state?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutList"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unprocessable content */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
     deployment_status_v1_deployments__request_id__get: {
         parameters: {
             query?: never;
@@ -3292,6 +4135,119 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RolloutView"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unprocessable content */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    deployment_replica_sets_v1_deployments__request_id__replicasets_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The request id returned by POST /v1/deployments. */
+                request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplicaSetsResponse"];
                 };
             };
             /** @description Bad request */
@@ -3853,6 +4809,118 @@ export interface operations {
             };
         };
     };
+    incident_notifications_v1_incidents__incident_id__notifications_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                incident_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlertOutcomeList"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unprocessable content */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
     list_keys_v1_keys_get: {
         parameters: {
             query?: never;
@@ -4305,9 +5373,126 @@ export interface operations {
             };
         };
     };
+    deliveries_v1_notifications_deliveries_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+                before?: number | null;
+                outcome?: ("delivered" | "retry" | "dead") | null;
+                receiver?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryList"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unprocessable content */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
     get_policies_v1_policies_get: {
         parameters: {
-            query?: never;
+            query?: {
+                version?: number | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -4529,6 +5714,120 @@ export interface operations {
             };
         };
     };
+    preview_policy_v1_policies_preview_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PolicyPreviewRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyPreview"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unprocessable content */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
     validate_policy_v1_policies_validate_post: {
         parameters: {
             query?: never;
@@ -4549,6 +5848,118 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ValidationAnswer"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unprocessable content */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    policy_versions_v1_policies_versions_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PolicyVersionList"];
                 };
             };
             /** @description Bad request */
@@ -5113,6 +6524,120 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RecommendationList"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unprocessable content */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    workload_usage_v1_recommendations_usage_get: {
+        parameters: {
+            query: {
+                namespace: string;
+                /** @description The workload's name. */
+                workload: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageResponse"];
                 };
             };
             /** @description Bad request */
@@ -6897,6 +8422,230 @@ export interface operations {
             };
         };
     };
+    list_sessions_v1_sessions_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionList"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unprocessable content */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    end_session_v1_sessions__session_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionInfo"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unprocessable content */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
     list_silences_v1_silences_get: {
         parameters: {
             query?: {
@@ -7029,6 +8778,120 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SilenceView"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unprocessable content */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    preview_silence_v1_silences_preview_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SilenceMatchers"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SilencePreview"];
                 };
             };
             /** @description Bad request */

@@ -33,6 +33,7 @@ from opsbus.gateway.middleware import GatewayMiddleware
 from opsbus.gateway.problems import install
 from opsbus.gateway.routes import (
     alerts,
+    audit_export,
     changes,
     deployments,
     events,
@@ -46,6 +47,7 @@ from opsbus.gateway.routes import (
     sso,
     system,
     trail,
+    users,
 )
 
 DESCRIPTION = """
@@ -70,11 +72,13 @@ ROUTERS: tuple[APIRouter, ...] = (
     notifications.router,
     receiver_secrets.router,
     trail.router,
+    audit_export.router,
     changes.router,
     alerts.router,
     events.router,
     keys.whoami_router,
     session.router,
+    users.router,
     sso.router,
     live.router,
 )

@@ -62,6 +62,14 @@ class Session:
         return sent is not None and hmac.compare_digest(sent.encode(), self.csrf.encode())
 
 
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A session as an admin sees it: who, with what role and scope, when, and whether it ended."""
+
+    session: Session
+    ended_at: datetime | None
+
+
 COOKIE = "__Host-opsbus_session"
 """The session cookie: `__Host-` makes the browser insist on Secure, Path=/ and no Domain."""
 DEV_COOKIE = "opsbus_session"
@@ -183,6 +191,34 @@ class SessionStore:
             )
             await add(tx, store.TABLES.outbox, audit(session))
         self._cache.pop(_digest(secret), None)
+
+    async def recent(self, limit: int) -> list[SessionRecord]:
+        """The newest sessions, live or ended (for admins: who is signed in, and from what)."""
+        t = store.console_sessions
+        async with self.db.sessions() as tx:
+            rows = (await tx.execute(select(t).order_by(t.c.created_at.desc(), t.c.id).limit(limit))).all()
+        return [SessionRecord(_session(row), row._mapping["ended_at"]) for row in rows]
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        t = store.console_sessions
+        async with self.db.sessions() as tx:
+            row = (await tx.execute(select(t).where(t.c.id == session_id))).first()
+        return SessionRecord(_session(row), row._mapping["ended_at"]) if row is not None else None
+
+    async def end(self, session: Session, *, audit: AuditFor) -> bool:
+        """An admin ends someone's session: now on this replica, within `cache_seconds` on the others.
+        False when it had already ended (nothing written)."""
+        t = store.console_sessions
+        async with self.db.sessions.begin() as tx:
+            ended = await tx.execute(
+                update(t).where(t.c.id == session.id, t.c.ended_at.is_(None)).values(ended_at=self.clock())
+            )
+            if ended.rowcount == 0:  # type: ignore[attr-defined]
+                return False
+            await add(tx, store.TABLES.outbox, audit(session))
+        for digest in [d for d, (_, s) in self._cache.items() if s.id == session.id]:
+            self._cache.pop(digest, None)
+        return True
 
     async def refused(self, entry: Envelope) -> None:
         """A failed sign-in: its audit entry alone."""

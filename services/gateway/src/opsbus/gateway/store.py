@@ -88,6 +88,9 @@ audit_entries = Table(
 Index("ix_audit_entries_namespace_seq", audit_entries.c.namespace, audit_entries.c.seq)
 Index("ix_audit_entries_time", audit_entries.c.time)
 Index("ix_audit_entries_correlation_id", audit_entries.c.correlation_id)
+# One (filter, seq) index per search field of the console's audit search: keyset pages stay index range scans.
+for _column in ("actor_id", "action", "target_name", "outcome", "cluster"):
+    Index(f"ix_audit_entries_{_column}_seq", audit_entries.c[_column], audit_entries.c.seq)
 
 incidents = Table(
     "incidents",
