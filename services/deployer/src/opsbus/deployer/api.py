@@ -1,4 +1,4 @@
-"""Request and response models of `opsbus.svc.deployer.{status,history,abort,promote}`.
+"""Request and response models of `opsbus.svc.deployer.{status,history,recent,replicasets,abort,promote}`.
 
 They live in `opsbus.common.api.deployer` (DESIGN.md section 2: the gateway calls them); this module names
 them for the deployer's own code so there is one definition on the wire.
@@ -10,9 +10,24 @@ from opsbus.common.api.deployer import (
     CommandRequest,
     HistoryRequest,
     HistoryResponse,
+    RecentRequest,
+    ReplicaSetsResponse,
+    ReplicaSetView,
     RevisionView,
+    RolloutList,
     RolloutSelector,
     RolloutView,
 )
 
-__all__ = ["CommandRequest", "HistoryRequest", "HistoryResponse", "RevisionView", "RolloutSelector", "RolloutView"]
+__all__ = [
+    "CommandRequest",
+    "HistoryRequest",
+    "HistoryResponse",
+    "RecentRequest",
+    "ReplicaSetView",
+    "ReplicaSetsResponse",
+    "RevisionView",
+    "RolloutList",
+    "RolloutSelector",
+    "RolloutView",
+]

@@ -28,7 +28,10 @@ from opsbus.deployer.api import (
     CommandRequest,
     HistoryRequest,
     HistoryResponse,
+    RecentRequest,
+    ReplicaSetsResponse,
     RevisionView,
+    RolloutList,
     RolloutSelector,
     RolloutView,
 )
@@ -132,6 +135,14 @@ def endpoints(engine: Engine) -> list[Endpoint[Any, Any]]:
             ),
         )
 
+    async def recent(request: RecentRequest) -> RolloutList:
+        rows = await engine.recent(request.namespaces, request.state, request.limit)
+        return RolloutList(rollouts=tuple(view(r) for r in rows))
+
+    async def replica_sets(request: RolloutSelector) -> ReplicaSetsResponse:
+        row = await engine.find(request)
+        return ReplicaSetsResponse(workload=row.workload, replica_sets=await engine.replica_sets(row))
+
     async def abort(request: CommandRequest) -> RolloutView:
         return view(await engine.command(request.rollout, "abort", request.actor, request.reason, request.caller))
 
@@ -141,6 +152,8 @@ def endpoints(engine: Engine) -> list[Endpoint[Any, Any]]:
     return [
         Endpoint("status", RolloutSelector, RolloutView, status, "a rollout's state"),
         Endpoint("history", HistoryRequest, HistoryResponse, history, "a workload's rollouts and revisions"),
+        Endpoint("recent", RecentRequest, RolloutList, recent, "the latest rollouts in some namespaces"),
+        Endpoint("replicasets", RolloutSelector, ReplicaSetsResponse, replica_sets, "a rollout's new and old sets"),
         Endpoint("abort", CommandRequest, RolloutView, abort, "abort a queued or running rollout"),
         Endpoint("promote", CommandRequest, RolloutView, promote, "promote a rollout paused by analysis"),
     ]

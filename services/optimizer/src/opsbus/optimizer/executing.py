@@ -50,8 +50,11 @@ from opsbus.optimizer.domain.api import (
     ListRecommendationsRequest,
     RecommendationList,
     RecommendationView,
+    UsageRequest,
+    UsageResponse,
 )
 from opsbus.optimizer.domain.cost import cost_change
+from opsbus.optimizer.domain.distribution import container_view
 from opsbus.optimizer.domain.planning import (
     Action,
     History,
@@ -502,6 +505,15 @@ class Optimizer:
         await outbox_add(s, store.TABLES.outbox, env)
 
     # --- request-reply ----------------------------------------------------------------------------
+    async def usage_of(self, req: UsageRequest) -> UsageResponse:
+        """The usage remembered per container of one workload (read only: no lock, nothing saved)."""
+        t = store.usage_checkpoints
+        query = select(t.c.container, t.c.state).where(t.c.namespace == req.namespace, t.c.workload == req.workload)
+        async with self.db.sessions() as s:
+            rows = (await s.execute(query.order_by(t.c.container))).all()
+        containers = [container_view(r.container, ContainerUsage.from_json(r.state)) for r in rows]
+        return UsageResponse(namespace=req.namespace, workload=req.workload, containers=containers)
+
     async def list_recommendations(self, req: ListRecommendationsRequest) -> RecommendationList:
         r = store.recommendations
         q = select(r).order_by(r.c.created_at.desc()).limit(req.limit)

@@ -24,6 +24,8 @@ from opsbus.optimizer.domain.api import (
     ApplyRecommendationResponse,
     ListRecommendationsRequest,
     RecommendationList,
+    UsageRequest,
+    UsageResponse,
 )
 from opsbus.optimizer.executing import SERVICE, Optimizer
 from opsbus.optimizer.settings import OptimizerSettings
@@ -64,6 +66,13 @@ def endpoints(optimizer: Optimizer) -> list[Endpoint[Any, Any]]:
             ApplyRecommendationResponse,
             partial(apply_recommendation, optimizer),
             "Apply an open recommendation as recommended (refused during a rollout).",
+        ),
+        Endpoint(
+            "usage",
+            UsageRequest,
+            UsageResponse,
+            optimizer.usage_of,
+            "The usage distribution remembered per container of one workload.",
         ),
     ]
 

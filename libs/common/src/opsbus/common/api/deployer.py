@@ -1,4 +1,4 @@
-"""`opsbus.svc.deployer.{status,history,abort,promote}`.
+"""`opsbus.svc.deployer.{status,history,recent,replicasets,abort,promote}`.
 
 Mirrors `opsbus.deployer.api` (the deployer's own copy) on the wire.
 """
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from opsbus.common.api.calling import Caller
 from opsbus.common.events.payloads.common import Actor, WorkloadRef
-from opsbus.common.events.payloads.deploy import AnalysisResult
+from opsbus.common.events.payloads.deploy import AnalysisResult, AnalysisSpec, BlueGreenSpec, CanarySpec
 
 SERVICE = "deployer"
 
@@ -51,6 +51,15 @@ class RolloutView(_Model):
     reason: str | None = None
     message: str | None = None
     analysis: tuple[AnalysisResult, ...] = ()
+    images: dict[str, str] = Field(default_factory=dict, description="The images requested, per container.")
+    canary: CanarySpec | None = Field(default=None, description="The requested canary steps (weights, pauses).")
+    blue_green: BlueGreenSpec | None = None
+    analysis_spec: AnalysisSpec | None = Field(
+        default=None, description="The background analysis requested (metrics and their thresholds)."
+    )
+    step: int | None = Field(default=None, ge=1, description="Canary: the step being run now (1-based).")
+    stage: str | None = Field(default=None, description="Canary or blue-green: the stage of the current step.")
+    request_reason: str | None = Field(default=None, description="Why it was requested (the request's reason).")
 
 
 class RevisionView(_Model):
@@ -69,6 +78,34 @@ class HistoryRequest(_Model):
 class HistoryResponse(_Model):
     rollouts: tuple[RolloutView, ...]
     revisions: tuple[RevisionView, ...]
+
+
+class RecentRequest(_Model):
+    """The latest rollouts of the cluster, newest first, in `namespaces` (None: every namespace)."""
+
+    namespaces: tuple[str, ...] | None = None
+    state: str | None = Field(default=None, description="Only rollouts in this state (e.g. running).")
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class RolloutList(_Model):
+    rollouts: tuple[RolloutView, ...]
+
+
+class ReplicaSetView(_Model):
+    name: str
+    deployment: str = Field(description="The Deployment owning it: the workload, or its `<name>-canary`.")
+    role: str = Field(description="new (the rollout's version), old (what runs before it) or older.")
+    revision: int | None = None
+    images: dict[str, str] = Field(default_factory=dict)
+    replicas: int = 0
+    ready: int = 0
+    created_at: datetime | None = None
+
+
+class ReplicaSetsResponse(_Model):
+    workload: str
+    replica_sets: tuple[ReplicaSetView, ...]
 
 
 class CommandRequest(_Model):

@@ -1,4 +1,4 @@
-"""`opsbus.svc.optimizer.{list_recommendations,apply_recommendation}`.
+"""`opsbus.svc.optimizer.{list_recommendations,apply_recommendation,usage}`.
 
 The optimizer answers with these models (`opsbus.optimizer.domain.api` re-exports them); the gateway calls
 them for `/v1/recommendations`. One definition on the wire.
@@ -60,3 +60,40 @@ class ApplyRecommendationResponse(_Model):
     dry_run: bool
     reason: str
     resource_version: str | None = None
+
+
+class UsageRequest(_Model):
+    """The usage the optimizer remembers for one workload's containers (what its recommendations rest on)."""
+
+    namespace: str = Field(min_length=1, max_length=63)
+    workload: str = Field(min_length=1, max_length=253)
+
+
+class UsageBucket(_Model):
+    start: float = Field(description="Lower end of the bucket, in the resource's unit.")
+    end: float = Field(description="Upper end of the bucket.")
+    share: float = Field(ge=0, le=1, description="Share of the (decayed) samples in this bucket.")
+
+
+class ResourceUsage(_Model):
+    unit: str = Field(description="millicores (cpu) or bytes (memory: peaks per aggregation window)")
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    max: float
+    buckets: list[UsageBucket] = Field(description="The distribution, lowest first; empty buckets left out.")
+
+
+class ContainerUsageView(_Model):
+    container: str
+    samples: int
+    observed_seconds: float
+    cpu: ResourceUsage
+    memory: ResourceUsage
+
+
+class UsageResponse(_Model):
+    namespace: str
+    workload: str
+    containers: list[ContainerUsageView]

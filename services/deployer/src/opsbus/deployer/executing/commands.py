@@ -1,4 +1,5 @@
-"""The request-reply side: look a rollout up, list a workload's history, record an abort or a promote.
+"""The request-reply side: look a rollout up, list a workload's history or the latest rollouts, record an abort or a
+promote.
 
 Why this module exists: the gateway's commands must reach a rollout whichever replica drives it, so a command
 is only written to the rollout's row (a queued rollout is aborted at once); the driving replica acts on it at
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import false, or_, select
 
 from opsbus.common.api.calling import Caller
 from opsbus.common.errors import ConflictError, NotFoundError
@@ -77,6 +78,17 @@ class Commands:
                 .all()
             )
             return list(rollouts), list(revisions)
+
+    async def recent(self, namespaces: tuple[str, ...] | None, state: str | None, limit: int) -> list[Rollout]:
+        """The latest rollouts, newest first, in `namespaces` (None: all); the workload key is Kind/ns/name."""
+        query = select(Rollout)
+        if namespaces is not None:
+            query = query.where(or_(false(), *(Rollout.workload.like(f"%/{ns}/%") for ns in namespaces)))
+        if state is not None:
+            query = query.where(Rollout.state == state)
+        async with self._sessions() as s:
+            rows = (await s.execute(query.order_by(Rollout.requested_at.desc()).limit(limit))).scalars().all()
+            return list(rows)
 
     async def command(
         self, selector: RolloutSelector, action: str, actor: Actor, reason: str, caller: Caller | None = None

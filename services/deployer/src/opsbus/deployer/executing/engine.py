@@ -31,8 +31,9 @@ from opsbus.common.events.envelope import Envelope, new_event_id
 from opsbus.common.events.payloads.common import Actor, WorkloadRef
 from opsbus.common.events.payloads.deploy import DeployFailureReason, DeployPhase, DeployRequested, Strategy
 from opsbus.common.store import StoreTables, claim
-from opsbus.deployer.api import RolloutSelector
-from opsbus.deployer.domain import queueing
+from opsbus.deployer.api import ReplicaSetView, RolloutSelector
+from opsbus.deployer.domain import queueing, replicasets
+from opsbus.deployer.domain.changes import canary_name
 from opsbus.deployer.executing.bluegreening import BlueGreen
 from opsbus.deployer.executing.canarying import Canary
 from opsbus.deployer.executing.commands import Commands
@@ -392,6 +393,29 @@ class Engine:
 
     async def history(self, workload: WorkloadRef, limit: int) -> tuple[list[Rollout], list[Revision]]:
         return await self._commands.history(workload, limit)
+
+    async def recent(self, namespaces: tuple[str, ...] | None, state: str | None, limit: int) -> list[Rollout]:
+        return await self._commands.recent(namespaces, state, limit)
+
+    async def replica_sets(self, row: Rollout) -> tuple[ReplicaSetView, ...]:
+        """The rollout's new and old ReplicaSets as they are now (a canary's new one is its `-canary`'s)."""
+        _, request = request_of(row)
+        ref = request.workload
+        if ref.kind != "Deployment":
+            return ()
+        stable = await self._kube.deployment(ref.namespace, ref.name)
+        stable_sets = await self._kube.replica_sets(ref.namespace, stable)
+        canary: dict[str, Any] | None = None
+        canary_sets: list[dict[str, Any]] = []
+        if request.strategy == "canary":
+            try:
+                canary = await self._kube.deployment(ref.namespace, canary_name(ref.name))
+                canary_sets = await self._kube.replica_sets(ref.namespace, canary)
+            except NotFoundError:
+                canary = None  # not created yet, or removed: the stable's sets tell the story
+        return replicasets.describe(
+            stable, stable_sets, canary=canary, canary_sets=canary_sets, new_revision=row.revision
+        )
 
     async def command(
         self, selector: RolloutSelector, action: str, actor: Actor, reason: str, caller: Caller | None = None

@@ -102,7 +102,21 @@ def stored_results(row: Rollout) -> tuple[AnalysisResult, ...]:
     return tuple(AnalysisResult.model_validate(r) for r in (row.analysis or {}).get("results", []))
 
 
+def _progress(row: Rollout) -> tuple[int | None, str | None]:
+    """The canary's current step (1-based) and stage, or the blue-green stage, from the saved planner state."""
+    tracking = row.tracking or {}
+    if isinstance(tracking.get("canary"), dict):
+        state = tracking["canary"]
+        return int(state["step"]) + 1, str(state["stage"])
+    if isinstance(tracking.get("bluegreen"), dict):
+        return None, str(tracking["bluegreen"]["stage"])
+    return None, None
+
+
 def view(row: Rollout) -> RolloutView:
+    """The rollout as the gateway shows it: its state, the request's spec (steps, analysis) and where it is."""
+    _, request = request_of(row)
+    step, stage = _progress(row)
     return RolloutView(
         deployment_id=row.id,
         request_id=row.request_id,
@@ -118,4 +132,11 @@ def view(row: Rollout) -> RolloutView:
         reason=row.outcome_reason,
         message=row.message,
         analysis=stored_results(row),
+        images=dict(request.images),
+        canary=request.canary,
+        blue_green=request.blue_green,
+        analysis_spec=request.analysis,
+        step=step,
+        stage=stage,
+        request_reason=request.reason,
     )

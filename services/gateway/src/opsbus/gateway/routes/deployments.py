@@ -1,6 +1,7 @@
-"""`/v1/deployments`: request a rollout (published as `deploy.requested` through the outbox), follow it, list a
-workload's history, abort, promote. Status, history and commands are answered by the deployer; an abort or a
-promote is audited by the deployer in the transaction that records it (the request names the caller)."""
+"""`/v1/deployments`: request a rollout (published as `deploy.requested` through the outbox), follow it (with its
+new and old ReplicaSets), list the latest rollouts or a workload's history, abort, promote. Status, history,
+ReplicaSets and commands are answered by the deployer; an abort or a promote is audited by the deployer in the
+transaction that records it (the request names the caller). Every read is limited to the caller's namespaces."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from opsbus.common.events.payloads.deploy import AnalysisSpec, BlueGreenSpec, Ca
 from opsbus.common.rpc import RpcError
 from opsbus.gateway.auth import Ctx, Operator, RequestId, Viewer
 from opsbus.gateway.commands import actor_of, caller_of
-from opsbus.gateway.domain.access import Denied, Principal, Role, authorize
+from opsbus.gateway.domain.access import Denied, Principal, Role, authorize, visible_namespaces
 from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem, ProblemError, pointer
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"], responses=PROBLEM_RESPONSES)
@@ -100,6 +101,34 @@ async def request_deployment(
     return DeploymentAccepted(request_id=event.id, correlation_id=event.correlationid or event.id, status_url=location)
 
 
+_NAMESPACE = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_STATES = "^(queued|running|succeeded|failed|rolledback|superseded|aborted|skipped)$"
+
+
+@router.get("/recent", summary="The latest rollouts in your namespaces, newest first")
+async def recent_deployments(
+    *,
+    who: Viewer,
+    ctx: Ctx,
+    namespace: str | None = Query(default=None, pattern=_NAMESPACE),
+    state: str | None = Query(default=None, pattern=_STATES),
+    limit: int = Query(default=50, ge=1, le=500),
+) -> api.RolloutList:
+    cluster = ctx.settings.cluster
+    if namespace is not None:
+        authorize(who, Role.VIEWER, namespace=namespace, cluster=cluster)
+    if not who.scope.covers_cluster(cluster):
+        return api.RolloutList(rollouts=())
+    scoped = visible_namespaces(who)
+    asked = (namespace,) if namespace else (tuple(sorted(scoped)) if scoped is not None else None)
+    if asked == ():
+        return api.RolloutList(rollouts=())
+    request = api.RecentRequest(namespaces=asked, state=state, limit=limit)
+    found = await ctx.services.call(api.SERVICE, "recent", request, api.RolloutList)
+    visible = tuple(r for r in found.rollouts if who.scope.covers_namespace(_namespace_of(r.workload)))
+    return api.RolloutList(rollouts=visible)
+
+
 async def _authorize_request(
     ctx: Ctx, who: Principal, request_id: str, needs: Role
 ) -> tuple[dict[str, Any] | None, str]:
@@ -144,12 +173,24 @@ async def deployment_status(*, who: Viewer, ctx: Ctx, request_id: str = _ID) -> 
     )
 
 
+@router.get("/{request_id}/replicasets", summary="A rollout's new and old ReplicaSets, as they are now")
+async def deployment_replica_sets(*, who: Viewer, ctx: Ctx, request_id: str = _ID) -> api.ReplicaSetsResponse:
+    await _authorize_request(ctx, who, request_id, Role.VIEWER)
+    selector = api.RolloutSelector(request_id=request_id)
+    try:
+        return await ctx.services.call(api.SERVICE, "replicasets", selector, api.ReplicaSetsResponse)
+    except RpcError as exc:
+        if exc.code == 404:
+            raise ApiProblem(404, f"rollout {request_id} has not started yet", slug="not-found") from None
+        raise
+
+
 @router.get("", summary="A workload's rollouts and revisions, newest first")
 async def deployment_history(
     *,
     who: Viewer,
     ctx: Ctx,
-    namespace: str = Query(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"),
+    namespace: str = Query(pattern=_NAMESPACE),
     name: str = Query(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"),
     kind: Literal["Deployment", "StatefulSet", "DaemonSet"] = "Deployment",
     cluster: str | None = Query(default=None, max_length=253),

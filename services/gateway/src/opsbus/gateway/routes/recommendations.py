@@ -1,4 +1,4 @@
-"""`/v1/recommendations` (list, apply) through the optimizer's request-reply endpoints.
+"""`/v1/recommendations` (list, apply, the usage behind them) through the optimizer's request-reply endpoints.
 
 A caller sees only the recommendations of its namespaces: for a namespace-scoped caller the optimizer is asked
 once per namespace (never for everything, then filtered, which would page wrongly). Applying needs operator on
@@ -68,6 +68,22 @@ async def list_recommendations(
 ) -> api.RecommendationList:
     items = await visible_recommendations(ctx, who, namespace=namespace, workload=workload, status=status, limit=limit)
     return api.RecommendationList(recommendations=items)
+
+
+@router.get(
+    "/v1/recommendations/usage",
+    summary="A workload's usage distribution per container (what its recommendations rest on)",
+)
+async def workload_usage(
+    *,
+    who: Viewer,
+    ctx: Ctx,
+    namespace: str = Query(max_length=63, pattern=_NAMESPACE),
+    workload: str = Query(min_length=1, max_length=253, description="The workload's name."),
+) -> api.UsageResponse:
+    authorize(who, Role.VIEWER, namespace=namespace, cluster=ctx.settings.cluster)
+    request = api.UsageRequest(namespace=namespace, workload=workload)
+    return await ctx.services.call(api.SERVICE, "usage", request, api.UsageResponse)
 
 
 async def _find(ctx: Ctx, who: Principal, recommendation_id: str) -> api.RecommendationView:

@@ -1,5 +1,5 @@
 """Request and response models of the optimizer's request-reply endpoints
-(`opsbus.svc.optimizer.list_recommendations`, `opsbus.svc.optimizer.apply_recommendation`).
+(`opsbus.svc.optimizer.list_recommendations`, `.apply_recommendation`, `.usage`).
 
 They live in `opsbus.common.api.optimizer` (DESIGN.md section 2: the gateway calls these endpoints); this
 module names them for the optimizer's own code so there is one definition on the wire."""
@@ -12,6 +12,8 @@ from opsbus.common.api.optimizer import (
     ListRecommendationsRequest,
     RecommendationList,
     RecommendationView,
+    UsageRequest,
+    UsageResponse,
 )
 
 __all__ = [
@@ -20,4 +22,6 @@ __all__ = [
     "ListRecommendationsRequest",
     "RecommendationList",
     "RecommendationView",
+    "UsageRequest",
+    "UsageResponse",
 ]
