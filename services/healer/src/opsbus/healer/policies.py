@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsbus.common.api.calling import Caller
 from opsbus.common.audit import Auditor
-from opsbus.common.errors import ConflictError, PermanentError
+from opsbus.common.errors import ConflictError, NotFoundError, PermanentError
 from opsbus.common.events import Envelope
 from opsbus.common.events.payloads import Actor, ActorKind, AuditOutcome, ResourceRef
 from opsbus.common.store import Database, Outbox
@@ -66,6 +66,20 @@ class PolicyStore:
                     raise PermanentError("no remediation policies are loaded")
                 self._policies = parse_policies(row.document, version=row.version)
         return self._policies
+
+    async def version(self, number: int) -> PolicyVersionRow:
+        """A stored version, current or past (the console diffs against it and rolls back to it)."""
+        async with self.db.sessions() as session:
+            row = await session.get(PolicyVersionRow, number)
+        if row is None:
+            raise NotFoundError(f"no policy version {number}")
+        return row
+
+    async def versions(self, limit: int) -> list[PolicyVersionRow]:
+        """The newest `limit` versions, newest first."""
+        q = select(PolicyVersionRow).order_by(PolicyVersionRow.version.desc()).limit(limit)
+        async with self.db.sessions() as session:
+            return list((await session.execute(q)).scalars())
 
     @staticmethod
     def audit_for(auditor: Auditor, *, author: str, comment: str | None, caller: Caller | None) -> AuditFor:

@@ -18,7 +18,6 @@ from importlib.resources import files
 from pathlib import Path
 
 from opsbus.common.bus import Bus, ConsumerSpec, Delivery
-from opsbus.common.errors import PermanentError
 from opsbus.common.events.payloads import (
     AlertFired,
     AlertResolved,
@@ -37,9 +36,8 @@ from opsbus.common.events.payloads import (
 from opsbus.common.rpc import Endpoint, serve
 from opsbus.common.runtime import Runtime
 from opsbus.common.store import Database, OutboxRelay, check_schema_current
-from opsbus.healer import api, previews
+from opsbus.healer import api, editing
 from opsbus.healer.cluster import KubeCluster
-from opsbus.healer.domain.policy import PolicyError, parse_policies
 from opsbus.healer.executing import Executor
 from opsbus.healer.scheduling import run_scheduler
 from opsbus.healer.settings import HealerSettings
@@ -220,32 +218,6 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
             ]
         )
 
-    async def get_policies(r: api.GetPoliciesRequest) -> api.PoliciesAnswer:
-        return await previews.get_policies(executor.policy_store, r)
-
-    async def policy_versions(r: api.PolicyVersionsRequest) -> api.PolicyVersionList:
-        return await previews.policy_versions(executor.policy_store, r)
-
-    async def preview_policy(r: api.PreviewPolicyRequest) -> api.PolicyPreview:
-        return await previews.preview_policy(executor.policy_store, executor.guards, r)
-
-    async def validate_policy(r: api.ValidatePolicyRequest) -> api.ValidationAnswer:
-        try:
-            parsed = parse_policies(r.document)
-        except PolicyError as exc:
-            issues = [api.Issue(line=i.line, column=i.column, path=i.path, message=i.message) for i in exc.issues]
-            return api.ValidationAnswer(valid=False, issues=issues)
-        return api.ValidationAnswer(valid=True, issues=[], policies=[p.name for p in parsed.policies])
-
-    async def put_policy(r: api.PutPolicyRequest) -> api.PoliciesAnswer:
-        try:
-            policies = executor.policy_store
-            audit = policies.audit_for(executor.recorder.auditor, author=r.author, comment=r.comment, caller=r.caller)
-            p = await policies.put(r.document, r.expected_version, r.author, r.comment, audit=audit)
-        except PolicyError as exc:
-            raise PermanentError(f"invalid policy document: {exc}") from exc
-        return api.PoliciesAnswer(version=p.version, document=p.source, policies=[x.name for x in p.policies])
-
     svc = await serve(
         bus.nc,
         SERVICE,
@@ -254,11 +226,7 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
             Endpoint("approve", api.ApproveRequest, api.ApprovalAnswer, approve, "approve a planned recovery step"),
             Endpoint("reject", api.RejectRequest, api.ApprovalAnswer, reject, "reject a planned recovery step"),
             Endpoint("list_pending", api.ListPendingRequest, api.PendingList, list_pending, "approvals waiting"),
-            Endpoint("get_policies", api.GetPoliciesRequest, api.PoliciesAnswer, get_policies, "current policies"),
-            Endpoint("validate_policy", api.ValidatePolicyRequest, api.ValidationAnswer, validate_policy, "validate"),
-            Endpoint("put_policy", api.PutPolicyRequest, api.PoliciesAnswer, put_policy, "new policy version"),
-            Endpoint("policy_versions", api.PolicyVersionsRequest, api.PolicyVersionList, policy_versions, "versions"),
-            Endpoint("preview_policy", api.PreviewPolicyRequest, api.PolicyPreview, preview_policy, "dry-run"),
+            *editing.endpoints(executor.policy_store, executor.guards, executor.recorder.auditor),
         ],
         description="opsbus healer: remediation approvals and policies",
         tracer=rt.tracer_provider.get_tracer("opsbus.healer"),

@@ -12,6 +12,14 @@ from typing import Any
 
 import httpx
 
+from opsbus.common.api.notifier import (
+    AlertOutcomeList,
+    AlertOutcomesRequest,
+    DeliveryList,
+    ListDeliveriesRequest,
+    PreviewSilenceRequest,
+    SilencePreview,
+)
 from opsbus.common.audit import Auditor
 from opsbus.common.bus import Bus, ConsumerSpec, family_payloads
 from opsbus.common.errors import ConfigurationError, ConflictError, PermanentError
@@ -25,7 +33,7 @@ from opsbus.common.store import (
     check_schema_current,
     purge_all,
 )
-from opsbus.notifier import store
+from opsbus.notifier import inspecting, store
 from opsbus.notifier.channels import Channel, ChannelConfigError, build_channels, http_client
 from opsbus.notifier.configuring import ConfigVersions, Reloader, StoredConfig
 from opsbus.notifier.domain.api import (
@@ -259,6 +267,15 @@ def endpoints(notifier: Notifier, reloader: Reloader | None = None) -> list[Endp
     async def validate_routes(req: ValidateRoutesRequest) -> ValidateRoutesResponse:
         return validate(req.yaml)
 
+    async def preview_silence(req: PreviewSilenceRequest) -> SilencePreview:
+        return await inspecting.preview_silence(notifier.db, req)
+
+    async def list_deliveries(req: ListDeliveriesRequest) -> DeliveryList:
+        return await inspecting.list_deliveries(notifier.db, req)
+
+    async def alert_outcomes(req: AlertOutcomesRequest) -> AlertOutcomeList:
+        return await inspecting.alert_outcomes(notifier.db, req)
+
     served: list[Endpoint[Any, Any]] = [
         Endpoint("create_silence", CreateSilenceRequest, SilenceView, create_silence, "Create a silence."),
         Endpoint("list_silences", ListSilencesRequest, SilenceList, list_silences, "List silences."),
@@ -271,6 +288,9 @@ def endpoints(notifier: Notifier, reloader: Reloader | None = None) -> list[Endp
             validate_routes,
             "Validate a routing YAML without applying it.",
         ),
+        Endpoint("preview_silence", PreviewSilenceRequest, SilencePreview, preview_silence, "What it would mute."),
+        Endpoint("list_deliveries", ListDeliveriesRequest, DeliveryList, list_deliveries, "The delivery log."),
+        Endpoint("alert_outcomes", AlertOutcomesRequest, AlertOutcomeList, alert_outcomes, "One alert's fate."),
     ]
     if reloader is not None:
         served += config_endpoints(reloader.versions, reloader)

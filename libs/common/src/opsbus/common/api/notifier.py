@@ -23,6 +23,11 @@ Operations and their models:
   value under the first key). The value crosses the bus in the request only (`SecretStr`: masked in reprs and
   logs, written out only when the request is serialised for the wire).
 
+* Read-only views for the console: `preview_silence` PreviewSilenceRequest -> SilencePreview (the firing alerts
+  the matchers would mute now); `list_deliveries` ListDeliveriesRequest -> DeliveryList (the delivery log, every
+  attempt, newest first, keyset by id); `alert_outcomes` AlertOutcomesRequest -> AlertOutcomeList (what became
+  of an alert per receiver: delivered, muted by a silence, inhibited...).
+
 The notifier takes these models from here (`opsbus.notifier.domain.api` re-exports them and adds matcher
 syntax checks, answering 400 with the reason); here a matcher is a non-empty string. The mutating requests
 name the `caller` the gateway acts for: the notifier audits the call (`silence.create`, `silence.expire`,
@@ -212,3 +217,67 @@ class RotateReceiverSecretsResponse(_Model):
     rotated: int = Field(description="Values re-encrypted under the first key.")
     total: int = Field(description="Values stored.")
     key_id: str = Field(description="Id of the key every value is now stored under.")
+
+
+class PreviewSilenceRequest(_Model):
+    matchers: list[str] = Field(min_length=1, max_length=50)
+
+
+class FiringAlert(_Model):
+    fingerprint: str
+    labels: dict[str, str]
+    since: AwareDatetime = Field(description="When the notifier last saw it fire.")
+
+
+class SilencePreview(_Model):
+    alerts: list[FiringAlert] = Field(description="The firing alerts the matchers select, which a silence would mute.")
+    firing: int = Field(description="How many alerts fire in all.")
+
+
+class ListDeliveriesRequest(_Model):
+    limit: int = Field(default=100, ge=1, le=500)
+    before: int | None = Field(default=None, ge=1, description="Keyset cursor: attempts with a smaller id.")
+    outcome: Literal["delivered", "retry", "dead"] | None = None
+    receiver: str | None = Field(default=None, max_length=200)
+
+
+class DeliveryAttempt(_Model):
+    id: int
+    notification_id: str
+    integration: str
+    receiver: str
+    channel: str
+    attempt: int
+    outcome: str = Field(description="delivered, retry (failed, another attempt follows) or dead (the last failed).")
+    status_code: int | None
+    error: str | None
+    retry_after_seconds: float | None
+    latency_ms: float
+    at: AwareDatetime
+
+
+class DeliveryList(_Model):
+    items: list[DeliveryAttempt]
+    next_before: int | None = Field(description="Pass as `before` for the next page; null on the last one.")
+
+
+class AlertOutcomesRequest(_Model):
+    fingerprint: str = Field(min_length=1, max_length=64)
+    since: AwareDatetime | None = Field(default=None, description="Only outcomes routed at or after this time.")
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class AlertOutcomeView(_Model):
+    event_id: str
+    receiver: str
+    integration: str
+    status: str = Field(description="The alert's status notified: firing or resolved.")
+    state: str = Field(description="routed, queued, delivered, dead, muted or not_sent.")
+    reason: str | None
+    notification_id: str | None
+    routed_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class AlertOutcomeList(_Model):
+    items: list[AlertOutcomeView] = Field(description="Newest first.")

@@ -8,6 +8,10 @@ Routes are the notifier's whole configuration YAML, versioned by the notifier: a
 the tree and the YAML (secrets are `${VARIABLE}` references, never values), operators may validate, and only
 an admin of every namespace may put a new version, naming the version it edited (409 when it is stale).
 
+Read-only views for the console: a silence's preview (the firing alerts its matchers select, under the same
+namespace rule as creating it), the delivery log (every attempt; not namespaced, so for callers who see every
+namespace) and an incident's notification outcomes per receiver (delivered, muted by a silence...).
+
 Creating or expiring a silence and putting routes are audited by the notifier, in the transaction of its
 write: the request names the caller (actor and request id) and the notifier records `silence.create`,
 `silence.expire` or `routes.put` for them, so a change whose entry cannot be written is not made.
@@ -16,6 +20,7 @@ write: the request names the caller (actor and request id) and the notifier reco
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -167,3 +172,49 @@ async def put_routes(*, body: RoutesUpdate, who: Admin, ctx: Ctx, rid: RequestId
         caller=caller_of(who, rid),
     )
     return await ctx.services.call(api.SERVICE, "put_config", request, api.ConfigVersion)
+
+
+class SilenceMatchers(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    matchers: list[str] = Field(min_length=1, max_length=50)
+
+
+@router.post("/v1/silences/preview", summary="The firing alerts a silence with these matchers would mute")
+async def preview_silence(*, body: SilenceMatchers, who: Viewer, ctx: Ctx) -> api.SilencePreview:
+    namespace = namespace_of(body.matchers)
+    authorize(who, Role.VIEWER, namespace=namespace, cluster=ctx.settings.cluster)
+    answer = await ctx.services.call(
+        api.SERVICE, "preview_silence", api.PreviewSilenceRequest(matchers=body.matchers), api.SilencePreview
+    )
+    if namespace is not None and not who.scope.all_namespaces:  # the count of firing alerts in that namespace only
+        mine = api.PreviewSilenceRequest(matchers=[f'namespace="{namespace}"'])
+        in_namespace = await ctx.services.call(api.SERVICE, "preview_silence", mine, api.SilencePreview)
+        return api.SilencePreview(alerts=answer.alerts, firing=len(in_namespace.alerts))
+    return answer
+
+
+@router.get("/v1/notifications/deliveries", summary="The delivery log: every attempt, newest first")
+async def deliveries(
+    *,
+    who: Viewer,
+    ctx: Ctx,
+    limit: int = Query(default=100, ge=1, le=500),
+    before: int | None = Query(default=None, ge=1, le=2**62),
+    outcome: Literal["delivered", "retry", "dead"] | None = None,
+    receiver: str | None = Query(default=None, max_length=200),
+) -> api.DeliveryList:
+    authorize(who, Role.VIEWER, namespace=None, cluster=ctx.settings.cluster)
+    request = api.ListDeliveriesRequest(limit=limit, before=before, outcome=outcome, receiver=receiver)
+    return await ctx.services.call(api.SERVICE, "list_deliveries", request, api.DeliveryList)
+
+
+@router.get("/v1/incidents/{incident_id}/notifications", summary="What became of an incident's notifications")
+async def incident_notifications(
+    *, who: Viewer, ctx: Ctx, incident_id: str = Path(min_length=1, max_length=200)
+) -> api.AlertOutcomeList:
+    row = await ctx.reads.incident(incident_id)
+    if row is None or not can_see(who, namespace=row["namespace"], cluster=row["cluster"]):
+        raise ApiProblem(404, f"no incident {incident_id}", slug="not-found")
+    request = api.AlertOutcomesRequest(fingerprint=row["fingerprint"], since=row["starts_at"])
+    return await ctx.services.call(api.SERVICE, "alert_outcomes", request, api.AlertOutcomeList)
