@@ -1,4 +1,5 @@
-"""The deployer's writes on the change timeline: a rollout and its revert, each once, caused by the request.
+"""The deployer's writes on the change timeline: a rollout and its revert, each once, caused by the request; a
+canary's scaling steps and promotion; a blue-green switch of the Service's selector.
 
 Against the sandbox apiserver, a real nats-server and a real PostgreSQL (the harness of test_deployer_rollouts):
 what a team subscribed to `change.recorded.sandbox.<namespace>` sees after a `deploy.requested`.
@@ -6,20 +7,33 @@ what a team subscribed to `change.recorded.sandbox.<namespace>` sees after a `de
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 
 from opsbus.common.bus import Bus
 from opsbus.common.events.payloads import ChangeKind, ChangeOrigin, ChangeRecorded
 from opsbus.common.events.payloads.common import Actor, ActorKind
-from opsbus.common.events.payloads.deploy import DeployAborted, DeployStarted, DeploySucceeded, Strategy
+from opsbus.common.events.payloads.deploy import (
+    BlueGreenSpec,
+    CanarySpec,
+    DeployAborted,
+    DeployStarted,
+    DeploySucceeded,
+    Strategy,
+)
 from opsbus.common.rpc import call
 from opsbus.deployer.api import CommandRequest, RolloutSelector, RolloutView
 from opsbus.deployer.service import Deployer
-from tests.cluster.changes import change_log
+from tests.cluster.changes import ChangeLog, change_log
 from tests.cluster.kube import Cluster
+from tests.cluster.test_deployer_bluegreen import create_service, pod_hashes
+from tests.cluster.test_deployer_canary import answer
 from tests.cluster.test_deployer_rollouts import (
     CLUSTER,
     DeployEvents,
+    FakePrometheus,
     client_bus,
     crashing_manifest,
     deploy_events,
@@ -91,3 +105,87 @@ async def test_an_abort_records_the_revert_as_a_second_change_of_the_same_chain(
     assert all(e.correlationid == request.id and e.causationid == request.id for e in ours)
     diff = {d.path: (d.before, d.after) for d in revert.payload_as(ChangeRecorded).diff}
     assert diff[IMAGE] == ("registry.example/pay:1.1", "registry.example/pay:1.0")
+
+
+def _ours(changes: ChangeLog, request_id: str) -> list[tuple[str, ChangeRecorded]]:
+    """The deployer's changes for one request, in order, each checked to be caused by the request."""
+    out = []
+    for e in changes.matching(lambda e, c: c.origin is ChangeOrigin.DEPLOYER):
+        assert e.causationid == request_id and e.correlationid == request_id, e.payload_as(ChangeRecorded).summary
+        out.append((e.subject, e.payload_as(ChangeRecorded)))
+    return out
+
+
+async def test_canary_steps_and_promotion_are_changes_caused_by_the_request(
+    cluster: Cluster, deployer: Deployer, client_bus: Bus, deploy_events: DeployEvents, prometheus: FakePrometheus
+) -> None:
+    cluster.create_deployment("cart", replicas=4, image="registry.example/cart:1")
+    await rolled_out(cluster, "cart")
+    prometheus.answer = answer(0.99)
+    spec = CanarySpec.model_validate({"steps": [{"weight": 25, "pause_seconds": 1}, {"weight": 50}]})
+    async with change_log(client_bus, f"change.recorded.{CLUSTER}.{cluster.namespace}") as changes:
+        request = request_event(
+            cluster, "cart", strategy=Strategy.CANARY, images={"app": "registry.example/cart:2"}, canary=spec
+        )
+        await client_bus.publisher.publish(request)
+        await deploy_events.wait(request.id, DeploySucceeded, timeout=120)
+        await changes.wait(lambda e, c: c.action == "deploy.canary.promote", timeout=10, what="the promotion")
+
+    ours = _ours(changes, request.id)
+    actions = [c.action for _, c in ours]
+    assert actions[0] == "deploy.canary.create"
+    assert "deploy.canary.promote" in actions
+    scales = [c for _, c in ours if c.action == "deploy.canary.scale"]
+    assert scales, actions  # every step that scaled the canary is on the timeline
+    for scale in scales:
+        assert ChangeKind.REPLICAS in scale.kinds
+        assert scale.object.name == "cart-canary" and scale.workload is not None and scale.workload.name == "cart"
+        (d,) = scale.diff
+        assert d.path == "spec.replicas" and d.before != d.after
+    replicas = [int(c.diff[0].after or 0) for c in scales]
+    assert replicas[:-1] == sorted(replicas[:-1]) and replicas[-1] == 0  # grows step by step, then drained
+    assert actions.index("deploy.canary.promote") < len(actions) - 1 - actions[::-1].index("deploy.canary.scale")
+    subject, promote = next((s, c) for s, c in ours if c.action == "deploy.canary.promote")
+    assert subject == f"Deployment/{cluster.namespace}/cart"
+    assert ChangeKind.IMAGE in promote.kinds
+    assert (IMAGE, "registry.example/cart:1", "registry.example/cart:2") in [
+        (d.path, d.before, d.after) for d in promote.diff
+    ]
+    assert len({c.resource_version for _, c in ours}) == len(ours)  # one entry per write, none doubled
+
+
+async def test_blue_green_switch_is_a_service_change_caused_by_the_request(
+    cluster: Cluster, deployer: Deployer, client_bus: Bus, deploy_events: DeployEvents, prometheus: FakePrometheus
+) -> None:
+    cluster.create_deployment("shop", replicas=2, image="registry.example/shop:1")
+    create_service(cluster, "shop", "shop")
+    await rolled_out(cluster, "shop")
+    old_hashes = await asyncio.to_thread(pod_hashes, cluster, "app=shop")
+    prometheus.answer = answer(0.99)
+    spec = BlueGreenSpec.model_validate({"active_service": "shop", "scale_down_delay_seconds": 1})
+    async with change_log(client_bus, f"change.recorded.{CLUSTER}.{cluster.namespace}") as changes:
+        request = request_event(
+            cluster, "shop", strategy=Strategy.BLUE_GREEN, images={"app": "registry.example/shop:2"}, blue_green=spec
+        )
+        await client_bus.publisher.publish(request)
+        await deploy_events.wait(request.id, DeploySucceeded, timeout=120)
+        await changes.wait(lambda e, c: c.action == "deploy.bluegreen.restore", timeout=10, what="the restore")
+
+    ours = _ours(changes, request.id)
+    actions = [c.action for _, c in ours]
+    assert actions[0] == "deploy.bluegreen.create"
+    assert actions.index("deploy.bluegreen.switch") < actions.index("deploy.bluegreen.promote"), actions
+    subject, switch = next((s, c) for s, c in ours if c.action == "deploy.bluegreen.switch")
+    assert subject == f"Service/{cluster.namespace}/shop"
+    assert switch.workload is not None and switch.workload.name == "shop"
+    (d,) = switch.diff
+    assert d.path == "spec.selector"
+    before, after = json.loads(d.before or "{}"), json.loads(d.after or "{}")
+    assert after["app"] == "shop" and after["pod-template-hash"] != before.get("pod-template-hash")
+    assert after["pod-template-hash"] not in old_hashes  # traffic to the new stack's pods
+    _, promote = next((s, c) for s, c in ours if c.action == "deploy.bluegreen.promote")
+    assert (IMAGE, "registry.example/shop:1", "registry.example/shop:2") in [
+        (x.path, x.before, x.after) for x in promote.diff
+    ]
+    _, restore = next((s, c) for s, c in ours if c.action == "deploy.bluegreen.restore")
+    assert json.loads(restore.diff[0].after or "{}") == {"app": "shop"}  # the original selector back

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from opsbus.common.changes import Write
 from opsbus.common.errors import NotFoundError
 from opsbus.common.events.envelope import EventPayload
 from opsbus.common.events.payloads.audit import AuditOutcome
@@ -40,7 +41,7 @@ from opsbus.deployer.domain.changes import (
 )
 from opsbus.deployer.executing.context import Context
 from opsbus.deployer.executing.measuring import measure_due
-from opsbus.deployer.executing.recording import SELF, write_of
+from opsbus.deployer.executing.recording import SELF, service_write, write_of
 from opsbus.deployer.executing.reverting import Reverter
 from opsbus.deployer.executing.serializing import bluegreen_from_json, bluegreen_to_json, stored_results
 from opsbus.deployer.store import Rollout
@@ -226,7 +227,7 @@ class BlueGreen:
             await self._end(row, request, view, state, failure=failure, reason=decision.message, by=SELF)
             return
         original: dict[str, str] = dict(row.tracking["selector"])
-        state = await self._act(row, request, decision.effect, state, observed=observed, original=original)
+        state, write = await self._act(row, request, decision.effect, state, observed=observed, original=original)
         changes: dict[str, Any] = {"tracking": {**row.tracking, "bluegreen": bluegreen_to_json(state)}}
         if decision.used_promote:
             changes["command"] = None
@@ -237,7 +238,7 @@ class BlueGreen:
             row.revision = view.stable.revision
             results = decision.analysis or stored_results(row)
             await recorder.succeed(
-                row, request=request, live=stable_live, obs=view.stable, changes=changes, results=results
+                row, request=request, live=stable_live, obs=view.stable, changes=changes, results=results, change=write
             )
             return
         phase = _phase(state, paused=decision.outcome is bluegreen.Outcome.PAUSED)
@@ -255,7 +256,7 @@ class BlueGreen:
             )
         changes["tracking"]["marker"] = marker
         changes["phase"] = phase.value
-        await recorder.save(row.id, changes, emit=emit)
+        await recorder.save(row.id, changes, emit=emit, change=write)
 
     async def _act(
         self,
@@ -266,28 +267,37 @@ class BlueGreen:
         *,
         observed: Observed,
         original: dict[str, str],
-    ) -> bluegreen.State:
-        """Apply the planner's effect; after converging, the state follows the generation the write produced."""
+    ) -> tuple[bluegreen.State, Write | None]:
+        """Apply the planner's effect; after converging, the state follows the generation the write produced.
+        The write goes on the change timeline (caused by the request) in the transaction recording the step:
+        the switch is the moment the new stack takes the traffic, so the analyzer must see it."""
         assert request.blue_green is not None
         spec = request.blue_green
         kube = self._ctx.kube
         ns, name = request.workload.namespace, request.workload.name
         service, green_live = observed.service, observed.green
+        write: Write | None = None
         if isinstance(effect, bluegreen.SelectHash):
-            await kube.patch_service(ns, spec.active_service, select_patch(service, original, effect.hash))
+            patched = await kube.patch_service(ns, spec.active_service, select_patch(service, original, effect.hash))
+            pin = effect.hash == observed.view.stable_hash  # pinned to the old stack before the switch
+            write = service_write(request, f"deploy.bluegreen.{'pin' if pin else 'switch'}", service, patched)
         elif isinstance(effect, bluegreen.PointPreview) and spec.preview_service is not None:
             preview = await kube.service(ns, spec.preview_service)
-            await kube.patch_service(ns, spec.preview_service, select_patch(preview, original, effect.hash))
+            patched = await kube.patch_service(ns, spec.preview_service, select_patch(preview, original, effect.hash))
+            write = service_write(request, "deploy.bluegreen.preview", preview, patched)
         elif isinstance(effect, bluegreen.ConvergeStable):
             assert green_live is not None
             template = promoted_template((green_live.get("spec") or {}).get("template") or {})
             patched = await kube.patch_deployment(ns, name, plan_template(observed.stable, template, row.id))
-            return bluegreen.State(state.stage, state.since, self._ctx.track(patched, request, self._ctx.clock()))
+            write = write_of(request, "deploy.bluegreen.promote", observed.stable, patched)
+            tracking = self._ctx.track(patched, request, self._ctx.clock())
+            return bluegreen.State(state.stage, state.since, tracking), write
         elif isinstance(effect, bluegreen.RestoreAndDelete):
             if observed.view.selected_hash is not None:
-                await kube.patch_service(ns, spec.active_service, select_patch(service, original, None))
+                patched = await kube.patch_service(ns, spec.active_service, select_patch(service, original, None))
+                write = service_write(request, "deploy.bluegreen.restore", service, patched)
             await kube.delete_deployment(ns, f"{name}{GREEN_SUFFIX}")
-        return state
+        return state, write
 
     async def _end(
         self,
@@ -308,13 +318,21 @@ class BlueGreen:
         service_name = request.blue_green.active_service
         original: dict[str, str] = dict(row.tracking["selector"])
         converged = state.stage in (bluegreen.Stage.CONVERGE, bluegreen.Stage.CLEANUP)
+        on_green: JSON | None = None  # the Service as it was while the new stack had the traffic
+        switched: JSON | None = None
         if not converged and view.stable_hash is not None and view.selected_hash not in (None, view.stable_hash):
-            service = await kube.service(ns, service_name)
-            await kube.patch_service(ns, service_name, select_patch(service, original, view.stable_hash))
+            on_green = await kube.service(ns, service_name)
+            switched = await kube.patch_service(ns, service_name, select_patch(on_green, original, view.stable_hash))
         await kube.delete_deployment(ns, f"{name}{GREEN_SUFFIX}")
         service = await kube.service(ns, service_name)
         if ((service.get("spec") or {}).get("selector") or {}).get(HASH_LABEL):
-            await kube.patch_service(ns, service_name, select_patch(service, original, None))
+            restored = await kube.patch_service(ns, service_name, select_patch(service, original, None))
+            switched = restored if on_green is not None else None
+        back = (
+            service_write(request, "deploy.bluegreen.switch_back", on_green, switched)
+            if on_green and switched
+            else None
+        )
         if request.blue_green.preview_service is not None:
             preview = await kube.service(ns, request.blue_green.preview_service)
             await kube.patch_service(ns, request.blue_green.preview_service, select_patch(preview, original, None))
@@ -332,4 +350,5 @@ class BlueGreen:
             by=by,
             done="traffic back on the old stack, new stack removed",
             action="deploy.bluegreen.abort",
+            change=back,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from opsbus.common.changes import Write
 from opsbus.common.errors import NotFoundError
 from opsbus.common.events.envelope import EventPayload
 from opsbus.common.events.payloads.audit import AuditOutcome
@@ -161,7 +162,9 @@ class Canary:
             )
             await self._end(row, request, stable_live, state, failure=failure, reason=decision.message, by=SELF)
             return
-        state = await self._act(row, request, decision.effect, state, stable_live=stable_live, canary_live=canary_live)
+        state, write = await self._act(
+            row, request, decision.effect, state, stable_live=stable_live, canary_live=canary_live
+        )
         changes: dict[str, Any] = {"tracking": {"canary": canary_to_json(state)}}
         if decision.used_promote:
             changes["command"] = None
@@ -172,7 +175,9 @@ class Canary:
             changes["revision"] = stable.revision
             row.revision = stable.revision
             results = decision.analysis or stored_results(row)
-            await recorder.succeed(row, request=request, live=stable_live, obs=stable, changes=changes, results=results)
+            await recorder.succeed(
+                row, request=request, live=stable_live, obs=stable, changes=changes, results=results, change=write
+            )
             return
         phase = _phase(state, paused=decision.outcome is canary.Outcome.PAUSED)
         marker = f"{state.step}:{state.stage.value}:{phase.value}"
@@ -193,7 +198,7 @@ class Canary:
             )
         changes["tracking"]["marker"] = marker
         changes["phase"] = phase.value
-        await recorder.save(row.id, changes, emit=emit)
+        await recorder.save(row.id, changes, emit=emit, change=write)
 
     async def _act(
         self,
@@ -204,8 +209,9 @@ class Canary:
         *,
         stable_live: dict[str, Any],
         canary_live: dict[str, Any] | None,
-    ) -> canary.CanaryState:
-        """Apply the planner's effect; the state then follows the generation the write produced."""
+    ) -> tuple[canary.CanaryState, Write | None]:
+        """Apply the planner's effect; the state then follows the generation the write produced, and the write
+        goes on the change timeline (caused by the request) in the transaction that records the step."""
         ctx = self._ctx
         ns, name = request.workload.namespace, request.workload.name
         now = ctx.clock()
@@ -213,18 +219,21 @@ class Canary:
             patched = await ctx.kube.patch_deployment(
                 ns, canary_name(name), [{"op": "replace", "path": "/spec/replicas", "value": effect.replicas}]
             )
+            write = write_of(request, "deploy.canary.scale", canary_live, patched)
             if state.tracking is not None:
                 generation = int(patched["metadata"].get("generation") or 0)
                 tracking = progression.Tracking(
                     generation, state.tracking.deadline_seconds, now, None, state.tracking.grace_seconds
                 )
-                return replace(state, tracking=tracking)
-        elif isinstance(effect, canary.PromoteStable):
+                return replace(state, tracking=tracking), write
+            return state, write
+        if isinstance(effect, canary.PromoteStable):
             assert canary_live is not None
             template = promoted_template((canary_live.get("spec") or {}).get("template") or {})
             patched = await ctx.kube.patch_deployment(ns, name, plan_template(stable_live, template, row.id))
-            return replace(state, tracking=ctx.track(patched, request, now), measurements={}, watch_next={})
-        return state
+            write = write_of(request, "deploy.canary.promote", stable_live, patched)
+            return replace(state, tracking=ctx.track(patched, request, now), measurements={}, watch_next={}), write
+        return state, None
 
     async def _new_pods(self, ns: str, canary_live: dict[str, Any] | None) -> dict[str, str] | None:
         """Labels selecting the canary's current pods; None while they cannot be told apart (or it is gone)."""

@@ -346,6 +346,7 @@ class Recorder:
         obs: progression.Observation,
         changes: dict[str, Any],
         results: Sequence[AnalysisResult],
+        change: Write | None = None,
     ) -> None:
         """Terminal success: the revision is recorded as good (a rollback request ends in `deploy.rolledback`)."""
         now = self._clock()
@@ -381,6 +382,7 @@ class Recorder:
             emit=[payload],
             audit=[("deploy.complete", AuditOutcome.EXECUTED, f"{state}: revision {obs.revision}")],
             revision=revision,
+            change=change,
         )
 
 
@@ -402,5 +404,23 @@ def write_of(request: DeployRequested, action: str, before: Mapping[str, Any], a
         workload=request.workload,
         entries=entries,
         detail=f"by rollout {(meta.get('annotations') or {}).get(ROLLOUT_ANNOTATION, '?')}",
+        resource_version=meta.get("resourceVersion") or None,
+    )
+
+
+def service_write(request: DeployRequested, action: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> Write:
+    """The change timeline's view of a traffic switch: the Service's selector before and after the write
+    (`after` is the apiserver's answer), so the analyzer sees the moment the new stack took the traffic."""
+    meta = after.get("metadata") or {}
+    ns, name = request.workload.namespace, str(meta.get("name") or "?")
+    old = (before.get("spec") or {}).get("selector")
+    new = (after.get("spec") or {}).get("selector")
+    ref = ResourceRef(kind="Service", name=name, namespace=ns, api_version="v1", uid=meta.get("uid") or None)
+    return Write(
+        action=action,
+        object=ref,
+        workload=request.workload,
+        entries=entry(ChangeKind.ACTION, "spec.selector", old, new),
+        detail=f"traffic of {request.workload.kind}/{request.workload.name}",
         resource_version=meta.get("resourceVersion") or None,
     )

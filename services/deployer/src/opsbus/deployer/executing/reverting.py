@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from opsbus.common.changes import Write
 from opsbus.common.errors import ConflictError, TransientError
 from opsbus.common.events.envelope import EventPayload
 from opsbus.common.events.payloads.audit import AuditOutcome
@@ -127,9 +128,11 @@ class Reverter:
         by: Actor,
         done: str,
         action: str,
+        change: Write | None = None,
     ) -> None:
         """End a rollout that never wrote the stable workload (its extra stack is already gone): aborted, or
-        `failure` then `deploy.rolledback` to the revision that kept running. `done` says what was undone."""
+        `failure` then `deploy.rolledback` to the revision that kept running. `done` says what was undone;
+        `change` is the traffic switch back, if there was one, for the change timeline."""
         recorder = self._ctx.recorder
         base = recorder.base(row, request)
         emit: list[EventPayload]
@@ -153,6 +156,7 @@ class Reverter:
             },
             emit=emit,
             audit=[(action, AuditOutcome.EXECUTED, f"{state_name}: {done}; {reason}")],
+            change=change,
         )
 
     async def follow(self, row: Rollout, request: DeployRequested) -> None:
