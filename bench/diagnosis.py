@@ -252,6 +252,9 @@ class LogStore:
     async def healthy_pods(self, workload: WorkloadRef, exclude: frozenset[str], limit: int) -> list[str]:
         return [p for p in self.healthy.get(workload.namespace, []) if p not in exclude][:limit]
 
+    async def unready_pods(self, workload: WorkloadRef, limit: int) -> dict[str, str]:
+        return {}
+
 
 def _ref(ns: str, obj: str) -> tuple[ResourceRef, WorkloadRef | None]:
     kind, name = obj.split("/")

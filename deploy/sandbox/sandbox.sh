@@ -13,6 +13,7 @@
 #   sandbox.sh kubectl ARGS...              the sandbox's own kubectl against the sandbox
 #   sandbox.sh chaos FAULT TARGET [NS]      inject a fault (FAULT list: sandbox.sh help)
 #   sandbox.sh heal FAULT TARGET [NS]       remove it
+#   sandbox.sh log NS POD CONTAINER [FILE]  give a container a log (lines from FILE or stdin)
 #   sandbox.sh scale NODES PODS             scale mode: NODES fake nodes and PODS pods
 #
 # Environment:
@@ -22,7 +23,8 @@
 #                          (default $HOME/.cache/opsbus/sandbox-run)
 #   OPSBUS_SANDBOX_NAME    cluster name (default opsbus)
 #   OPSBUS_SANDBOX_NODES   fake nodes created by `up` (default 3)
-#   OPSBUS_KUBECONFIG      kubeconfig for kubectl/chaos/heal (default: the sandbox's own)
+#   OPSBUS_KUBECONFIG      kubeconfig for kubectl/chaos/heal/log (default: the sandbox's own)
+#   OPSBUS_CHAOS_LOG_LINE  crashloop/oomkilled on a pod: the last line its crash log ends with
 #   GO                     the go command (default: go on PATH, else /usr/local/go/bin/go)
 set -euo pipefail
 
@@ -37,6 +39,10 @@ DEFAULT_NODES="${OPSBUS_SANDBOX_NODES:-3}"
 KUBECONFIG_PATH="${RUN_HOME}/kubeconfig"
 CHAOS_LABEL="opsbus.io/chaos"
 UNSCHEDULABLE_KEY="opsbus.io/chaos-unschedulable"
+# Container logs kwok serves (kubectl logs, the API's pods/log): one file per container, in the
+# CRI log format a kubelet writes, and one ClusterLogs object per pod pointing kwok at them.
+# Beside the kubeconfig of the cluster they belong to (OPSBUS_KUBECONFIG's, when it names another).
+POD_LOGS_DIR="$(dirname "${OPSBUS_KUBECONFIG:-${KUBECONFIG_PATH}}")/pod-logs"
 # kwokctl keeps its clusters, cache and logs under this directory instead of ~/.kwok.
 export KWOK_WORKDIR="${RUN_HOME}/kwok"
 
@@ -227,6 +233,10 @@ options:
   # No client-side rate limits between the components: scale mode creates thousands of
   # objects, and on a loopback-only sandbox the limits only add waiting.
   disableQPSLimits: true
+  # Container logs: ClusterLogs objects created at run time (log, chaos) say which file
+  # kwok serves for which pod. (kwok v0.8.0 watches the ClusterLogs CRD but drops the Logs one.)
+  enableCRDs:
+  - ClusterLogs
 EOF
     for f in "${SANDBOX_DIR}"/stages/*.yaml; do
       echo "---"
@@ -329,6 +339,7 @@ cmd_down() {
     log "cluster '${CLUSTER_NAME}' is not running"
   fi
   rm -f "${KUBECONFIG_PATH}"
+  rm -rf "${RUN_HOME}/pod-logs"
 }
 
 cmd_status() {
@@ -389,6 +400,9 @@ cmd_chaos() {
   case "${fault}:${kind}" in
     crashloop:pod|oomkilled:pod|imagepull:pod)
       if [[ "${mode}" == chaos ]]; then
+        if [[ "${fault}" != imagepull ]]; then
+          pod_crash_logs "${fault}" "${target#*/}" "${ns}"  # the log first: it is there when the crash shows
+        fi
         kctl -n "${ns}" label --overwrite "${target}" "${CHAOS_LABEL}=${fault}"
       else
         kctl -n "${ns}" label "${target}" "${CHAOS_LABEL}-"
@@ -426,6 +440,74 @@ cmd_chaos() {
       die "fault '${fault}' does not apply to ${kind}"
       ;;
   esac
+}
+
+# One container's log, as a kubelet would keep it: "<RFC 3339 time> <stream> F <line>" per line,
+# served by kwok for the current and the previous container (the analyzer reads the previous
+# one first, as it would for a crashed container).
+write_pod_log() { # ns pod container < lines
+  local ns=$1 pod=$2 container=$3 dir file now line
+  dir="${POD_LOGS_DIR}/${ns}_${pod}"
+  file="${dir}/${container}.log"
+  mkdir -p "${dir}"
+  now="$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)"
+  : >"${file}.tmp"
+  while IFS= read -r line || [[ -n "${line}" ]]; do
+    printf '%s stdout F %s\n' "${now}" "${line}" >>"${file}.tmp"
+  done
+  mv "${file}.tmp" "${file}"
+  apply_pod_logs "${ns}" "${pod}"
+}
+
+apply_pod_logs() { # ns pod: the ClusterLogs object naming every container log of the pod
+  local ns=$1 pod=$2 dir f name
+  dir="${POD_LOGS_DIR}/${ns}_${pod}"
+  {
+    echo "apiVersion: kwok.x-k8s.io/v1alpha1"
+    echo "kind: ClusterLogs"
+    echo "metadata:"
+    echo "  name: $(printf '%s' "pod-logs.${ns}.${pod}" | cut -c1-253)"
+    echo "  labels: {opsbus.io/pod-logs: \"true\"}"
+    echo "spec:"
+    echo "  selector: {matchNamespaces: [\"${ns}\"], matchNames: [\"${pod}\"]}"
+    echo "  logs:"
+    for f in "${dir}"/*.log; do
+      name="$(basename "${f}" .log)"
+      echo "  - {containers: [\"${name}\"], logsFile: \"${f}\", previousLogsFile: \"${f}\"}"
+    done
+  } | kctl apply -f - >/dev/null
+}
+
+# A crashing container's last words: a start, a few lines of work, then the error (the line in
+# OPSBUS_CHAOS_LOG_LINE when set).
+crash_log() { # fault container
+  local fault=$1 container=$2
+  echo "level=info msg=\"starting ${container}\" version=1"
+  echo "level=info msg=\"listening on :8080\""
+  if [[ "${fault}" == oomkilled ]]; then
+    echo "level=info msg=\"loading cache\" entries=1048576"
+    echo "${OPSBUS_CHAOS_LOG_LINE:-fatal error: runtime: out of memory}"
+  else
+    echo "${OPSBUS_CHAOS_LOG_LINE:-level=fatal msg=\"exiting\" error=\"unrecoverable error in ${container}\"}"
+  fi
+}
+
+pod_crash_logs() { # fault pod ns
+  local fault=$1 pod=$2 ns=$3 c
+  for c in $(kctl -n "${ns}" get "pod/${pod}" -o jsonpath='{.spec.containers[*].name}'); do
+    crash_log "${fault}" "${c}" | write_pod_log "${ns}" "${pod}" "${c}"
+  done
+}
+
+cmd_log() {
+  local ns=${1:-} pod=${2:-} container=${3:-} file=${4:--}
+  [[ -n "${ns}" && -n "${pod}" && -n "${container}" ]] || die "usage: sandbox.sh log NAMESPACE POD CONTAINER [FILE]"
+  require_installed
+  if [[ "${file}" == - ]]; then
+    write_pod_log "${ns}" "${pod}" "${container}"
+  else
+    write_pod_log "${ns}" "${pod}" "${container}" <"${file}"
+  fi
 }
 
 cmd_scale() {
@@ -473,6 +555,7 @@ main() {
     kubectl) require_installed; KCTL_KUBECONFIG="${OPSBUS_KUBECONFIG:-}" kctl "$@" ;;
     chaos) KCTL_KUBECONFIG="${OPSBUS_KUBECONFIG:-}" cmd_chaos chaos "$@" ;;
     heal) KCTL_KUBECONFIG="${OPSBUS_KUBECONFIG:-}" cmd_chaos heal "$@" ;;
+    log) KCTL_KUBECONFIG="${OPSBUS_KUBECONFIG:-}" cmd_log "$@" ;;
     scale) cmd_scale "$@" ;;
     help|-h|--help) cmd_help ;;
     *) cmd_help >&2; die "unknown command '${cmd}'" ;;

@@ -171,6 +171,21 @@ def test_pods_down_with_their_node() -> None:
     assert [c.evidence[0].ref for c in v.causes] == ["nr"]
 
 
+def test_a_workload_alert_names_no_pod_yet_its_unready_pods_share_the_node() -> None:
+    """KubeDeploymentReplicasMismatch carries no pod or node label: the pods read when it arrived place it."""
+    mismatch = alert("KubeDeploymentReplicasMismatch", pod="", node="")
+    mismatch = mismatch.model_copy(update={"labels": {"alertname": mismatch.alertname, "namespace": "shop"}})
+    node = change("nr", 30, {"node_condition"}, kind="Node", name="node-3", workload=None, namespace=None)
+    other = change("nr2", 30, {"node_condition"}, kind="Node", name="node-9", workload=None, namespace=None)
+    placed = (AlertFact("alert-0", mismatch, {"web-a": "node-3", "web-b": "node-3"}),)
+    v = diagnose(Snapshot(incident_id="alert-0", alerts=placed, timeline=(node, other, DISTRACTOR), now=T0))
+    assert (v.causes[0].kind, v.causes[0].suggested_action) == (CauseKind.NODE, ActionKind.CORDON_NODE)
+    assert [c.evidence[0].ref for c in v.causes] == ["nr"]
+    assert v.causes[0].scores.scope == 1.0
+    unplaced = diagnose(snapshot([mismatch], [node, other, DISTRACTOR]))
+    assert unplaced.outcome is DiagnosisOutcome.UNKNOWN  # without the pods' nodes no node is blamed
+
+
 def test_distractor_in_the_same_namespace_never_ranks_first() -> None:
     real = change("real", 120, {"env"}, summary="env DB_HOST changed")
     noise = [

@@ -35,6 +35,10 @@ class ClusterReader(Protocol):
         """Up to `limit` Ready pods of the workload, other than `exclude`."""
         ...
 
+    async def unready_pods(self, workload: WorkloadRef, limit: int) -> dict[str, str]:
+        """Up to `limit` pods of the workload that are not Ready, with the node each is bound to."""
+        ...
+
 
 class NoCluster:
     """No cluster to read: every answer is "unknown"."""
@@ -47,6 +51,9 @@ class NoCluster:
 
     async def healthy_pods(self, workload: WorkloadRef, exclude: frozenset[str], limit: int) -> list[str]:
         return []
+
+    async def unready_pods(self, workload: WorkloadRef, limit: int) -> dict[str, str]:
+        return {}
 
 
 def _refs(template: Any) -> frozenset[tuple[str, str]]:  # noqa: PLR0912 - one walk of the pod template
@@ -136,10 +143,11 @@ class KubeReader:
             text = await self._read(f"logs of {namespace}/{pod}", lambda: read(False))
         return tuple(text.splitlines()) if text else None
 
-    async def healthy_pods(self, workload: WorkloadRef, exclude: frozenset[str], limit: int) -> list[str]:
+    async def _pods(self, workload: WorkloadRef) -> list[tuple[str, bool, str | None]]:
+        """(name, ready, node) of the workload's pods (up to 50), by its selector."""
         obj = await self._read(str(workload), lambda: self._workload(workload))
         labels = (obj.spec.selector.match_labels or {}) if obj is not None and obj.spec.selector else {}
-        if not labels or limit <= 0:
+        if not labels:
             return []
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         pods = await self._read(
@@ -148,11 +156,22 @@ class KubeReader:
                 workload.namespace, label_selector=selector, limit=50, _request_timeout=self.timeout
             ),
         )
-        healthy = []
         items: list[Any] = list(pods.items) if pods is not None else []
-        for p in items:
-            ready = any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
-            name = str(p.metadata.name)
-            if ready and name not in exclude:
-                healthy.append(name)
+        return [
+            (
+                str(p.metadata.name),
+                any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or [])),
+                p.spec.node_name or None,
+            )
+            for p in items
+        ]
+
+    async def healthy_pods(self, workload: WorkloadRef, exclude: frozenset[str], limit: int) -> list[str]:
+        if limit <= 0:
+            return []
+        healthy = [name for name, ready, _ in await self._pods(workload) if ready and name not in exclude]
         return sorted(healthy)[:limit]
+
+    async def unready_pods(self, workload: WorkloadRef, limit: int) -> dict[str, str]:
+        unready = sorted((name, node) for name, ready, node in await self._pods(workload) if not ready and node)
+        return dict(unready[:limit])

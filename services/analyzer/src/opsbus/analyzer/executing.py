@@ -21,7 +21,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,6 +54,7 @@ SERVICE = "analyzer"
 log = logging.getLogger(__name__)
 CLUSTER_SCOPED = "_"
 MAX_SAMPLES = 24
+MAX_POD_NODES = 20
 NODE_ALERTS = frozenset({"KubeNodeNotReady", "KubeNodeUnreachable", "KubeNodeMemoryPressure", "KubeNodeDiskPressure"})
 
 
@@ -113,6 +114,7 @@ def _samples(data: Sequence[dict[str, Any]]) -> list[LogSample]:
 class Gathered:
     samples: list[LogSample]
     config_refs: frozenset[tuple[str, str]] | None
+    pod_nodes: dict[str, str] = field(default_factory=dict)  # a workload alert's unready pods -> their nodes
 
 
 class Analyzer:
@@ -180,14 +182,21 @@ class Analyzer:
         async def refs() -> frozenset[tuple[str, str]] | None:
             return await self.reader.config_refs(alert.workload) if alert.workload else None
 
+        async def nodes() -> dict[str, str]:
+            # A workload alert names no pod: where its unready pods run tells whether they share a node.
+            if alert.workload is None or pod:
+                return {}
+            return await self.reader.unready_pods(alert.workload, MAX_POD_NODES)
+
         try:
-            fetched, base, config = await asyncio.wait_for(
-                asyncio.gather(failing(), baseline(), refs()), timeout=self.options.cluster_timeout_seconds * 2
+            fetched, base, config, pod_nodes = await asyncio.wait_for(
+                asyncio.gather(failing(), baseline(), refs(), nodes()),
+                timeout=self.options.cluster_timeout_seconds * 2,
             )
         except TimeoutError:
             log.info("cluster reads for %s took too long: diagnosing from the alert's evidence", scope_key(alert))
             return Gathered(evidence, None)
-        return Gathered((fetched or evidence) + base, config)
+        return Gathered((fetched or evidence) + base, config, pod_nodes)
 
     # --- handlers ---------------------------------------------------------------------------------------------
     async def on_alert(self, delivery: Delivery) -> None:
@@ -218,7 +227,9 @@ class Analyzer:
                 .mappings()
                 .first()
             )
-            fact = {"event_id": event.id, "alert": alert.model_dump(mode="json", exclude_none=True)}
+            fact: dict[str, Any] = {"event_id": event.id, "alert": alert.model_dump(mode="json", exclude_none=True)}
+            if gathered.pod_nodes:
+                fact["pod_nodes"] = gathered.pod_nodes
             if row is None:
                 await self._open(s, event=event, alert=alert, key=key, fact=fact, gathered=gathered, now=now)
                 return
@@ -310,7 +321,9 @@ class Analyzer:
         refs: Sequence[Sequence[str]] | None,
         now: datetime,
     ) -> tuple[Snapshot, Verdict]:
-        facts = tuple(AlertFact(a["event_id"], AlertFired.model_validate(a["alert"])) for a in alerts)
+        facts = tuple(
+            AlertFact(a["event_id"], AlertFired.model_validate(a["alert"]), a.get("pod_nodes") or {}) for a in alerts
+        )
         first = facts[0].alert
         first_at = min(f.alert.starts_at for f in facts)
         samples = _samples(logs)

@@ -18,7 +18,7 @@ checked. Time is the snapshot's, never the wall clock.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -43,6 +43,8 @@ WEIGHTS = (0.5, 0.3, 0.2)  # signature, proximity, scope
 class AlertFact:
     event_id: str
     alert: AlertFired
+    # A workload alert names no pod: its unready pods and their nodes, read when it arrived (pod -> node).
+    pod_nodes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,8 @@ def _scope(alerts: Sequence[AlertFact]) -> _Scope:
     w = next((a.alert.workload for a in alerts if a.alert.workload), None)
     labels = first.labels
     pods = frozenset(a.alert.labels["pod"] for a in alerts if a.alert.labels.get("pod"))
-    pod_nodes = {
+    pod_nodes = {pod: node for a in alerts for pod, node in a.pod_nodes.items()}
+    pod_nodes |= {
         a.alert.labels["pod"]: a.alert.labels["node"]
         for a in alerts
         if a.alert.labels.get("pod") and a.alert.labels.get("node")
