@@ -3,8 +3,8 @@
 #   1. a Debian base image from debootstrap (deploy/docker/base-image.sh, cached under ~/.cache/opsbus/images),
 #   2. a uv image holding the uv binary of PyPI's wheel at UV_VERSION (tools/versions.env), cached likewise,
 #   3. every service image from deploy/docker/Dockerfile with --pull=never, tagged opsbus-<service>:<key> and
-#      opsbus-<service>:dev, where <key> hashes the build's inputs (build context, Dockerfile, base and uv images):
-#      an image whose key exists is not rebuilt, so a warm run costs seconds.
+#      opsbus-<service>:dev, where <key> hashes that image's inputs (see key_of): an image whose key exists is not
+#      rebuilt, so a warm run costs seconds.
 #
 #   deploy/docker/build-images.sh [service ...]        (default: all seven; run from anywhere, needs root + podman)
 #
@@ -64,17 +64,22 @@ else
   base_ids="public"
 fi
 
-# The build context as .dockerignore leaves it (sources, lock, built console), the Dockerfile and the bases.
-key="$(
-  cd "$root"
-  {
-    find pyproject.toml uv.lock .dockerignore deploy/docker/Dockerfile libs services tools -type f \
-      ! -path '*/tests/*' ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*/.mypy_cache/*' \
-      ! -path '*/.ruff_cache/*' ! -path '*/.pytest_cache/*' ! -path 'tools/install.d/*' -print0 \
-      | sort -z | xargs -0 sha256sum
-    echo "$base_ids"
-  } | sha256sum | cut -c1-16
-)"
+# An image's key hashes what its content depends on: the workspace's metadata (every member's pyproject.toml, the
+# lock), libs/ (opsbus-common), its own service's sources (the gateway's include the built console), the Dockerfile
+# and the base images. Services never import each other, so a change to one service rebuilds only its image.
+key_of() {
+  (
+    cd "$root"
+    {
+      find pyproject.toml uv.lock .dockerignore deploy/docker/Dockerfile libs "services/$1" \
+        services/*/pyproject.toml tools/*/pyproject.toml -type f \
+        ! -path '*/tests/*' ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*/.mypy_cache/*' \
+        ! -path '*/.ruff_cache/*' ! -path '*/.pytest_cache/*' -print0 \
+        | sort -zu | xargs -0 sha256sum
+      echo "$base_ids"
+    } | sha256sum | cut -c1-16
+  )
+}
 
 extra_ca="${OPSBUS_EXTRA_CA:-}"
 if [ -z "$extra_ca" ] && [ -n "${SSL_CERT_FILE:-}" ] && [ -s "$SSL_CERT_FILE" ]; then
@@ -86,6 +91,7 @@ trap 'rm -f "$secret_file"' EXIT
 
 for service in "${services[@]}"; do
   image="localhost/opsbus-$service"
+  key="$(key_of "$service")"
   started=$SECONDS
   if [ "${OPSBUS_IMAGES_REBUILD:-0}" = 1 ] || ! podman image exists "$image:$key"; then
     say "building $image:$key"
