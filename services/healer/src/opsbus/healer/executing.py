@@ -66,7 +66,14 @@ class Executor:
             max_recoveries=max_recoveries,
         )
         self.intake = Intake(
-            db=db, rec=self.recorder, policies=self.policy_store, clock=clock, launch=self.ladder.launch
+            db=db,
+            rec=self.recorder,
+            policies=self.policy_store,
+            incidents=self.ladder.incidents,
+            guards=guards,
+            plan_lock=f"opsbus.healer:{cluster_name}",
+            clock=clock,
+            launch=self.ladder.launch,
         )
         self.diagnoses = Diagnoses(db=db, clock=clock)
         self.approvals = Approvals(db=db, rec=self.recorder, clock=clock, resume=self._resume_granted)
@@ -126,6 +133,7 @@ class Executor:
         return await self.approvals.expire_approvals()
 
     async def close(self) -> None:
+        await self.intake.close()
         await self.ladder.close()
 
 

@@ -46,7 +46,7 @@ class Incidents:
         now = self.clock()
         async with self.db.sessions.begin() as session:
             await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(self.plan_lock))))
-            leads = [] if not keys else await self._leads(session, keys, rec.id)
+            leads = [] if not keys else await self.leads(session, keys, rec.id)
             lead = lead_for(alert, rec.policy, leads, policy.group_window, now)
             if lead is None:
                 await self.rec.update(session, rec.id, incident_id=rec.id, group_key=own_key(alert), incident_at=now)
@@ -77,13 +77,15 @@ class Incidents:
         self.rec.wake_relay()
         return lead.recovery_id
 
-    async def _leads(self, session: AsyncSession, keys: tuple[str, ...], rid: str) -> list[Lead]:
+    async def leads(self, session: AsyncSession, keys: tuple[str, ...], exclude: str | None) -> list[Lead]:
+        """The live incidents grouped by any of `keys` (but the one `exclude` leads)."""
         q = select(RecoveryRow.id, RecoveryRow.group_key, RecoveryRow.policy, RecoveryRow.incident_at).where(
             RecoveryRow.group_key.in_(keys),
             RecoveryRow.incident_id == RecoveryRow.id,
             RecoveryRow.status.in_(LIVE),
-            RecoveryRow.id != rid,
         )
+        if exclude is not None:
+            q = q.where(RecoveryRow.id != exclude)
         return [Lead(r.id, r.group_key, r.policy, r.incident_at or self.clock()) for r in await session.execute(q)]
 
     async def facts(self, session: AsyncSession, rec: RecoveryRow, cause: Envelope) -> IncidentFacts:

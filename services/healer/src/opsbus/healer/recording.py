@@ -10,16 +10,18 @@ caller's transaction where one is given and never touches the cluster.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from pydantic import JsonValue
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsbus.common.audit import Auditor
+from opsbus.common.bus.publishing import prepare
 from opsbus.common.errors import ConflictError
 from opsbus.common.events import Envelope
 from opsbus.common.events.payloads import (
@@ -38,9 +40,10 @@ from opsbus.common.events.payloads import (
     VerificationSpec,
 )
 from opsbus.common.store import Database, Outbox
+from opsbus.common.store.outbox import notify_channel
 from opsbus.healer.domain import lifecycle
 from opsbus.healer.domain.lifecycle import State, Transition
-from opsbus.healer.domain.planning import AlertState, Plan
+from opsbus.healer.domain.planning import AlertState, NoOp, PastAttempt, Plan
 from opsbus.healer.domain.policy import Policy
 from opsbus.healer.store import TABLES, AttemptRow, RecoveryRow, TransitionRow
 
@@ -107,7 +110,34 @@ class Recorder:
         actor: Actor | None = None,
         request_id: str | None = None,
     ) -> None:
-        entry = self.auditor.entry(
+        entry = self.audit_entry(
+            cause,
+            action=action,
+            target=target,
+            outcome=outcome,
+            reason=reason,
+            key=key,
+            details=details,
+            actor=actor,
+            request_id=request_id,
+        )
+        await self.outbox.add(session, entry)
+
+    def audit_entry(
+        self,
+        cause: Envelope,
+        *,
+        action: str,
+        target: ResourceRef,
+        outcome: AuditOutcome,
+        reason: str,
+        key: str,
+        details: dict[str, JsonValue] | None = None,
+        actor: Actor | None = None,
+        request_id: str | None = None,
+    ) -> Envelope:
+        """The audit entry `audit` queues, built without writing (a batch queues many with `emit_many`)."""
+        return self.auditor.entry(
             action=action,
             target=target,
             outcome=outcome,
@@ -119,7 +149,51 @@ class Recorder:
             actor=actor,
             request_id=request_id,
         )
-        await self.outbox.add(session, entry)
+
+    async def emit_many(self, session: AsyncSession, events: Sequence[Envelope]) -> None:
+        """Queue many events in one statement (and one notification to the relay), in the caller's transaction.
+        An event already queued or published (same id) is skipped, as `emit` skips it."""
+        if not events:
+            return
+        table = self.outbox.table
+        rows = []
+        for e in events:
+            subject, body, headers = prepare(e)
+            rows.append({"event_id": e.id, "event_type": e.type, "subject": subject, "body": body, "headers": headers})
+        await session.execute(insert(table).values(rows).on_conflict_do_nothing(index_elements=[table.c.event_id]))
+        await session.execute(select(func.pg_notify(notify_channel(table), "")))
+
+    def noop_entry(
+        self, rid: str, cause: Envelope, d: NoOp, obj: ResourceRef, *, due: datetime | None, n: int = 1
+    ) -> Envelope:
+        """The audit entry of a step that did nothing (`recovery.plan`), or of a deferral (`recovery.defer`,
+        the `n`-th of the recovery) when `due` is set."""
+        details: dict[str, JsonValue] = {
+            "recovery_id": rid,
+            "step": d.step,
+            "guard": d.guard,
+            "guards": [{"name": g.name, "passed": g.passed, "detail": g.detail} for g in d.guards],
+        }
+        if due is not None:
+            wait = f"{d.retry_after:.0f}s" if d.retry_after is not None else "later"
+            return self.audit_entry(
+                cause,
+                action="recovery.defer",
+                target=obj,
+                outcome=AuditOutcome.SKIPPED,
+                reason=f"deferred until {due.isoformat()} ({wait}): {d.reason}",
+                key=f"{rid}:{d.step}:deferred:{n}",
+                details={**details, "due_at": due.isoformat()},
+            )
+        return self.audit_entry(
+            cause,
+            action="recovery.plan",
+            target=obj,
+            outcome=AuditOutcome.DENIED if d.escalate else AuditOutcome.SKIPPED,
+            reason=f"did nothing because {d.reason}",
+            key=f"{rid}:{d.step}:noop",
+            details=details,
+        )
 
     def step_fields(self, rec: RecoveryRow, cause: Envelope, p: Plan) -> dict[str, Any]:
         alert = cause.payload_as(AlertFired)
@@ -211,12 +285,17 @@ class Recorder:
         self, rec: RecoveryRow, step: int, action: ActionKind, target: ResourceRef, *, why: str, reason: str
     ) -> AttemptRow:
         """A step that did nothing (a guard's no-op, a step that does not apply), kept in the history."""
+        return self.skipped_of(rec.id, rec.target_key, step, action, target, why=why, reason=reason)
+
+    def skipped_of(
+        self, rid: str, target_key: str, step: int, action: ActionKind, target: ResourceRef, *, why: str, reason: str
+    ) -> AttemptRow:
         now = self.clock()
         return AttemptRow(
-            recovery_id=rec.id,
+            recovery_id=rid,
             step=step,
             action=action.value,
-            target_key=rec.target_key,
+            target_key=target_key,
             target=target.model_dump(mode="json"),
             plan={why: reason},
             status="skipped",
@@ -306,6 +385,17 @@ class Recorder:
                 "members": list[JsonValue](members),
             },
         )
+
+
+async def recent_attempts(session: AsyncSession, since: datetime) -> list[PastAttempt]:
+    """The attempts that count for cooldown, budget and rate limit since `since`: only the columns planning
+    reads (not whole rows with their plans), as this runs under the planning lock."""
+    rows = await session.execute(
+        select(
+            AttemptRow.recovery_id, AttemptRow.target_key, AttemptRow.action, AttemptRow.started_at, AttemptRow.dry_run
+        ).where(AttemptRow.started_at >= since, AttemptRow.status.not_in(["dry_run", "skipped"]))
+    )
+    return [PastAttempt(r.recovery_id, r.target_key, ActionKind(r.action), r.started_at, r.dry_run) for r in rows]
 
 
 def int_or_none(value: object) -> int | None:

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import JsonValue
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,6 +64,7 @@ from opsbus.healer.recording import (
     alert_state,
     int_or_none,
     plan_from_json,
+    recent_attempts,
 )
 from opsbus.healer.store import AlertRow, ApprovalRow, AttemptRow, RecoveryRow
 from opsbus.healer.verifying import Verifier
@@ -309,44 +309,17 @@ class Ladder:
 
     async def _history(self, session: AsyncSession, policy: Policy) -> list[PastAttempt]:
         horizon = max(policy.attempt_window, policy.cooldown, self.guards.rate_limit_window)
-        since = self.clock() - timedelta(seconds=horizon)
-        # only the columns planning reads (not whole rows with their plans): this runs under the planning lock
-        rows = await session.execute(
-            select(
-                AttemptRow.recovery_id,
-                AttemptRow.target_key,
-                AttemptRow.action,
-                AttemptRow.started_at,
-                AttemptRow.dry_run,
-            ).where(AttemptRow.started_at >= since, AttemptRow.status.not_in(["dry_run", "skipped"]))
-        )
-        return [PastAttempt(r.recovery_id, r.target_key, ActionKind(r.action), r.started_at, r.dry_run) for r in rows]
+        return await recent_attempts(session, self.clock() - timedelta(seconds=horizon))
 
     async def _no_op(
         self, rec: RecoveryRow, cause: Envelope, policy: Policy, d: NoOp, target: ResourceRef | None
     ) -> None:
         obj = target or ResourceRef(kind=cause.object.kind, name=cause.object.name, namespace=cause.object.namespace)
-        details: dict[str, JsonValue] = {
-            "recovery_id": rec.id,
-            "step": d.step,
-            "guard": d.guard,
-            "guards": [{"name": g.name, "passed": g.passed, "detail": g.detail} for g in d.guards],
-        }
         if d.retry_after is not None:
-            await self._defer(rec, cause, d, obj, details)
+            await self._defer(rec, cause, d, obj)
             return
         async with self.db.sessions.begin() as session:
-            outcome = AuditOutcome.DENIED if d.escalate else AuditOutcome.SKIPPED
-            await self.rec.audit(
-                session,
-                cause,
-                action="recovery.plan",
-                target=obj,
-                outcome=outcome,
-                reason=f"did nothing because {d.reason}",
-                key=f"{rec.id}:{d.step}:noop",
-                details=details,
-            )
+            await self.rec.outbox.add(session, self.rec.noop_entry(rec.id, cause, d, obj, due=None))
             action = policy.ladder[d.step - 1].action
             session.add(self.rec.skipped(rec, d.step, action, obj, why="noop", reason=d.reason))
             if d.escalate:
@@ -355,9 +328,7 @@ class Ladder:
                 await self.rec.transition(session, rec.id, Transition.SKIP, f"{d.guard}: {d.reason}")
         self.rec.wake_relay()
 
-    async def _defer(
-        self, rec: RecoveryRow, cause: Envelope, d: NoOp, obj: ResourceRef, details: dict[str, JsonValue]
-    ) -> None:
+    async def _defer(self, rec: RecoveryRow, cause: Envelope, d: NoOp, obj: ResourceRef) -> None:
         """ "Not now" is a deferral, never a drop: the recovery waits in PostgreSQL with its due time, and the
         scheduler (`deferring`) plans it again then if the alert still fires, or escalates it past its bound."""
         assert d.retry_after is not None
@@ -367,16 +338,7 @@ class Ladder:
             await self.rec.transition(
                 session, rec.id, Transition.DEFER, f"{d.guard}: {d.reason}", due_at=due, deferred_by=d.guard
             )
-            await self.rec.audit(
-                session,
-                cause,
-                action="recovery.defer",
-                target=obj,
-                outcome=AuditOutcome.SKIPPED,
-                reason=f"deferred until {due.isoformat()} ({d.retry_after:.0f}s): {d.reason}",
-                key=f"{rec.id}:{d.step}:deferred:{n + 1}",
-                details={**details, "due_at": due.isoformat()},
-            )
+            await self.rec.outbox.add(session, self.rec.noop_entry(rec.id, cause, d, obj, due=due, n=n + 1))
         self.rec.wake_relay()
 
     async def _ask_approval(self, rec: RecoveryRow, cause: Envelope, p: Plan) -> None:

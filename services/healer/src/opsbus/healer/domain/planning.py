@@ -269,6 +269,77 @@ def _passed(name: str, detail: str) -> GuardCheck:
     return GuardCheck(name=name, passed=True, detail=detail[:1024])
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A guard that failed: `retry_after` set means "not now" (a deferral), else "nothing to do"."""
+
+    guard: str
+    reason: str
+    retry_after: float | None = None
+
+
+def alert_guards(alert: AlertState, g: Guards, now: datetime, *, continuing: bool) -> list[GuardCheck | Refusal]:
+    """Guards 1-2, which need only the alert: its freshness (a first step only) and that it still fires."""
+    out: list[GuardCheck | Refusal] = []
+    age = (now - alert.event_time).total_seconds()
+    if not continuing:
+        if age > g.freshness_seconds:
+            return [
+                Refusal("freshness", f"alert is {age:.0f}s old, beyond the {g.freshness_seconds:.0f}s freshness bound")
+            ]
+        out.append(_passed("freshness", f"alert is {age:.0f}s old (bound {g.freshness_seconds:.0f}s)"))
+    if not alert.firing:
+        return [*out, Refusal("alert_firing", "the alert resolved before execution: nothing to remediate")]
+    out.append(_passed("alert_firing", "the alert is still firing"))
+    return out
+
+
+def timing_guards(
+    *,
+    recovery_id: str,
+    alert: AlertState,
+    policy: Policy,
+    step: Step,
+    history: Sequence[PastAttempt],
+    g: Guards,
+    now: datetime,
+) -> list[GuardCheck | Refusal]:
+    """Guards 5-7, which need only the clock and the history, each a deferral when it fails: freeze windows,
+    the attempt budget and cooldown per target (st2contrib#647; dry runs change nothing and do not count),
+    the cluster-wide rate limit. Like blast radius: defer, never drop."""
+    out: list[GuardCheck | Refusal] = []
+    frozen = next((w for w in g.freeze_windows if w.contains(now)), None)
+    if frozen is not None:
+        until = frozen.ends(now)
+        wait = max((until - now).total_seconds(), 1.0)
+        return [Refusal("freeze_window", f"inside freeze window {frozen.name} until {until.isoformat()}", wait)]
+    out.append(_passed("freeze_window", "no freeze window is active"))
+    real = [a for a in history if not a.dry_run]
+    key = alert.target_key
+    window_start = now - timedelta(seconds=policy.attempt_window)
+    on_target = [a for a in real if a.target_key == key and a.started_at >= window_start]
+    if len(on_target) >= policy.max_attempts:
+        freed = min(a.started_at for a in on_target) + timedelta(seconds=policy.attempt_window)
+        reason = f"{len(on_target)}/{policy.max_attempts} actions on {key} within {policy.attempt_window:.0f}s"
+        return [*out, Refusal("attempt_budget", reason, max((freed - now).total_seconds(), 1.0))]
+    out.append(_passed("attempt_budget", f"{len(on_target)}/{policy.max_attempts} actions on {key}"))
+    others = [a for a in real if a.target_key == key and a.recovery_id != recovery_id]
+    last = max((a.started_at for a in others), default=None)
+    if last is not None and (since := (now - last).total_seconds()) < policy.cooldown:
+        reason = f"{key} was remediated {since:.0f}s ago (cooldown {policy.cooldown:.0f}s)"
+        return [*out, Refusal("cooldown", reason, max(policy.cooldown - since, 1.0))]
+    out.append(_passed("cooldown", "no recent remediation" if last is None else f"last one {since:.0f}s ago"))
+    if step.action is not ActionKind.NOTIFY_ONLY:
+        rate_start = now - timedelta(seconds=g.rate_limit_window)
+        recent = sorted(a.started_at for a in real if a.started_at >= rate_start)
+        if len(recent) >= g.rate_limit_actions:
+            retry = (recent[0] + timedelta(seconds=g.rate_limit_window) - now).total_seconds()
+            reason = f"{len(recent)} actions in the last {g.rate_limit_window:.0f}s (limit {g.rate_limit_actions})"
+            return [*out, Refusal("rate_limit", reason, max(retry, 1.0))]
+        out.append(_passed("rate_limit", f"{len(recent)}/{g.rate_limit_actions} actions in the window"))
+    return out
+
+
 def plan(inp: PlanningInput) -> Decision:  # noqa: PLR0911, PLR0912, PLR0915 - one guard after the other, in order
     """Decide what to do for one ladder step, checking every guard."""
     policy, alert, now, g = inp.policy, inp.alert, inp.now, inp.guards
@@ -279,19 +350,12 @@ def plan(inp: PlanningInput) -> Decision:  # noqa: PLR0911, PLR0912, PLR0915 - o
         failed = GuardCheck(name=guard, passed=False, detail=reason[:1024])
         return NoOp(inp.recovery_id, inp.step, guard, reason, (*checks, failed), escalate, retry_after)
 
-    # 1. Stale alerts are not replayed (StackStorm#4009).
-    age = (now - alert.event_time).total_seconds()
-    if not inp.continuing:
-        if age > g.freshness_seconds:
-            return refuse(
-                "freshness", f"alert is {age:.0f}s old, beyond the {g.freshness_seconds:.0f}s freshness bound"
-            )
-        checks.append(_passed("freshness", f"alert is {age:.0f}s old (bound {g.freshness_seconds:.0f}s)"))
-
-    # 2. Act only on an alert still firing now (Robusta#345).
-    if not alert.firing:
-        return refuse("alert_firing", "the alert resolved before execution: nothing to remediate")
-    checks.append(_passed("alert_firing", "the alert is still firing"))
+    # 1. Stale alerts are not replayed (StackStorm#4009). 2. Act only on an alert still firing now (Robusta#345).
+    for c in alert_guards(alert, g, now, continuing=inp.continuing):
+        if isinstance(c, Refusal):
+            return refuse(c.guard, c.reason)
+        checks.append(c)
+    age, key = (now - alert.event_time).total_seconds(), alert.target_key
 
     # 3. The target must exist (and is pinned by uid/resourceVersion for the write).
     snap = inp.snapshot
@@ -350,52 +414,14 @@ def plan(inp: PlanningInput) -> Decision:  # noqa: PLR0911, PLR0912, PLR0915 - o
         return refuse("protected_namespace", f"namespace {ns} is protected", escalate=True)
     checks.append(_passed("protected_namespace", f"namespace {ns or '_'} is not protected"))
 
-    # 5. Freeze windows.
-    frozen = next((w for w in g.freeze_windows if w.contains(now)), None)
-    if frozen is not None:
-        until = frozen.ends(now)
-        return refuse(
-            "freeze_window",
-            f"inside freeze window {frozen.name} until {until.isoformat()}",
-            retry_after=max((until - now).total_seconds(), 1.0),
-        )
-    checks.append(_passed("freeze_window", "no freeze window is active"))
-
-    # 6. Attempt budget and cooldown per target (st2contrib#647); dry runs change nothing and do not count.
-    real = [a for a in inp.history if not a.dry_run]
-    key = alert.target_key
-    window_start = now - timedelta(seconds=policy.attempt_window)
-    on_target = [a for a in real if a.target_key == key and a.started_at >= window_start]
-    if len(on_target) >= policy.max_attempts:
-        freed = min(a.started_at for a in on_target) + timedelta(seconds=policy.attempt_window)
-        return refuse(
-            "attempt_budget",
-            f"{len(on_target)}/{policy.max_attempts} actions on {key} within {policy.attempt_window:.0f}s",
-            retry_after=max((freed - now).total_seconds(), 1.0),
-        )
-    checks.append(_passed("attempt_budget", f"{len(on_target)}/{policy.max_attempts} actions on {key}"))
-    others = [a for a in real if a.target_key == key and a.recovery_id != inp.recovery_id]
-    last = max((a.started_at for a in others), default=None)
-    if last is not None and (since := (now - last).total_seconds()) < policy.cooldown:
-        return refuse(
-            "cooldown",
-            f"{key} was remediated {since:.0f}s ago (cooldown {policy.cooldown:.0f}s)",
-            retry_after=max(policy.cooldown - since, 1.0),
-        )
-    checks.append(_passed("cooldown", "no recent remediation" if last is None else f"last one {since:.0f}s ago"))
-
-    # 7. Cluster-wide rate limit. Like cooldown, budget, freeze windows and blast radius: defer, never drop.
-    if step.action is not ActionKind.NOTIFY_ONLY:
-        rate_start = now - timedelta(seconds=g.rate_limit_window)
-        recent = sorted(a.started_at for a in real if a.started_at >= rate_start)
-        if len(recent) >= g.rate_limit_actions:
-            retry = (recent[0] + timedelta(seconds=g.rate_limit_window) - now).total_seconds()
-            return refuse(
-                "rate_limit",
-                f"{len(recent)} actions in the last {g.rate_limit_window:.0f}s (limit {g.rate_limit_actions})",
-                retry_after=max(retry, 1.0),
-            )
-        checks.append(_passed("rate_limit", f"{len(recent)}/{g.rate_limit_actions} actions in the window"))
+    # 5. Freeze windows. 6. Attempt budget and cooldown per target. 7. Cluster-wide rate limit.
+    timing = timing_guards(
+        recovery_id=inp.recovery_id, alert=alert, policy=policy, step=step, history=inp.history, g=g, now=now
+    )
+    for c in timing:
+        if isinstance(c, Refusal):
+            return refuse(c.guard, c.reason, retry_after=c.retry_after)
+        checks.append(c)
 
     # 8. Blast radius.
     br = policy.blast_radius
