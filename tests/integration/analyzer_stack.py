@@ -49,8 +49,11 @@ class AnalyzerStack:
     nats_url: str
     running: list[tuple[Runtime[AnalyzerSettings], asyncio.Task[int]]] = field(default_factory=list)
 
-    async def start(self, *, cluster: str = CLUSTER, kubeconfig: str | None = None) -> Analyzer:
-        """An analyzer replica; with `kubeconfig` it reads logs and workloads from that cluster (cluster tests)."""
+    async def start(
+        self, *, cluster: str = CLUSTER, kubeconfig: str | None = None, options: dict[str, Any] | None = None
+    ) -> Analyzer:
+        """An analyzer replica; with `kubeconfig` it reads logs and workloads from that cluster (cluster tests);
+        `options` adds analyzer settings (e.g. `prometheus_url`)."""
         settings = AnalyzerSettings(
             environment="test",
             cluster=cluster,
@@ -59,7 +62,7 @@ class AnalyzerStack:
             database={"url": self.database_url, "pool_size": 4},
             http={"port": 0},
             shutdown_grace_seconds=5.0,
-            analyzer={"read_cluster": kubeconfig is not None, "kubeconfig": kubeconfig},
+            analyzer={"read_cluster": kubeconfig is not None, "kubeconfig": kubeconfig, **(options or {})},
         )
         rt: Runtime[AnalyzerSettings] = Runtime("analyzer", settings, registry=CollectorRegistry())
         made: asyncio.Future[Analyzer] = asyncio.get_running_loop().create_future()

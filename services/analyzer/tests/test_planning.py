@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from opsbus.analyzer.domain.logs import LogSample, mine
+from opsbus.analyzer.domain.metrics import Series, following, step_of, steps
 from opsbus.analyzer.domain.planning import AlertFact, Snapshot, diagnose, ranking_changed
 from opsbus.analyzer.domain.timeline import Entry, FieldDiff
 from opsbus.common.events.payloads import (
@@ -306,3 +307,58 @@ def test_a_configmap_the_watcher_says_the_workload_reads_is_in_scope() -> None:
     assert entry.used_by == frozenset({("Deployment", "web")})
     v = diagnose(snapshot([alert("KubePodCrashLooping", reason="CrashLoopBackOff")], [entry]))
     assert (v.causes[0].kind, v.causes[0].scores.scope) == (CauseKind.CONFIG_CHANGE, 0.9)
+
+
+# --- metric evidence ---------------------------------------------------------------------------------
+
+
+def series(values: list[float], *, start: float = -120, every: float = 10, name: str = "error_rate") -> Series:
+    points = tuple((T0 + timedelta(seconds=start + i * every), v) for i, v in enumerate(values))
+    return Series(name=name, query=f"{name}{{workload='web'}}", points=points, resolution_seconds=every)
+
+
+def test_a_rise_of_level_is_a_step_at_its_first_high_point() -> None:
+    s = step_of(series([0.01, 0.012, 0.01, 0.011, 0.4, 0.42, 0.41, 0.4]))
+    assert s is not None
+    assert s.at == T0 + timedelta(seconds=-120 + 40)
+    assert (round(s.before, 3), round(s.after, 2)) == (0.011, 0.41)
+
+
+def test_noise_a_fall_or_too_few_points_is_no_step() -> None:
+    assert step_of(series([0.01, 0.012, 0.009, 0.011, 0.01, 0.012, 0.01])) is None  # noise
+    assert step_of(series([0.5, 0.5, 0.5, 0.01, 0.01, 0.01])) is None  # a fall: recovery, not a fault
+    assert step_of(series([0.01, 0.4])) is None
+    assert step_of(series([0.0, 0.0, 0.0, 0.0004, 0.0004, 0.0004])) is None  # near zero: below min_rise
+
+
+def test_a_step_follows_a_change_only_shortly_after_it() -> None:
+    found = steps([series([0.01] * 4 + [0.4] * 4)])  # step at T0-80s
+    assert following(found, T0 - timedelta(seconds=90), timedelta(minutes=5)) is not None
+    assert following(found, T0 - timedelta(seconds=500), timedelta(minutes=5)) is None  # long before
+    assert following(found, T0 - timedelta(seconds=40), timedelta(minutes=5)) is None  # after the step
+
+
+def _crash_snapshot(metrics: tuple[Series, ...] | None) -> object:
+    crash = alert("KubePodCrashLooping", reason="CrashLoopBackOff", last="Error")
+    image = change("img", 90, {"image"}, diff=(IMAGE,))
+    config = change("cfg", 30, {"config"}, kind="ConfigMap", name="web-settings", workload=None)
+    return snapshot(
+        [crash], [image, config, DISTRACTOR], config_refs=frozenset({("ConfigMap", "web-settings")}), metrics=metrics
+    )
+
+
+def test_the_change_a_metric_step_follows_ranks_first_with_the_metric_as_evidence() -> None:
+    without = diagnose(_crash_snapshot(None))  # type: ignore[arg-type]
+    assert without.causes[0].kind is CauseKind.CONFIG_CHANGE  # the closer change wins on proximity alone
+    assert next(c for c in without.checked if c.source == "metrics").detail == "no Prometheus configured"
+
+    rose = (series([0.01] * 4 + [0.4] * 6, start=-110),)  # the error rate rose 10 s after the image change
+    v = diagnose(_crash_snapshot(rose))  # type: ignore[arg-type]
+    top = v.causes[0]
+    assert top.kind is CauseKind.ROLLOUT
+    metric = next(e for e in top.evidence if e.kind is EvidenceKind.METRIC)
+    assert metric.ref.startswith("error_rate") and "0.01 -> 0.4" in (metric.detail or "")
+    assert "error_rate rose" in top.summary
+    assert top.scores.signature > next(c for c in without.causes if c.kind is CauseKind.ROLLOUT).scores.signature
+    assert all(e.kind is not EvidenceKind.METRIC for c in v.causes[1:] for e in c.evidence)
+    assert "error_rate rose" in (next(c for c in v.checked if c.source == "metrics").detail or "")

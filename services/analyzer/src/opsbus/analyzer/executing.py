@@ -33,8 +33,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from opsbus.analyzer import store
 from opsbus.analyzer.cluster import ClusterReader
 from opsbus.analyzer.domain.logs import LogSample, mine
+from opsbus.analyzer.domain.metrics import Series
 from opsbus.analyzer.domain.planning import AlertFact, Snapshot, Tuning, Verdict, diagnose, ranking_changed
 from opsbus.analyzer.domain.timeline import Entry, from_change, from_deploy
+from opsbus.analyzer.prometheus import MetricsReader, NoMetrics
 from opsbus.analyzer.settings import AnalyzerOptions
 from opsbus.common.bus import Delivery
 from opsbus.common.events.envelope import Envelope, ObjectRef
@@ -110,11 +112,22 @@ def _samples(data: Sequence[dict[str, Any]]) -> list[LogSample]:
     return [LogSample(d["pod"], d["container"], tuple(d["lines"]), d["failing"]) for d in data]
 
 
+def _series_json(s: Series) -> dict[str, Any]:
+    points = [[p.timestamp(), v] for p, v in s.points]
+    return {"name": s.name, "query": s.query, "resolution": s.resolution_seconds, "points": points}
+
+
+def _series_of(d: dict[str, Any]) -> Series:
+    points = tuple((datetime.fromtimestamp(t, UTC), float(v)) for t, v in d["points"])
+    return Series(name=d["name"], query=d["query"], points=points, resolution_seconds=d["resolution"])
+
+
 @dataclass(frozen=True, slots=True)
 class Gathered:
     samples: list[LogSample]
     config_refs: frozenset[tuple[str, str]] | None
     pod_nodes: dict[str, str] = field(default_factory=dict)  # a workload alert's unready pods -> their nodes
+    metrics: tuple[Series, ...] | None = None  # None: no metrics source configured
 
 
 class Analyzer:
@@ -127,9 +140,11 @@ class Analyzer:
         registry: CollectorRegistry,
         on_outbox: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: MetricsReader | None = None,
     ) -> None:
         self.db = db
         self.reader = reader
+        self.metrics: MetricsReader = metrics or NoMetrics()
         self.options = options
         self.tuning: Tuning = options.tuning()
         self.window = timedelta(seconds=options.incident_window_seconds)
@@ -159,8 +174,9 @@ class Analyzer:
         evidence = [
             LogSample(pod or "?", e.container, tuple(e.lines), failing=True) for e in alert.evidence.logs if e.lines
         ]
+        series = await self._series(alert)
         if not self.options.read_cluster:
-            return Gathered(evidence, None)
+            return Gathered(evidence, None, metrics=series)
 
         async def failing() -> list[LogSample]:
             if not pod:
@@ -195,8 +211,22 @@ class Analyzer:
             )
         except TimeoutError:
             log.info("cluster reads for %s took too long: diagnosing from the alert's evidence", scope_key(alert))
-            return Gathered(evidence, None)
-        return Gathered((fetched or evidence) + base, config, pod_nodes)
+            return Gathered(evidence, None, metrics=series)
+        return Gathered((fetched or evidence) + base, config, pod_nodes, series)
+
+    async def _series(self, alert: AlertFired) -> tuple[Series, ...] | None:
+        """The workload's metric series up to now (bounded; a source that does not answer in time gives none)."""
+        if alert.workload is None:
+            return None
+        end = max(self.clock(), alert.starts_at)
+        start = alert.starts_at - timedelta(seconds=self.options.metric_lookback_seconds)
+        try:
+            return await asyncio.wait_for(
+                self.metrics.series(alert.workload, start, end), timeout=self.options.cluster_timeout_seconds * 2
+            )
+        except TimeoutError:
+            log.info("metrics of %s took too long: diagnosing without them", alert.workload)
+            return ()
 
     # --- handlers ---------------------------------------------------------------------------------------------
     async def on_alert(self, delivery: Delivery) -> None:
@@ -230,6 +260,8 @@ class Analyzer:
             fact: dict[str, Any] = {"event_id": event.id, "alert": alert.model_dump(mode="json", exclude_none=True)}
             if gathered.pod_nodes:
                 fact["pod_nodes"] = gathered.pod_nodes
+            if gathered.metrics is not None:
+                fact["metrics"] = [_series_json(s) for s in gathered.metrics]
             if row is None:
                 await self._open(s, event=event, alert=alert, key=key, fact=fact, gathered=gathered, now=now)
                 return
@@ -327,6 +359,7 @@ class Analyzer:
         first = facts[0].alert
         first_at = min(f.alert.starts_at for f in facts)
         samples = _samples(logs)
+        stored = [a["metrics"] for a in alerts if "metrics" in a]
         snap = Snapshot(
             incident_id=incident_id,
             alerts=facts,
@@ -334,6 +367,7 @@ class Analyzer:
             now=now,
             logs=mine(samples) if samples else None,
             config_refs=frozenset((k, n) for k, n in refs) if refs is not None else None,
+            metrics=tuple(_series_of(s) for s in stored[-1]) if stored else None,  # the latest read
         )
         return snap, diagnose(snap, self.tuning)
 

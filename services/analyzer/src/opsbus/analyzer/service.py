@@ -14,6 +14,7 @@ from datetime import timedelta
 from opsbus.analyzer import store
 from opsbus.analyzer.cluster import ClusterReader, KubeReader, NoCluster
 from opsbus.analyzer.executing import SERVICE, Analyzer
+from opsbus.analyzer.prometheus import MetricsReader, PrometheusReader
 from opsbus.analyzer.settings import AnalyzerSettings
 from opsbus.common.bus import Bus, ConsumerSpec
 from opsbus.common.events.payloads import AlertFired, ChangeRecorded, DeployRolledBack, DeployStarted
@@ -72,7 +73,9 @@ def cluster_reader(settings: AnalyzerSettings) -> ClusterReader:
         return NoCluster()
 
 
-async def setup(rt: Runtime[AnalyzerSettings], *, reader: ClusterReader | None = None) -> Analyzer:
+async def setup(
+    rt: Runtime[AnalyzerSettings], *, reader: ClusterReader | None = None, metrics: MetricsReader | None = None
+) -> Analyzer:
     s = rt.settings
     o = s.analyzer
     db = Database.from_settings(s.database, application_name=f"opsbus-{SERVICE}")
@@ -105,7 +108,9 @@ async def setup(rt: Runtime[AnalyzerSettings], *, reader: ClusterReader | None =
 
         rt.on_shutdown(close_reader, "kubernetes client")
 
-    analyzer = Analyzer(db, reader, options=o, registry=rt.registry, on_outbox=relay.wake)
+    if metrics is None and o.prometheus_url:
+        metrics = PrometheusReader(o.prometheus_url, o.metric_queries, timeout=o.cluster_timeout_seconds)
+    analyzer = Analyzer(db, reader, options=o, registry=rt.registry, on_outbox=relay.wake, metrics=metrics)
     handlers = {
         "analyzer-alerts": analyzer.on_alert,
         "analyzer-changes": analyzer.on_change,
@@ -127,5 +132,5 @@ async def setup(rt: Runtime[AnalyzerSettings], *, reader: ClusterReader | None =
         await purge_all(db.engine, rules)
 
     rt.every("retention", 3600.0, retention)
-    log.info("analyzer ready: cluster reads %s", type(reader).__name__)
+    log.info("analyzer ready: cluster reads %s, metrics %s", type(reader).__name__, type(analyzer.metrics).__name__)
     return analyzer

@@ -10,6 +10,16 @@ from pydantic import BaseModel, Field
 from opsbus.analyzer.domain.planning import Tuning
 from opsbus.common.settings import ServiceSettings
 
+_POD = 'namespace="$namespace",pod=~"$workload-.*",container!=""'
+DEFAULT_QUERIES = {
+    "error_rate": 'sum(rate(http_requests_total{namespace="$namespace",workload="$workload",code=~"5.."}[1m]))'
+    ' / sum(rate(http_requests_total{namespace="$namespace",workload="$workload"}[1m]))',
+    "memory_saturation": f"max(container_memory_working_set_bytes{{{_POD}}}"
+    f" / container_spec_memory_limit_bytes{{{_POD}}})",
+    "cpu_throttling": f"sum(rate(container_cpu_cfs_throttled_periods_total{{{_POD}}}[5m]))"
+    f" / sum(rate(container_cpu_cfs_periods_total{{{_POD}}}[5m]))",
+}
+
 
 class AnalyzerOptions(BaseModel):
     kubeconfig: str | None = Field(default=None, description="Path; unset: in-cluster, then ~/.kube/config.")
@@ -31,6 +41,15 @@ class AnalyzerOptions(BaseModel):
     )
     freshness_seconds: float = Field(default=900.0, gt=0, description="Older alerts are skipped, not diagnosed.")
     alert_concurrency: int = Field(default=8, ge=1, description="Alerts diagnosed at once per replica.")
+    prometheus_url: str | None = Field(
+        default=None,
+        description="Prometheus base URL for metric evidence (e.g. http://prometheus:9090); unset: none is used.",
+    )
+    metric_queries: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_QUERIES),
+        description="Name -> PromQL template ($namespace, $workload) of the series read for an incident's workload.",
+    )
+    metric_lookback_seconds: float = Field(default=900.0, gt=0, description="Series read this far before the alert.")
     timeline_retention_hours: float = Field(default=24.0, gt=0, description="How long changes are kept.")
     retention_days: int = Field(default=30, ge=1, description="Incidents, inbox and published outbox rows.")
 

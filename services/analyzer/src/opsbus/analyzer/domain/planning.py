@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from opsbus.analyzer.domain.logs import Mined, NovelTemplate
+from opsbus.analyzer.domain.metrics import Series, Step, following, steps
 from opsbus.analyzer.domain.signatures import Symptom, cause_kind, match, symptoms
 from opsbus.analyzer.domain.timeline import Entry
 from opsbus.common.events.payloads import ActionKind, AlertFired, ResourceRef
@@ -57,6 +58,7 @@ class Snapshot:
     now: datetime
     logs: Mined | None = None
     config_refs: frozenset[tuple[str, str]] | None = None  # (kind, name) the workload reads; None: unknown
+    metrics: tuple[Series, ...] | None = None  # the workload's series before the alert; None: no Prometheus
 
     @property
     def first_alert_at(self) -> datetime:
@@ -74,6 +76,8 @@ class Tuning:
     half_life_seconds: float = 300.0
     min_confidence: float = 0.35
     max_causes: int = 5
+    metric_follow: timedelta = timedelta(minutes=5)  # a metric step this long after a change supports it
+    metric_boost: float = 0.2  # added to the signature term of a change a metric step follows
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +196,16 @@ def _summary(entry: Entry, because: str, ago: float) -> str:
     return text[:512]
 
 
+def _metric_evidence(step: Step, entry: Entry) -> Evidence:
+    dt = int((step.at - entry.at).total_seconds())
+    when = f"{dt} s after the change" if dt >= 0 else "with the change"
+    return Evidence(kind=EvidenceKind.METRIC, ref=step.query[:1024], detail=f"{step.describe()} {when}", at=step.at)
+
+
 def _change_causes(snap: Snapshot, tuning: Tuning, scope: _Scope, found: frozenset[Symptom]) -> list[Cause]:
     own = frozenset(a.event_id for a in snap.alerts)
     symptom_ev = _symptom_evidence(snap.alerts)
+    moved = steps(snap.metrics or ())
     causes = []
     for entry in snap.timeline:
         if not _in_window(entry, snap, tuning, own):
@@ -203,19 +214,22 @@ def _change_causes(snap: Snapshot, tuning: Tuning, scope: _Scope, found: frozens
         if reach <= 0.0:
             continue
         m = match(entry, found)
+        step = following(moved, entry.at, tuning.metric_follow) if moved else None
         parts = ScoreParts(
             proximity=_proximity(entry, snap.first_alert_at, tuning.half_life_seconds),
             scope=reach,
-            signature=m.strength,
+            signature=m.strength if step is None else min(1.0, m.strength + tuning.metric_boost),
         )
         ago = max(0.0, (snap.first_alert_at - entry.at).total_seconds())
+        because = m.because if step is None else f"{m.because} ({step.describe()} after it)"
+        metric_ev = () if step is None else (_metric_evidence(step, entry),)
         causes.append(
             Cause(
                 kind=cause_kind(entry),
-                summary=_summary(entry, m.because, ago),
+                summary=_summary(entry, because, ago),
                 confidence=_confidence(parts),
                 target=_target(entry),
-                evidence=(_change_evidence(entry), *symptom_ev),
+                evidence=(_change_evidence(entry), *metric_ev, *symptom_ev),
                 suggested_action=m.action,
                 scores=parts,
             )
@@ -335,6 +349,17 @@ def _checked(snap: Snapshot, tuning: Tuning, scope: _Scope, found: frozenset[Sym
             detail="read from the workload" if snap.config_refs is not None else "workload not readable: by name",
         ),
     ]
+    if snap.metrics is None:
+        checked.append(Checked(source="metrics", count=0, detail="no Prometheus configured"))
+    else:
+        moved = ", ".join(f"{s.describe()} at {s.at:%H:%M:%S}" for s in steps(snap.metrics))
+        checked.append(
+            Checked(
+                source="metrics",
+                count=len(snap.metrics),
+                detail=(moved or f"no step in {', '.join(s.name for s in snap.metrics) or 'no series'}")[:512],
+            )
+        )
     if snap.logs is not None:
         checked.append(
             Checked(

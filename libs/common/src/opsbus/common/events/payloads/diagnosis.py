@@ -44,12 +44,15 @@ class EvidenceKind(StrEnum):
     LOG_TEMPLATE = "log_template"  # ref: the mined template; detail: a sample line
     NODE = "node"  # ref: node name
     ALERT = "alert"  # ref: fingerprint of an alert of the incident
+    METRIC = "metric"  # ref: the PromQL query; detail: the step (a rise of the level) it showed
 
 
 class Evidence(Frozen):
     """One thing a cause rests on, by reference: a reader can look each one up."""
 
-    kind: EvidenceKind = Field(description="change, deploy, kube_event, container_state, log_template, node, alert.")
+    kind: EvidenceKind = Field(
+        description="change, deploy, kube_event, container_state, log_template, node, alert, metric."
+    )
     ref: str = Field(
         min_length=1,
         max_length=1024,
