@@ -1,7 +1,9 @@
-"""Schemathesis fuzzing of the gateway from its own OpenAPI document (bounded): valid and invalid requests,
-authenticated as an admin, against the real gateway on real NATS and PostgreSQL. No answer may be a 5xx other
-than 503 (the healer, deployer and notifier are deliberately not running, so their endpoints answer 503 with
-Retry-After), and every documented response must match its schema."""
+"""Schemathesis fuzzing of the gateway from its own OpenAPI document (bounded), against the real gateway on real
+NATS and PostgreSQL, as an admin and as a namespace-scoped operator: the per-operation phase (valid and invalid
+requests to each operation) and the stateful phase (sequences chained through the links schemathesis infers:
+create a key then revoke it, create a silence then expire it, request a deployment then read it). No answer may
+be a 5xx other than 503 (the healer, deployer and notifier are deliberately not running, so their endpoints
+answer 503 with Retry-After), and every documented response must match its schema."""
 
 from __future__ import annotations
 
@@ -22,8 +24,13 @@ from tests.integration.gateway_stack import GatewayStack, gateway_stack
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = 10
-SKIP = {("GET", "/v1/events/stream")}  # endless by design; covered by test_gateway_stream_auth
+EXAMPLES = 6  # per operation and generation mode, as an admin
+SCOPED_EXAMPLES = 3  # the scoped key mostly meets 403s: fewer are enough to show they conform
+STATEFUL_SCENARIOS = 12  # per key, each of up to 6 chained calls
+SKIP = {  # endless by design: covered by test_gateway_stream_auth and the console's browser tests
+    ("GET", "/v1/events/stream"),
+    ("GET", "/v1/live"),
+}
 
 
 @pytest.fixture
@@ -32,7 +39,7 @@ async def stack(database_url: str, nats_url: str) -> AsyncIterator[GatewayStack]
         yield s
 
 
-def fuzz(base_url: str, spec: dict[str, Any], token: str) -> dict[str, int]:
+def fuzz(base_url: str, spec: dict[str, Any], token: str, examples: int = EXAMPLES) -> dict[str, int]:
     schema = schemathesis.openapi.from_dict(spec)
     seen: dict[str, int] = {}
     failures: list[str] = []
@@ -45,7 +52,7 @@ def fuzz(base_url: str, spec: dict[str, Any], token: str) -> dict[str, int]:
             began = time.monotonic()
 
             @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
             def run(case: Any) -> None:
                 try:
                     response = case.call(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
@@ -76,16 +83,61 @@ def fuzz(base_url: str, spec: dict[str, Any], token: str) -> dict[str, int]:
     return seen
 
 
+def stateful(base_url: str, spec: dict[str, Any], token: str) -> dict[str, int]:
+    """The stateful phase: scenarios of a few chained calls; the same verdict on every response."""
+    schema = schemathesis.openapi.from_dict(spec)
+    seen: dict[str, int] = {}
+    failures: list[str] = []
+    machine = schema.as_state_machine()
+    links = [name for name in dir(machine) if "__" in name and not name.startswith(("_", "RANDOM"))]
+    assert links, "schemathesis inferred no links between operations: the stateful phase would test nothing"
+
+    class Scenario(machine):  # type: ignore[misc,valid-type]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": base_url, "headers": {"Authorization": f"Bearer {token}"}, "timeout": 10}
+
+        def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
+            status = response.status_code
+            seen[str(status)] = seen.get(str(status), 0) + 1
+            if status >= 500 and status != 503:
+                failures.append(f"{case.method} {case.path} -> {status}: {response.text[:300]}")
+                return
+            try:
+                case.validate_response(response, checks=[response_schema_conformance])
+            except Exception as exc:
+                failures.append(f"{case.method} {case.path} -> {status}: {str(exc)[:300]}")
+
+    Scenario.run(
+        settings=settings(
+            max_examples=STATEFUL_SCENARIOS,
+            stateful_step_count=6,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    assert not failures, "\n".join(failures[:20])
+    return seen
+
+
 # schemathesis's own generators use `random` inside strategies (a Hypothesis deprecation, not our code)
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
-@pytest.mark.timeout(900)  # bounded by the examples per operation; on a loaded machine it takes minutes
-async def test_gateway_answers_fuzzed_requests_without_5xx(stack: GatewayStack) -> None:
+@pytest.mark.timeout(1200)  # bounded by the examples per operation; on a loaded machine it takes minutes
+async def test_gateway_answers_fuzzed_requests_and_sequences_without_5xx(stack: GatewayStack) -> None:
     await stack.start(rate_per_second=100000.0, rate_burst=100000, rpc_timeout_seconds=0.2)
-    token = await stack.key("admin")
+    admin = await stack.key("admin")
+    scoped = await stack.key("operator", namespaces=["payments"])
     async with httpx.AsyncClient(base_url=stack.url) as c:
         spec = (await c.get("/v1/openapi.json")).json()
-    started = time.monotonic()
-    seen = await asyncio.to_thread(fuzz, stack.url, spec, token)
-    elapsed = time.monotonic() - started
-    print(f"fuzzed {sum(seen.values())} requests in {elapsed:.1f}s: {dict(sorted(seen.items()))}")
-    assert sum(seen.values()) > 100
+    for label, run in (
+        ("admin, per operation", lambda: fuzz(stack.url, spec, admin)),
+        ("scoped operator, per operation", lambda: fuzz(stack.url, spec, scoped, SCOPED_EXAMPLES)),
+        ("admin, stateful", lambda: stateful(stack.url, spec, admin)),
+        ("scoped operator, stateful", lambda: stateful(stack.url, spec, scoped)),
+    ):
+        started = time.monotonic()
+        seen = await asyncio.to_thread(run)
+        print(
+            f"{label}: {sum(seen.values())} requests in {time.monotonic() - started:.1f}s: {dict(sorted(seen.items()))}"
+        )
+        assert sum(seen.values()) > 50, label
