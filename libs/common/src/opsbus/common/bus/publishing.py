@@ -10,6 +10,7 @@ so the stream stores it once. `publish()` is `send()` plus waiting for the ack; 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -19,7 +20,8 @@ from nats.js.api import PubAck
 from opentelemetry.trace import SpanKind, Tracer
 from prometheus_client import Counter
 
-from opsbus.common.bus.propagation import current_trace_headers
+from opsbus.common.bus.propagation import current_trace_headers, trace_headers_of
+from opsbus.common.bus.spans import BusTracer
 from opsbus.common.errors import TransientError
 from opsbus.common.events.envelope import CONTENT_TYPE, Envelope
 from opsbus.common.telemetry.metrics import BusMetrics
@@ -35,15 +37,24 @@ def prepare(event: Envelope) -> tuple[str, bytes, dict[str, str]]:
     A function (not only `Publisher.prepare`) so the transactional outbox can store exactly what the
     publisher would send, inside a database transaction, without a NATS connection.
     """
-    trace_headers = current_trace_headers()
-    if trace_headers.get("traceparent") and event.traceparent != trace_headers["traceparent"]:
-        event = event.model_copy(
-            update={
-                "traceparent": trace_headers["traceparent"],
-                "tracestate": trace_headers.get("tracestate"),
-            }
-        )
+    return stamped(event, current_trace_headers())
+
+
+def stamped(event: Envelope, trace_headers: dict[str, str]) -> tuple[str, bytes, dict[str, str]]:
+    """Subject, body and headers of `event` carrying `trace_headers` (the body is encoded once, here)."""
+    traceparent = trace_headers.get("traceparent")
     headers = {MSG_ID: event.id, "Content-Type": CONTENT_TYPE, **trace_headers}
+    if not traceparent or event.traceparent == traceparent:
+        return event.nats_subject(), event.to_json(), headers
+    if event.traceparent is None and event.tracestate is None:
+        # The usual case: a new event without trace context. The extension attributes are appended to the
+        # encoded object instead of encoding a copy of the envelope (traceparent is [0-9a-f-] by construction).
+        body = event.to_json()
+        extension = f',"traceparent":"{traceparent}"'
+        if "tracestate" in trace_headers:
+            extension += f',"tracestate":{json.dumps(trace_headers["tracestate"])}'
+        return event.nats_subject(), body[:-1] + extension.encode() + b"}", headers
+    event = event.model_copy(update={"traceparent": traceparent, "tracestate": trace_headers.get("tracestate")})
     return event.nats_subject(), event.to_json(), headers
 
 
@@ -79,7 +90,7 @@ class Publisher:
         self._nc = nc
         self._js = js
         self._metrics = metrics
-        self._tracer = tracer  # None: tracing off, no span work on the hot path
+        self._spans = BusTracer(tracer) if tracer is not None else None  # None: tracing off, no span work
         self._options = options or PublishOptions()
         self._window = asyncio.Semaphore(self._options.max_in_flight)
         self._pending: set[_Pending] = set()
@@ -99,14 +110,16 @@ class Publisher:
 
     async def send(self, event: Envelope) -> asyncio.Future[PubAck]:
         """Start publishing `event`; the returned future resolves to the stream's acknowledgement."""
-        if self._tracer is None:
+        if self._spans is None:
             subject, payload, headers = prepare(event)
         else:
+            # A PRODUCER span, child of the current span, whose context the event carries. Started and ended
+            # here without becoming the current span: nothing runs inside it but the encoding.
             subject = event.nats_subject()
-            with self._tracer.start_as_current_span(
+            span = self._spans.start(
                 f"publish {subject}",
-                kind=SpanKind.PRODUCER,
-                attributes={
+                SpanKind.PRODUCER,
+                {
                     "messaging.system": "nats",
                     "messaging.operation.type": "send",
                     "messaging.destination.name": subject,
@@ -114,8 +127,12 @@ class Publisher:
                     "messaging.message.conversation_id": event.correlationid or event.id,
                     "cloudevents.event_type": event.type,
                 },
-            ):
-                subject, payload, headers = prepare(event)
+                None,
+            )
+            try:
+                subject, payload, headers = stamped(event, trace_headers_of(span.get_span_context()))
+            finally:
+                span.end()
         return await self.send_raw(subject, payload, headers, event_type=event.type)
 
     async def send_raw(
