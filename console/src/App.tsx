@@ -5,6 +5,10 @@ import { BrowserRouter, Route, Routes } from "react-router";
 import { Layout } from "./components/Layout";
 import { RequireSession } from "./components/RequireSession";
 import { ApprovalsPage } from "./features/approvals/routes/ApprovalsPage";
+import { AuditPage } from "./features/audit/routes/AuditPage";
+import { ChangesPage } from "./features/changes/routes/ChangesPage";
+import { EventsPage } from "./features/events/routes/EventsPage";
+import { KeysPage } from "./features/keys/routes/KeysPage";
 import { IncidentPage } from "./features/incidents/routes/IncidentPage";
 import { IncidentsPage } from "./features/incidents/routes/IncidentsPage";
 import { OverviewPage } from "./features/overview/routes/OverviewPage";
@@ -32,6 +36,10 @@ export function AppRoutes() {
         <Route path="incidents" element={<IncidentsPage />} />
         <Route path="incidents/:id" element={<IncidentPage />} />
         <Route path="approvals" element={<ApprovalsPage />} />
+        <Route path="changes" element={<ChangesPage />} />
+        <Route path="audit" element={<AuditPage />} />
+        <Route path="events" element={<EventsPage />} />
+        <Route path="keys" element={<KeysPage />} />
         <Route path="*" element={<OverviewPage />} />
       </Route>
     </Routes>

@@ -38,6 +38,18 @@ export function Layout() {
             <li>
               <NavLink to="/approvals">{t("nav.approvals")}</NavLink>
             </li>
+            <li>
+              <NavLink to="/changes">{t("changes.nav")}</NavLink>
+            </li>
+            <li>
+              <NavLink to="/audit">{t("audit.nav")}</NavLink>
+            </li>
+            <li>
+              <NavLink to="/events">{t("events.nav")}</NavLink>
+            </li>
+            <li>
+              <NavLink to="/keys">{t("keys.nav")}</NavLink>
+            </li>
           </ul>
         </nav>
         <LanguageSwitch />

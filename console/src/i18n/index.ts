@@ -4,6 +4,14 @@ import LanguageDetector from "i18next-browser-languagedetector";
 import { initReactI18next } from "react-i18next";
 import { en } from "./en";
 import { zhCN } from "./zh-CN";
+import type { FeatureLocales } from "./feature";
+// Each feature's own translations (features/<feature>/locales.ts): one import and one entry in FEATURES per feature.
+import { auditLocales } from "../features/audit/locales";
+import { changesLocales } from "../features/changes/locales";
+import { eventsLocales } from "../features/events/locales";
+import { keysLocales } from "../features/keys/locales";
+
+export const FEATURES: FeatureLocales[] = [auditLocales, changesLocales, eventsLocales, keysLocales];
 
 export const LANGUAGES = ["en", "zh-CN"] as const;
 
@@ -11,7 +19,10 @@ void i18n
   .use(LanguageDetector)
   .use(initReactI18next)
   .init({
-    resources: { en: { translation: en }, "zh-CN": { translation: zhCN } },
+    resources: {
+      en: { translation: Object.assign({}, en, ...FEATURES.map((f) => f.en)) },
+      "zh-CN": { translation: Object.assign({}, zhCN, ...FEATURES.map((f) => f.zhCN)) },
+    },
     supportedLngs: [...LANGUAGES, "zh"], // a browser saying only "zh" gets zh-CN (fallbackLng)
     load: "currentOnly",
     fallbackLng: { zh: ["zh-CN"], default: ["en"] },

@@ -1,0 +1,76 @@
+// The audit search's strings, English and Simplified Chinese (the type makes zh-CN complete).
+import type { FeatureLocales } from "../../i18n/feature";
+
+const en = {
+  audit: {
+    nav: "Audit",
+    title: "Audit trail",
+    filters: "Search the audit trail",
+    actor: "Actor",
+    action: "Action",
+    target: "Target",
+    namespace: "Namespace",
+    outcome: "Outcome",
+    since: "From",
+    until: "To",
+    search: "Search",
+    clear: "Clear",
+    export: "Export CSV",
+    exportHelp: "The same search as a CSV file, newest first (up to 100,000 rows).",
+    more: "Older entries",
+    shown: "{{count}} entries shown",
+    shown_one: "{{count}} entry shown",
+    end: "End of the trail for this search.",
+    empty: "No entry matches this search.",
+    outcomes: { executed: "Executed", skipped: "Skipped", dry_run: "Dry run", denied: "Denied", failed: "Failed" },
+    columns: {
+      time: "Time",
+      actor: "Actor",
+      action: "Action",
+      target: "Target",
+      outcome: "Outcome",
+      reason: "Reason",
+    },
+    details: "Details of {{action}} on {{target}}",
+    request: "Request {{id}}",
+    correlation: "Chain {{id}}",
+  },
+};
+
+const zhCN: typeof en = {
+  audit: {
+    nav: "审计",
+    title: "审计记录",
+    filters: "搜索审计记录",
+    actor: "操作者",
+    action: "操作",
+    target: "对象",
+    namespace: "命名空间",
+    outcome: "结果",
+    since: "起始时间",
+    until: "截止时间",
+    search: "搜索",
+    clear: "清除",
+    export: "导出 CSV",
+    exportHelp: "以 CSV 文件导出相同的搜索结果，最新的在前（最多 100,000 行）。",
+    more: "更早的记录",
+    shown: "已显示 {{count}} 条记录",
+    shown_one: "已显示 {{count}} 条记录",
+    end: "此搜索的记录已全部显示。",
+    empty: "没有符合此搜索的记录。",
+    outcomes: { executed: "已执行", skipped: "已跳过", dry_run: "演练", denied: "已拒绝", failed: "失败" },
+    columns: {
+      time: "时间",
+      actor: "操作者",
+      action: "操作",
+      target: "对象",
+      outcome: "结果",
+      reason: "原因",
+    },
+    details: "{{target}} 上 {{action}} 的详情",
+    request: "请求 {{id}}",
+    correlation: "事件链 {{id}}",
+  },
+};
+
+export const auditLocales: FeatureLocales = { en, zhCN };
