@@ -19,5 +19,7 @@ export default defineConfig({
     globals: true,
     setupFiles: ["src/test/setup.ts"],
     css: false,
+    // the machines running `make test` are shared: a render that takes 50 ms alone takes seconds under load
+    testTimeout: 30_000,
   },
 });

@@ -9,12 +9,16 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from axe_playwright_python.async_playwright import Axe  # type: ignore[import-untyped]
 from nats.aio.client import Client
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from playwright.async_api import BrowserContext, Page, async_playwright
 
 from opsbus.common.api import healer as api
@@ -36,6 +40,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "console-incident.png"  # tests/e2e writes it
+LIVE_BUDGET_MS = 1000.0  # alert.fired -> row on screen, p95
 
 FOCUSED_TEXT = (
     "() => { const e = document.activeElement; return (e?.innerText || e?.getAttribute('aria-label') || '').trim() }"
@@ -75,6 +81,12 @@ def crash_alert(namespace: str, pod: str, severity: Severity = Severity.CRITICAL
     return Envelope.build(
         alert, service="watcher", cluster="prod", obj=ObjectRef(kind="Pod", namespace=namespace, name=pod)
     )
+
+
+def detection_span(trace_id: int) -> AbstractContextManager[Any]:
+    """The watcher's detection span, made current: what is published inside it carries this trace id."""
+    detected = SpanContext(trace_id, 0x00F067AA0BA902B7, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    return trace.use_span(NonRecordingSpan(detected))
 
 
 @dataclass
@@ -144,3 +156,12 @@ async def tab_to(page: Page, name: str, limit: int = 40) -> None:
         if text == name:
             return
     raise AssertionError(f"{name!r} not reachable with Tab")
+
+
+async def no_serious_violations(page: Page, where: str) -> None:
+    """axe-core on the page as it is: no serious or critical violation."""
+    results = await Axe().run(page)
+    bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    assert not bad, f"{where}: " + "; ".join(
+        f"{v['id']}: {v['help']} {[(n['target'], n.get('failureSummary', '')[:200]) for n in v['nodes']]}" for v in bad
+    )

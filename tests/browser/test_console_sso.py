@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext
 
-from tests.browser.harness import chromium, require_console, tab_to
-from tests.browser.test_console import no_serious_violations
+from tests.browser.harness import chromium, no_serious_violations, require_console, tab_to
 from tests.integration.gateway_stack import GatewayStack, gateway_stack
 from tests.integration.oidc_provider import free_port, gateway_oidc, oidc_provider
 

@@ -328,3 +328,28 @@ class _FakeNotifier:
         s = self.silences[silence_id]
         self.silences[silence_id] = dataclasses.replace(s, ends_at=self.clock() - timedelta(seconds=1))
         return self.silences[silence_id]
+
+
+async def test_an_incident_keeps_the_trace_id_of_its_alert(stack: GatewayStack, make_bus: MakeBus) -> None:
+    """The console links an incident to `<jaeger>/trace/<trace id>`: the id is the alert's, from its traceparent."""
+    from tests.browser.harness import crash_alert, detection_span  # noqa: PLC0415
+
+    await stack.start()
+    bus = await make_bus("watcher")
+    trace_id = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    alerts = [crash_alert("payments", "api-0"), crash_alert("payments", "api-1")]
+    with detection_span(trace_id):
+        await bus.publisher.publish(alerts[0])
+    await bus.publisher.publish(alerts[1])  # another trace: the publisher's own
+    admin = await stack.key("admin")
+    async with stack.client(admin) as c:
+
+        async def both() -> bool:
+            return len((await c.get("/v1/incidents")).json()["items"]) == 2
+
+        await eventually(both)
+        listed = {i["id"]: i["trace_id"] for i in (await c.get("/v1/incidents")).json()["items"]}
+        assert listed[alerts[0].id] == f"{trace_id:032x}"
+        assert len(listed[alerts[1].id]) == 32 and listed[alerts[1].id] != listed[alerts[0].id]
+        one = await c.get(f"/v1/incidents/{alerts[0].id}")
+        assert one.status_code == 200 and one.json()["trace_id"] == f"{trace_id:032x}"

@@ -166,6 +166,10 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 - name: OPSBUS_GATEWAY__PUBLIC_URL
   value: {{ . | quote }}
 {{- end }}
+{{- with $s.jaegerUrl }}
+- name: OPSBUS_GATEWAY__CONSOLE__JAEGER_URL
+  value: {{ . | quote }}
+{{- end }}
 {{- with $s.oidc.issuer }}
 - name: OPSBUS_GATEWAY__OIDC__ISSUER
   value: {{ . | quote }}

@@ -9,7 +9,7 @@ beforeAll(() => {
   Object.defineProperty(HTMLElement.prototype, "clientWidth", { configurable: true, get: () => 1000 });
 });
 
-test("10,000 incidents render as a virtualized list: only the rows on screen are in the DOM, quickly", () => {
+test("10,000 incidents render as a virtualized list: only the rows on screen are in the DOM", () => {
   const many = Array.from({ length: 10_000 }, (_, n) => incident(n));
   const started = performance.now();
   renderWith(<IncidentList incidents={many} />);
@@ -19,5 +19,6 @@ test("10,000 incidents render as a virtualized list: only the rows on screen are
   expect(rows.length).toBeLessThan(60);
   expect(screen.getByRole("link", { name: /pod api-0 restarts/ })).toHaveAttribute("href", "/incidents/inc-0");
   console.log(`10,000 incidents: first render ${elapsed.toFixed(0)} ms, ${rows.length} rows in the DOM`);
-  expect(elapsed).toBeLessThan(2000); // jsdom on a shared CI core; the browser test measures the real thing
+  // jsdom's timing says little on a shared machine: the budget is held in Chromium by bench/console_list.py
+  // (tests/browser/test_console_list_budget.py), scrolling 10,000 incidents against 100
 });

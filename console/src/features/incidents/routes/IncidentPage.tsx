@@ -7,17 +7,31 @@ import { useSession } from "../../../session/SessionProvider";
 import { useIncident } from "../api/queries";
 import { IncidentTimeline } from "../components/IncidentTimeline";
 
-/** Jaeger's search for the incident's trace: every span of the chain carries its correlation id. */
-export function traceLink(jaeger: string, incidentId: string, source: string): string {
-  const service = source === "alertmanager" ? "opsbus-gateway" : "opsbus-watcher";
-  const tags = JSON.stringify({ "messaging.message.conversation_id": incidentId });
-  return `${jaeger.replace(/\/$/, "")}/search?service=${service}&tags=${encodeURIComponent(tags)}`;
+/**
+ * Where Jaeger shows the incident's trace: the trace of the alert (detection, recovery, notification) when the
+ * gateway stored its id; otherwise Jaeger's search for the spans that carry the incident's correlation id.
+ */
+export function traceLink(jaeger: string, incident: { id: string; source: string; trace_id?: string | null }): string {
+  const base = jaeger.replace(/\/$/, "");
+  if (incident.trace_id) return `${base}/trace/${encodeURIComponent(incident.trace_id)}`;
+  const service = incident.source === "alertmanager" ? "opsbus-gateway" : "opsbus-watcher";
+  const tags = JSON.stringify({ "messaging.message.conversation_id": incident.id });
+  return `${base}/search?service=${service}&tags=${encodeURIComponent(tags)}`;
+}
+
+/** The silences page, its form prefilled with the incident's labels as matchers (Alertmanager's "silence"). */
+export function silenceLink(incident: { id: string; labels: Record<string, string> }): string {
+  const params = new URLSearchParams({ incident: incident.id });
+  for (const [name, value] of Object.entries(incident.labels)) {
+    params.append("matcher", `${name}="${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`);
+  }
+  return `/silences?${params.toString()}`;
 }
 
 export function IncidentPage() {
   const { t } = useTranslation();
   const { id = "" } = useParams();
-  const { session } = useSession();
+  const { session, can } = useSession();
   const query = useIncident(id);
   if (query.isPending) return <Loading />;
   if (query.error) {
@@ -41,9 +55,14 @@ export function IncidentPage() {
       </p>
       {session?.jaeger_url && (
         <p>
-          <a href={traceLink(session.jaeger_url, incident.id, incident.source)} target="_blank" rel="noreferrer">
+          <a href={traceLink(session.jaeger_url, incident)} target="_blank" rel="noreferrer">
             {t("incident.trace")}
           </a>
+        </p>
+      )}
+      {can("operator") && incident.status === "firing" && (
+        <p>
+          <Link to={silenceLink(incident)}>{t("silences.silenceThis")}</Link>
         </p>
       )}
       <IncidentTimeline incident={incident} />

@@ -4,7 +4,8 @@ Consumers (durable, shared by replicas; each event claimed in the inbox in the s
 row, and rows keyed by event id, so a redelivery changes nothing):
 * `gateway-audit` on AUDIT: every `audit.recorded` into `audit_entries`;
 * `gateway-alerts` on ALERT: `alert.fired` opens an incident (keyed by the firing event's id, which is the
-  chain's correlation id), `alert.resolved` closes the open incident with the same cluster and fingerprint;
+  chain's correlation id, with the trace id of its `traceparent`: the console's link to the trace in Jaeger),
+  `alert.resolved` closes the open incident with the same cluster and fingerprint;
 * `gateway-chains` on RECOVERY, NOTIFY and DIAGNOSIS: every recovery, notification and diagnosis event into
   `incident_events`, joined to incidents by correlation id (the analyzer files diagnoses under the first alert).
 
@@ -73,6 +74,15 @@ class IncidentFilter:
     since: datetime | None = None
     before: int | None = None
     limit: int = 50
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id of W3C trace context (`version-traceid-spanid-flags`, validated by the envelope): the
+    incident's link to its trace in Jaeger (`<jaeger>/trace/<trace id>`). None without one, or all zeros."""
+    if not traceparent:
+        return None
+    trace_id = traceparent.split("-")[1]
+    return None if trace_id.strip("0") == "" else trace_id
 
 
 class ReadModel:
@@ -144,6 +154,7 @@ class ReadModel:
                         starts_at=alert.starts_at,
                         ends_at=None,
                         updated_at=event.time,
+                        trace_id=trace_id_of(event.traceparent),
                     )
                     .on_conflict_do_nothing(index_elements=[t.c.id])
                 )

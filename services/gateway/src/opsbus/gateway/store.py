@@ -111,6 +111,12 @@ incidents = Table(
     Column("starts_at", TZ, nullable=False),
     Column("ends_at", TZ, nullable=True),
     Column("updated_at", TZ, nullable=False),
+    Column(
+        "trace_id",
+        String(32),
+        nullable=True,
+        comment="trace id of the alert.fired event's traceparent (32 hex); null when it carried none",
+    ),
     PrimaryKeyConstraint("seq", name="pk_incidents"),
     UniqueConstraint("id", name="uq_incidents_id"),
 )

@@ -71,6 +71,11 @@ class Incident(BaseModel):
     ends_at: datetime | None
     recoveries: list[ChainEvent]
     notifications: list[ChainEvent]
+    trace_id: str | None = Field(
+        default=None,
+        description="W3C trace id of the alert.fired event (the trace of detection, recovery and notification): "
+        "Jaeger shows it at <jaeger>/trace/<trace id>; null when the alert carried no trace context.",
+    )
     alert: dict[str, Any] | None = Field(default=None, description="The full alert with evidence (single GET).")
     diagnosis: ChainEvent | None = Field(
         default=None,
@@ -182,6 +187,7 @@ def _incident(row: dict[str, Any], chain: list[dict[str, Any]], *, full: bool) -
         labels=row["labels"],
         starts_at=row["starts_at"],
         ends_at=row["ends_at"],
+        trace_id=row["trace_id"],
         recoveries=[e for e in events if ".recovery." in e.type],
         notifications=[e for e in events if ".notify." in e.type],
         alert=row["alert"] if full else None,
