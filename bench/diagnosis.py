@@ -13,7 +13,8 @@ Every scenario runs `--repeats` times, each in its own namespace. A scenario is 
 cause has the expected kind and target (or the outcome is `unknown` when nothing in the scenario explains it).
 The baseline answers with the latest change of the namespace before the first alert (`unknown` when none).
 
-    uv run --all-packages python bench/diagnosis.py [--repeats 5]
+    uv run --all-packages python -m bench.diagnosis [--repeats 5] [--set tuned|held-out|all]
+        [--scale-nodes 1000 --scale-changes 10000]
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import statistics
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 
+from bench.diagnosis_scenarios import SETS, Scenario
 from opsbus.analyzer import store
 from opsbus.analyzer.service import setup
 from opsbus.analyzer.settings import AnalyzerSettings
@@ -59,180 +61,6 @@ from opsbus.common.testing.servers import nats_server, postgres_server
 
 CLUSTER = "bench"
 HEALTHY = ("GET /healthz 200 2ms", "GET /api/cart 200 14ms", "cache warm: 1200 keys", "GET /api/items 200 9ms")
-
-
-@dataclass(frozen=True)
-class Change:
-    ago: float  # seconds before the first alert
-    kinds: tuple[ChangeKind, ...]
-    obj: str  # "Deployment/web", "ConfigMap/web-settings", "Node/node-3"
-    diff: tuple[tuple[str, str | None, str | None], ...] = ()
-
-
-@dataclass(frozen=True)
-class Pod:
-    name: str
-    alertname: str
-    reason: str | None = None
-    last: str | None = None
-    event: str | None = None
-    node: str = "node-1"
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    expected: tuple[str, str | None] | None  # (cause kind, target name); None: nothing explains it -> unknown
-    changes: tuple[Change, ...]
-    pods: tuple[Pod, ...]
-    logs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # failing pod -> its log
-    config_refs: tuple[tuple[str, str], ...] = ()
-
-
-def _img(name: str, a: str, b: str) -> tuple[tuple[str, str | None, str | None], ...]:
-    return (("spec.template.spec.containers[app].image", f"shop/{name}:{a}", f"shop/{name}:{b}"),)
-
-
-CRASH = {"alertname": "KubePodCrashLooping", "reason": "CrashLoopBackOff", "last": "Error"}
-DISTRACT = Change(4, (ChangeKind.IMAGE,), "Deployment/cart", _img("cart", "3", "4"))
-DISTRACT_CM = Change(
-    2, (ChangeKind.CONFIG,), "ConfigMap/cart-settings", (("data[A]", "sha256:" + "a" * 16, "sha256:" + "b" * 16),)
-)
-
-SCENARIOS: tuple[Scenario, ...] = (
-    Scenario(
-        "bad image rollout",
-        ("rollout", "web"),
-        (Change(40, (ChangeKind.IMAGE,), "Deployment/web", _img("web", "1.41", "1.42-typo")), DISTRACT),
-        (Pod("web-a", "KubePodImagePullFailing", "ImagePullBackOff", event="Failed"),),
-    ),
-    Scenario(
-        "configmap edit crashes pods",
-        ("config_change", "web-settings"),
-        (
-            Change(
-                30,
-                (ChangeKind.CONFIG,),
-                "ConfigMap/web-settings",
-                (("data[DB_URL]", "sha256:" + "1" * 16, "sha256:" + "2" * 16),),
-            ),
-            DISTRACT_CM,
-            DISTRACT,
-        ),
-        (Pod("web-a", **CRASH), Pod("web-b", **CRASH)),
-        logs={
-            "web-a": ("fatal: DB_URL: invalid scheme 'postgress'",),
-            "web-b": ("fatal: DB_URL: invalid scheme 'postgress'",),
-        },
-        config_refs=(("ConfigMap", "web-settings"),),
-    ),
-    Scenario(
-        "memory limit cut -> OOMKilled",
-        ("resource_change", "web"),
-        (
-            Change(
-                90,
-                (ChangeKind.RESOURCES,),
-                "Deployment/web",
-                (("spec.template.spec.containers[app].resources.limits.memory", "512Mi", "96Mi"),),
-            ),
-            Change(600, (ChangeKind.IMAGE,), "Deployment/cart", _img("cart", "2", "3")),
-        ),
-        (Pod("web-a", "KubeContainerOOMKilled", "CrashLoopBackOff", last="OOMKilled"),),
-    ),
-    Scenario(
-        "node NotReady takes its pods down",
-        ("node", "node-3"),
-        (
-            Change(50, (ChangeKind.NODE_CONDITION,), "Node/node-3", (("status.conditions[Ready]", "True", "Unknown"),)),
-            DISTRACT,
-        ),
-        (
-            Pod("web-a", "KubeDeploymentReplicasMismatch", node="node-3"),
-            Pod("web-b", "KubeDeploymentReplicasMismatch", node="node-3"),
-        ),
-    ),
-    Scenario(
-        "dependency outage visible only in logs",
-        ("shared_dependency", None),
-        (DISTRACT_CM,),
-        (Pod("web-a", **CRASH), Pod("web-b", **CRASH)),
-        logs=dict.fromkeys(
-            ("web-a", "web-b"), ("starting", "dial tcp 10.0.4.2:5432: connect: connection refused to postgres:5432")
-        ),
-    ),
-    Scenario(
-        "dependency rolled out, clients crash",
-        ("shared_dependency", "postgres"),
-        (Change(25, (ChangeKind.IMAGE,), "Deployment/postgres", _img("postgres", "15", "16")), DISTRACT),
-        (Pod("web-a", **CRASH),),
-        logs={"web-a": ("error: connection refused to postgres:5432 (attempt 5)",)},
-    ),
-    Scenario(
-        "request raise -> Pending",
-        ("resource_change", "web"),
-        (
-            Change(
-                60,
-                (ChangeKind.RESOURCES,),
-                "Deployment/web",
-                (("spec.template.spec.containers[app].resources.requests.cpu", "250m", "48"),),
-            ),
-            Change(200, (ChangeKind.REPLICAS,), "Deployment/cart", (("spec.replicas", "2", "3"),)),
-        ),
-        (Pod("web-a", "KubePodNotScheduled", event="FailedScheduling"),),
-    ),
-    Scenario(
-        "env change crashes pods",
-        ("rollout", "web"),
-        (
-            Change(
-                120, (ChangeKind.ENV,), "Deployment/web", (("spec.template.spec.containers[app].env[MODE]", "a", "b"),)
-            ),
-            DISTRACT,
-            DISTRACT_CM,
-        ),
-        (Pod("web-a", **CRASH),),
-    ),
-    Scenario(
-        "probe path change fails readiness",
-        ("rollout", "web"),
-        (
-            Change(
-                45,
-                (ChangeKind.TEMPLATE,),
-                "Deployment/web",
-                (("spec.template.spec.containers[app].readinessProbe.httpGet.path", "/healthz", "/ready"),),
-            ),
-            DISTRACT,
-        ),
-        (Pod("web-a", "KubeDeploymentReplicasMismatch", event="Unhealthy"),),
-    ),
-    Scenario(
-        "rollout minutes before, noise right before",
-        ("rollout", "web"),
-        (
-            Change(180, (ChangeKind.IMAGE,), "Deployment/web", _img("web", "2.0", "2.1")),
-            DISTRACT,
-            DISTRACT_CM,
-            Change(1, (ChangeKind.REPLICAS,), "Deployment/search", (("spec.replicas", "4", "6"),)),
-        ),
-        (Pod("web-a", **CRASH), Pod("web-b", **CRASH)),
-        logs={"web-a": ("panic: nil map write in cart.Merge",), "web-b": ("panic: nil map write in cart.Merge",)},
-    ),
-    Scenario(
-        "nothing explains it (only an unrelated change)",
-        None,
-        (DISTRACT,),
-        (Pod("web-a", **CRASH),),
-    ),
-    Scenario(
-        "nothing explains it (the workload's last rollout was 2 h ago)",
-        None,
-        (Change(7200, (ChangeKind.IMAGE,), "Deployment/web", _img("web", "1.0", "1.1")),),
-        (Pod("web-a", **CRASH),),
-    ),
-)
 
 
 class LogStore:
@@ -334,7 +162,56 @@ class Tally:
         self.total += 1
 
 
-async def run(repeats: int) -> dict[str, Any]:
+def scale_events(nodes: int, changes: int, t0: datetime) -> list[Envelope]:
+    """A timeline at cluster scale, in the hour before the scenarios: a condition change of each of `nodes` nodes
+    (cluster-scoped: every diagnosis reads them) and `changes` replica changes over 100 other namespaces."""
+    out = []
+    for i in range(nodes):
+        at = t0 - timedelta(seconds=60 + (i * 3000) / max(nodes, 1))
+        ref = ResourceRef(kind="Node", name=f"scale-node-{i:04d}")
+        payload = ChangeRecorded(
+            kinds=(ChangeKind.NODE_CONDITION,),
+            object=ref,
+            diff=(FieldChange(path="status.conditions[Ready]", before="True", after="False"),),
+            summary=f"Ready True -> False on {ref.name}",
+            origin=ChangeOrigin.OBSERVED,
+            observed_at=at,
+        )
+        out.append(Envelope.build(payload, service="watcher", cluster=CLUSTER, obj=ref.as_object_ref(), time=at))
+    for i in range(changes):
+        at = t0 - timedelta(seconds=60 + (i * 3000) / max(changes, 1))
+        w = WorkloadRef(kind="Deployment", namespace=f"scale-{i % 100}", name=f"app-{i // 100}")
+        payload = ChangeRecorded(
+            kinds=(ChangeKind.REPLICAS,),
+            object=w.as_resource_ref(),
+            workload=w,
+            diff=(FieldChange(path="spec.replicas", before="9", after="10"),),
+            summary=f"replicas 9 -> 10 of {w}",
+            origin=ChangeOrigin.OBSERVED,
+            observed_at=at,
+        )
+        out.append(Envelope.build(payload, service="watcher", cluster=CLUSTER, obj=w.as_object_ref(), time=at))
+    return out
+
+
+async def _recorded(db: Database, ids: Sequence[str], *, timeout: float) -> None:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        async with db.sessions() as session:
+            n = (
+                await session.execute(
+                    text("select count(*) from analyzer.timeline where event_id = any(:ids)"), {"ids": list(ids)}
+                )
+            ).scalar_one()
+        if n >= len(ids):
+            return
+        await asyncio.sleep(0.01 if len(ids) < 100 else 0.5)
+    raise RuntimeError(f"the analyzer recorded {n} of {len(ids)} changes within {timeout:.0f} s")
+
+
+async def run(
+    repeats: int, sets: Sequence[str], *, scale_nodes: int = 0, scale_changes: int = 0
+) -> dict[str, Any]:
     logs = LogStore()
     with nats_server() as nats_srv, postgres_server() as pg:
         db_settings = DatabaseSettings.model_validate({"url": pg.url(), "pool_size": 5})
@@ -372,14 +249,24 @@ async def run(repeats: int) -> dict[str, Any]:
                 waiters[ns].set_result(None)
 
         await bus.nc.subscribe(f"diagnosis.made.{CLUSTER}.>", cb=on_made)
-        analyzer, baseline = Tally(), Tally()
+        tallies = {name: (Tally(), Tally()) for name in sets}
         latencies: list[float] = []
-        rows: list[tuple[str, int, int]] = []
+        rows: list[tuple[str, str, int, int]] = []
+        preload = 0.0
         try:
-            for index, s in enumerate(SCENARIOS):
+            if scale_nodes or scale_changes:
+                started = time.perf_counter()
+                bulk = scale_events(scale_nodes, scale_changes, datetime.now(UTC))
+                for envelope in bulk:
+                    await bus.publisher.publish(envelope)
+                await _recorded(db, [e.id for e in bulk], timeout=1800)
+                preload = time.perf_counter() - started
+            plan = [(set_name, i, s) for set_name in sets for i, s in enumerate(SETS[set_name])]
+            for set_name, index, s in plan:
+                analyzer, baseline = tallies[set_name]
                 ok_a = ok_b = 0
                 for r in range(repeats):
-                    ns = f"s{index}-r{r}"
+                    ns = f"{set_name[0]}{index}-r{r}"
                     t0 = datetime.now(UTC)
                     changes = change_events(s, ns, t0)
                     for envelope, _, _ in changes:
@@ -389,18 +276,8 @@ async def run(repeats: int) -> dict[str, Any]:
                     logs.lines[(ns, "web-h1")] = logs.lines[(ns, "web-h2")] = HEALTHY * 3
                     for pod, lines in s.logs.items():
                         logs.lines[(ns, pod)] = HEALTHY[:2] + lines
-                    ids = [envelope.id for envelope, _, _ in changes]
-                    for _ in range(500):  # the watcher publishes changes before faults; let them land first
-                        async with db.sessions() as session:
-                            n = (
-                                await session.execute(
-                                    text("select count(*) from analyzer.timeline where event_id = any(:ids)"),
-                                    {"ids": ids},
-                                )
-                            ).scalar_one()
-                        if n >= len(ids):
-                            break
-                        await asyncio.sleep(0.01)
+                    # the watcher publishes changes before faults; let them land first
+                    await _recorded(db, [envelope.id for envelope, _, _ in changes], timeout=30)
                     waiters[ns] = asyncio.get_running_loop().create_future()
                     alerts = alert_events(s, ns, t0)
                     sent = time.perf_counter()
@@ -430,7 +307,7 @@ async def run(repeats: int) -> dict[str, Any]:
                     ok_b += base_ok
                     for a in alerts[1:]:  # the rest of the incident joins afterwards
                         await bus.publisher.publish(a)
-                rows.append((s.name, ok_a, ok_b))
+                rows.append((set_name, s.name, ok_a, ok_b))
         finally:
             await db.close()
             await bus.close()
@@ -440,8 +317,9 @@ async def run(repeats: int) -> dict[str, Any]:
     return {
         "rows": rows,
         "repeats": repeats,
-        "analyzer": analyzer,
-        "baseline": baseline,
+        "tallies": tallies,
+        "preload": preload,
+        "scale": (scale_nodes, scale_changes),
         "p50": statistics.median(ordered),
         "p99": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))],
         "max": ordered[-1],
@@ -451,14 +329,20 @@ async def run(repeats: int) -> dict[str, Any]:
 
 def report(result: dict[str, Any]) -> None:
     repeats = result["repeats"]
-    print(f"{'scenario':<58} {'analyzer':>9} {'baseline':>9}")
-    for name, a, b in result["rows"]:
-        print(f"{name:<58} {a:>5}/{repeats:<3} {b:>5}/{repeats:<3}")
-    for label in ("analyzer", "baseline"):
-        t: Tally = result[label]
+    print(f"{'set':<9} {'scenario':<58} {'analyzer':>9} {'baseline':>9}")
+    for set_name, name, a, b in result["rows"]:
+        print(f"{set_name:<9} {name:<58} {a:>5}/{repeats:<3} {b:>5}/{repeats:<3}")
+    for set_name, pair in result["tallies"].items():
+        for label, t in zip(("analyzer", "baseline"), pair, strict=True):
+            print(
+                f"{set_name:<9} {label:<9} top-1 accuracy {t.right / t.total:6.1%} ({t.right}/{t.total}); "
+                f"unknown {t.unknown / t.total:6.1%} ({t.unknown}/{t.total})"
+            )
+    nodes, changes = result["scale"]
+    if nodes or changes:
         print(
-            f"{label:<9} top-1 accuracy {t.right / t.total:6.1%} ({t.right}/{t.total}); "
-            f"unknown {t.unknown / t.total:6.1%} ({t.unknown}/{t.total})"
+            f"timeline preloaded with {nodes} node and {changes} workload changes in the last hour "
+            f"(ingested in {result['preload']:.1f} s)"
         )
     print(
         f"diagnosis latency (alert.fired published -> diagnosis.made received), n={result['n']}: "
@@ -469,8 +353,12 @@ def report(result: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="runs of each scenario, each in its own namespace")
+    parser.add_argument("--set", choices=[*SETS, "all"], default="all", help="tuned, held-out or both")
+    parser.add_argument("--scale-nodes", type=int, default=0, help="preload: a condition change of N nodes")
+    parser.add_argument("--scale-changes", type=int, default=0, help="preload: N workload changes elsewhere")
     args = parser.parse_args(argv)
-    report(asyncio.run(run(args.repeats)))
+    sets = list(SETS) if args.set == "all" else [args.set]
+    report(asyncio.run(run(args.repeats, sets, scale_nodes=args.scale_nodes, scale_changes=args.scale_changes)))
     return 0
 
 
