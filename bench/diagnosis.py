@@ -209,9 +209,7 @@ async def _recorded(db: Database, ids: Sequence[str], *, timeout: float) -> None
     raise RuntimeError(f"the analyzer recorded {n} of {len(ids)} changes within {timeout:.0f} s")
 
 
-async def run(
-    repeats: int, sets: Sequence[str], *, scale_nodes: int = 0, scale_changes: int = 0
-) -> dict[str, Any]:
+async def run(repeats: int, sets: Sequence[str], *, scale_nodes: int = 0, scale_changes: int = 0) -> dict[str, Any]:
     logs = LogStore()
     with nats_server() as nats_srv, postgres_server() as pg:
         db_settings = DatabaseSettings.model_validate({"url": pg.url(), "pool_size": 5})
