@@ -14,8 +14,8 @@ from sqlalchemy.dialects.postgresql import insert
 
 from opsbus.common.store import Database
 from opsbus.notifier import store
-from opsbus.notifier.domain.config import RateLimit
 from opsbus.notifier.domain.delivery import Bucket, take_token
+from opsbus.notifier.domain.integrations import RateLimit
 
 
 class SharedRateLimiter:

@@ -22,6 +22,7 @@ that message, and the failure is logged and counted (`template_failures`).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,6 +66,44 @@ TEXT = """\
 {% endfor %}"""
 
 
+# The same defaults in Simplified Chinese, for receivers with `language: zh-CN` (labels and values stay as sent).
+TITLE_ZH = (
+    "[{{ '告警' if n.status == 'firing' else '已恢复' }}"
+    "{% if n.status == 'firing' %}:{{ firing | length }}{% endif %}] "
+    "{{ n.group_labels.get('alertname') or n.alerts[0].labels.get('alertname', 'opsbus') }}"
+    "{% for k, v in n.group_labels.items() if k != 'alertname' %} {{ k }}={{ v }}{% endfor %}"
+)
+
+TEXT_ZH = """\
+{% for a in n.alerts -%}
+{{ '🔥' if a.status == 'firing' else '✅' }} {{ a.title }}{% if a.status == 'resolved' %}（已恢复）{% endif %}
+{% if a.reason %}原因：{{ a.reason }}
+{% endif %}{% if a.description %}{{ a.description }}
+{% endif %}对象：{{ a.subject }} · 级别 {{ a.severity }} · 开始于 {{ a.starts_at.isoformat() }}
+{% if a.log_lines %}最近日志：
+{{ fence }}
+{% for line in a.log_lines %}{{ line }}
+{% endfor %}{{ fence }}
+{% endif %}{% if a.kube_events %}Kubernetes 事件：
+{% for e in a.kube_events %}- {{ e }}
+{% endfor %}{% endif %}{% if a.cause_evidence %}证据：
+{% for e in a.cause_evidence %}- {{ e }}
+{% endfor %}{% endif %}{% if a.actions %}自愈操作：
+{% for s in a.actions %}- {{ s }}
+{% endfor %}{% endif %}{% set l = links(a) %}{% if l.incident %}事件详情：{{ l.incident }}
+{% endif %}{% if l.trace %}调用链：{{ l.trace }}
+{% endif %}{% if a.runbook_url %}处理手册：{{ a.runbook_url }}
+{% endif %}
+{% endfor %}"""  # noqa: RUF001  (Chinese punctuation is full width)
+
+DEFAULTS = {"en": (TITLE, TEXT), "zh-CN": (TITLE_ZH, TEXT_ZH)}
+# Words the channels put around the rendered text (buttons, card headers), per language.
+WORDS = {
+    "en": {"incident": "Open the incident", "trace": "Open the trace", "firing": "Firing", "resolved": "Resolved"},
+    "zh-CN": {"incident": "查看事件", "trace": "查看调用链", "firing": "告警中", "resolved": "已恢复"},
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Links:
     gateway_url: str | None = None
@@ -86,20 +125,29 @@ class Rendered:
     text: str
 
 
+@functools.cache
+def _compiled(source: str) -> jinja2.Template:
+    """The default templates, compiled once per process (every receiver shares them)."""
+    return TEMPLATE_ENV.from_string(source)
+
+
 class Renderer:
     """Renders title and text; `templates` (a receiver's own) replace the defaults, which stay the fallback."""
 
-    def __init__(self, links: Links, templates: TemplatesConfig | None = None) -> None:
-        self._default = (TEMPLATE_ENV.from_string(TITLE), TEMPLATE_ENV.from_string(TEXT))
+    def __init__(self, links: Links, templates: TemplatesConfig | None = None, language: str = "en") -> None:
+        title, text = DEFAULTS.get(language, DEFAULTS["en"])
+        self._default = (_compiled(title), _compiled(text))
         custom = templates or TemplatesConfig()
         self._title = TEMPLATE_ENV.from_string(custom.title) if custom.title else self._default[0]
         self._text = TEMPLATE_ENV.from_string(custom.text) if custom.text else self._default[1]
         self.links = links
+        self.language = language if language in DEFAULTS else "en"
+        self.words = WORDS[self.language]
         self.template_failures = 0
 
-    def for_receiver(self, templates: TemplatesConfig | None) -> Renderer:
-        """A renderer with the same links and a receiver's own templates."""
-        return Renderer(self.links, templates) if templates else self
+    def for_receiver(self, templates: TemplatesConfig | None, language: str = "en") -> Renderer:
+        """A renderer with the same links and a receiver's own templates and language."""
+        return Renderer(self.links, templates, language) if templates or language != self.language else self
 
     def _context(self, n: Notification, fence: str) -> dict[str, Any]:
         def links(a: Notice) -> dict[str, str | None]:

@@ -43,9 +43,21 @@ from typing import Annotated, Any, Literal
 import jinja2
 import jinja2.sandbox
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from opsbus.notifier.domain.durations import parse_duration
+from opsbus.notifier.domain.integrations import (  # re-exported: the parts of a receiver
+    DingTalkConfig,
+    EmailConfig,
+    FeishuConfig,
+    MsTeamsConfig,
+    PagerDutyConfig,
+    SlackConfig,
+    WebhookConfig,
+    WeComConfig,
+    _Integration,
+    _Strict,
+)
 from opsbus.notifier.domain.matchers import Matcher, MatcherError, parse_all
 from opsbus.notifier.domain.secrets import Resolved, SecretRef, is_reference, parse_reference, resolve
 
@@ -82,8 +94,6 @@ class ConfigError(ValueError):
 
 
 # --- the YAML schema ---------------------------------------------------------------------------------
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _matchers(value: list[str]) -> list[str]:
@@ -101,70 +111,6 @@ def _duration(value: str | None) -> str | None:
     return value
 
 
-class RateLimit(_Strict):
-    per_second: float = Field(gt=0, description="Sustained sends per second to this integration.")
-    burst: int = Field(default=1, ge=1, description="Sends allowed back to back before the rate applies.")
-
-
-class _Integration(_Strict):
-    send_resolved: bool = True
-    rate_limit: RateLimit | None = None
-    max_attempts: int | None = Field(default=None, ge=1, le=50)
-
-
-class WebhookConfig(_Integration):
-    url: SecretStr
-    secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key; unsigned when absent.")
-    headers: dict[str, str] = Field(default_factory=dict)
-
-
-class SlackConfig(_Integration):
-    url: SecretStr = Field(description="Incoming webhook URL.")
-    channel: str | None = None
-    username: str | None = None
-
-
-class MsTeamsConfig(_Integration):
-    url: SecretStr = Field(description="Incoming webhook (or Workflows) URL.")
-
-
-class PagerDutyConfig(_Integration):
-    routing_key: SecretStr
-    url: SecretStr = SecretStr("https://events.pagerduty.com/v2/enqueue")
-    severity: str | None = Field(default=None, description="Overrides the alert's severity.")
-
-
-class EmailConfig(_Integration):
-    to: list[str] = Field(min_length=1)
-    sender: str = Field(alias="from")
-    smarthost: str = Field(description="host:port of the SMTP server.")
-    auth_username: str | None = None
-    auth_password: SecretStr | None = None
-    require_tls: bool = Field(default=True, description="STARTTLS is mandatory unless false (tests, local relays).")
-    tls_insecure_skip_verify: bool = False
-    ca_file: str | None = Field(
-        default=None,
-        min_length=1,
-        description="PEM file of the CA(s) that signed a private relay's certificate; replaces the system roots.",
-    )
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @model_validator(mode="after")
-    def _verification(self) -> EmailConfig:
-        if self.ca_file and self.tls_insecure_skip_verify:
-            raise ValueError("ca_file verifies the relay's certificate: it cannot go with tls_insecure_skip_verify")
-        return self
-
-    @field_validator("smarthost")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, _, port = value.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"smarthost {value!r} must be host:port")
-        return value
-
-
 class TemplatesConfig(_Strict):
     """Jinja2 (sandboxed) replacing the default title and text of every message this receiver gets; see
     `opsbus.notifier.rendering` for the variables (`n`, `firing`, `links(a)`, `fence`)."""
@@ -176,11 +122,17 @@ class TemplatesConfig(_Strict):
 class ReceiverConfig(_Strict):
     name: str = Field(min_length=1, max_length=200)
     templates: TemplatesConfig | None = None
+    language: Literal["en", "zh-CN"] = Field(
+        default="en", description="The language of the default messages: English or Simplified Chinese."
+    )
     webhook_configs: list[WebhookConfig] = Field(default_factory=list)
     slack_configs: list[SlackConfig] = Field(default_factory=list)
     msteams_configs: list[MsTeamsConfig] = Field(default_factory=list)
     pagerduty_configs: list[PagerDutyConfig] = Field(default_factory=list)
     email_configs: list[EmailConfig] = Field(default_factory=list)
+    dingtalk_configs: list[DingTalkConfig] = Field(default_factory=list)
+    wecom_configs: list[WeComConfig] = Field(default_factory=list)
+    feishu_configs: list[FeishuConfig] = Field(default_factory=list)
 
     def integrations(self) -> list[tuple[str, int, _Integration]]:
         """(kind, index, config) of every integration, in a stable order."""
@@ -191,6 +143,9 @@ class ReceiverConfig(_Strict):
             ("msteams", self.msteams_configs),
             ("pagerduty", self.pagerduty_configs),
             ("email", self.email_configs),
+            ("dingtalk", self.dingtalk_configs),
+            ("wecom", self.wecom_configs),
+            ("feishu", self.feishu_configs),
         ):
             out.extend((kind, index, config) for index, config in enumerate(configs))
         return out

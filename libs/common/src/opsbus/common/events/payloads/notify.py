@@ -16,6 +16,9 @@ class ChannelKind(StrEnum):
     WEBHOOK = "webhook"
     EMAIL = "email"
     PAGERDUTY = "pagerduty"
+    DINGTALK = "dingtalk"
+    WECOM = "wecom"
+    FEISHU = "feishu"
 
 
 class _Delivery(EventPayload):

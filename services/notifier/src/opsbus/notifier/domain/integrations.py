@@ -1,0 +1,114 @@
+"""The integrations a receiver sends to, as configuration: one model per channel, each validated when the
+routing configuration is loaded (a typo in a key is refused, never ignored). Secrets are `SecretStr`, so they
+print as `**********`, and may be written as references (`secretKeyRef`, `secretRef`; see `domain/secrets.py`).
+The channels that send them live in `opsbus.notifier.channels`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RateLimit(_Strict):
+    per_second: float = Field(gt=0, description="Sustained sends per second to this integration.")
+    burst: int = Field(default=1, ge=1, description="Sends allowed back to back before the rate applies.")
+
+
+class _Integration(_Strict):
+    send_resolved: bool = True
+    rate_limit: RateLimit | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=50)
+
+
+class WebhookConfig(_Integration):
+    url: SecretStr
+    secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key; unsigned when absent.")
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class SlackConfig(_Integration):
+    url: SecretStr = Field(description="Incoming webhook URL.")
+    channel: str | None = None
+    username: str | None = None
+
+
+class MsTeamsConfig(_Integration):
+    url: SecretStr = Field(description="Incoming webhook (or Workflows) URL.")
+
+
+class PagerDutyConfig(_Integration):
+    routing_key: SecretStr
+    url: SecretStr = SecretStr("https://events.pagerduty.com/v2/enqueue")
+    severity: str | None = Field(default=None, description="Overrides the alert's severity.")
+
+
+class EmailConfig(_Integration):
+    to: list[str] = Field(min_length=1)
+    sender: str = Field(alias="from")
+    smarthost: str = Field(description="host:port of the SMTP server.")
+    auth_username: str | None = None
+    auth_password: SecretStr | None = None
+    require_tls: bool = Field(default=True, description="STARTTLS is mandatory unless false (tests, local relays).")
+    tls_insecure_skip_verify: bool = False
+    ca_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="PEM file of the CA(s) that signed a private relay's certificate; replaces the system roots.",
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _verification(self) -> EmailConfig:
+        if self.ca_file and self.tls_insecure_skip_verify:
+            raise ValueError("ca_file verifies the relay's certificate: it cannot go with tls_insecure_skip_verify")
+        return self
+
+    @field_validator("smarthost")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"smarthost {value!r} must be host:port")
+        return value
+
+
+class DingTalkConfig(_Integration):
+    """A DingTalk (钉钉) group's custom robot."""
+
+    url: SecretStr = Field(description="The robot's webhook, `https://oapi.dingtalk.com/robot/send?access_token=...`.")
+    secret: SecretStr | None = Field(
+        default=None, description="The robot's signing secret (`SEC...`): requests are signed when it is set."
+    )
+    message_type: Literal["markdown", "action_card"] = Field(
+        default="action_card", description="action_card adds buttons to the incident and the trace."
+    )
+    at_mobiles: list[str] = Field(default_factory=list, max_length=50, description="Members to @ by mobile.")
+    at_user_ids: list[str] = Field(default_factory=list, max_length=50, description="Members to @ by user id.")
+    at_all: bool = False
+
+
+class WeComConfig(_Integration):
+    """A WeCom (企业微信) group robot."""
+
+    url: SecretStr = Field(
+        description="The robot's webhook, `https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...`."
+    )
+    mention_user_ids: list[str] = Field(default_factory=list, max_length=50, description="`@all` or user ids.")
+    mention_mobiles: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Mobiles to @: WeCom's markdown cannot mention by mobile, so the message is sent as text.",
+    )
+
+
+class FeishuConfig(_Integration):
+    """A Feishu/Lark (飞书) custom bot."""
+
+    url: SecretStr = Field(description="The bot's webhook, `https://open.feishu.cn/open-apis/bot/v2/hook/...`.")
+    secret: SecretStr | None = Field(default=None, description="The bot's signature secret, when it verifies one.")
