@@ -83,7 +83,12 @@ class TelemetrySettings(BaseModel):
         default=None,
         description="OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces. Unset: no export.",
     )
-    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0, description="Parent-based trace sampling ratio.")
+    sample_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of new traces sampled (parent-based); alerts, the roots of incidents, always are.",
+    )
     log_level: str = "INFO"
     log_json: bool = True
 
