@@ -1,0 +1,77 @@
+import { screen, within } from "@testing-library/react";
+import userEventLib from "@testing-library/user-event";
+import { renderWith } from "../../../test/render";
+import { rollout } from "../api/fixtures";
+import { revisionChanges } from "../api/revisions";
+import { retryOf } from "../api/requests";
+import { AnalysisRuns } from "./AnalysisRuns";
+import { CanarySteps } from "./CanarySteps";
+import { ReplicaSets } from "./ReplicaSets";
+import { RolloutActions } from "./RolloutActions";
+
+const userEvent = userEventLib.setup({ delay: null });
+vi.setConfig({ testTimeout: 30_000 });
+
+test("a failed analysis shows each measurement against the threshold, and a chart named for it", () => {
+  renderWith(<AnalysisRuns rollout={rollout()} />);
+  expect(screen.getByRole("heading", { name: "success-rate: failed" })).toBeInTheDocument();
+  expect(screen.getByText(/success-rate >= 0.95/)).toBeInTheDocument();
+  expect(screen.getByText("#1: 0.42 (failed)")).toBeInTheDocument();
+  expect(screen.getByRole("img", { name: /Measurements of success-rate against the threshold/ })).toBeInTheDocument();
+});
+
+test("the canary's steps show weights, pauses and the current step", () => {
+  renderWith(<CanarySteps rollout={rollout({ state: "running", step: 2, stage: "analyse" })} />);
+  const steps = screen.getAllByRole("listitem");
+  expect(steps).toHaveLength(2);
+  expect(within(steps[0]!).getByText("20% of replicas")).toBeInTheDocument();
+  expect(within(steps[0]!).getByText("done")).toBeInTheDocument();
+  expect(steps[1]).toHaveAttribute("aria-current", "step");
+  expect(within(steps[1]!).getByText("analysis: success-rate")).toBeInTheDocument();
+});
+
+test("new and old ReplicaSets with their images and ready pods", () => {
+  renderWith(
+    <ReplicaSets
+      error={null}
+      sets={[
+        { name: "web-canary-1", deployment: "web-canary", role: "new", revision: 1, images: { app: "web:2" }, replicas: 2, ready: 1, created_at: null },
+        { name: "web-7", deployment: "web", role: "old", revision: 2, images: { app: "web:1" }, replicas: 4, ready: 4, created_at: null },
+      ]}
+    />,
+  );
+  expect(screen.getByRole("heading", { name: "New: web-canary-1" })).toBeInTheDocument();
+  expect(screen.getByText("1 of 2 ready")).toBeInTheDocument();
+  expect(screen.getByText("app: web:1")).toBeInTheDocument();
+});
+
+test("an operator promotes only a paused rollout, aborts a running one, retries a finished one; a viewer gets none", async () => {
+  const calls: unknown[] = [];
+  const props = { busy: false, onCommand: (k: string, r: string) => calls.push([k, r]), onRetry: () => calls.push("retry") };
+  const { unmount } = renderWith(<RolloutActions rollout={rollout({ state: "running", phase: "progressing" })} canAct {...props} />);
+  expect(screen.getByRole("button", { name: "Promote" })).toBeDisabled();
+  await userEvent.type(screen.getByLabelText("Reason (for the audit trail)"), "bad build");
+  await userEvent.click(screen.getByRole("button", { name: "Abort" }));
+  expect(calls).toEqual([["abort", "bad build"]]);
+  unmount();
+  const finished = renderWith(<RolloutActions rollout={rollout()} canAct {...props} />);
+  await userEvent.click(screen.getByRole("button", { name: "Retry" }));
+  expect(calls.at(-1)).toBe("retry");
+  finished.unmount();
+  renderWith(<RolloutActions rollout={rollout()} canAct={false} {...props} />, { role: "viewer" });
+  expect(screen.queryByRole("button")).toBeNull();
+});
+
+test("a retry requests the same images, steps and analysis again", () => {
+  const body = retryOf(rollout());
+  expect(body.workload).toEqual({ kind: "Deployment", namespace: "shop", name: "web" });
+  expect(body.images).toEqual({ app: "registry.example/web:2" });
+  expect(body.canary?.steps.map((s) => s.weight)).toEqual([20, 50]);
+  expect(body.reason).toBe("retry of req-1");
+});
+
+test("what changed between revisions: the images per container", () => {
+  const r = (revision: number, image: string) => ({ revision, deployment_id: `d${revision}`, images: { app: image }, outcome: "succeeded", recorded_at: "2026-01-01T10:00:00Z" });
+  const changes = revisionChanges([r(3, "web:3"), r(2, "web:2"), r(1, "web:2")]);
+  expect(changes.map((c) => c.changes)).toEqual([[{ container: "app", from: "web:2", to: "web:3" }], [], [{ container: "app", from: null, to: "web:2" }]]);
+});
