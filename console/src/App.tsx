@@ -12,6 +12,10 @@ import { KeysPage } from "./features/keys/routes/KeysPage";
 import { IncidentPage } from "./features/incidents/routes/IncidentPage";
 import { IncidentsPage } from "./features/incidents/routes/IncidentsPage";
 import { OverviewPage } from "./features/overview/routes/OverviewPage";
+import { PoliciesPage } from "./features/policies/routes/PoliciesPage";
+import { DeliveriesPage } from "./features/routing/routes/DeliveriesPage";
+import { RoutingPage } from "./features/routing/routes/RoutingPage";
+import { SilencesPage } from "./features/routing/routes/SilencesPage";
 import { SignInPage } from "./features/signin/routes/SignInPage";
 import { LiveProvider } from "./live/LiveProvider";
 import { SessionProvider, useSession } from "./session/SessionProvider";
@@ -40,6 +44,10 @@ export function AppRoutes() {
         <Route path="audit" element={<AuditPage />} />
         <Route path="events" element={<EventsPage />} />
         <Route path="keys" element={<KeysPage />} />
+        <Route path="policies" element={<PoliciesPage />} />
+        <Route path="routing" element={<RoutingPage />} />
+        <Route path="silences" element={<SilencesPage />} />
+        <Route path="deliveries" element={<DeliveriesPage />} />
         <Route path="*" element={<OverviewPage />} />
       </Route>
     </Routes>

@@ -50,6 +50,18 @@ export function Layout() {
             <li>
               <NavLink to="/keys">{t("keys.nav")}</NavLink>
             </li>
+            <li>
+              <NavLink to="/policies">{t("policies.nav")}</NavLink>
+            </li>
+            <li>
+              <NavLink to="/routing">{t("routing.nav")}</NavLink>
+            </li>
+            <li>
+              <NavLink to="/silences">{t("silences.nav")}</NavLink>
+            </li>
+            <li>
+              <NavLink to="/deliveries">{t("deliveries.nav")}</NavLink>
+            </li>
           </ul>
         </nav>
         <LanguageSwitch />
