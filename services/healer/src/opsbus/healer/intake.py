@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,6 +38,19 @@ from opsbus.healer.recovering import WAITING
 from opsbus.healer.store import AlertRow, DeployOutcomeRow, RecoveryRow, TransitionRow
 
 __all__ = ["SEVERITY_RANK", "Intake"]
+
+# Statements of constant shape, run with a batch's rows as parameters (executemany): compiled once, cached by
+# SQLAlchemy, sent as multi-row VALUES. An older event never overwrites a newer state.
+_ALERTS = cast("Table", AlertRow.__table__)
+_RECOVERIES = cast("Table", RecoveryRow.__table__)
+_TRANSITIONS = cast("Table", TransitionRow.__table__)
+_upsert = insert(_ALERTS)
+STATE_UPSERT = _upsert.on_conflict_do_update(
+    index_elements=[_ALERTS.c.fingerprint],
+    set_={c: _upsert.excluded[c] for c in ("firing", "event_id", "event_time", "updated_at")},
+    where=_ALERTS.c.event_time <= _upsert.excluded.event_time,
+)
+OPEN_RECOVERIES = insert(_RECOVERIES).on_conflict_do_nothing(index_elements=["id"]).returning(_RECOVERIES.c.id)
 DEPLOY_TERMINAL = {
     "io.opsbus.deploy.succeeded.v1": "succeeded",
     "io.opsbus.deploy.rolledback.v1": "rolledback",
@@ -73,9 +86,8 @@ class Intake:
         self.launch = launch
         self._fired = GroupCommit(self.take_in, max_batch=max_batch)
 
-    def _state_upsert(self, events: Sequence[Envelope], firing: bool) -> Any:
-        """Keep the latest state per fingerprint; an older event never overwrites a newer one. One statement
-        for a batch (the newest event of each fingerprint in it: a row cannot be upserted twice in one)."""
+    def _states(self, events: Sequence[Envelope], firing: bool) -> list[dict[str, Any]]:
+        """The state rows of a batch: the newest event of each fingerprint in it (a row is upserted once)."""
         now = self.clock()
         latest: dict[str, dict[str, Any]] = {}
         for event in events:
@@ -90,23 +102,12 @@ class Intake:
                     "event_time": event.time,
                     "updated_at": now,
                 }
-        stmt = insert(AlertRow).values(list(latest.values()))
-        excluded = stmt.excluded
-        return stmt.on_conflict_do_update(
-            index_elements=[AlertRow.fingerprint],
-            set_={
-                "firing": excluded.firing,
-                "event_id": excluded.event_id,
-                "event_time": excluded.event_time,
-                "updated_at": excluded.updated_at,
-            },
-            where=AlertRow.event_time <= excluded.event_time,
-        )
+        return list(latest.values())
 
     async def on_alert_resolved(self, event: Envelope) -> None:
         event.payload_as(AlertResolved)  # refused before anything is stored when it is not one
         async with self.db.sessions.begin() as session:
-            await session.execute(self._state_upsert([event], False))
+            await session.execute(STATE_UPSERT, self._states([event], False))
 
     async def on_alert_fired(self, event: Envelope) -> None:
         """Taken in with the other alerts that arrive while a batch is written (`batching.GroupCommit`): when
@@ -121,20 +122,20 @@ class Intake:
         history and incident read: joined, closed, or deferred right here, with their transitions and audit
         entries; the rest walk their ladder in the background once the batch is committed."""
         now = self.clock()
-        policies = await self.policies.current()
         entries: list[Envelope] = []
         matched: dict[str, tuple[Envelope, Policy]] = {}
-        for event in events:
-            state = alert_state(event, True)
-            policy = policies.match(AlertFacts(state.alertname, state.severity, state.labels, state.namespace))
-            if policy is None:
-                reason = f"no remediation policy matches {state.alertname} (policies v{policies.version})"
-                entries.append(self._nomatch(event, reason))
-            else:
-                matched.setdefault(recovery_id_for(event.id, policy.name), (event, policy))
         walk: list[str] = []
         async with self.db.sessions.begin() as session:
-            await session.execute(self._state_upsert(events, True))
+            policies = await self.policies.current(session)
+            for event in events:
+                state = alert_state(event, True)
+                policy = policies.match(AlertFacts(state.alertname, state.severity, state.labels, state.namespace))
+                if policy is None:
+                    reason = f"no remediation policy matches {state.alertname} (policies v{policies.version})"
+                    entries.append(self._nomatch(event, reason))
+                else:
+                    matched.setdefault(recovery_id_for(event.id, policy.name), (event, policy))
+            await session.execute(STATE_UPSERT, self._states(events, True))
             if matched:
                 existing = await session.execute(
                     select(RecoveryRow.id, RecoveryRow.status).where(RecoveryRow.id.in_(matched))
@@ -186,20 +187,11 @@ class Intake:
             if t.joins is None and t.key is not None:
                 leads.append(Lead(o.rid, t.key, o.policy.name, now))
         rows = [o.row for o in opened]
-        inserted = set(
-            (
-                await session.execute(
-                    insert(RecoveryRow)
-                    .values(rows)
-                    .on_conflict_do_nothing(index_elements=[RecoveryRow.id])
-                    .returning(RecoveryRow.id)
-                )
-            ).scalars()
-        )
+        inserted = set((await session.execute(OPEN_RECOVERIES, rows)).scalars())
         ours = [o for o in opened if o.rid in inserted]  # another replica may have taken in the same alert
         moves = [m for o in ours for m in o.moves]
         if moves:
-            await session.execute(insert(TransitionRow).values(moves))
+            await session.execute(insert(_TRANSITIONS), moves)
         attempts = [o.skipped for o in ours if o.skipped is not None]
         session.add_all(attempts)
         entries += [e for o in ours for e in o.entries]

@@ -56,15 +56,18 @@ class PolicyStore:
         q = select(PolicyVersionRow).order_by(PolicyVersionRow.version.desc()).limit(1)
         return (await session.execute(q)).scalar_one_or_none()
 
-    async def current(self) -> PolicySet:
-        """The latest version (another replica may have put a newer one)."""
-        async with self.db.sessions() as session:
-            latest_version = (await session.execute(select(func.max(PolicyVersionRow.version)))).scalar_one_or_none()
-            if self._policies is None or latest_version != self._policies.version:
-                row = await self._latest_policy_row(session)
-                if row is None:
-                    raise PermanentError("no remediation policies are loaded")
-                self._policies = parse_policies(row.document, version=row.version)
+    async def current(self, session: AsyncSession | None = None) -> PolicySet:
+        """The latest version (another replica may have put a newer one); read in `session` when given (the
+        intake's batch transaction), else in a session of its own."""
+        if session is None:
+            async with self.db.sessions() as own:
+                return await self.current(own)
+        latest_version = (await session.execute(select(func.max(PolicyVersionRow.version)))).scalar_one_or_none()
+        if self._policies is None or latest_version != self._policies.version:
+            row = await self._latest_policy_row(session)
+            if row is None:
+                raise PermanentError("no remediation policies are loaded")
+            self._policies = parse_policies(row.document, version=row.version)
         return self._policies
 
     async def version(self, number: int) -> PolicyVersionRow:

@@ -160,7 +160,7 @@ class Recorder:
         for e in events:
             subject, body, headers = prepare(e)
             rows.append({"event_id": e.id, "event_type": e.type, "subject": subject, "body": body, "headers": headers})
-        await session.execute(insert(table).values(rows).on_conflict_do_nothing(index_elements=[table.c.event_id]))
+        await session.execute(insert(table).on_conflict_do_nothing(index_elements=[table.c.event_id]), rows)
         await session.execute(select(func.pg_notify(notify_channel(table), "")))
 
     def noop_entry(
