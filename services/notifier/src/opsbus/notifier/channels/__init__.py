@@ -14,17 +14,21 @@ from typing import Any
 import httpx
 
 from opsbus.notifier.channels import dingtalk, feishu, wecom
+from opsbus.notifier.channels.aliyun_sms import AliyunSmsChannel
 from opsbus.notifier.channels.base import Channel, HttpChannel, Outcome, http_client, redact, secret_parts
 from opsbus.notifier.channels.email import ChannelConfigError, EmailChannel, tls_context_from
+from opsbus.notifier.channels.twilio import TwilioChannel
 from opsbus.notifier.domain.config import ReceiverConfig
 from opsbus.notifier.domain.grouping import Notification
 from opsbus.notifier.domain.integrations import (
+    AliyunSmsConfig,
     DingTalkConfig,
     EmailConfig,
     FeishuConfig,
     MsTeamsConfig,
     PagerDutyConfig,
     SlackConfig,
+    TwilioConfig,
     WebhookConfig,
     WeComConfig,
 )
@@ -98,4 +102,8 @@ def build_channels(
             out[name] = wecom.channel(config, renderer, client)
         elif isinstance(config, FeishuConfig):
             out[name] = feishu.channel(config, renderer, client)
+        elif isinstance(config, AliyunSmsConfig):
+            out[name] = AliyunSmsChannel(config, renderer, client)
+        elif isinstance(config, TwilioConfig):
+            out[name] = TwilioChannel(config, renderer, client)
     return out

@@ -112,25 +112,32 @@ class HttpChannel:
             headers[TIMESTAMP_HEADER] = str(stamp)
             headers[SIGNATURE_HEADER] = sign(self._secret, stamp, body)
         url = self._sign_url(self._url) if self._sign_url else self._url
-        try:
-            response = await self._client.post(url, content=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            return Outcome(False, None, True, None, f"timeout ({type(exc).__name__})")
-        except httpx.HTTPError as exc:  # the message may quote the URL: keep only the type
-            return Outcome(False, None, True, None, f"connection failed ({type(exc).__name__})")
-        outcome = http_outcome(response, self._secrets)
-        if outcome.delivered and self._judge is not None:
-            judged = self._judge(response)
-            if not judged.delivered and judged.error:
-                judged = Outcome(
-                    False,
-                    judged.status_code,
-                    judged.retryable,
-                    judged.retry_after,
-                    redact(judged.error, self._secrets)[:300],
-                )
-            return judged
-        return outcome
+        response = await post(self._client, url, content=body, headers=headers)
+        if isinstance(response, Outcome):
+            return response
+        return judged(response, self._secrets, self._judge)
+
+
+def judged(response: httpx.Response, secrets: Iterable[str], judge: Judge | None) -> Outcome:
+    """The outcome of an answer: its HTTP status, then (for a 2xx) what `judge` reads in its body."""
+    outcome = http_outcome(response, secrets)
+    if outcome.delivered and judge is not None:
+        verdict = judge(response)
+        if not verdict.delivered and verdict.error:
+            error = redact(verdict.error, secrets)[:300]
+            verdict = Outcome(False, verdict.status_code, verdict.retryable, verdict.retry_after, error)
+        return verdict
+    return outcome
+
+
+async def post(client: httpx.AsyncClient, url: str, **request: Any) -> httpx.Response | Outcome:
+    """POST, or the retryable outcome of a timeout or a connection failure (described without the URL)."""
+    try:
+        return await client.post(url, **request)
+    except httpx.TimeoutException as exc:
+        return Outcome(False, None, True, None, f"timeout ({type(exc).__name__})")
+    except httpx.HTTPError as exc:  # the message may quote the URL: keep only the type
+        return Outcome(False, None, True, None, f"connection failed ({type(exc).__name__})")
 
 
 def provider_code(

@@ -47,12 +47,14 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 
 from opsbus.notifier.domain.durations import parse_duration
 from opsbus.notifier.domain.integrations import (  # re-exported: the parts of a receiver
+    AliyunSmsConfig,
     DingTalkConfig,
     EmailConfig,
     FeishuConfig,
     MsTeamsConfig,
     PagerDutyConfig,
     SlackConfig,
+    TwilioConfig,
     WebhookConfig,
     WeComConfig,
     _Integration,
@@ -133,9 +135,12 @@ class ReceiverConfig(_Strict):
     dingtalk_configs: list[DingTalkConfig] = Field(default_factory=list)
     wecom_configs: list[WeComConfig] = Field(default_factory=list)
     feishu_configs: list[FeishuConfig] = Field(default_factory=list)
+    aliyun_sms_configs: list[AliyunSmsConfig] = Field(default_factory=list)
+    twilio_configs: list[TwilioConfig] = Field(default_factory=list)
 
     def integrations(self) -> list[tuple[str, int, _Integration]]:
-        """(kind, index, config) of every integration, in a stable order."""
+        """(kind, index, config) of every integration, in a stable order; an SMS configuration is one integration
+        per recipient number."""
         out: list[tuple[str, int, _Integration]] = []
         for kind, configs in (
             ("webhook", self.webhook_configs),
@@ -148,6 +153,10 @@ class ReceiverConfig(_Strict):
             ("feishu", self.feishu_configs),
         ):
             out.extend((kind, index, config) for index, config in enumerate(configs))
+        for kind, sms in (("aliyun_sms", self.aliyun_sms_configs), ("twilio", self.twilio_configs)):
+            # one integration per recipient: its own retries and rate limit
+            each = [config.model_copy(update={"to": [number]}) for config in sms for number in config.to]
+            out.extend((kind, index, config) for index, config in enumerate(each))
         return out
 
 

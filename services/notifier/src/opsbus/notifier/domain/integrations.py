@@ -5,9 +5,14 @@ The channels that send them live in `opsbus.notifier.channels`."""
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+# An SMS flood costs money and wakes people: by default one message a minute per recipient, five back to back.
+SMS_RATE_LIMIT = {"per_second": 1 / 60, "burst": 5}
 
 
 class _Strict(BaseModel):
@@ -112,3 +117,49 @@ class FeishuConfig(_Integration):
 
     url: SecretStr = Field(description="The bot's webhook, `https://open.feishu.cn/open-apis/bot/v2/hook/...`.")
     secret: SecretStr | None = Field(default=None, description="The bot's signature secret, when it verifies one.")
+
+
+class _Sms(_Integration):
+    """SMS to one or more numbers. Each number is its own integration (`integrations()` expands them), so each has
+    its own retries and its own rate limit: a flood is held back per recipient, and one unreachable number does
+    not resend to the others."""
+
+    to: list[str] = Field(min_length=1, max_length=20, description="Numbers in E.164, e.g. `+8613800000000`.")
+    rate_limit: RateLimit | None = Field(
+        default=RateLimit.model_validate(SMS_RATE_LIMIT),
+        description="Per recipient; defaults to one a minute, five back to back (`null` removes it).",
+    )
+
+    @field_validator("to")
+    @classmethod
+    def _e164(cls, numbers: list[str]) -> list[str]:
+        bad = [n for n in numbers if not E164.match(n)]
+        if bad:
+            raise ValueError(f"not E.164 numbers (+<country code><number>, digits only): {', '.join(bad)}")
+        return numbers
+
+
+class AliyunSmsConfig(_Sms):
+    """Alibaba Cloud SMS (阿里云短信服务), `SendSms` of Dysmsapi 2017-05-25, with an approved sign and template."""
+
+    access_key_id: SecretStr
+    access_key_secret: SecretStr
+    sign_name: str = Field(min_length=1, max_length=64, description="The approved signature (签名), e.g. `运维平台`.")
+    template_code: str = Field(
+        min_length=1,
+        max_length=64,
+        description="An approved notification template using ${status}, ${severity}, ${alert}, ${where}, ${link}.",
+    )
+    endpoint: str = Field(default="https://dysmsapi.aliyuncs.com/", description="The API endpoint.")
+    region_id: str = "cn-hangzhou"
+
+
+class TwilioConfig(_Sms):
+    """Twilio Programmable Messaging (`POST /2010-04-01/Accounts/{sid}/Messages.json`)."""
+
+    account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
+    auth_token: SecretStr
+    sender: str = Field(alias="from", description="The sending number (E.164) or a Messaging Service SID (MG...).")
+    endpoint: str = Field(default="https://api.twilio.com", description="The API base URL.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

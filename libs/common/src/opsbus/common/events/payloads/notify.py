@@ -19,6 +19,8 @@ class ChannelKind(StrEnum):
     DINGTALK = "dingtalk"
     WECOM = "wecom"
     FEISHU = "feishu"
+    ALIYUN_SMS = "aliyun_sms"
+    TWILIO = "twilio"
 
 
 class _Delivery(EventPayload):
