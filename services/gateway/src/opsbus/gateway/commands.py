@@ -1,7 +1,8 @@
 """What the gateway does on behalf of a caller: publish commands as events, call services, audit itself.
 
-* A deploy request is one transaction: the `deploy.requested` event and the gateway's audit entry go into
-  the outbox, and the request is recorded for status and authorization; the relay publishes after commit.
+* A deploy request is one transaction, written as one statement (one round trip): the `deploy.requested`
+  event and the gateway's audit entry go into the outbox, and the request is recorded for status and
+  authorization; the relay publishes after commit.
 * Alerts from Alertmanager are published directly and acknowledged by JetStream before the webhook answers
   200, so Alertmanager's own retry covers a failure (their ids are deterministic: a retry is deduplicated).
 * Request-reply calls to services carry the caller's trace context; no answer is `ServiceUnavailableError`.
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from nats.aio.client import Client
 from pydantic import BaseModel, JsonValue
+from sqlalchemy import Select, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from opsbus.common.api.calling import Caller
 from opsbus.common.audit import Auditor
@@ -28,6 +31,7 @@ from opsbus.common.events.payloads.audit import AuditOutcome
 from opsbus.common.events.payloads.common import Actor, ActorKind, ResourceRef
 from opsbus.common.rpc import call
 from opsbus.common.store import Database, add
+from opsbus.common.store.outbox import notify_channel, outbox_row
 from opsbus.gateway import store
 from opsbus.gateway.domain.access import Principal
 
@@ -71,6 +75,8 @@ class Commands:
         self.publisher = publisher
         self.cluster = cluster
         self.auditor = Auditor(service=SERVICE, cluster=cluster)
+        # One statement in autocommit is one transaction: no BEGIN/COMMIT round trips around it.
+        self._writes = db.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._wake = on_outbox
         self.clock = clock
 
@@ -88,21 +94,8 @@ class Commands:
             idempotency_key=f"deploy:{event.id}",
         )
         audit = audit.model_copy(update={"source": f"/opsbus/{SERVICE}/{payload.cluster}"})
-        async with self.db.sessions.begin() as session:
-            await add(session, store.TABLES.outbox, event)
-            await add(session, store.TABLES.outbox, audit)
-            await session.execute(
-                store.deploy_requests.insert().values(
-                    request_id=event.id,
-                    cluster=payload.cluster,
-                    namespace=payload.workload.namespace,
-                    kind=payload.workload.kind,
-                    name=payload.workload.name,
-                    strategy=payload.strategy.value,
-                    requester=principal.label,
-                    requested_at=event.time,
-                )
-            )
+        async with self._writes.connect() as conn:
+            await conn.execute(_deploy_statement(event, audit, payload, principal))
         self._wake()
         return event
 
@@ -143,6 +136,43 @@ class Commands:
         futures = [await self.publisher.send(event) for event in events]
         for future in futures:
             await future
+
+
+def _deploy_statement(event: Envelope, audit: Envelope, payload: DeployRequested, principal: Principal) -> Select[Any]:
+    """The deploy request's whole write as one statement, so one round trip and one transaction: the event and
+    the audit entry into the outbox, the request row, and the relay's wake-up (delivered at commit).
+
+    Data-modifying CTEs run to completion whether or not the outer query reads them; the outer query reads both
+    so that SQLAlchemy renders them.
+    """
+    outbox = store.TABLES.outbox
+    queued = (
+        pg_insert(outbox)
+        .values([outbox_row(event), outbox_row(audit)])
+        .on_conflict_do_nothing(index_elements=[outbox.c.event_id])
+        .returning(outbox.c.id)
+        .cte("queued")
+    )
+    recorded = (
+        store.deploy_requests.insert()
+        .values(
+            request_id=event.id,
+            cluster=payload.cluster,
+            namespace=payload.workload.namespace,
+            kind=payload.workload.kind,
+            name=payload.workload.name,
+            strategy=payload.strategy.value,
+            requester=principal.label,
+            requested_at=event.time,
+        )
+        .returning(store.deploy_requests.c.request_id)
+        .cte("recorded")
+    )
+    return select(
+        select(func.count()).select_from(queued).scalar_subquery(),
+        select(func.count()).select_from(recorded).scalar_subquery(),
+        func.pg_notify(notify_channel(outbox), ""),
+    )
 
 
 def cluster_object(kind: str, name: str) -> ObjectRef:

@@ -47,16 +47,25 @@ def notify_channel(table: Table) -> str:
     return f"opsbus_outbox_{table.schema or 'public'}"[:63]
 
 
+def outbox_row(event: Envelope) -> dict[str, Any]:
+    """The outbox row of `event`: exactly what `Publisher.send()` would send, with the current trace context.
+
+    For a caller that writes its rows in one statement of its own (the gateway's deploy request: the event, the
+    audit entry and the request row in one round trip); it must also `pg_notify(notify_channel(table), '')`.
+    """
+    subject, body, headers = prepare(event)
+    return {"event_id": event.id, "event_type": event.type, "subject": subject, "body": body, "headers": headers}
+
+
 async def add(session: AsyncSession, table: Table, event: Envelope) -> bool:
     """Queue `event` for publishing when the session's transaction commits.
 
     False when an event with the same id is already queued (or was published within the retention
     bound): adding it again is a no-op, as publishing it again would be in the stream.
     """
-    subject, body, headers = prepare(event)
     statement = (
         insert(table)
-        .values(event_id=event.id, event_type=event.type, subject=subject, body=body, headers=headers)
+        .values(outbox_row(event))
         .on_conflict_do_nothing(index_elements=[table.c.event_id])
         .returning(table.c.id)
     )
