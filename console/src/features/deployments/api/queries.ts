@@ -36,7 +36,9 @@ export function useRollout(id: string) {
   return useQuery({
     queryKey: deploymentKeys.rollout(id),
     queryFn: async () => unwrap(await api.GET("/v1/deployments/{request_id}", { params: { path: { request_id: id } } })),
-    refetchInterval: (query) => (isActive(query.state.data?.state) ? POLL_MS : false),
+    // a request published on the bus is unknown (404) until the deployer records it: keep asking
+    retry: false,
+    refetchInterval: (query) => (query.state.error || isActive(query.state.data?.state) ? POLL_MS : false),
   });
 }
 
