@@ -6,7 +6,7 @@ Both paths send the same prebuilt events and do the same work per event: seriali
 a Nats-Msg-Id, pull in batches, ack each message. The opsbus path adds what the product needs: trace-context
 stamping, the bounded in-flight window with retry-on-timeout bookkeeping, decoding and validating every
 consumed CloudEvent, freshness and flow-control handling, metrics, and (in the traced variant) a producer
-and a consumer span per event.
+and a consumer span per event, sampled at 100% and at the chart's default ratio.
 
     uv run python bench/bus_throughput.py [--events 20000] [--rounds 3]
 """
@@ -29,9 +29,11 @@ from opsbus.common.events import Envelope, ObjectRef
 from opsbus.common.events.catalog import DLQ, family
 from opsbus.common.events.payloads import ClusterEvent
 from opsbus.common.settings import NatsSettings
+from opsbus.common.telemetry.tracing import IncidentSampler
 from opsbus.common.testing.servers import nats_server
 
 CLUSTER = family("cluster")
+DEFAULT_RATIO = 0.1  # the chart's default telemetry.sampleRatio
 
 
 def sample_event(n: int) -> Envelope:
@@ -99,10 +101,11 @@ async def raw_round(url: str, prepared: list[Envelope]) -> float:
     return events / elapsed
 
 
-async def opsbus_round(url: str, prepared: list[Envelope], *, traced: bool) -> float:
+async def opsbus_round(url: str, prepared: list[Envelope], *, traced: bool, ratio: float = 1.0) -> float:
     events = len(prepared)
     await reset(url)
-    provider = TracerProvider() if traced else None
+    # the services' sampler: parent-based at `ratio` (these cluster.event traces are new ones), alerts always
+    provider = TracerProvider(sampler=IncidentSampler(ratio)) if traced else None
     bus = await Bus.connect(
         NatsSettings(url=url, publish_max_in_flight=1024),
         service="bench",
@@ -136,25 +139,31 @@ async def main(events: int, rounds: int) -> None:
         raw: list[float] = []
         plain: list[float] = []
         traced: list[float] = []
+        sampled: list[float] = []
         for index in range(rounds):
             raw.append(await raw_round(server.url, prepared))
             plain.append(await opsbus_round(server.url, prepared, traced=False))
             traced.append(await opsbus_round(server.url, prepared, traced=True))
+            sampled.append(await opsbus_round(server.url, prepared, traced=True, ratio=DEFAULT_RATIO))
             print(
                 f"round {index + 1}/{rounds}: raw {raw[-1]:8.0f} ev/s   opsbus {plain[-1]:8.0f} ev/s"
-                f"   opsbus+tracing {traced[-1]:8.0f} ev/s",
+                f"   tracing 100% {traced[-1]:8.0f} ev/s   tracing {DEFAULT_RATIO:.0%} {sampled[-1]:8.0f} ev/s",
                 flush=True,
             )
-    raw_m, plain_m, traced_m = (statistics.median(xs) for xs in (raw, plain, traced))
-    # Rounds interleave the three paths, so the median of per-round ratios is less sensitive to load drift.
-    plain_r = statistics.median(p / r for p, r in zip(plain, raw, strict=True))
-    traced_r = statistics.median(t / r for t, r in zip(traced, raw, strict=True))
+    raw_m = statistics.median(raw)
     print()
     print(f"events per round: {events}, rounds: {rounds} (medians)")
     print(f"raw nats-py JetStream            {raw_m:8.0f} ev/s   1.00x")
-    print(f"opsbus bus, tracing off          {plain_m:8.0f} ev/s   {plain_m / raw_m:.2f}x (per-round {plain_r:.2f}x)")
-    print(f"opsbus bus, tracing on (SDK)    {traced_m:8.0f} ev/s   {traced_m / raw_m:.2f}x (per-round {traced_r:.2f}x)")
-    print("target: opsbus path >= 0.70x raw")
+    for label, runs in (
+        ("opsbus bus, tracing off      ", plain),
+        ("opsbus bus, tracing on 100%  ", traced),
+        (f"opsbus bus, tracing on {DEFAULT_RATIO:.0%}   ", sampled),
+    ):
+        # Rounds interleave the paths, so the median of per-round ratios is less sensitive to load drift.
+        per_round = statistics.median(p / r for p, r in zip(runs, raw, strict=True))
+        median = statistics.median(runs)
+        print(f"{label}    {median:8.0f} ev/s   {median / raw_m:.2f}x (per-round {per_round:.2f}x)")
+    print("targets (issue 23): tracing off >= 0.85x raw, tracing on at 100% >= 0.60x raw")
 
 
 if __name__ == "__main__":
