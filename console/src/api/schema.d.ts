@@ -1220,7 +1220,7 @@ export interface components {
             items: components["schemas"]["AuditEntry"][];
             /**
              * Next Cursor
-             * @description Pass as `cursor` for the next (older) page; null at the end.
+             * @description Pass as `cursor` for the next (older) page; null at the end. A search of several conditions looks through a bounded stretch of the trail per page: its page may hold fewer entries than `limit`, even none, and still have a `next_cursor`.
              */
             next_cursor: string | null;
         };

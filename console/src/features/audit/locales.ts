@@ -22,6 +22,7 @@ const en = {
     shown_one: "{{count}} entry shown",
     end: "End of the trail for this search.",
     empty: "No entry matches this search.",
+    emptySoFar: "No entry matches among the newest entries searched; older ones may.",
     outcomes: { executed: "Executed", skipped: "Skipped", dry_run: "Dry run", denied: "Denied", failed: "Failed" },
     columns: {
       time: "Time",
@@ -58,6 +59,7 @@ const zhCN: typeof en = {
     shown_one: "已显示 {{count}} 条记录",
     end: "此搜索的记录已全部显示。",
     empty: "没有符合此搜索的记录。",
+    emptySoFar: "已搜索的最新记录中没有符合的；更早的记录可能有。",
     outcomes: { executed: "已执行", skipped: "已跳过", dry_run: "演练", denied: "已拒绝", failed: "失败" },
     columns: {
       time: "时间",

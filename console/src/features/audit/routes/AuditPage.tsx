@@ -1,4 +1,6 @@
-// Audit search: filters in the URL, pages by keyset ("Older entries"), and the same search exported as CSV.
+// Audit search: filters in the URL, pages by keyset ("Older entries"), and the same search exported as CSV. A search
+// of several conditions looks through a bounded stretch of the trail per page, so a page may come back short, or
+// empty, with older entries still to search: the button stays while the gateway gives a cursor.
 import { useTranslation } from "react-i18next";
 import { useSearchParams } from "react-router";
 import { LoadError, Loading } from "../../../components/QueryState";
@@ -31,7 +33,11 @@ export function AuditPage() {
       {query.data && (
         <>
           <p className="count" role="status">
-            {entries.length === 0 ? t("audit.empty") : t("audit.shown", { count: entries.length })}
+            {entries.length > 0
+              ? t("audit.shown", { count: entries.length })
+              : query.hasNextPage
+                ? t("audit.emptySoFar")
+                : t("audit.empty")}
           </p>
           {entries.length > 0 && <AuditTable entries={entries} />}
           {query.hasNextPage ? (

@@ -77,14 +77,12 @@ async def export(reads: ReadModel, f: AuditFilter, visibility: Visibility, rows:
     left = rows
     after = None
     while left > 0:
-        want = min(_BATCH, left)
-        batch = await reads.audit(dataclasses.replace(f, after=after, limit=want), visibility)
+        batch, after = await reads.audit(dataclasses.replace(f, after=after, limit=min(_BATCH, left)), visibility)
         if batch:
             yield csv_lines(batch, header=False).encode()
-        if len(batch) < want:
+        left -= len(batch)
+        if after is None:
             return
-        left -= want
-        after = batch[-1]["seq"]
 
 
 @router.get(

@@ -44,7 +44,11 @@ class AuditEntry(BaseModel):
 
 class AuditPage(BaseModel):
     items: list[AuditEntry]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null at the end. A search of several conditions "
+        "looks through a bounded stretch of the trail per page: its page may hold fewer entries than `limit`, "
+        "even none, and still have a `next_cursor`."
+    )
 
 
 class ChainEvent(BaseModel):
@@ -143,7 +147,7 @@ async def audit(
     limit: int = Query(default=50, ge=1, le=500),
 ) -> AuditPage:
     f = dataclasses.replace(search, after=_cursor(cursor), limit=limit)
-    rows = await ctx.reads.audit(f, _visibility(who))
+    rows, after = await ctx.reads.audit(f, _visibility(who))
     items = [
         AuditEntry.model_construct(
             id=r["event_id"],
@@ -163,7 +167,7 @@ async def audit(
         )
         for r in rows
     ]
-    return AuditPage.model_construct(items=items, next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
+    return AuditPage.model_construct(items=items, next_cursor=str(after) if after is not None else None)
 
 
 def _incident(row: dict[str, Any], chain: list[dict[str, Any]], *, full: bool) -> Incident:
