@@ -9,30 +9,38 @@ most chat webhooks: never log or publish `integration.url`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from opsbus.notifier.channels import dingtalk, feishu, wecom
+from opsbus.notifier.channels import dingtalk, discord, feishu, googlechat, webex, wecom
 from opsbus.notifier.channels.aliyun_sms import AliyunSmsChannel
 from opsbus.notifier.channels.base import Channel, HttpChannel, Outcome, http_client, redact, secret_parts
 from opsbus.notifier.channels.email import ChannelConfigError, EmailChannel, tls_context_from
+from opsbus.notifier.channels.opsgenie import OpsgenieChannel
+from opsbus.notifier.channels.telegram import TelegramChannel
 from opsbus.notifier.channels.twilio import TwilioChannel
 from opsbus.notifier.domain.config import ReceiverConfig
 from opsbus.notifier.domain.grouping import Notification
 from opsbus.notifier.domain.integrations import (
     AliyunSmsConfig,
     DingTalkConfig,
+    DiscordConfig,
     EmailConfig,
     FeishuConfig,
+    GoogleChatConfig,
     MsTeamsConfig,
+    OpsgenieConfig,
     PagerDutyConfig,
     SlackConfig,
+    TelegramConfig,
     TwilioConfig,
+    WebexConfig,
     WebhookConfig,
     WeComConfig,
 )
-from opsbus.notifier.rendering import Links, Renderer, pagerduty_body, slack_body, teams_body, webhook_body
+from opsbus.notifier.rendering import Renderer, pagerduty_body, slack_body, teams_body, webhook_body
 
 __all__ = [
     "Channel",
@@ -48,62 +56,68 @@ __all__ = [
 ]
 
 
+def _webhook(config: WebhookConfig, renderer: Renderer, client: httpx.AsyncClient) -> Channel:
+    secret = config.secret.get_secret_value().encode() if config.secret else None
+
+    def build(n: Notification) -> dict[str, Any]:
+        return webhook_body(n, renderer.render(n), renderer.links)
+
+    url = config.url.get_secret_value()
+    return HttpChannel("webhook", client, url, build, headers=config.headers, secret=secret)
+
+
+def _slack(config: SlackConfig, renderer: Renderer, client: httpx.AsyncClient) -> Channel:
+    def build(n: Notification) -> dict[str, Any]:
+        return slack_body(n, renderer.render(n), renderer.links, channel=config.channel, username=config.username)
+
+    return HttpChannel("slack", client, config.url.get_secret_value(), build)
+
+
+def _teams(config: MsTeamsConfig, renderer: Renderer, client: httpx.AsyncClient) -> Channel:
+    def build(n: Notification) -> dict[str, Any]:
+        return teams_body(n, renderer.render(n), renderer.links)
+
+    return HttpChannel("msteams", client, config.url.get_secret_value(), build)
+
+
+def _pagerduty(config: PagerDutyConfig, renderer: Renderer, client: httpx.AsyncClient) -> Channel:
+    key = config.routing_key.get_secret_value()
+
+    def build(n: Notification) -> dict[str, Any]:
+        return pagerduty_body(n, renderer.render(n), renderer.links, routing_key=key, severity=config.severity)
+
+    return HttpChannel("pagerduty", client, config.url.get_secret_value(), build, redact=[key])
+
+
+# integration configuration -> the channel sending to it (email also takes the send timeout)
+_FACTORIES: dict[type[Any], Callable[[Any, Renderer, httpx.AsyncClient], Channel]] = {
+    WebhookConfig: _webhook,
+    SlackConfig: _slack,
+    MsTeamsConfig: _teams,
+    PagerDutyConfig: _pagerduty,
+    DingTalkConfig: dingtalk.channel,
+    WeComConfig: wecom.channel,
+    FeishuConfig: feishu.channel,
+    AliyunSmsConfig: AliyunSmsChannel,
+    TwilioConfig: TwilioChannel,
+    OpsgenieConfig: OpsgenieChannel,
+    TelegramConfig: TelegramChannel,
+    DiscordConfig: discord.channel,
+    GoogleChatConfig: googlechat.channel,
+    WebexConfig: webex.channel,
+}
+
+
 def build_channels(
     receiver: ReceiverConfig, renderer: Renderer, client: httpx.AsyncClient, *, timeout: float = 10.0
 ) -> dict[str, Channel]:
-    """`<kind>/<index>` -> channel, for every integration of `receiver` (rendered with its own templates)."""
+    """`<kind>/<index>` -> channel, for every integration of `receiver` (rendered with its own templates and
+    language)."""
     renderer = renderer.for_receiver(receiver.templates, receiver.language)
-    links: Links = renderer.links
     out: dict[str, Channel] = {}
     for kind, index, config in receiver.integrations():
-        name = f"{kind}/{index}"
-        if isinstance(config, WebhookConfig):
-            secret = config.secret.get_secret_value().encode() if config.secret else None
-
-            def build_webhook(n: Notification) -> dict[str, Any]:
-                return webhook_body(n, renderer.render(n), links)
-
-            out[name] = HttpChannel(
-                kind, client, config.url.get_secret_value(), build_webhook, headers=config.headers, secret=secret
-            )
-        elif isinstance(config, SlackConfig):
-            cfg_s = config
-
-            def build_slack(n: Notification, cfg_s: SlackConfig = cfg_s) -> dict[str, Any]:
-                return slack_body(n, renderer.render(n), links, channel=cfg_s.channel, username=cfg_s.username)
-
-            out[name] = HttpChannel(kind, client, config.url.get_secret_value(), build_slack)
-        elif isinstance(config, MsTeamsConfig):
-
-            def build_teams(n: Notification) -> dict[str, Any]:
-                return teams_body(n, renderer.render(n), links)
-
-            out[name] = HttpChannel(kind, client, config.url.get_secret_value(), build_teams)
-        elif isinstance(config, PagerDutyConfig):
-            cfg_p = config
-
-            def build_pd(n: Notification, cfg_p: PagerDutyConfig = cfg_p) -> dict[str, Any]:
-                return pagerduty_body(
-                    n,
-                    renderer.render(n),
-                    links,
-                    routing_key=cfg_p.routing_key.get_secret_value(),
-                    severity=cfg_p.severity,
-                )
-
-            out[name] = HttpChannel(
-                kind, client, config.url.get_secret_value(), build_pd, redact=[config.routing_key.get_secret_value()]
-            )
-        elif isinstance(config, EmailConfig):
-            out[name] = EmailChannel(config, renderer, timeout)
-        elif isinstance(config, DingTalkConfig):
-            out[name] = dingtalk.channel(config, renderer, client)
-        elif isinstance(config, WeComConfig):
-            out[name] = wecom.channel(config, renderer, client)
-        elif isinstance(config, FeishuConfig):
-            out[name] = feishu.channel(config, renderer, client)
-        elif isinstance(config, AliyunSmsConfig):
-            out[name] = AliyunSmsChannel(config, renderer, client)
-        elif isinstance(config, TwilioConfig):
-            out[name] = TwilioChannel(config, renderer, client)
+        if isinstance(config, EmailConfig):
+            out[f"{kind}/{index}"] = EmailChannel(config, renderer, timeout)
+        else:
+            out[f"{kind}/{index}"] = _FACTORIES[type(config)](config, renderer, client)
     return out

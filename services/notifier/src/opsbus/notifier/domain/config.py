@@ -49,12 +49,17 @@ from opsbus.notifier.domain.durations import parse_duration
 from opsbus.notifier.domain.integrations import (  # re-exported: the parts of a receiver
     AliyunSmsConfig,
     DingTalkConfig,
+    DiscordConfig,
     EmailConfig,
     FeishuConfig,
+    GoogleChatConfig,
     MsTeamsConfig,
+    OpsgenieConfig,
     PagerDutyConfig,
     SlackConfig,
+    TelegramConfig,
     TwilioConfig,
+    WebexConfig,
     WebhookConfig,
     WeComConfig,
     _Integration,
@@ -137,6 +142,11 @@ class ReceiverConfig(_Strict):
     feishu_configs: list[FeishuConfig] = Field(default_factory=list)
     aliyun_sms_configs: list[AliyunSmsConfig] = Field(default_factory=list)
     twilio_configs: list[TwilioConfig] = Field(default_factory=list)
+    opsgenie_configs: list[OpsgenieConfig] = Field(default_factory=list)
+    telegram_configs: list[TelegramConfig] = Field(default_factory=list)
+    discord_configs: list[DiscordConfig] = Field(default_factory=list)
+    googlechat_configs: list[GoogleChatConfig] = Field(default_factory=list)
+    webex_configs: list[WebexConfig] = Field(default_factory=list)
 
     def integrations(self) -> list[tuple[str, int, _Integration]]:
         """(kind, index, config) of every integration, in a stable order; an SMS configuration is one integration
@@ -151,6 +161,11 @@ class ReceiverConfig(_Strict):
             ("dingtalk", self.dingtalk_configs),
             ("wecom", self.wecom_configs),
             ("feishu", self.feishu_configs),
+            ("opsgenie", self.opsgenie_configs),
+            ("telegram", self.telegram_configs),
+            ("discord", self.discord_configs),
+            ("googlechat", self.googlechat_configs),
+            ("webex", self.webex_configs),
         ):
             out.extend((kind, index, config) for index, config in enumerate(configs))
         for kind, sms in (("aliyun_sms", self.aliyun_sms_configs), ("twilio", self.twilio_configs)):

@@ -163,3 +163,42 @@ class TwilioConfig(_Sms):
     endpoint: str = Field(default="https://api.twilio.com", description="The API base URL.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class OpsgenieConfig(_Integration):
+    """Opsgenie Alert API v2: one alert per notification group (its alias), closed when the group resolves."""
+
+    api_key: SecretStr = Field(description="An API integration's key (sent as `GenieKey`).")
+    url: str = Field(default="https://api.opsgenie.com", description="`https://api.eu.opsgenie.com` in the EU.")
+    priority: Literal["P1", "P2", "P3", "P4", "P5"] | None = Field(
+        default=None, description="Overrides the priority derived from the severity (critical P1, warning P3, info P5)."
+    )
+    responders: list[dict[str, str]] = Field(default_factory=list, description="e.g. `[{type: team, name: sre}]`.")
+
+
+class TelegramConfig(_Integration):
+    """A Telegram bot posting to a chat (Bot API `sendMessage`)."""
+
+    bot_token: SecretStr
+    chat_id: str = Field(min_length=1, max_length=64, description="The chat's id (`-100...` for a group) or @channel.")
+    url: str = Field(default="https://api.telegram.org", description="The Bot API server.")
+
+
+class DiscordConfig(_Integration):
+    """A Discord channel webhook (an embed per notification)."""
+
+    url: SecretStr = Field(description="`https://discord.com/api/webhooks/<id>/<token>`.")
+
+
+class GoogleChatConfig(_Integration):
+    """A Google Chat space's incoming webhook."""
+
+    url: SecretStr = Field(description="`https://chat.googleapis.com/v1/spaces/.../messages?key=...&token=...`.")
+
+
+class WebexConfig(_Integration):
+    """A Webex bot posting markdown to a room (`POST /v1/messages`)."""
+
+    bot_token: SecretStr
+    room_id: str = Field(min_length=1, max_length=256)
+    url: str = Field(default="https://webexapis.com", description="The Webex API base URL.")

@@ -21,6 +21,11 @@ class ChannelKind(StrEnum):
     FEISHU = "feishu"
     ALIYUN_SMS = "aliyun_sms"
     TWILIO = "twilio"
+    OPSGENIE = "opsgenie"
+    TELEGRAM = "telegram"
+    DISCORD = "discord"
+    GOOGLECHAT = "googlechat"
+    WEBEX = "webex"
 
 
 class _Delivery(EventPayload):
