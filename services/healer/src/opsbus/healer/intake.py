@@ -13,6 +13,7 @@ verification. A batch whose transaction fails fails every alert in it: each is n
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -38,6 +39,7 @@ from opsbus.healer.recovering import WAITING
 from opsbus.healer.store import AlertRow, DeployOutcomeRow, RecoveryRow, TransitionRow
 
 __all__ = ["SEVERITY_RANK", "Intake"]
+log = logging.getLogger(__name__)
 
 # Statements of constant shape, run with a batch's rows as parameters (executemany): compiled once, cached by
 # SQLAlchemy, sent as multi-row VALUES. An older event never overwrites a newer state.
@@ -149,7 +151,12 @@ class Intake:
             await self.rec.emit_many(session, entries)
         if entries:
             self.rec.wake_relay()
-        await asyncio.gather(*(self.launch(rid) for rid in walk))
+        # Committed: the batch's alerts are safe. A walk that cannot start now (another replica holds the lease,
+        # the database blinked) is resumed by the orphan sweep; it does not fail the batch's messages.
+        outcomes = await asyncio.gather(*(self.launch(r) for r in walk), return_exceptions=True)
+        for rid, outcome in zip(walk, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.warning("recovery %s: not walked now (%s); the orphan sweep resumes it", rid, outcome)
 
     def _nomatch(self, event: Envelope, reason: str) -> Envelope:
         return self.rec.audit_entry(
