@@ -3,7 +3,7 @@
 The cluster is the one port replaced here (a recorder of the writes the healer makes, with a fixed snapshot):
 what is proven is what the healer stores, decides and announces (recoveries, their transitions, the outbox's
 events and audit entries), across executors that stand for replicas and restarts. The same scenarios against
-the sandbox apiserver (real pods, the service wiring) are still to be written as cluster tests.
+the sandbox apiserver through the service wiring are in tests/cluster/test_healer_deferred.py.
 """
 
 from __future__ import annotations
