@@ -115,7 +115,8 @@ class AlertFired(_Alert):
 
 
 class AlertResolved(_Alert):
-    """The fault ended (after the detector's hysteresis) or Alertmanager resolved the alert."""
+    """The fault ended (the condition stayed absent for the watcher's confirmation bound, or its object was
+    deleted) or Alertmanager resolved the alert."""
 
     event_type: ClassVar[str] = "io.opsbus.alert.resolved.v1"
 
