@@ -219,3 +219,18 @@ class Cluster:
 
     def node(self, name: str) -> Any:
         return self.core.read_node(name)
+
+    def node_ready(self, name: str) -> bool:
+        return any(c.type == "Ready" and c.status == "True" for c in (self.node(name).status.conditions or []))
+
+    def pods_on(self, node: str) -> list[Any]:
+        """This namespace's pods scheduled on `node`."""
+        return [p for p in self.core.list_namespaced_pod(self.namespace).items if p.spec and p.spec.node_name == node]
+
+    def fake_node_with_pods(self, name: str, pods: int) -> None:
+        """A kwok node, Ready, running `pods` pods of this namespace (blocks until it does)."""
+        self.create_fake_node(name)
+        wait_until(f"{name} Ready", lambda: self.node_ready(name), 60)
+        for i in range(pods):
+            self.create_pod(f"on-{name}-{i}", node=name)
+        wait_until(f"{pods} pods on {name}", lambda: len(self.pods_on(name)) == pods, 60)

@@ -34,23 +34,8 @@ async def test_not_ready_node_is_cordoned_then_drained_after_approval_through_th
 ) -> None:
     kube = platform.kube
     node = f"e2e-node-{uuid.uuid4().hex[:6]}"
-    kube.create_fake_node(node)
     try:
-        await asyncio.to_thread(
-            wait_until,
-            f"{node} Ready",
-            lambda: any(c.type == "Ready" and c.status == "True" for c in (kube.node(node).status.conditions or [])),
-            60,
-        )
-        for i in range(2):
-            kube.create_pod(f"on-{node}-{i}", node=node)
-
-        def on_node() -> list[Any]:
-            return [
-                p for p in kube.core.list_namespaced_pod(kube.namespace).items if p.spec and p.spec.node_name == node
-            ]
-
-        await asyncio.to_thread(wait_until, "pods on the node", lambda: len(on_node()) == 2, 60)
+        await asyncio.to_thread(kube.fake_node_with_pods, node, 2)
 
         await asyncio.to_thread(kube.chaos, "notready", f"node/{node}")
         fired = await platform.wait_event("alert.fired", alertname="KubeNodeNotReady", node=node, timeout=90)
@@ -69,7 +54,7 @@ async def test_not_ready_node_is_cordoned_then_drained_after_approval_through_th
             raise
         assert ask["action"]["kind"] == "drain_node"
         await asyncio.sleep(2)
-        assert len(on_node()) == 2, "drained before anyone approved"
+        assert len(kube.pods_on(node)) == 2, "drained before anyone approved"
         listed = await asyncio.to_thread(opsbus_cli, platform, admin_key, "pending", "--output", "json")
         assert str(ask["recovery_id"]) in listed
 
@@ -77,7 +62,7 @@ async def test_not_ready_node_is_cordoned_then_drained_after_approval_through_th
             opsbus_cli, platform, admin_key, "approve", str(ask["recovery_id"]), "--step", str(ask["step"]),
             "--comment", "e2e: node is gone, drain it",
         )  # fmt: skip
-        await asyncio.to_thread(wait_until, f"{node} drained", lambda: not on_node(), 90)
+        await asyncio.to_thread(wait_until, f"{node} drained", lambda: not kube.pods_on(node), 90)
         await platform.wait_event("recovery.succeeded", recovery_id=str(ask["recovery_id"]), timeout=90)
         approved = await platform.wait_event("recovery.approved", recovery_id=str(ask["recovery_id"]), timeout=10)
         assert approved.data["approver"]
