@@ -29,6 +29,17 @@ ALERTMANAGER_TOKEN = "e2e-alertmanager-token"  # a throwaway credential of the t
 
 POLICIES = """
 policies:
+  - name: diagnosed-rollout
+    # scenario 8: a bad release crash-loops; the analyzer's top cause is the rollout, so the healer rolls back
+    match: {alertname: [KubePodCrashLooping], namespaces: {include: ["e2e-*"]}, labels: ['pod=~"badrelease-.*"']}
+    cooldown: 0s
+    max_attempts: 3
+    ladder:
+      - action: rollback
+        when: {cause: rollout, min_confidence: 0.5, without_diagnosis: changed, wait: 20s}
+        verify: deploy_succeeded
+        timeout: 120s
+      - {action: rollout_restart, when: unchanged, verify: alert_resolved, timeout: 60s}
   - name: crashloop
     # scenario 2's crashing canary matches too: the healer must leave a rollout's canary to the deployer
     match: {alertname: [KubePodCrashLooping], namespaces: {include: ["e2e-*"]}}

@@ -26,7 +26,7 @@ from opsbus.demo.seeding import WebhookReceiver
 from opsbus.demo.stack import Stack
 from tests.cluster.kube import Cluster
 
-STREAMS = ("ALERT", "RECOVERY", "DEPLOY", "NOTIFY")
+STREAMS = ("ALERT", "RECOVERY", "DEPLOY", "NOTIFY", "DIAGNOSIS")
 T = TypeVar("T")
 
 
