@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV ?= uv
 PYTEST := $(UV) run --frozen --all-packages pytest
 
-.PHONY: help setup lint fmt typecheck test test-unit test-integration test-cluster docs docs-check bench \
+.PHONY: help setup lint fmt typecheck test test-images images test-unit test-integration test-cluster docs docs-check bench \
         sandbox-install sandbox-up sandbox-down sandbox-status sandbox-chaos sandbox-heal sandbox-scale \
         demo demo-down test-e2e console console-client console-check test-browser
 
@@ -58,8 +58,16 @@ test-cluster: setup sandbox-install ## cluster tests against the sandbox apiserv
 test-e2e: setup sandbox-install ## end-to-end scenarios: every service a process, real NATS, PostgreSQL, Jaeger, sandbox
 	$(PYTEST) -m e2e tests/e2e
 
-test: lint docs-check console sandbox-install ## everything: lint, docs check, unit, integration, cluster, e2e, browser
-	$(PYTEST)
+test: lint docs-check console sandbox-install test-images ## everything: lint, docs, unit, integration, cluster, e2e, browser, images
+	$(PYTEST) --ignore=tests/images
+
+# OCI images without a registry (deploy/docker/build-images.sh): a debootstrap Debian base and uv from PyPI, cached
+# under ~/.cache/opsbus/images; each image keyed by the hash of its inputs, so a warm run rebuilds nothing.
+images: setup console ## build the seven service images with podman (opsbus-<service>:dev), no registry needed
+	@bash deploy/docker/build-images.sh
+
+test-images: images sandbox-install ## the images as a user runs them, and docker-compose.yml up on podman against the sandbox
+	$(PYTEST) tests/images
 
 bench: setup ## benchmarks (results belong in docs/benchmarks.md)
 	$(UV) run --frozen python bench/bus_throughput.py

@@ -1,0 +1,112 @@
+"""The seven service images `make images` builds, as a user runs them: each holds its own service and no other,
+runs as uid 10001 on a read-only root filesystem, the gateway's carries the built console, and the extra CA bundle
+given for a TLS-intercepting proxy reaches the build without being left in any layer.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.images.engine import BASE_IMAGE, REPO_ROOT, SERVICES, Image, build_images, podman
+
+pytestmark = [pytest.mark.images, pytest.mark.timeout(2400)]
+
+CONSOLE_INDEX = REPO_ROOT / "services" / "gateway" / "src" / "opsbus" / "gateway" / "console" / "index.html"
+
+
+def test_every_service_image_runs_its_service_unprivileged_on_a_read_only_root(images: dict[str, Image]) -> None:
+    assert set(images) == set(SERVICES)
+    for service, image in images.items():
+        config = json.loads(podman("image", "inspect", image.ref).stdout)[0]["Config"]
+        assert config["User"] == "10001:10001", service
+        usage = podman("run", "--rm", "--pull=never", "--read-only", image.ref, "no-such-command", check=False)
+        assert usage.returncode == 2, (service, usage.stderr)
+        assert f"python -m opsbus.{service}" in usage.stderr
+        others = [s for s in SERVICES if s != service]
+        probe = (
+            "import importlib.util as u, os; "
+            f"print(os.getuid(), [s for s in {others!r} if u.find_spec('opsbus.' + s)], u.find_spec('pytest') is None)"
+        )
+        inside = podman("run", "--rm", "--pull=never", "--read-only", "--entrypoint", "python", image.ref, "-c", probe)
+        assert inside.stdout.split("\n")[0] == "10001 [] True", (service, inside.stdout)
+        write = podman(
+            "run", "--rm", "--pull=never", "--read-only", "--entrypoint", "/bin/sh", image.ref, "-c",
+            "touch /opt/opsbus/venv/x", check=False,
+        )  # fmt: skip
+        assert write.returncode != 0 and "Read-only file system" in write.stderr, (service, write.stderr)
+
+
+def test_gateway_image_serves_the_built_console(images: dict[str, Image]) -> None:
+    script = "from opsbus.gateway.console_assets import PACKAGED; print((PACKAGED / 'index.html').read_text(), end='')"
+    shown = podman("run", "--rm", "--pull=never", "--read-only", "--entrypoint", "python", images["gateway"].ref, "-c",
+                   script)  # fmt: skip
+    assert shown.stdout == CONSOLE_INDEX.read_text()
+
+
+def _self_signed(directory: Path) -> str:
+    """A throwaway CA certificate (PEM); its base64 body is what must never appear in an image."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+         f"/CN=opsbus image tier test CA {uuid.uuid4().hex}", "-keyout", str(directory / "ca.key"),
+         "-out", str(directory / "ca.pem")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return (directory / "ca.pem").read_text()
+
+
+def _holds(image: str, marker: bytes, directory: Path) -> list[str]:
+    """Where in the saved image (config, history, every file of every layer) the marker occurs."""
+    archive = directory / f"{uuid.uuid4().hex}.tar"
+    podman("save", "--format", "docker-archive", "--output", str(archive), image)
+    found = []
+    with tarfile.open(archive) as outer:
+        for member in outer.getmembers():
+            blob = outer.extractfile(member)
+            if blob is None:
+                continue
+            data = blob.read()
+            if marker in data:
+                found.append(member.name)
+            if member.name.endswith(".tar"):
+                with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                    for entry in layer.getmembers():
+                        content = layer.extractfile(entry)
+                        if content is not None and marker in content.read():
+                            found.append(f"{member.name}:{entry.name}")
+    archive.unlink()
+    history = podman("history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout
+    if marker.decode() in history:
+        found.append("history")
+    return found
+
+
+def test_extra_ca_reaches_the_build_and_no_layer(images: dict[str, Image], tmp_path: Path) -> None:
+    pem = _self_signed(tmp_path)
+    marker = pem.splitlines()[5].encode()  # a line of the certificate's base64 body
+    system = Path("/etc/ssl/certs/ca-certificates.crt")
+    bundle = tmp_path / "bundle.pem"  # what an operator passes: the machine's trust plus the proxy's CA
+    bundle.write_text((system.read_text() if system.exists() else "") + pem)
+
+    # the scan finds a CA that is in a layer (so a clean result below means something)
+    context = tmp_path / "control"
+    context.mkdir()
+    (context / "ca.pem").write_text(pem)
+    (context / "Containerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY ca.pem /usr/local/share/ca.pem\n")
+    control = f"localhost/opsbus-ca-control:{uuid.uuid4().hex[:8]}"
+    podman("build", "--pull=never", "--tag", control, str(context))
+    try:
+        assert _holds(control, marker, tmp_path)
+    finally:
+        podman("rmi", "--force", control, check=False)
+
+    # the real build with the bundle as its secret, all steps run again (no layer cache)
+    (rebuilt,) = build_images(["notifier"], {"OPSBUS_EXTRA_CA": str(bundle), "OPSBUS_IMAGES_REBUILD": "1"})
+    assert rebuilt.build_seconds > 0
+    assert _holds(rebuilt.ref, marker, tmp_path) == []
