@@ -6,7 +6,7 @@ import reactHooks from "eslint-plugin-react-hooks";
 import globals from "globals";
 import tseslint from "typescript-eslint";
 
-const features = ["signin", "overview", "incidents", "approvals", "changes", "audit", "events", "keys", "policies", "routing"];
+const features = ["signin", "overview", "incidents", "approvals", "changes", "audit", "events", "keys", "policies", "routing", "deployments", "recommendations"];
 
 export default tseslint.config(
   { ignores: ["node_modules", "src/api/schema.d.ts", "coverage"] },

@@ -5,6 +5,9 @@ import { BrowserRouter, Route, Routes } from "react-router";
 import { Layout } from "./components/Layout";
 import { RequireSession } from "./components/RequireSession";
 import { ApprovalsPage } from "./features/approvals/routes/ApprovalsPage";
+import { DeploymentsPage } from "./features/deployments/routes/DeploymentsPage";
+import { RolloutPage } from "./features/deployments/routes/RolloutPage";
+import { RecommendationsPage } from "./features/recommendations/routes/RecommendationsPage";
 import { AuditPage } from "./features/audit/routes/AuditPage";
 import { ChangesPage } from "./features/changes/routes/ChangesPage";
 import { EventsPage } from "./features/events/routes/EventsPage";
@@ -40,6 +43,9 @@ export function AppRoutes() {
         <Route path="incidents" element={<IncidentsPage />} />
         <Route path="incidents/:id" element={<IncidentPage />} />
         <Route path="approvals" element={<ApprovalsPage />} />
+        <Route path="deployments" element={<DeploymentsPage />} />
+        <Route path="deployments/:id" element={<RolloutPage />} />
+        <Route path="recommendations" element={<RecommendationsPage />} />
         <Route path="changes" element={<ChangesPage />} />
         <Route path="audit" element={<AuditPage />} />
         <Route path="events" element={<EventsPage />} />

@@ -39,6 +39,12 @@ export function Layout() {
               <NavLink to="/approvals">{t("nav.approvals")}</NavLink>
             </li>
             <li>
+              <NavLink to="/deployments">{t("deployments.nav")}</NavLink>
+            </li>
+            <li>
+              <NavLink to="/recommendations">{t("recommendations.nav")}</NavLink>
+            </li>
+            <li>
               <NavLink to="/changes">{t("changes.nav")}</NavLink>
             </li>
             <li>

@@ -10,10 +10,12 @@ import { auditLocales } from "../features/audit/locales";
 import { changesLocales } from "../features/changes/locales";
 import { eventsLocales } from "../features/events/locales";
 import { keysLocales } from "../features/keys/locales";
+import { deploymentsLocales } from "../features/deployments/locales";
+import { recommendationsLocales } from "../features/recommendations/locales";
 import { policiesLocales } from "../features/policies/locales";
 import { routingLocales } from "../features/routing/locales";
 
-export const FEATURES: FeatureLocales[] = [auditLocales, changesLocales, eventsLocales, keysLocales, policiesLocales, routingLocales];
+export const FEATURES: FeatureLocales[] = [auditLocales, changesLocales, eventsLocales, keysLocales, policiesLocales, routingLocales, deploymentsLocales, recommendationsLocales];
 
 export const LANGUAGES = ["en", "zh-CN"] as const;
 
