@@ -196,6 +196,25 @@ async def test_a_cooldown_defers_the_second_pod_and_it_is_acted_on_when_due(make
     assert (queue.depth, queue.oldest_seconds) == (0, 0.0)
 
 
+async def test_a_deferral_longer_than_the_freshness_bound_is_still_acted_on_when_due(make: Make) -> None:
+    """A 20-minute cooldown outlasts the 15-minute freshness bound: the deferred alert, still firing, is acted on
+    when due; it is not closed as a stale no-op (the cooldown would have become a silent drop)."""
+    clock, kube = Clock(), RecordedCluster()
+    ex = await make(clock, kube, bound="1h")
+    await ex.load_policies(POLICIES.replace("{bound}", "1h").replace("cooldown: 30s", "cooldown: 20m"), author="test")
+    first, second = fired("web-1"), fired("web-2")
+    await ex.on_alert_fired(first)
+    await settle(ex, "select 1 from healer.recoveries where status = 'resolved'")
+    await ex.on_alert_fired(second)
+    await settle(ex, "select 1 from healer.recoveries where status = 'deferred'")
+
+    clock.now = T0 + timedelta(minutes=20)  # the alert is now older than the 900 s freshness bound
+    (rid,) = await ex.wake_deferred()
+    await settle(ex, f"select 1 from healer.recoveries where id = '{rid}' and status in ('resolved', 'closed')")
+    assert await lifeline(ex, second) == ["plan", "defer", "due", "apply", "verify"]
+    assert kube.restarts == ["web", "web"]
+
+
 async def test_an_alert_resolving_while_deferred_is_closed_with_a_reason_and_no_action(make: Make) -> None:
     clock, kube = Clock(), RecordedCluster()
     ex = await make(clock, kube)

@@ -248,6 +248,9 @@ class Ladder:
                 if await self.incidents.gather(rec, cause, alert, policy):
                     return  # a member: its incident's lead acts for it
                 rec.incident_id = rid
+            # Freshness is judged once, on a new alert: a step that was deferred (and is due now, its alert still
+            # firing) or resumed after a restart is not "stale" however long the deferral lasted.
+            fresh_start = state is State.OPEN
             if state is State.OPEN:
                 async with self.db.sessions.begin() as session:
                     await self.rec.transition(session, rid, Transition.PLAN, f"policy {rec.policy} matched")
@@ -281,7 +284,7 @@ class Ladder:
                         guards=self.guards,
                         now=self.clock(),
                         grant=grant,
-                        continuing=rec.step > 1 or grant is not None,
+                        continuing=rec.step > 1 or grant is not None or not fresh_start,
                         incident=incident,
                     )
                 )
