@@ -39,6 +39,13 @@ from opsbus.deployer.store import Revision, Rollout
 log = logging.getLogger(__name__)
 
 
+def _analysis_of(failure: DeployFailed | None) -> dict[str, Any]:
+    """The failing analysis kept on the rollout (its view shows why it failed), when the failure carries one."""
+    if failure is None or not failure.analysis:
+        return {}
+    return {"analysis": {"results": [r.model_dump(mode="json") for r in failure.analysis]}}
+
+
 class Reverter:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
@@ -110,6 +117,7 @@ class Reverter:
                 },
                 "outcome_reason": failure.reason.value if failure else "aborted",
                 "message": reason,
+                **_analysis_of(failure),
             },
             emit=[failure] if failure else [],
             audit=[("deploy.rollback", AuditOutcome.EXECUTED, f"{after}: {reason}")],
@@ -153,6 +161,7 @@ class Reverter:
                 "finished_at": self._ctx.clock(),
                 "outcome_reason": failure.reason.value if failure else "aborted",
                 "message": reason,
+                **_analysis_of(failure),
             },
             emit=emit,
             audit=[(action, AuditOutcome.EXECUTED, f"{state_name}: {done}; {reason}")],

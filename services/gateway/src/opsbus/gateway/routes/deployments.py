@@ -102,6 +102,7 @@ async def request_deployment(
 
 
 _NAMESPACE = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_CLUSTER_READ_SECONDS = 5.0  # the deployer lists ReplicaSets from the apiserver for this one
 _STATES = "^(queued|running|succeeded|failed|rolledback|superseded|aborted|skipped)$"
 
 
@@ -178,7 +179,9 @@ async def deployment_replica_sets(*, who: Viewer, ctx: Ctx, request_id: str = _I
     await _authorize_request(ctx, who, request_id, Role.VIEWER)
     selector = api.RolloutSelector(request_id=request_id)
     try:
-        return await ctx.services.call(api.SERVICE, "replicasets", selector, api.ReplicaSetsResponse)
+        return await ctx.services.call(
+            api.SERVICE, "replicasets", selector, api.ReplicaSetsResponse, timeout=_CLUSTER_READ_SECONDS
+        )
     except RpcError as exc:
         if exc.code == 404:
             raise ApiProblem(404, f"rollout {request_id} has not started yet", slug="not-found") from None
