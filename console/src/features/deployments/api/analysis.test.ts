@@ -18,5 +18,8 @@ test("each measurement is a point coloured by outcome, the threshold a line", ()
   const option = chartOption(run, metricSpecs(rollout()).get("success-rate"), { threshold: "threshold" });
   const series = option.series[0]!;
   expect(series.markLine?.data).toEqual([{ yAxis: 0.95 }]);
+  const { min, max } = option.yAxis;
+  expect(min).toBeLessThan(0.41);
+  expect(max).toBeGreaterThan(0.95); // the threshold is drawn even far above the measurements
   expect(series.data.map((d) => d.itemStyle.color)).toEqual(["#b3261e", "#b3261e"]);
 });

@@ -45,6 +45,16 @@ export const OUTCOME_COLOURS: Record<string, string> = {
   running: "#0b5cad",
 };
 
+/** The y range holding every measurement and the threshold, with a margin. */
+export function valueRange(points: Point[], threshold: number | undefined): { min: number; max: number } {
+  const values = [...points.map((p) => p.value), threshold].filter((v): v is number => v != null);
+  if (values.length === 0) return { min: 0, max: 1 };
+  const low = Math.min(...values);
+  const high = Math.max(...values);
+  const margin = (high - low) * 0.15 || Math.abs(high) * 0.1 || 1;
+  return { min: Number((low - margin).toPrecision(3)), max: Number((high + margin).toPrecision(3)) };
+}
+
 export function chartOption(result: AnalysisResult, metric: AnalysisMetric | undefined, labels: { threshold: string }) {
   const points = pointsOf(result);
   const threshold = metric?.success_condition.threshold;
@@ -52,7 +62,8 @@ export function chartOption(result: AnalysisResult, metric: AnalysisMetric | und
     grid: { left: 48, right: 24, top: 24, bottom: 32 },
     tooltip: { trigger: "axis" },
     xAxis: { type: "category", data: points.map((p) => `#${p.index}`) },
-    yAxis: { type: "value", scale: true },
+    // the threshold is always in view, however far the measurements are from it
+    yAxis: { type: "value", ...valueRange(points, threshold) },
     series: [
       {
         name: result.metric,
