@@ -25,7 +25,7 @@ export function LineDiff({ lines, caption }: { lines: DiffLine[]; caption: strin
     <figure className="diff">
       <figcaption>{caption}</figcaption>
       {changes > 0 && (
-        <pre>
+        <pre tabIndex={0} aria-label={caption}>
           {visible(lines).map((l, i) =>
             l === null ? (
               <span key={i} className="diff-fold">
