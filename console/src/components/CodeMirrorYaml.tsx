@@ -3,10 +3,13 @@
 import { defaultKeymap, history, historyKeymap } from "@codemirror/commands";
 import { yaml } from "@codemirror/lang-yaml";
 import { lintGutter, setDiagnostics, type Diagnostic } from "@codemirror/lint";
-import { EditorState } from "@codemirror/state";
+import { Annotation, EditorState } from "@codemirror/state";
 import { EditorView, highlightActiveLine, keymap, lineNumbers } from "@codemirror/view";
 import { useEffect, useRef } from "react";
 import type { EditorIssue, YamlEditorProps } from "./YamlEditor";
+
+/** Marks a change made from outside (a save, a rollback): it is not reported back as an edit. */
+const external = Annotation.define<boolean>();
 
 function diagnostics(view: EditorView, issues: EditorIssue[]): Diagnostic[] {
   const doc = view.state.doc;
@@ -41,7 +44,8 @@ export default function CodeMirrorYaml({ value, onChange, label, issues = [], re
           EditorState.readOnly.of(Boolean(readOnly)),
           EditorView.contentAttributes.of({ "aria-label": label, "aria-multiline": "true" }),
           EditorView.updateListener.of((update) => {
-            if (update.docChanged) changed.current(update.state.doc.toString());
+            const outside = update.transactions.some((tr) => tr.annotation(external));
+            if (update.docChanged && !outside) changed.current(update.state.doc.toString());
           }),
         ],
       }),
@@ -55,7 +59,10 @@ export default function CodeMirrorYaml({ value, onChange, label, issues = [], re
   useEffect(() => {
     const editor = view.current;
     if (editor && editor.state.doc.toString() !== value) {
-      editor.dispatch({ changes: { from: 0, to: editor.state.doc.length, insert: value } });
+      editor.dispatch({
+        changes: { from: 0, to: editor.state.doc.length, insert: value },
+        annotations: external.of(true),
+      });
     }
   }, [value]);
 
