@@ -58,7 +58,10 @@ test-cluster: setup sandbox-install ## cluster tests against the sandbox apiserv
 test-e2e: setup sandbox-install ## end-to-end scenarios: every service a process, real NATS, PostgreSQL, Jaeger, sandbox
 	$(PYTEST) -m e2e tests/e2e
 
-test: lint docs-check console sandbox-install test-images ## everything: lint, docs, unit, integration, cluster, e2e, browser, images
+# The image tier (make test-images) is not part of `make test` yet: its compose scenario does not detect the fault
+# (the watcher's Kubernetes client ignores the kubeconfig's tls-server-name), and a cold build of the seven images
+# takes about half an hour on 2 cores. See issue 21.
+test: lint docs-check console sandbox-install ## everything: lint, docs, unit, integration, cluster, e2e, browser
 	$(PYTEST) --ignore=tests/images
 
 # OCI images without a registry (deploy/docker/build-images.sh): a debootstrap Debian base and uv from PyPI, cached
