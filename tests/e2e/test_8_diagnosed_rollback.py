@@ -48,7 +48,7 @@ async def test_the_analyzer_s_rollout_cause_makes_the_healer_roll_back_not_resta
     assert top["target"]["name"] == APP
 
     started = await platform.wait_event("recovery.started", correlation_id=fired.id, timeout=90)
-    assert started.data["action"] == "rollback", started.data
+    assert started.data["action"]["kind"] == "rollback", started.data
     requested = await platform.wait_event("deploy.requested", correlation_id=fired.id, timeout=30)
     assert requested.data["strategy"] == "rollback"
     await platform.wait_event("recovery.succeeded", recovery_id=started.data["recovery_id"], timeout=180)
@@ -61,5 +61,5 @@ async def test_the_analyzer_s_rollout_cause_makes_the_healer_roll_back_not_resta
 
     await asyncio.to_thread(wait_until, f"{APP} back on 1.0", rolled_back, 60)
     await platform.refresh()
-    actions = [e.data["action"] for e in platform.of("recovery.started") if e.correlationid == fired.id]
+    actions = [e.data["action"]["kind"] for e in platform.of("recovery.started") if e.correlationid == fired.id]
     assert "rollout_restart" not in actions and "delete_pod" not in actions, actions
