@@ -137,12 +137,19 @@ async def test_crashing_canary_fails_analysis_is_rolled_back_and_notified_in_one
 
         async def left_alone(alert_id: str = fired.id) -> list[dict[str, Any]] | None:
             rows = (await platform.api("/v1/audit", correlation_id=alert_id, limit=100))["items"]
-            skipped = [r for r in rows if r["action"] == "recovery.plan" and r["outcome"] == "skipped"]
-            return skipped or None
+            # skipped by a guard, or joined the canary's incident (whose lead was skipped): no action either way
+            decided = [
+                r for r in rows if r["outcome"] == "skipped" and r["action"] in {"recovery.plan", "recovery.group"}
+            ]
+            return decided or None
 
-        (row, *_) = await platform.until(f"the healer's decision on {fired.id}", left_alone, 60, lambda: "none")
-        assert row["details"]["guard"] in {"rollout", "alert_firing", "target"}, row
-        guards.append(row["details"]["guard"])
+        (row, *_) = await platform.until(f"the healer's decision on {fired.id}", left_alone, 120, lambda: "none")
+        if row["action"] == "recovery.plan":
+            assert row["details"]["guard"] in {"rollout", "alert_firing", "target"}, row
+            guards.append(row["details"]["guard"])
+        else:
+            assert row["details"]["incident"], row
+            guards.append("joined an incident")
     acted = [
         e
         for e in [*platform.of("recovery.started"), *platform.of("recovery.planned")]
