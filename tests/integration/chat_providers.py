@@ -142,6 +142,23 @@ class _Quiet(uvicorn.Server):
         yield
 
 
+@contextlib.asynccontextmanager
+async def serving(app: Starlette, port: int) -> AsyncIterator[None]:
+    """`app` on 127.0.0.1:`port` until the block ends (the provider stand-ins of these tests share it)."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off")
+    server = _Quiet(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            await task
+        await asyncio.sleep(0.01)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
 async def chat_providers() -> AsyncIterator[ChatProviders]:
     providers = ChatProviders(port=free_port())
     app = Starlette(
@@ -151,18 +168,8 @@ async def chat_providers() -> AsyncIterator[ChatProviders]:
             Route("/open-apis/bot/v2/hook/{token}", providers.feishu, methods=["POST"]),
         ]
     )
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=providers.port, log_config=None, access_log=False, lifespan="off"
-    )
-    server = _Quiet(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            await task
-        await asyncio.sleep(0.01)
-    yield providers
-    server.should_exit = True
-    await task
+    async with serving(app, providers.port):
+        yield providers
 
 
 def receiver(provider: str, providers: ChatProviders, **extra: Any) -> dict[str, Any]:

@@ -7,25 +7,23 @@ E.164 `To` and a sender; each answers in the provider's own format, with `script
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from opsbus.common.testing.servers import free_port
+from tests.integration.chat_providers import serving
 
 ALIYUN_ID, ALIYUN_SECRET = "LTAI5tOpsbusTestKeyId", "aliyunSECRETopsbus0123456789"
 TWILIO_SID, TWILIO_TOKEN = "AC" + "0123456789abcdef" * 2, "twilioTOKENsecret0123456789"
@@ -92,12 +90,6 @@ class SmsProviders:
         return JSONResponse({"code": code, "message": f"error {code}", "status": status}, status, headers=headers)
 
 
-class _Quiet(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def sms_providers() -> AsyncIterator[SmsProviders]:
     providers = SmsProviders(port=free_port())
     app = Starlette(
@@ -106,18 +98,8 @@ async def sms_providers() -> AsyncIterator[SmsProviders]:
             Route("/2010-04-01/Accounts/{sid}/Messages.json", providers.twilio, methods=["POST"]),
         ]
     )
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=providers.port, log_config=None, access_log=False, lifespan="off"
-    )
-    server = _Quiet(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            await task
-        await asyncio.sleep(0.01)
-    yield providers
-    server.should_exit = True
-    await task
+    async with serving(app, providers.port):
+        yield providers
 
 
 def receiver(provider: str, providers: SmsProviders, to: list[str], **extra: Any) -> dict[str, Any]:

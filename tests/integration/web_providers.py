@@ -5,22 +5,20 @@ and answers as the provider does: success, its rate limit (`script`), or its ref
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from opsbus.common.testing.servers import free_port
+from tests.integration.chat_providers import serving
 
 OPSGENIE_KEY = "opsgenie-KEY-secret-0123456789"
 TELEGRAM_TOKEN = "123456789:telegramTOKENsecret0123456789"
@@ -148,12 +146,6 @@ class WebProviders:
         }[provider]
 
 
-class _Quiet(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def web_providers() -> AsyncIterator[WebProviders]:
     providers = WebProviders(port=free_port())
     app = Starlette(
@@ -166,15 +158,5 @@ async def web_providers() -> AsyncIterator[WebProviders]:
             Route("/v1/messages", providers.webex, methods=["POST"]),
         ]
     )
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=providers.port, log_config=None, access_log=False, lifespan="off"
-    )
-    server = _Quiet(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            await task
-        await asyncio.sleep(0.01)
-    yield providers
-    server.should_exit = True
-    await task
+    async with serving(app, providers.port):
+        yield providers
