@@ -6,6 +6,7 @@ Shared by test_notifier_channels_http.py (Slack, Teams, PagerDuty, webhook) and 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -55,6 +56,14 @@ def notification(status: str = "firing", seq: int = 1) -> Notification:
         alerts=(notice,),
         repeat=False,
     )
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def traced(n: Notification) -> Notification:
+    """`n` with its alerts carrying a trace context, so channels can link the trace."""
+    return dataclasses.replace(n, alerts=tuple(a.model_copy(update={"traceparent": TRACEPARENT}) for a in n.alerts))
 
 
 def renderer() -> Renderer:

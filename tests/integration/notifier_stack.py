@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,6 +182,24 @@ async def make_publisher(make_bus: MakeBus) -> Bus:
 
 def alert_fired() -> Envelope:
     return example_events()[AlertFired.event_type]
+
+
+def named_alert(name: str) -> Envelope:
+    """The catalogue's alert as another alert (its own name and fingerprint, so its own group)."""
+    base = alert_fired()
+    data = {
+        **base.data,
+        "alertname": name,
+        "fingerprint": hashlib.sha256(name.encode()).hexdigest()[:16],
+        "labels": {**base.data["labels"], "alertname": name},
+    }
+    return base.model_copy(update={"id": str(uuid.uuid4()), "data": data})
+
+
+async def statuses(db: Database) -> list[str]:
+    """The status of every queued notification (pending, sending, delivered, dead)."""
+    async with db.sessions() as session:
+        return list((await session.execute(select(store.notifications.c.status))).scalars().all())
 
 
 async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:

@@ -12,38 +12,31 @@ limited dead-lettered after the last attempt.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from opsbus.common.bus import Bus
-from opsbus.common.events import Envelope
 from opsbus.common.store import Database
-from opsbus.notifier import store
-from opsbus.notifier.channels import Outcome, build_channels
-from opsbus.notifier.domain.config import ReceiverConfig
+from opsbus.notifier.channels import Outcome
 from tests.integration.chat_providers import SECRETS, ChatProviders, Reply, chat_providers, receiver
-from tests.integration.notifier_channel_harness import GATEWAY, http_client, notification, renderer
+from tests.integration.notifier_channel_harness import GATEWAY, channel_for, http_client, notification, traced
 from tests.integration.notifier_stack import (
     MakeBus,
     Stack,
-    alert_fired,
     delivery_log,
     make_publisher,
+    named_alert,
     notifier_db,
     notifier_stack,
+    statuses,
     wait_for,
 )
 
 pytestmark = pytest.mark.integration
 PROVIDERS = ["dingtalk", "wecom", "feishu"]
-TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 RATE_LIMIT = {"dingtalk": (130101, 60.0), "wecom": (45009, 60.0), "feishu": (11232, 1.0)}
 
 
@@ -60,12 +53,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def send(client: httpx.AsyncClient, config: dict[str, Any], status: str = "firing") -> Outcome:
-    [channel] = build_channels(
-        ReceiverConfig.model_validate({"name": "team", **config}), renderer(), client, timeout=5.0
-    ).values()
-    n = notification(status)
-    traced = tuple(a.model_copy(update={"traceparent": TRACEPARENT}) for a in n.alerts)
-    return await channel.send(dataclasses.replace(n, alerts=traced))
+    return await channel_for(client, config).send(traced(notification(status)))
 
 
 def text_of(provider: str, body: dict[str, Any]) -> str:
@@ -190,23 +178,6 @@ receivers:
         max_attempts: {max_attempts}
 {f'        secret: "{secret}"' if secret else ""}
 """
-
-
-def named_alert(name: str) -> Envelope:
-    """The catalogue's alert as another alert (its own name and fingerprint, so its own group)."""
-    base = alert_fired()
-    data = {
-        **base.data,
-        "alertname": name,
-        "fingerprint": hashlib.sha256(name.encode()).hexdigest()[:16],
-        "labels": {**base.data["labels"], "alertname": name},
-    }
-    return base.model_copy(update={"id": str(uuid.uuid4()), "data": data})
-
-
-async def statuses(db: Database) -> list[str]:
-    async with db.sessions() as session:
-        return list((await session.execute(select(store.notifications.c.status))).scalars().all())
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -17,20 +17,21 @@ from pydantic import ValidationError
 
 from opsbus.common.bus import Bus
 from opsbus.common.store import Database
-from opsbus.notifier.channels import Outcome, build_channels
+from opsbus.notifier.channels import Outcome
 from opsbus.notifier.domain.config import ReceiverConfig
-from tests.integration.notifier_channel_harness import http_client, notification, renderer
+from tests.integration.notifier_channel_harness import channel_for, http_client, notification
 from tests.integration.notifier_stack import (
     MakeBus,
     Stack,
     delivery_log,
     make_publisher,
+    named_alert,
     notifier_db,
     notifier_stack,
+    statuses,
     wait_for,
 )
 from tests.integration.sms_providers import SECRETS, SmsProviders, receiver, sms_providers
-from tests.integration.test_notifier_channels_chat import named_alert, statuses
 
 pytestmark = pytest.mark.integration
 PROVIDERS = ["aliyun_sms", "twilio"]
@@ -50,10 +51,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def send(client: httpx.AsyncClient, config: dict[str, Any], status: str = "firing") -> Outcome:
-    [channel] = build_channels(
-        ReceiverConfig.model_validate({"name": "oncall", **config}), renderer(), client, timeout=5.0
-    ).values()
-    return await channel.send(notification(status))
+    return await channel_for(client, config).send(notification(status))
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -6,7 +6,6 @@ once then delivered, refused for good and dead-lettered after one attempt."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,20 +15,20 @@ import pytest
 
 from opsbus.common.bus import Bus
 from opsbus.common.store import Database
-from opsbus.notifier.channels import Outcome, build_channels
+from opsbus.notifier.channels import Outcome
 from opsbus.notifier.channels.opsgenie import alias
-from opsbus.notifier.domain.config import ReceiverConfig
-from tests.integration.notifier_channel_harness import GATEWAY, http_client, notification, renderer
+from tests.integration.notifier_channel_harness import GATEWAY, channel_for, http_client, notification, traced
 from tests.integration.notifier_stack import (
     MakeBus,
     Stack,
     delivery_log,
     make_publisher,
+    named_alert,
     notifier_db,
     notifier_stack,
+    statuses,
     wait_for,
 )
-from tests.integration.test_notifier_channels_chat import TRACEPARENT, named_alert, statuses
 from tests.integration.web_providers import PROVIDERS, SECRETS, WebProviders, web_providers
 
 pytestmark = pytest.mark.integration
@@ -49,11 +48,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def send(client: httpx.AsyncClient, provider: str, config: dict[str, Any], status: str = "firing") -> Outcome:
-    receiver = ReceiverConfig.model_validate({"name": "team", f"{provider}_configs": [config]})
-    [channel] = build_channels(receiver, renderer(), client, timeout=5.0).values()
-    n = notification(status)
-    traced = tuple(a.model_copy(update={"traceparent": TRACEPARENT}) for a in n.alerts)
-    return await channel.send(dataclasses.replace(n, alerts=traced))
+    return await channel_for(client, {f"{provider}_configs": [config]}).send(traced(notification(status)))
 
 
 def said(provider: str, body: dict[str, Any]) -> str:
