@@ -19,7 +19,7 @@ from opsbus.analyzer.settings import AnalyzerSettings
 from opsbus.common.bus import Bus, ConsumerSpec
 from opsbus.common.events.payloads import AlertFired, ChangeRecorded, DeployRolledBack, DeployStarted
 from opsbus.common.runtime import Runtime
-from opsbus.common.store import Database, OutboxRelay, RetentionRule, check_schema_current, purge_all
+from opsbus.common.store import Database, OutboxRelay, RelayOptions, RetentionRule, check_schema_current, purge_all
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,10 @@ async def setup(
     rt.add_check("nats", lambda: bus.connected)
     await bus.ensure_streams()
 
-    relay = OutboxRelay(db.engine, store.TABLES.outbox, bus.publisher, registry=rt.registry)
+    # One replica relays at a time, so an incident's diagnosis revisions reach subscribers in commit order.
+    relay = OutboxRelay(
+        db.engine, store.TABLES.outbox, bus.publisher, registry=rt.registry, options=RelayOptions(exclusive=True)
+    )
     await relay.start()
     rt.on_shutdown(relay.stop, "outbox relay")
 

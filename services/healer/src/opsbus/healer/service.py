@@ -35,7 +35,7 @@ from opsbus.common.events.payloads import (
 )
 from opsbus.common.rpc import Endpoint, serve
 from opsbus.common.runtime import Runtime
-from opsbus.common.store import Database, OutboxRelay, check_schema_current
+from opsbus.common.store import Database, OutboxRelay, RelayOptions, check_schema_current
 from opsbus.healer import api, editing
 from opsbus.healer.cluster import KubeCluster
 from opsbus.healer.executing import Executor
@@ -142,7 +142,11 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
     rt.on_shutdown(bus.close, "bus")
     rt.add_check("nats", lambda: bus.connected)
     await bus.ensure_streams()
-    relay = OutboxRelay(db.engine, TABLES.outbox, bus.publisher, registry=rt.registry)
+    # One replica relays at a time: a recovery's events (planned, started, succeeded) may be written by different
+    # replicas (a deferral comes due on another one), and subscribers read them in commit order.
+    relay = OutboxRelay(
+        db.engine, TABLES.outbox, bus.publisher, registry=rt.registry, options=RelayOptions(exclusive=True)
+    )
     await relay.start()
     rt.on_shutdown(relay.stop, "outbox-relay")
     executor = Executor(
