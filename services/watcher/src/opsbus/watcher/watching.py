@@ -6,7 +6,8 @@ change handed to `on_change`. A watch that ends (server timeout) resumes from th
 (bookmarks keep it fresh); a 410 Gone (expired resourceVersion) relists and diffs the cache, so changes that
 happened meanwhile come out as ADDED/MODIFIED/DELETED exactly once; connection errors reconnect with
 exponential backoff and jitter. The kubernetes client library is used only to read the kubeconfig; JSON is
-decoded with orjson.
+decoded with orjson. A kubeconfig's `tls-server-name` is honoured (SNI and certificate check against that name, not
+the URL's host), as the official client does: an apiserver reached through a relay or by IP needs it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,25 @@ class ApiError(Exception):
         self.status = status
 
 
+_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16)
+
+
+class _ServerNameTransport(httpx.AsyncHTTPTransport):
+    """Checks the apiserver's certificate against `server_name` (and sends it as SNI) instead of the URL's host.
+
+    httpx has no client-wide setting for it; httpcore reads the `sni_hostname` request extension when it opens a
+    TLS connection, so every request carries it.
+    """
+
+    def __init__(self, verify: ssl.SSLContext | bool, server_name: str) -> None:
+        super().__init__(verify=verify, limits=_LIMITS)
+        self.server_name = server_name
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.extensions = {**request.extensions, "sni_hostname": self.server_name}
+        return await super().handle_async_request(request)
+
+
 class KubeClient:
     """A thin async client: GET JSON, stream a watch, read pod logs. Auth from kubeconfig or in-cluster."""
 
@@ -73,12 +93,14 @@ class KubeClient:
             # In-cluster config stores "bearer <token>" (lower case); a kubeconfig "Bearer <token>" or the bare token.
             scheme, _, credential = token.partition(" ")
             headers["Authorization"] = f"Bearer {credential if scheme.lower() == 'bearer' and credential else token}"
+        server_name = getattr(cfg, "tls_server_name", None)
         http = httpx.AsyncClient(
             base_url=str(cfg.host),
+            transport=_ServerNameTransport(verify, server_name) if server_name else None,
             verify=verify,
             headers=headers,
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            limits=_LIMITS,
         )
         return cls(http)
 
