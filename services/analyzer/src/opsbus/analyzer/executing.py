@@ -6,9 +6,12 @@ publishes it through the outbox.
   window), gathers the failing pods' and a healthy baseline's logs and the workload's config references
   (bounded, before the transaction), and publishes `diagnosis.made` (or `diagnosis.revised` when a joining
   alert changes the ranking). A node alert is also a timeline entry: pods that shared the node see it.
-* `change.recorded`, `deploy.started` and `deploy.rolledback` become timeline entries; each open incident of
-  their namespace (every open incident for a cluster-scoped change) is diagnosed again, and `diagnosis.revised`
-  is published when the ranking changed.
+* `change.recorded`, `deploy.started` and `deploy.rolledback` become timeline entries, taken in batches (group
+  commit: the entries handed in while one batch is written form the next): one transaction per batch claims
+  them, inserts their rows and reads the open incidents of their namespaces (every open incident of the
+  cluster when one is cluster-scoped) once; each such incident is diagnosed again once per batch, and
+  `diagnosis.revised` is published when the ranking changed. A batch that fails is taken apart: each entry is
+  written alone, so one bad entry fails (and is retried, then dead-lettered) alone.
 
 Every handler claims its event in the inbox in the transaction that writes the incident and the outbox row,
 and the incident row is locked while it is diagnosed, so replicas sharing the consumers never publish two
@@ -26,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,10 +37,19 @@ from opsbus.analyzer import store
 from opsbus.analyzer.cluster import ClusterReader
 from opsbus.analyzer.domain.logs import LogSample, mine
 from opsbus.analyzer.domain.metrics import Series
-from opsbus.analyzer.domain.planning import AlertFact, Snapshot, Tuning, Verdict, diagnose, ranking_changed
+from opsbus.analyzer.domain.planning import (
+    AlertFact,
+    Snapshot,
+    Tuning,
+    Verdict,
+    diagnose,
+    nodes_of,
+    ranking_changed,
+)
 from opsbus.analyzer.domain.timeline import Entry, from_change, from_deploy
 from opsbus.analyzer.prometheus import MetricsReader, NoMetrics
 from opsbus.analyzer.settings import AnalyzerOptions
+from opsbus.common.batching import GroupCommit
 from opsbus.common.bus import Delivery
 from opsbus.common.events.envelope import Envelope, ObjectRef
 from opsbus.common.events.payloads import (
@@ -123,6 +135,15 @@ def _series_of(d: dict[str, Any]) -> Series:
 
 
 @dataclass(frozen=True, slots=True)
+class Incoming:
+    """A timeline entry handed in by a handler, with the event it came from and the consumer's inbox name."""
+
+    event: Envelope
+    entry: Entry
+    consumer: str
+
+
+@dataclass(frozen=True, slots=True)
 class Gathered:
     samples: list[LogSample]
     config_refs: frozenset[tuple[str, str]] | None
@@ -165,6 +186,8 @@ class Analyzer:
         self.entries = Counter(
             "opsbus_analyzer_timeline_entries", "Timeline entries recorded, by source.", ["source"], registry=registry
         )
+        self._incoming = GroupCommit(self.take_entries, max_batch=options.change_batch, name="analyzer:timeline")
+        self._failed: dict[tuple[str, str], Exception] = {}  # (consumer, event id) -> its error when written alone
 
     # --- gathering (I/O outside the transaction, bounded) ------------------------------------------------------
     async def gather(self, alert: AlertFired) -> Gathered:
@@ -239,7 +262,7 @@ class Analyzer:
                 return
             entry = node_entry(event, alert)
             if entry is not None:
-                await self._record(s, event.cluster, entry, now)
+                await self._record(s, [(event.cluster, entry)], now)
             key = scope_key(alert)
             t = store.incidents
             row = (
@@ -281,65 +304,135 @@ class Analyzer:
 
     async def on_change(self, delivery: Delivery) -> None:
         event = delivery.event
-        await self._on_entry(delivery, from_change(event.id, event.payload_as(ChangeRecorded)), "analyzer-changes")
+        await self._take(Incoming(event, from_change(event.id, event.payload_as(ChangeRecorded)), "analyzer-changes"))
 
     async def on_deploy(self, delivery: Delivery) -> None:
         event = delivery.event
         payload = event.payload()
         if not isinstance(payload, DeployStarted | DeployRolledBack):
             return
-        await self._on_entry(delivery, from_deploy(event.id, event.time, payload), "analyzer-deploys")
+        await self._take(Incoming(event, from_deploy(event.id, event.time, payload), "analyzer-deploys"))
 
-    async def _on_entry(self, delivery: Delivery, entry: Entry, consumer: str) -> None:
-        event = delivery.event
+    async def _take(self, item: Incoming) -> None:
+        """Returns once the entry's batch is committed; raises its own error (or the batch's) otherwise."""
+        await self._incoming.submit(item)
+        failed = self._failed.pop((item.consumer, item.event.id), None)
+        if failed is not None:
+            raise failed
+
+    async def take_entries(self, items: Sequence[Incoming]) -> None:
+        """One transaction for the batch; when it fails, one per entry (each entry's error goes to its handler)."""
+        try:
+            await self._write_entries(items)
+        except Exception as exc:
+            if len(items) == 1:
+                raise
+            log.warning("a batch of %d timeline entries failed (%s): writing them one by one", len(items), exc)
+            for item in items:
+                try:
+                    await self._write_entries([item])
+                except Exception as one:
+                    self._failed[(item.consumer, item.event.id)] = one
+
+    async def _write_entries(self, items: Sequence[Incoming]) -> None:
         now = self.clock()
         async with self.db.sessions.begin() as s:
-            if not await claim(s, store.TABLES.inbox, consumer, event.id):
+            fresh = await self._claim_all(s, items)
+            items = [i for i in items if (i.consumer, i.event.id) in fresh]
+            if not items:
                 return
-            await self._record(s, event.cluster, entry, now)
+            await self._record(s, [(i.event.cluster, i.entry) for i in items], now)
             t = store.incidents
-            where = [t.c.cluster == event.cluster, t.c.last_alert_at >= now - self.window]
-            if entry.namespace is not None:
-                where.append(t.c.namespace == entry.namespace)
-            rows = (await s.execute(select(t).where(*where).order_by(t.c.id).with_for_update())).mappings().all()
+            reach = []
+            for cluster in sorted({i.event.cluster for i in items}):
+                spaces = {i.entry.namespace for i in items if i.event.cluster == cluster}
+                if None in spaces:  # a cluster-scoped change: every open incident of the cluster may see it
+                    reach.append(t.c.cluster == cluster)
+                else:
+                    reach.append(and_(t.c.cluster == cluster, t.c.namespace.in_(sorted(n for n in spaces if n))))
+            rows = (
+                (
+                    await s.execute(
+                        select(t)
+                        .where(or_(*reach), t.c.last_alert_at >= now - self.window)
+                        .order_by(t.c.id)
+                        .with_for_update()
+                    )
+                )
+                .mappings()
+                .all()
+            )
             for row in rows:
+                seen = [
+                    i
+                    for i in items
+                    if i.event.cluster == row["cluster"] and i.entry.namespace in (None, row["namespace"])
+                ]
+                if not seen:
+                    continue
+                last = seen[-1]
+                more = f" (and {len(seen) - 1} more)" if len(seen) > 1 else ""
                 await self._rediagnose(
                     s,
                     dict(row),
-                    event,
+                    last.event,
                     now,
-                    reason=f"{entry.source} {event.id}: {entry.summary}"[:512],
+                    reason=f"{last.entry.source} {last.event.id}: {last.entry.summary}{more}"[:512],
                     alerts=row["alerts"],
                     logs=row["logs"],
                     refs=row["config_refs"],
                 )
 
+    async def _claim_all(self, s: AsyncSession, items: Sequence[Incoming]) -> set[tuple[str, str]]:
+        """The (consumer, event id) pairs claimed now: the rest were taken in by an earlier delivery."""
+        if len(items) == 1:
+            i = items[0]
+            return {(i.consumer, i.event.id)} if await claim(s, store.TABLES.inbox, i.consumer, i.event.id) else set()
+        inbox = store.TABLES.inbox
+        pairs = sorted({(i.consumer, i.event.id) for i in items})
+        result = await s.execute(
+            pg_insert(inbox)
+            .values([{"consumer": c, "event_id": e} for c, e in pairs])
+            .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])
+            .returning(inbox.c.consumer, inbox.c.event_id)
+        )
+        return {(r.consumer, r.event_id) for r in result}
+
     # --- store and diagnosis ----------------------------------------------------------------------------------
-    async def _record(self, s: AsyncSession, cluster: str, entry: Entry, now: datetime) -> None:
+    async def _record(self, s: AsyncSession, entries: Sequence[tuple[str, Entry]], now: datetime) -> None:
         t = store.timeline
         await s.execute(
             pg_insert(t)
             .values(
-                event_id=entry.event_id,
-                cluster=cluster,
-                namespace=entry.namespace or CLUSTER_SCOPED,
-                at=entry.at,
-                entry=entry.to_json(),
-                recorded_at=now,
+                [
+                    {
+                        "event_id": entry.event_id,
+                        "cluster": cluster,
+                        "namespace": entry.namespace or CLUSTER_SCOPED,
+                        "at": entry.at,
+                        "object_name": entry.object_name,
+                        "entry": entry.to_json(),
+                        "recorded_at": now,
+                    }
+                    for cluster, entry in entries
+                ]
             )
             .on_conflict_do_nothing(index_elements=[t.c.event_id])
         )
-        self.entries.labels(entry.source).inc()
+        for _, entry in entries:
+            self.entries.labels(entry.source).inc()
 
-    async def _timeline(self, s: AsyncSession, cluster: str, namespace: str, since: datetime) -> tuple[Entry, ...]:
+    async def _timeline(
+        self, s: AsyncSession, cluster: str, namespace: str, nodes: frozenset[str], since: datetime
+    ) -> tuple[Entry, ...]:
+        """The namespace's entries and those of the given nodes: the only cluster-scoped rows that can score."""
         t = store.timeline
-        rows = await s.execute(
-            select(t.c.entry).where(
-                t.c.cluster == cluster,
-                or_(t.c.namespace == namespace, t.c.namespace == CLUSTER_SCOPED),
-                t.c.at >= since,
-            )
-        )
+        scope = [t.c.namespace == namespace] if namespace != CLUSTER_SCOPED else []
+        if nodes:
+            scope.append(and_(t.c.namespace == CLUSTER_SCOPED, t.c.object_name.in_(sorted(nodes))))
+        if not scope:
+            return ()
+        rows = await s.execute(select(t.c.entry).where(t.c.cluster == cluster, or_(*scope), t.c.at >= since))
         return tuple(Entry.from_json(r.entry) for r in rows)
 
     async def _verdict(
@@ -363,7 +456,9 @@ class Analyzer:
         snap = Snapshot(
             incident_id=incident_id,
             alerts=facts,
-            timeline=await self._timeline(s, cluster, _namespace(first), first_at - self.tuning.lookback),
+            timeline=await self._timeline(
+                s, cluster, _namespace(first), nodes_of(facts), first_at - self.tuning.lookback
+            ),
             now=now,
             logs=mine(samples) if samples else None,
             config_refs=frozenset((k, n) for k, n in refs) if refs is not None else None,

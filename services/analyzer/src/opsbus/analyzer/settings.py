@@ -41,6 +41,14 @@ class AnalyzerOptions(BaseModel):
     )
     freshness_seconds: float = Field(default=900.0, gt=0, description="Older alerts are skipped, not diagnosed.")
     alert_concurrency: int = Field(default=8, ge=1, description="Alerts diagnosed at once per replica.")
+    change_batch: int = Field(
+        default=64,
+        ge=1,
+        le=1000,
+        description="Changes and deploy events taken in at once per replica: those that arrive while a batch is "
+        "written go into the next one, one transaction each (their timeline rows, one open-incident read, "
+        "each affected incident diagnosed once).",
+    )
     prometheus_url: str | None = Field(
         default=None,
         description="Prometheus base URL for metric evidence (e.g. http://prometheus:9090); unset: none is used.",

@@ -2,7 +2,8 @@
 plus the store's inbox and outbox.
 
 * `timeline`: one row per change (`change.recorded`, deployer events, node alerts), keyed by event id, kept
-  for `timeline_retention_hours`: the window every diagnosis reads (its namespace and the cluster-scoped rows).
+  for `timeline_retention_hours`: the window every diagnosis reads (its namespace, and the cluster-scoped rows
+  of the nodes its failing pods run on, by `object_name`).
 * `incidents`: one row per incident (the alerts of one workload or node firing together), named by its first
   alert's event id, with its alerts, the failing pods' log lines, the revision and the latest diagnosis.
 
@@ -32,11 +33,20 @@ timeline = Table(
     Column("cluster", String(253), nullable=False),
     Column("namespace", String(63), nullable=False, comment="`_` for cluster-scoped objects (nodes)"),
     Column("at", TZ, nullable=False, comment="when the change was observed or made"),
+    Column("object_name", String(253), nullable=False, comment="the changed object"),
     Column("entry", JSONB, nullable=False, comment="domain.timeline.Entry as JSON"),
     Column("recorded_at", TZ, nullable=False),
     PrimaryKeyConstraint("event_id", name="pk_timeline"),
 )
 Index("ix_timeline_cluster_namespace_at", timeline.c.cluster, timeline.c.namespace, timeline.c.at)
+# a node's rows by name: a diagnosis reads only the nodes its failing pods run on
+Index(
+    "ix_timeline_cluster_namespace_object_at",
+    timeline.c.cluster,
+    timeline.c.namespace,
+    timeline.c.object_name,
+    timeline.c.at,
+)
 
 incidents = Table(
     "incidents",

@@ -125,6 +125,13 @@ def _scope(alerts: Sequence[AlertFact]) -> _Scope:
     )
 
 
+def nodes_of(alerts: Sequence[AlertFact]) -> frozenset[str]:
+    """The nodes whose changes can bear on the incident: its own node (a node alert) and its failing pods'.
+    Changes of any other node score 0 (`_scope_of`), so the executor need not read them."""
+    scope = _scope(alerts)
+    return frozenset(n for n in (scope.node, *scope.pod_nodes.values()) if n)
+
+
 def _proximity(entry: Entry, first: datetime, half_life: float) -> float:
     dt = max(0.0, (first - entry.at).total_seconds())
     return round(float(0.5 ** (dt / half_life)), 4)
@@ -333,7 +340,7 @@ def _checked(snap: Snapshot, tuning: Tuning, scope: _Scope, found: frozenset[Sym
         Checked(
             source="changes",
             count=sum(1 for e in window if e.source == "change"),
-            detail=f"{where} and nodes, {minutes} min before the first alert",
+            detail=f"{where} and the failing pods' nodes, {minutes} min before the first alert",
         ),
         Checked(source="deploys", count=sum(1 for e in window if e.source == "deploy"), detail=where),
         Checked(source="alerts", count=len(a), detail=", ".join(sorted({x.alertname for x in a}))[:512]),
