@@ -373,10 +373,32 @@ faults (TARGET is kind/name; NS defaults to "default"):
   oomkilled      pod/NAME or deployment/NAME   containers OOM-killed (exit 137, OOMKilled), CrashLoopBackOff
   imagepull      pod/NAME or deployment/NAME   ErrImagePull / ImagePullBackOff
   unschedulable  deployment/NAME               new pods Pending, PodScheduled False, reason Unschedulable
-  notready       node/NAME                     node Ready False; the controller manager taints it
+  notready       node/NAME                     node Ready False; the controller manager taints it;
+                                               its pods go unready (Ready False, NodeNotReady)
 On a pod the label is set on the pod itself. On a deployment it goes into the pod template,
 so a rollout brings up faulty pods (as a bad release would) and `heal` rolls back to healthy.
 EOF
+}
+
+# The node lifecycle controller's part when a node goes NotReady: mark its pods (every namespace)
+# unready. kwok has no kubelet to stop, so the pods carry a chaos label that
+# stages/chaos-pod-node-down.yaml acts on (and chaos-pod-node-up.yaml undoes once it is removed).
+node_not_ready() { # node
+  [[ "$(kctl get node "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == False ]]
+}
+
+node_pods_label() { # node label-argument ("key=value" to set, "key-" to remove)
+  local node=$1 label=$2 ns pod
+  kctl get pods --all-namespaces --field-selector "spec.nodeName=${node}" \
+    -o jsonpath='{range .items[*]}{.metadata.namespace}{" "}{.metadata.name}{"\n"}{end}' |
+    while read -r ns pod; do
+      [[ -n "${pod}" ]] || continue
+      if [[ "${label}" == *- ]]; then
+        kctl -n "${ns}" label pod "${pod}" "${label}" >/dev/null 2>&1 || true
+      else
+        kctl -n "${ns}" label --overwrite pod "${pod}" "${label}" >/dev/null
+      fi
+    done
 }
 
 patch_template_label() { # deployment ns value-or-null
@@ -428,8 +450,12 @@ cmd_chaos() {
     notready:node)
       if [[ "${mode}" == chaos ]]; then
         kctl label --overwrite "${target}" "${CHAOS_LABEL}=notready"
+        # the controller marks the pods once the node reports NotReady, not before
+        wait_for "${target} NotReady" 60 node_not_ready "${target#*/}"
+        node_pods_label "${target#*/}" "${CHAOS_LABEL}=node-notready"
       else
         kctl label "${target}" "${CHAOS_LABEL}-"
+        node_pods_label "${target#*/}" "${CHAOS_LABEL}-"
       fi
       ;;
     unschedulable:pod)
