@@ -165,3 +165,11 @@ async def no_serious_violations(page: Page, where: str) -> None:
     assert not bad, f"{where}: " + "; ".join(
         f"{v['id']}: {v['help']} {[(n['target'], n.get('failureSummary', '')[:200]) for n in v['nodes']]}" for v in bad
     )
+
+
+async def both_languages(page: Page, where: str) -> None:
+    """axe-core on the page in English, then in Chinese (the language switch), and back to English."""
+    await no_serious_violations(page, f"{where} (en)")
+    await page.get_by_label("Language").select_option("zh-CN")
+    await no_serious_violations(page, f"{where} (zh-CN)")
+    await page.get_by_label("语言").select_option("en")

@@ -17,7 +17,7 @@ import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from opsbus.common.bus import Bus
-from tests.browser.harness import chromium, no_serious_violations, require_console, sign_in
+from tests.browser.harness import both_languages, chromium, require_console, sign_in
 from tests.integration.gateway_stack import GatewayStack, gateway_stack
 from tests.integration.healer_policies import POLICIES, crashing, policy_endpoints
 
@@ -43,13 +43,6 @@ async def bus(make_bus: Any) -> Bus:
     made: Bus = await make_bus("watcher")
     await made.ensure_streams()
     return made
-
-
-async def both_languages(page: Page, where: str) -> None:
-    await no_serious_violations(page, f"{where} (en)")
-    await page.get_by_label("Language").select_option("zh-CN")
-    await no_serious_violations(page, f"{where} (zh-CN)")
-    await page.get_by_label("语言").select_option("en")
 
 
 async def edit_line(page: Page, line: str, replacement: str) -> None:
