@@ -54,7 +54,6 @@ class Bus:
         self._grace = shutdown_grace
         self.publisher = Publisher(
             nc,
-            self.js,
             metrics=metrics,
             tracer=self._span_tracer,
             options=PublishOptions(

@@ -42,6 +42,7 @@ from prometheus_client import Counter, Histogram
 from opsbus.common.bus.accepting import Acceptance
 from opsbus.common.bus.propagation import context_from
 from opsbus.common.bus.publishing import MSG_ID, Publisher
+from opsbus.common.bus.pulling import Puller
 from opsbus.common.bus.spans import BusTracer
 from opsbus.common.errors import PermanentError, SkipError, TransientError, UndecodableError
 from opsbus.common.events.envelope import Envelope, EventPayload
@@ -133,6 +134,7 @@ class Consumer:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._puller: Puller | None = None
         self._active: dict[int, tuple[Msg, float]] = {}
         self._keep_alive_task: asyncio.Task[None] | None = None
         self._counters: dict[tuple[str, str], Counter] = {}
@@ -163,6 +165,7 @@ class Consumer:
     async def start(self) -> None:
         await self.ensure()
         self._sub = await self._js.pull_subscribe_bind(durable=self.spec.durable, stream=self.spec.stream)
+        self._puller = Puller(self._sub)
         self._loop_task = asyncio.create_task(self._run(), name=f"consumer:{self.spec.durable}")
         self._keep_alive_task = asyncio.create_task(self._keep_alive(), name=f"keep-alive:{self.spec.durable}")
 
@@ -214,11 +217,11 @@ class Consumer:
 
     # --- the pull loop ------------------------------------------------------------------------------
     async def _run(self) -> None:
-        assert self._sub is not None
+        assert self._puller is not None
         last_lag = 0.0
         while not self._stopping.is_set():
             try:
-                messages = await self._sub.fetch(self.spec.batch, timeout=self.spec.fetch_timeout)
+                messages = await self._puller.pull(self.spec.batch, self.spec.fetch_timeout)
             except (NatsTimeoutError, TimeoutError):
                 messages = []
             except Exception as exc:

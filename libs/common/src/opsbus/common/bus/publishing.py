@@ -5,18 +5,28 @@ hot path keeps many publishes in flight (never one awaited round trip per messag
 `send()` waits when `max_in_flight` publishes are unacknowledged. A publish whose acknowledgement does not
 arrive within `timeout` (NATS reconnecting, a leader election) is sent again with the same `Nats-Msg-Id`,
 so the stream stores it once. `publish()` is `send()` plus waiting for the ack; `flush()` waits for all.
+
+The pipelining is this module's own, on the NATS client's plain publish with a reply inbox (as nats-py's
+`publish_async` does, without its per-publish semaphore, `wait_for`, random token and future): one
+subscription takes every acknowledgement, and one timer, re-armed to the oldest attempt's deadline, finds
+the ones that timed out (issue 23: a timer, a semaphore and two futures per publish cost a third of the
+bus's throughput).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import logging
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 
 from nats.aio.client import Client
-from nats.js import JetStreamContext
-from nats.js.api import PubAck
+from nats.aio.msg import Msg
+from nats.js.api import Header, PubAck
+from nats.js.errors import APIError, NoStreamResponseError
 from opentelemetry.trace import SpanKind, Tracer
 from prometheus_client import Counter
 
@@ -29,6 +39,7 @@ from opsbus.common.telemetry.metrics import BusMetrics
 log = logging.getLogger(__name__)
 
 MSG_ID = "Nats-Msg-Id"
+NO_RESPONDERS = "503"  # the status JetStream answers when no stream takes the subject
 
 
 def prepare(event: Envelope) -> tuple[str, bytes, dict[str, str]]:
@@ -73,36 +84,39 @@ class _Pending:
     event_type: str
     result: asyncio.Future[PubAck]
     attempts: int = 0
-    inner: asyncio.Future[PubAck] | None = None
-    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    token: str = ""
+    deadline: float = 0.0
 
 
 class Publisher:
     def __init__(
         self,
         nc: Client,
-        js: JetStreamContext,
         *,
         metrics: BusMetrics,
         tracer: Tracer | None = None,
         options: PublishOptions | None = None,
     ) -> None:
         self._nc = nc
-        self._js = js
         self._metrics = metrics
         self._spans = BusTracer(tracer) if tracer is not None else None  # None: tracing off, no span work
         self._options = options or PublishOptions()
-        self._window = asyncio.Semaphore(self._options.max_in_flight)
-        self._pending: set[_Pending] = set()
+        self._open = 0  # publishes started and not yet acknowledged or failed (the window)
+        self._room: deque[asyncio.Future[None]] = deque()  # senders waiting for the window
+        self._awaiting: dict[str, _Pending] = {}  # reply token of the current attempt -> publish, oldest first
+        self._tokens = itertools.count(1)
+        self._prefix = ""  # "<inbox>." once the acknowledgement subscription exists
+        self._listening = asyncio.Lock()
+        self._sweeper: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._retries: set[asyncio.Task[None]] = set()
         self._published: dict[tuple[str, str], Counter] = {}
-        metrics.publish_in_flight.set_function(lambda: len(self._pending))  # read at scrape time, not per message
+        metrics.publish_in_flight.set_function(lambda: self._open)  # read at scrape time, not per message
 
     @property
     def in_flight(self) -> int:
-        return len(self._pending)
+        return self._open
 
     def prepare(self, event: Envelope) -> tuple[str, bytes, dict[str, str]]:
         """Subject, body and headers of `event`, with the current trace context stamped on both."""
@@ -139,11 +153,11 @@ class Publisher:
         self, subject: str, payload: bytes, headers: dict[str, str], *, event_type: str = "raw"
     ) -> asyncio.Future[PubAck]:
         """Publish prepared bytes (the outbox relay and the DLQ use this). `headers` must carry `Nats-Msg-Id`."""
-        await self._window.acquire()
-        loop = asyncio.get_running_loop()
-        pending = _Pending(subject, payload, headers, event_type, loop.create_future())
-        self._pending.add(pending)
+        if self._open >= self._options.max_in_flight:
+            await self._wait_for_room()
+        self._open += 1
         self._idle.clear()
+        pending = _Pending(subject, payload, headers, event_type, asyncio.get_running_loop().create_future())
         await self._attempt(pending)
         return pending.result
 
@@ -156,38 +170,89 @@ class Publisher:
         await asyncio.wait_for(self._idle.wait(), timeout)
 
     # --- internals ----------------------------------------------------------------------------------
+    async def _wait_for_room(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._open >= self._options.max_in_flight:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._room.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled: hand the room on
+                raise
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._room.remove(waiter)
+
+    def _wake_one(self) -> None:
+        while self._room:
+            waiter = self._room.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _listen(self) -> None:
+        """Subscribe once to this publisher's acknowledgement inbox (`<inbox>.<token>` per attempt)."""
+        async with self._listening:
+            if not self._prefix:
+                prefix = self._nc.new_inbox() + "."
+                await self._nc.subscribe(prefix + "*", cb=self._on_ack)
+                self._prefix = prefix
+
     async def _attempt(self, pending: _Pending) -> None:
         pending.attempts += 1
+        if not self._prefix:
+            await self._listen()
+        token = str(next(self._tokens))
         try:
-            inner = await self._js.publish_async(pending.subject, pending.payload, headers=dict(pending.headers))
+            reply = self._prefix + token
+            await self._nc.publish(pending.subject, pending.payload, reply=reply, headers=pending.headers)
         except Exception as exc:
             self._on_failure(pending, exc)
             return
-        pending.inner = inner
         loop = asyncio.get_running_loop()
-        pending.timer = loop.call_later(self._options.timeout, self._on_timeout, pending, inner)
-        inner.add_done_callback(lambda fut: self._on_inner_done(pending, fut))
+        pending.token = token
+        pending.deadline = loop.time() + self._options.timeout
+        self._awaiting[token] = pending
+        if self._sweeper is None:
+            self._sweeper = loop.call_at(pending.deadline, self._sweep)
 
-    def _on_inner_done(self, pending: _Pending, inner: asyncio.Future[PubAck]) -> None:
-        if pending.inner is not inner or pending.result.done():
-            return  # a superseded attempt
-        if pending.timer is not None:
-            pending.timer.cancel()
-        if inner.cancelled():
-            return  # cancelled by our own timeout, which schedules the retry
-        exc = inner.exception()
-        if exc is not None:
+    async def _on_ack(self, msg: Msg) -> None:
+        """The stream's answer to one attempt; an answer to an attempt already given up on is ignored."""
+        pending = self._awaiting.pop(msg.subject[len(self._prefix) :], None)
+        if pending is None or pending.result.done():
+            return
+        if msg.headers and msg.headers.get(Header.STATUS) == NO_RESPONDERS:
+            self._on_failure(pending, NoStreamResponseError())
+            return
+        try:
+            answer = json.loads(msg.data)
+            if "error" in answer:
+                self._on_failure(pending, APIError.from_error(answer["error"]))
+                return
+            ack = PubAck.from_response(answer)
+        except Exception as exc:
             self._on_failure(pending, exc)
             return
-        ack = inner.result()
         self._count(pending.event_type, "duplicate" if ack.duplicate else "ok")
         self._finish(pending, ack, None)
 
-    def _on_timeout(self, pending: _Pending, inner: asyncio.Future[PubAck]) -> None:
-        if pending.inner is not inner or pending.result.done():
-            return
-        inner.cancel()
-        self._on_failure(pending, TimeoutError(f"no JetStream ack within {self._options.timeout}s"))
+    def _sweep(self) -> None:
+        """One timer for every publish in flight: attempts are kept oldest first and share one timeout, so the
+        expired ones are a prefix and the next deadline is the first that remains."""
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        expired: list[_Pending] = []
+        for pending in self._awaiting.values():
+            if pending.deadline > now:
+                self._sweeper = loop.call_at(pending.deadline, self._sweep)
+                break
+            expired.append(pending)
+        for pending in expired:
+            del self._awaiting[pending.token]
+            self._on_failure(pending, TimeoutError(f"no JetStream ack within {self._options.timeout}s"))
 
     def _on_failure(self, pending: _Pending, exc: BaseException) -> None:
         if pending.attempts <= self._options.retries:
@@ -219,7 +284,8 @@ class Publisher:
                 pending.result.set_exception(error)
             else:
                 pending.result.set_result(ack)  # type: ignore[arg-type]
-        self._pending.discard(pending)
-        self._window.release()
-        if not self._pending:
+        self._open -= 1
+        if self._room:
+            self._wake_one()
+        if not self._open:
             self._idle.set()
