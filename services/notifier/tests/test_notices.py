@@ -1,11 +1,17 @@
 """Notices built from the deployer's terminal events: severity, reason and message, and how the default templates
-and the PagerDuty body present them (`deploy.rollback_failed` pages, `deploy.skipped` is informational)."""
+and the PagerDuty body present them (`deploy.rollback_failed` pages, `deploy.skipped` is informational). The
+Slack notice of a recovery step waiting for approval carries Approve and Reject buttons naming the step (the
+contract in `opsbus.common.api.chat` that the gateway's Slack endpoint reads back); other notices, and one no
+longer firing, carry none."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from opsbus.common.events.examples import example_events
+from opsbus.common.api.chat import ACTION_APPROVE, ACTION_REJECT, parse_step_value
+from opsbus.common.events.examples import RECOVERY_ID, example_events
 from opsbus.common.events.payloads import (
     DeployFailed,
     DeployRollbackFailed,
@@ -13,12 +19,14 @@ from opsbus.common.events.payloads import (
     DeploySkipped,
     DeploySucceeded,
     RecoveryEscalated,
+    RecoveryPlanned,
+    RecoveryStarted,
 )
 from opsbus.notifier.domain.config import parse_config
 from opsbus.notifier.domain.grouping import Notification, notification_id
 from opsbus.notifier.domain.notices import Notice, notice_from
 from opsbus.notifier.domain.routing import match_routes
-from opsbus.notifier.rendering import Links, Renderer, pagerduty_body
+from opsbus.notifier.rendering import Links, Renderer, pagerduty_body, slack_body
 
 LINKS = Links(gateway_url="https://opsbus.example.com", jaeger_url=None)
 
@@ -153,3 +161,43 @@ receivers:
     assert told is not None and told.labels["cause"] == "unknown"
     assert told.reason == "no probable cause found: nothing examined explains this incident"
     assert told.cause_evidence[0].startswith("checked changes: 3")
+
+
+def slack_of(event_type: str, **changes: Any) -> dict[str, Any]:
+    notice = notice_from(example_events()[event_type])
+    assert notice is not None
+    n = notification_of(notice.model_copy(update=changes))
+    return slack_body(n, Renderer(LINKS).for_receiver(None).render(n), LINKS)
+
+
+def decision_buttons(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        e
+        for b in body["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e.get("action_id") in (ACTION_APPROVE, ACTION_REJECT)
+    ]
+
+
+def test_a_step_waiting_for_approval_offers_approve_and_reject_naming_the_step() -> None:
+    notice = notice_from(example_events()[RecoveryPlanned.event_type])
+    assert notice is not None and notice.approval is not None
+    assert (notice.approval.recovery_id, notice.approval.step) == (RECOVERY_ID, 2)
+    approve, reject = decision_buttons(slack_of(RecoveryPlanned.event_type))
+    assert (approve["action_id"], approve["style"], reject["action_id"], reject["style"]) == (
+        ACTION_APPROVE,
+        "primary",
+        ACTION_REJECT,
+        "danger",
+    )
+    assert parse_step_value(approve["value"]) == parse_step_value(reject["value"]) == (RECOVERY_ID, 2)
+    assert approve["text"]["text"].startswith("Approve (until ") and "confirm" in approve
+    links = [e for b in slack_of(RecoveryPlanned.event_type)["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert any(e.get("url", "").startswith("https://opsbus.example.com/v1/incidents/") for e in links)
+
+
+def test_other_notices_and_a_resolved_one_carry_no_decision_buttons() -> None:
+    assert decision_buttons(slack_of(RecoveryStarted.event_type)) == []
+    assert decision_buttons(slack_of(RecoveryPlanned.event_type, status="resolved")) == []
+    assert decision_buttons(slack_of(RecoveryPlanned.event_type, approval=None)) == []

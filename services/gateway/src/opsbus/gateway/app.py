@@ -44,6 +44,7 @@ from opsbus.gateway.routes import (
     recommendations,
     recoveries,
     session,
+    slack,
     sso,
     system,
     trail,
@@ -81,6 +82,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     users.router,
     sso.router,
     live.router,
+    slack.router,
 )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, SecretStr
 
 from opsbus.common.settings import ServiceSettings
@@ -64,6 +66,33 @@ class ConsoleSettings(BaseModel):
     )
 
 
+class SlackApprover(BaseModel):
+    """Who a Slack user is in opsbus when they click Approve or Reject: the identity recorded as the decision's
+    actor, and the role and scope it is judged with (the same checks as the API)."""
+
+    identity: str = Field(min_length=1, max_length=253, description="The opsbus identity, e.g. the OIDC e-mail.")
+    role: Literal["viewer", "operator", "admin"] = Field(default="operator", description="Deciding needs operator.")
+    namespaces: list[str] = Field(default_factory=lambda: ["*"], description="Namespaces they may decide in.")
+    clusters: list[str] = Field(default_factory=lambda: ["*"], description="Clusters they may decide in.")
+
+
+class SlackSettings(BaseModel):
+    """Slack interactivity: Approve/Reject clicks posted to `/v1/integrations/slack/interactions`.
+
+    Unset `signing_secret`: the endpoint answers 404. The secret comes from the environment (the chart takes it
+    from a Kubernetes Secret); it is never logged or echoed."""
+
+    signing_secret: SecretStr | None = Field(default=None, description="The Slack app's signing secret.")
+    max_age_seconds: int = Field(default=300, ge=1, le=3600, description="Older request timestamps are refused.")
+    approvers: dict[str, SlackApprover] = Field(
+        default_factory=dict, description="Slack user id (e.g. `U024BE7LH`) -> opsbus approver; others are refused."
+    )
+    response_url_prefix: str = Field(
+        default="https://hooks.slack.com/",
+        description="The message is updated through the click's `response_url` only when it starts with this.",
+    )
+
+
 class GatewayOptions(BaseModel):
     host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     port: int = Field(default=8000, ge=0, le=65535, description="API port (0 picks a free one).")
@@ -86,6 +115,7 @@ class GatewayOptions(BaseModel):
     oidc: OidcSettings = OidcSettings()
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
     console: ConsoleSettings = ConsoleSettings()
+    slack: SlackSettings = SlackSettings()
 
 
 class GatewaySettings(ServiceSettings):

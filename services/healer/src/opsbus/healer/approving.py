@@ -2,9 +2,9 @@
 
 A decision is recorded with its events and its one audit entry in one transaction: asked for through the
 gateway, the request names the caller (`opsbus.common.api.calling.Caller`) and the entry carries that actor
-and request id, so a decision whose entry cannot be written is not recorded at all. An approved step is
-resumed by the ladder (`recovering`) with the grant; an expired request is a rejection by the healer itself.
-Contradicting or late decisions are recorded and ignored, never applied.
+and request id (and the chat it came from, for a chat button), so a decision whose entry cannot be written is
+not recorded at all. An approved step is resumed by the ladder (`recovering`) with the grant; an expired request
+is a rejection by the healer itself. Contradicting or late decisions are recorded and ignored, never applied.
 """
 
 from __future__ import annotations
@@ -31,6 +31,13 @@ from opsbus.healer.domain.lifecycle import Transition
 from opsbus.healer.domain.planning import Grant
 from opsbus.healer.recording import SERVICE, Recorder
 from opsbus.healer.store import ApprovalRow, RecoveryRow
+
+
+def _channel_of(caller: Caller | None) -> dict[str, str]:
+    """The chat a decision came from (e.g. a Slack button) and who clicked there, for the audit entry."""
+    if caller is None or caller.channel is None:
+        return {}
+    return {"channel": caller.channel} | ({"channel_user": caller.channel_user} if caller.channel_user else {})
 
 
 class Approvals:
@@ -97,7 +104,13 @@ class Approvals:
                 key=f"{rid}:{step}:{row.status}",
                 actor=caller.actor if caller else user,
                 request_id=caller.request_id if caller else None,
-                details={"recovery_id": rid, "step": step, "status": row.status, "approver": approver},
+                details={
+                    "recovery_id": rid,
+                    "step": step,
+                    "status": row.status,
+                    "approver": approver,
+                    **_channel_of(caller),
+                },
             )
             expires = row.expires_at
         self.rec.wake_relay()

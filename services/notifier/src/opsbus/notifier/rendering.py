@@ -31,9 +31,10 @@ from typing import Any
 
 import jinja2
 
+from opsbus.common.api.chat import ACTION_APPROVE, ACTION_REJECT, step_value
 from opsbus.notifier.domain.config import TEMPLATE_ENV, TemplatesConfig
 from opsbus.notifier.domain.grouping import Notification
-from opsbus.notifier.domain.notices import Notice
+from opsbus.notifier.domain.notices import ApprovalAsk, Notice
 
 log = logging.getLogger(__name__)
 
@@ -221,10 +222,35 @@ def webhook_body(n: Notification, rendered: Rendered, links: Links) -> dict[str,
     }
 
 
+def _decision_buttons(ask: ApprovalAsk) -> dict[str, Any]:
+    """Approve and Reject for a step waiting for a person; the clicks go to the gateway's Slack endpoint."""
+    value = step_value(ask.recovery_id, ask.step)
+    until = ask.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    confirm = {
+        "title": {"type": "plain_text", "text": "Approve this step?"},
+        "text": {"type": "mrkdwn", "text": f"Step {ask.step} of recovery `{ask.recovery_id}` runs once approved."},
+        "confirm": {"type": "plain_text", "text": "Approve"},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+    }
+    approve = {"type": "plain_text", "text": f"Approve (until {until})"[:75]}
+    reject = {"type": "plain_text", "text": "Reject"}
+    return {
+        "type": "actions",
+        "block_id": f"opsbus-decision-{value}"[:255],
+        "elements": [
+            {"type": "button", "action_id": ACTION_APPROVE, "text": approve, "style": "primary", "value": value}
+            | {"confirm": confirm},
+            {"type": "button", "action_id": ACTION_REJECT, "text": reject, "style": "danger", "value": value},
+        ],
+    }
+
+
 def slack_body(
     n: Notification, rendered: Rendered, links: Links, *, channel: str | None = None, username: str | None = None
 ) -> dict[str, Any]:
-    """Block Kit: a header, one section per alert (mrkdwn, under Slack's 3000-character limit), link buttons."""
+    """Block Kit: a header, one section per alert (mrkdwn, under Slack's 3000-character limit), link buttons, and
+    Approve/Reject buttons on a step waiting for approval (`opsbus.common.api.chat`; Slack posts the click to
+    the gateway's `/v1/integrations/slack/interactions`)."""
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": rendered.title[:150]}}]
     for a in n.alerts[:20]:
         body = f"*{'🔥' if a.status == 'firing' else '✅'} {a.title}*\n*Severity:* {a.severity}"
@@ -244,6 +270,8 @@ def slack_body(
         ]
         if buttons:
             blocks.append({"type": "actions", "elements": buttons})
+        if a.approval is not None and a.status == "firing":
+            blocks.append(_decision_buttons(a.approval))
     message: dict[str, Any] = {"text": rendered.title, "blocks": blocks}
     if channel:
         message["channel"] = channel

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field, ValidationError
 
 from opsbus.common.api import healer as api
+from opsbus.common.api.calling import Caller
 from opsbus.common.events.payloads import AlertFired
 from opsbus.gateway.auth import Admin, Ctx, Operator, RequestId, Viewer
 from opsbus.gateway.commands import caller_of
@@ -83,30 +84,38 @@ async def _may_decide(ctx: Ctx, who: Principal, recovery_id: str, step: int) -> 
         raise ApiProblem(404, f"no pending approval for recovery {recovery_id} step {step}", slug="not-found")
 
 
+async def decide(
+    ctx: Ctx, who: Principal, caller: Caller, *, recovery_id: str, step: int, approve: bool, text: str | None
+) -> api.ApprovalAnswer:
+    """Approve (`text` the comment) or reject (`text` the reason) a step for `who`: the one path of every
+    decision, from the API and from a chat button (`routes/slack.py`, its `caller` naming the chat)."""
+    await _may_decide(ctx, who, recovery_id, step)
+    if approve:
+        request: api.ApproveRequest | api.RejectRequest = api.ApproveRequest(
+            recovery_id=recovery_id, step=step, approver=_author(who), comment=text, caller=caller
+        )
+    else:
+        request = api.RejectRequest(
+            recovery_id=recovery_id, step=step, approver=_author(who), reason=text or "rejected", caller=caller
+        )
+    operation = "approve" if approve else "reject"
+    return await ctx.services.call(api.SERVICE, operation, request, api.ApprovalAnswer)
+
+
 @router.post("/v1/recoveries/{recovery_id}/steps/{step}/approve", summary="Approve a planned recovery step")
 async def approve(
     *, body: Approval, who: Operator, ctx: Ctx, rid: RequestId, recovery_id: str = _RID, step: int = _STEP
 ) -> api.ApprovalAnswer:
-    await _may_decide(ctx, who, recovery_id, step)
-    request = api.ApproveRequest(
-        recovery_id=recovery_id,
-        step=step,
-        approver=_author(who),
-        comment=body.comment,
-        caller=caller_of(who, rid),
-    )
-    return await ctx.services.call(api.SERVICE, "approve", request, api.ApprovalAnswer)
+    caller = caller_of(who, rid)
+    return await decide(ctx, who, caller, recovery_id=recovery_id, step=step, approve=True, text=body.comment)
 
 
 @router.post("/v1/recoveries/{recovery_id}/steps/{step}/reject", summary="Reject a planned recovery step")
 async def reject(
     *, body: Rejection, who: Operator, ctx: Ctx, rid: RequestId, recovery_id: str = _RID, step: int = _STEP
 ) -> api.ApprovalAnswer:
-    await _may_decide(ctx, who, recovery_id, step)
-    request = api.RejectRequest(
-        recovery_id=recovery_id, step=step, approver=_author(who), reason=body.reason, caller=caller_of(who, rid)
-    )
-    return await ctx.services.call(api.SERVICE, "reject", request, api.ApprovalAnswer)
+    caller = caller_of(who, rid)
+    return await decide(ctx, who, caller, recovery_id=recovery_id, step=step, approve=False, text=body.reason)
 
 
 class PolicyPreviewRequest(PolicyDocument):

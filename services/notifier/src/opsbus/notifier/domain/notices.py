@@ -5,7 +5,8 @@ updated and finally resolved. Every other event the notifier routes (a recovery 
 scaling recommendation, the analyzer's diagnosis with its top cause and evidence, labelled `cause=<kind>`) is
 *ephemeral*: told once, then dropped from its group. A notice carries what the
 on-call engineer needs in the message: the reason, the evidence (last log lines, Kubernetes Events), what
-the healer did, and the ids that link it to the trace and the gateway. Pure; no I/O.
+the healer did, and the ids that link it to the trace and the gateway; a step waiting for approval says
+which (recovery id and step), for the chat channels that offer Approve and Reject buttons. Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ Status = Literal["firing", "resolved"]
 IGNORED_FAMILIES = frozenset({"notify", "audit", "cluster", "dlq"})
 
 
+class ApprovalAsk(BaseModel):
+    """A planned recovery step waiting for a person: chat channels that can take the decision offer buttons."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    recovery_id: str
+    step: int
+    expires_at: datetime
+
+
 class Notice(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -66,6 +77,7 @@ class Notice(BaseModel):
         default_factory=list,
         description="A diagnosis: the evidence of its top cause (or what was checked), one line each.",
     )
+    approval: ApprovalAsk | None = Field(default=None, description="A `recovery.planned` waiting for approval.")
 
 
 def _digest(*parts: str) -> str:
@@ -199,6 +211,11 @@ def notice_from(envelope: Envelope) -> Notice | None:
     payload = envelope.payload()
     if isinstance(payload, DiagnosisMade | DiagnosisRevised):
         labels["cause"], reason, evidence = _diagnosis(payload)
+    approval = None
+    if isinstance(payload, RecoveryPlanned) and payload.approval is not None:
+        approval = ApprovalAsk(
+            recovery_id=payload.recovery_id, step=payload.step, expires_at=payload.approval.expires_at
+        )
     verb = envelope.verb
     return Notice(
         fingerprint=_digest(envelope.id),
@@ -217,4 +234,5 @@ def notice_from(envelope: Envelope) -> Notice | None:
         traceparent=envelope.traceparent,
         actions=actions,
         cause_evidence=evidence,
+        approval=approval,
     )

@@ -1,0 +1,174 @@
+"""`POST /v1/integrations/slack/interactions`: Approve and Reject clicks on the notifier's Slack notices.
+
+Slack posts each click to the app's interactivity request URL, signed with the app's signing secret. The
+request is judged before anything else (`domain/slack.py`): unsigned, forged or stale requests get 401, a
+signed body that is no decision 400, both problem+json. The Slack user is then mapped to an opsbus approver
+(`gateway.slack.approvers`: identity, role, namespaces, clusters); the decision goes through the recoveries'
+own path (`recoveries.decide`: the same role, scope and tenancy checks, the healer's one audit entry in the
+decision's transaction), the caller naming the chat (`slack`) and the Slack user id. A click Slack signed is
+always answered 200, as Slack wants, with the text the person sees: a refusal (an unknown Slack user, a role
+or namespace that may not decide; both audited as denied by the gateway) or a step that is no longer waiting
+(a second click: nothing is decided twice) is an ephemeral reply; a decision replaces the message's buttons
+with who decided. Slack ignores the answer's body for block actions, so the same reply also goes to the
+click's `response_url` after the answer, only when that URL is Slack's (`response_url_prefix`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, BackgroundTasks, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsbus.common.api.calling import Caller
+from opsbus.common.events.payloads.audit import AuditOutcome
+from opsbus.common.events.payloads.common import ResourceRef
+from opsbus.common.rpc import RpcError
+from opsbus.gateway.auth import Ctx, RequestId
+from opsbus.gateway.commands import actor_of
+from opsbus.gateway.context import GatewayContext
+from opsbus.gateway.domain import slack
+from opsbus.gateway.domain.access import Denied, Principal, Role, Scope
+from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem
+from opsbus.gateway.routes.recoveries import decide
+from opsbus.gateway.settings import SlackApprover
+
+CHANNEL = "slack"
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["integrations"], responses=PROBLEM_RESPONSES)
+
+_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["payload"],
+                    "properties": {"payload": {"type": "string", "description": "Slack's interaction JSON."}},
+                }
+            }
+        },
+    },
+    "parameters": [
+        {"name": h, "in": "header", "required": True, "schema": {"type": "string"}, "description": d}
+        for h, d in (
+            ("X-Slack-Request-Timestamp", "Unix time Slack sent the request at; refused beyond max_age_seconds."),
+            ("X-Slack-Signature", "`v0=` HMAC-SHA256 of `v0:<timestamp>:<body>` with the app's signing secret."),
+        )
+    ],
+}
+
+
+class SlackReply(BaseModel):
+    """What the person who clicked sees (Slack's message-response shape)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    replace_original: bool = Field(description="True: the message is replaced (its buttons gone).")
+    response_type: str | None = Field(default=None, description="`ephemeral`: only the person who clicked sees it.")
+    blocks: list[dict[str, Any]] | None = None
+
+
+def approver_principal(user: SlackApprover) -> Principal:
+    scope = Scope.of(user.namespaces, user.clusters)
+    return Principal(kind="user", id=user.identity, role=Role.parse(user.role), scope=scope, display_name=user.identity)
+
+
+async def _refused(ctx: GatewayContext, who: Principal, click: slack.Click, rid: str, reason: str) -> SlackReply:
+    """Audit a refused click (as the gateway: nothing was decided) and tell the person why."""
+    await ctx.commands.audit(
+        who,
+        action=f"recovery.{click.verb}",
+        target=ResourceRef(kind="Recovery", name=click.recovery_id[:253]),
+        reason=f"refused from Slack ({click.user_id}): {reason}",
+        request_id=rid,
+        outcome=AuditOutcome.DENIED,
+        details={
+            "recovery_id": click.recovery_id,
+            "step": click.step,
+            "channel": CHANNEL,
+            "channel_user": click.user_id,
+        },
+    )
+    return SlackReply(**slack.ephemeral(f":no_entry: Not {click.verb}d: {reason}"))
+
+
+async def _decide(ctx: GatewayContext, click: slack.Click, rid: str) -> SlackReply:
+    user = ctx.settings.gateway.slack.approvers.get(click.user_id)
+    if user is None:
+        stranger = Principal(
+            kind="user", id=f"{CHANNEL}:{click.user_id}", role=Role.VIEWER, display_name=click.user_name
+        )
+        reason = (
+            f"Slack user {click.user_id} is not an opsbus approver (ask an admin to map it in gateway.slack.approvers)"
+        )
+        return await _refused(ctx, stranger, click, rid, reason)
+    who = approver_principal(user)
+    caller = Caller(actor=actor_of(who), request_id=rid, channel=CHANNEL, channel_user=click.user_id)
+    step = f"recovery {click.recovery_id} step {click.step}"
+    try:
+        answer = await decide(
+            ctx, who, caller, recovery_id=click.recovery_id, step=click.step, approve=click.approve, text=None
+        )
+    except Denied as exc:
+        reason = (
+            f"no pending approval for {step} in your namespaces" if exc.hidden else f"{user.identity}: {exc.reason}"
+        )
+        return await _refused(ctx, who, click, rid, reason)
+    except ApiProblem as exc:
+        if exc.status != 404:
+            raise
+        return SlackReply(**slack.ephemeral(f"{step} is not waiting for a decision (already decided or expired)."))
+    except RpcError as exc:
+        if exc.code not in (404, 409):
+            raise
+        return SlackReply(**slack.ephemeral(f"{step} is not waiting for a decision: {exc.description}"))
+    icon = ":white_check_mark:" if answer.status == "approved" else ":x:"
+    line = f"{icon} {step} {answer.status} by {user.identity} (<@{click.user_id}>) from Slack"
+    return SlackReply(**slack.decided(click, line))
+
+
+async def _update_message(url: str, reply: SlackReply) -> None:
+    """Post the reply to the click's `response_url` (the answer's own body is ignored for block actions)."""
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            response = await client.post(url, json=reply.model_dump(exclude_none=True))
+        if response.status_code >= 300:
+            log.warning("Slack refused the message update: HTTP %s", response.status_code)
+    except httpx.HTTPError as exc:
+        log.warning("Slack message update failed: %s", type(exc).__name__)
+
+
+@router.post(
+    "/v1/integrations/slack/interactions",
+    summary="Slack interactivity: Approve/Reject clicks on recovery notices (signed by Slack)",
+    openapi_extra=_FORM,
+    response_model_exclude_none=True,
+)
+async def slack_interactions(request: Request, ctx: Ctx, rid: RequestId, tasks: BackgroundTasks) -> SlackReply:
+    settings = ctx.settings.gateway.slack
+    if settings.signing_secret is None:
+        raise ApiProblem(404, "Slack interactivity is not configured on this gateway", slug="not-found")
+    body = await request.body()
+    try:
+        slack.verify(
+            settings.signing_secret.get_secret_value(),
+            timestamp=request.headers.get("x-slack-request-timestamp"),
+            sent=request.headers.get("x-slack-signature"),
+            body=body,
+            now=ctx.commands.clock().timestamp(),
+            max_age=settings.max_age_seconds,
+        )
+        click = slack.parse_click(body)
+    except slack.SlackRequestRefused as exc:
+        raise ApiProblem(401, str(exc), slug="unauthorized") from None
+    except slack.MalformedInteraction as exc:
+        raise ApiProblem(400, str(exc), slug="bad-request") from None
+    reply = await _decide(ctx, click, rid)
+    if click.response_url and click.response_url.startswith(settings.response_url_prefix):
+        tasks.add_task(_update_message, click.response_url, reply)
+    return reply
