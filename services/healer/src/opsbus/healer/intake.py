@@ -36,7 +36,7 @@ from opsbus.healer.opening import SEVERITY_RANK, Opened
 from opsbus.healer.policies import PolicyStore
 from opsbus.healer.recording import Recorder, alert_state, object_of, recent_attempts, recovery_id_for
 from opsbus.healer.recovering import WAITING
-from opsbus.healer.store import AlertRow, DeployOutcomeRow, RecoveryRow, TransitionRow
+from opsbus.healer.store import AlertRow, AttemptRow, DeployOutcomeRow, RecoveryRow, TransitionRow
 
 __all__ = ["SEVERITY_RANK", "Intake"]
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 _ALERTS = cast("Table", AlertRow.__table__)
 _RECOVERIES = cast("Table", RecoveryRow.__table__)
 _TRANSITIONS = cast("Table", TransitionRow.__table__)
+_ATTEMPTS = cast("Table", AttemptRow.__table__)
+_ATTEMPT_COLUMNS = tuple(c.key for c in _ATTEMPTS.columns if c.key != "id")
 _upsert = insert(_ALERTS)
 STATE_UPSERT = _upsert.on_conflict_do_update(
     index_elements=[_ALERTS.c.fingerprint],
@@ -62,6 +64,10 @@ DEPLOY_TERMINAL = {
     "io.opsbus.deploy.skipped.v1": "skipped",
     "io.opsbus.deploy.rollback_failed.v1": "rollback_failed",
 }
+
+
+def _attempt_row(attempt: AttemptRow) -> dict[str, Any]:
+    return {key: getattr(attempt, key) for key in _ATTEMPT_COLUMNS}
 
 
 class Intake:
@@ -199,8 +205,9 @@ class Intake:
         moves = [m for o in ours for m in o.moves]
         if moves:
             await session.execute(insert(_TRANSITIONS), moves)
-        attempts = [o.skipped for o in ours if o.skipped is not None]
-        session.add_all(attempts)
+        attempts = [_attempt_row(o.skipped) for o in ours if o.skipped is not None]
+        if attempts:  # Core executemany: the ORM's flush fetched back every id it does not need (issue 18)
+            await session.execute(insert(_ATTEMPTS), attempts)
         entries += [e for o in ours for e in o.entries]
         return [o.rid for o in ours if o.walks]
 

@@ -75,9 +75,8 @@ def consumer_specs(settings: HealerSettings) -> list[ConsumerSpec]:
             subjects=[f"alert.fired.{c}.*"],
             accepts=[AlertFired],
             concurrency=settings.healer.alert_concurrency,
-            # One message per pull: nats-py's batched fetch holds a lone message until the batch fills or the
-            # fetch times out (1 s), a floor on alert -> action latency; alerts are few, latency matters.
-            batch=1,
+            # Batched pulls: the bus hands on what the stream holds at once and never waits for a batch to fill
+            # (`bus.pulling`), so a storm comes in whole batches and a lone alert is not held.
             max_deliver=50,
             backoff=(1.0, 5.0, 15.0, 60.0),
             ack_wait=60.0,
@@ -89,7 +88,6 @@ def consumer_specs(settings: HealerSettings) -> list[ConsumerSpec]:
             subjects=[f"alert.resolved.{c}.*"],
             accepts=[AlertResolved],
             concurrency=4,
-            batch=1,  # a resolution ends a verification: no batching delay (see healer-alerts)
             description="healer: which alerts are still firing",
         ),
         ConsumerSpec(
@@ -111,7 +109,6 @@ def consumer_specs(settings: HealerSettings) -> list[ConsumerSpec]:
             stream="DIAGNOSIS",
             subjects=[f"diagnosis.{m.verb()}.{c}.*" for m in (DiagnosisMade, DiagnosisRevised)],
             accepts=[DiagnosisMade, DiagnosisRevised],
-            batch=1,  # a diagnosis may decide the next ladder step: no batching delay (see healer-alerts)
             description="healer: the analyzer's top cause per incident, for steps conditioned on the cause",
         ),
     ]

@@ -40,7 +40,7 @@ class HealerOptions(BaseModel):
         "like any transient failure instead of holding the recovery.",
     )
     alert_concurrency: int = Field(
-        default=16,
+        default=64,
         ge=1,
         description="Fired alerts taken in at once per replica (recorded, matched, claimed); each recovery then "
         "walks its ladder in the background, up to max_recoveries.",
