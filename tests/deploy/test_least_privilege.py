@@ -431,14 +431,23 @@ CLIENT_CALL = re.compile(
     r"self\._?(core|apps|policy|autoscaling|custom)\.(list|read|patch|delete|create|replace)_(\w+)"
 )
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# What a module's custom-object calls reach: the optimizer's pod metrics, the deployer's traffic routes.
+CUSTOM_OBJECTS = {
+    CLIENT_MODULES["optimizer"]: {("list", "pods", "metrics.k8s.io")},
+    CLIENT_MODULES["deployer"]: {
+        (verb, resource, group)
+        for verb in ("get", "patch")
+        for resource, group in (("httproutes", "gateway.networking.k8s.io"), ("virtualservices", "networking.istio.io"))
+    },
+}
 
 
 def client_calls(path: str) -> set[tuple[str, str, str]]:
     """(verb, resource, group) of each kubernetes-client method called in a module, as the authorizer names them."""
     found = set()
     for api, verb, rest in CLIENT_CALL.findall((REPO_ROOT / path).read_text()):
-        if api == "custom":  # the optimizer's only custom objects are metrics.k8s.io pod metrics
-            found.add(("list", "pods", "metrics.k8s.io"))
+        if api == "custom":
+            found |= CUSTOM_OBJECTS[path]
             continue
         kind = rest.removeprefix("namespaced_").removesuffix("_for_all_namespaces")
         if kind == "pod_eviction":

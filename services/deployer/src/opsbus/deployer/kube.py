@@ -1,5 +1,5 @@
 """The cluster port: Deployments (read, patch, create, delete), their ReplicaSets and pods, Services, StatefulSets
-and their ControllerRevisions. Nothing else.
+and their ControllerRevisions, and the route objects of traffic routers (HTTPRoute, VirtualService). Nothing else.
 
 Built on the official `kubernetes` client (synchronous; each call runs in a worker thread with a timeout) and
 returning plain JSON (camelCase, as the apiserver sends it), so the planners take plain data. Client
@@ -35,6 +35,15 @@ class KubePort(Protocol):
     async def statefulset(self, namespace: str, name: str) -> JSON: ...
     async def patch_statefulset(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> JSON: ...
     async def controller_revisions(self, namespace: str, owner: JSON) -> list[JSON]: ...
+    async def route(self, kind: str, namespace: str, name: str) -> JSON: ...
+    async def patch_route(self, kind: str, namespace: str, name: str, patch: list[dict[str, Any]]) -> JSON: ...
+
+
+# The traffic routers a weighted canary writes: kind -> (group, version, plural).
+ROUTES: dict[str, tuple[str, str, str]] = {
+    "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes"),
+    "VirtualService": ("networking.istio.io", "v1", "virtualservices"),
+}
 
 
 def api_client(kubeconfig: str | None) -> client.ApiClient:
@@ -66,6 +75,7 @@ class Kube:
         self._api = api
         self._apps = client.AppsV1Api(api)
         self._core = client.CoreV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
         self._timeout = timeout
 
     async def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -187,6 +197,35 @@ class Kube:
             f"patch Service {namespace}/{name}",
             lambda: self._core.patch_namespaced_service(
                 name, namespace, patch, _content_type="application/json-patch+json", _request_timeout=self._timeout
+            ),
+        )
+        return self._json(obj)
+
+    async def route(self, kind: str, namespace: str, name: str) -> JSON:
+        """A traffic router's route object (HTTPRoute or VirtualService, see ROUTES)."""
+        group, version, plural = ROUTES[kind]
+        obj = await self._call(
+            f"read {kind} {namespace}/{name}",
+            lambda: self._custom.get_namespaced_custom_object(
+                group, version, namespace, plural, name, _request_timeout=self._timeout
+            ),
+        )
+        return self._json(obj)
+
+    async def patch_route(self, kind: str, namespace: str, name: str, patch: list[dict[str, Any]]) -> JSON:
+        """A JSON patch of a route object; a failed `test` of its resourceVersion raises ConflictError."""
+        group, version, plural = ROUTES[kind]
+        obj = await self._call(
+            f"patch {kind} {namespace}/{name}",
+            lambda: self._custom.patch_namespaced_custom_object(
+                group,
+                version,
+                namespace,
+                plural,
+                name,
+                patch,
+                _content_type="application/json-patch+json",
+                _request_timeout=self._timeout,
             ),
         )
         return self._json(obj)

@@ -14,7 +14,17 @@ PROMOTE (the stable Deployment takes the canary's template; followed like a roll
 to zero) -> succeeded. Any failure before PROMOTE leaves the stable untouched; during PROMOTE the executor also
 puts the stable's old template back.
 
-Pure: the executor observes both Deployments, takes due measurements, and applies the returned effect.
+With a traffic router (`CanarySpec.router`: a Gateway API HTTPRoute or an Istio VirtualService) the share of
+traffic is a weight on the route, independent of replicas: SCALE brings the canary to a fixed size once
+(`router.canary_replicas`, default the stable's count), and reaching each step writes the step's weight
+(`SetWeight`) before its PAUSE; a step of 100 is a real step (all traffic on the canary, analysed) before
+PROMOTE; after promotion the weight goes back to 0 (all traffic on the stable, which now runs the new
+template) and CLEANUP scales the canary to zero. Once a weight is written, a route whose managed weights no
+longer say what was written was edited by someone else: the rollout pauses and writes nothing until the
+weights are back or an operator aborts (which restores 100% to the stable in one write).
+
+Pure: the executor observes both Deployments (and the route), takes due measurements, and applies the
+returned effect.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ from opsbus.common.events.payloads.deploy import (
     KubernetesProvider,
     Measurement,
 )
-from opsbus.deployer.domain import analysis, progression
+from opsbus.deployer.domain import analysis, progression, routing
 
 
 class Stage(StrEnum):
@@ -59,6 +69,8 @@ class CanaryState:
     measurements: Mapping[str, Sequence[Measurement]] = field(default_factory=dict)
     # SCALE: when each watched restarts check is next due (absent: `since` + its initial delay).
     watch_next: Mapping[str, datetime] = field(default_factory=dict)
+    # With a router: the canary weight last written to the route (None: nothing written yet).
+    weight: int | None = None
 
 
 class Outcome(StrEnum):
@@ -78,7 +90,14 @@ class PromoteStable:
     pass
 
 
-Effect = ScaleCanary | PromoteStable
+@dataclass(frozen=True, slots=True)
+class SetWeight:
+    """Write the route: `weight`% to the canary's Service, the rest to the stable's, in one guarded patch."""
+
+    weight: int
+
+
+Effect = ScaleCanary | PromoteStable | SetWeight
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +125,9 @@ def start(now: datetime) -> CanaryState:
 
 def _next_step(spec: CanarySpec, state: CanaryState, now: datetime) -> Decision:
     following = state.step + 1
-    if following < len(spec.steps) and spec.steps[following].weight < 100:
-        nxt = CanaryState(step=following, stage=Stage.SCALE, since=now)
+    # Replica ratio: a step of 100 means "promote". With a router, 100% on the canary is a step of its own.
+    if following < len(spec.steps) and (spec.steps[following].weight < 100 or spec.router is not None):
+        nxt = CanaryState(step=following, stage=Stage.SCALE, since=now, weight=state.weight)
         return Decision(
             nxt, Outcome.CONTINUE, f"step {following + 1}: weight {spec.steps[following].weight}%", step_changed=True
         )
@@ -172,6 +192,44 @@ def watched(state: CanaryState, taken: Sequence[tuple[AnalysisMetric, Measuremen
     return replace(state, measurements=failures, watch_next=due_next)
 
 
+def route_check(spec: CanarySpec, state: CanaryState, route: routing.Route | None) -> Decision | None:
+    """With a router: a failure when the route is gone, a pause when someone else changed the weights we wrote
+    (nothing is written over their edit), None when the route is as we left it (or there is no router)."""
+    router = spec.router
+    if router is None:
+        return None
+    if route is None:
+        return Decision(
+            state,
+            Outcome.FAILED,
+            f"{router.kind.value} {router.name} is gone or sends no traffic to Service {router.stable_service}",
+            reason=DeployFailureReason.APPLY_FAILED,
+        )
+    if state.weight is not None and route.canary_weight != state.weight:
+        return Decision(
+            state,
+            Outcome.PAUSED,
+            f"{router.kind.value} {router.name} was edited by someone else: opsbus set "
+            f"{100 - state.weight}/{state.weight} (stable/canary), it now says {route.describe()}; not overwritten. "
+            "Put the weights back to resume, or abort to restore all traffic to the stable",
+        )
+    return None
+
+
+def _scaled(spec: CanarySpec, step: CanaryStep, state: CanaryState, now: datetime) -> Decision:
+    """The canary is available at its size: the step's weight goes on the route (with a router), then PAUSE."""
+    paused = replace(state, stage=Stage.PAUSE, since=now, measurements={}, watch_next={})
+    if spec.router is None:
+        return Decision(paused, Outcome.CONTINUE, f"step {state.step + 1} reached")
+    w = step.weight
+    return Decision(
+        replace(paused, weight=w),
+        Outcome.CONTINUE,
+        f"step {state.step + 1}: {spec.router.kind.value} {spec.router.name} set to {100 - w}/{w} (stable/canary)",
+        effect=SetWeight(w),
+    )
+
+
 def advance(  # noqa: PLR0911, PLR0912 - a state machine: one return per transition
     spec: CanarySpec,
     state: CanaryState,
@@ -182,17 +240,25 @@ def advance(  # noqa: PLR0911, PLR0912 - a state machine: one return per transit
     grace_seconds: int,
     promote_requested: bool,
     now: datetime,
+    route: routing.Route | None = None,
 ) -> Decision:
-    """The next decision. `canary` is None when the canary Deployment does not exist (yet, or any more)."""
+    """The next decision. `canary` is None when the canary Deployment does not exist (yet, or any more);
+    `route` is the router's route as observed (None when it is gone; ignored without a router)."""
     step = spec.steps[min(state.step, len(spec.steps) - 1)]
     stable_n = stable.spec_replicas
+    checked = route_check(spec, state, route)
+    if checked is not None:
+        return checked
 
     if state.stage is Stage.SCALE:
         if canary is None:
             return Decision(
                 state, Outcome.FAILED, "the canary Deployment disappeared", reason=DeployFailureReason.APPLY_FAILED
             )
-        want = canary_replicas(stable_n, step.weight)
+        if spec.router is not None:
+            want = spec.router.canary_replicas or max(stable_n, 1)
+        else:
+            want = canary_replicas(stable_n, step.weight)
         if canary.spec_replicas != want:
             tracking = progression.Tracking(
                 target_generation=canary.generation + 1,
@@ -234,11 +300,7 @@ def advance(  # noqa: PLR0911, PLR0912 - a state machine: one return per transit
                         analysis=judged.results,
                     )
             return Decision(state, Outcome.CONTINUE, f"canary: {st.message}")
-        return Decision(
-            replace(state, stage=Stage.PAUSE, since=now, measurements={}, watch_next={}),
-            Outcome.CONTINUE,
-            f"step {state.step + 1} reached",
-        )
+        return _scaled(spec, step, state, now)
 
     if state.stage is Stage.PAUSE:
         if step.pause_seconds and now < state.since + timedelta(seconds=step.pause_seconds):
@@ -282,6 +344,13 @@ def advance(  # noqa: PLR0911, PLR0912 - a state machine: one return per transit
             )
         if st.verdict is progression.Verdict.WAIT:
             return Decision(state, Outcome.CONTINUE, f"promotion: {st.message}")
+        if spec.router is not None:
+            return Decision(
+                replace(state, stage=Stage.CLEANUP, since=now, weight=0),
+                Outcome.CONTINUE,
+                f"promoted; {spec.router.kind.value} {spec.router.name} sends all traffic to the stable again",
+                effect=SetWeight(0),
+            )
         return Decision(
             replace(state, stage=Stage.CLEANUP, since=now),
             Outcome.CONTINUE,

@@ -63,6 +63,7 @@ def canary_to_json(state: canary.CanaryState) -> dict[str, Any]:
         "tracking": tracking_to_json(state.tracking) if state.tracking else None,
         "measurements": measurements_to_json(state.measurements),
         "watch_next": {k: v.isoformat() for k, v in state.watch_next.items()},
+        "weight": state.weight,
     }
 
 
@@ -74,6 +75,7 @@ def canary_from_json(data: dict[str, Any]) -> canary.CanaryState:
         tracking=tracking_from_json(data["tracking"]) if data.get("tracking") else None,
         measurements=measurements_from_json(data.get("measurements")),
         watch_next={k: datetime.fromisoformat(v) for k, v in (data.get("watch_next") or {}).items()},
+        weight=int(data["weight"]) if data.get("weight") is not None else None,
     )
 
 

@@ -166,10 +166,49 @@ class AnalysisSpec(Frozen):
         return value
 
 
-class CanaryStep(Frozen):
-    """One canary step: shift to `weight` percent of replicas, then optionally pause and/or analyse."""
+class RouterKind(StrEnum):
+    """The traffic router a weighted canary writes: a Gateway API route or an Istio virtual service."""
 
-    weight: int = Field(ge=1, le=100, description="Percentage of replicas on the new version (1..100).")
+    HTTP_ROUTE = "HTTPRoute"  # gateway.networking.k8s.io/v1
+    VIRTUAL_SERVICE = "VirtualService"  # networking.istio.io/v1
+
+
+_DNS_LABEL = _CONTAINER_NAME  # Service names are DNS-1123 labels too
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+
+
+class TrafficRouter(Frozen):
+    """Where a weighted canary shifts traffic: the route object (in the workload's namespace) and the two
+    backend Services, one selecting only the stable pods, one only the canary's (label `opsbus.io/canary`).
+
+    Only the rules of the route that send traffic to `stable_service` are changed (their two backend weights);
+    every other rule, match and filter is left as it is."""
+
+    kind: RouterKind = Field(description="HTTPRoute (Gateway API v1) or VirtualService (Istio).")
+    name: str = Field(pattern=_DNS_SUBDOMAIN, max_length=253, description="The route object's name.")
+    stable_service: str = Field(pattern=_DNS_LABEL, max_length=63, description="Service of the stable pods.")
+    canary_service: str = Field(pattern=_DNS_LABEL, max_length=63, description="Service of the canary's pods.")
+    canary_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="Replicas of the canary Deployment while it takes traffic (default: the stable's count); "
+        "the weights do not depend on it.",
+    )
+
+    @model_validator(mode="after")
+    def _two_services(self) -> Self:
+        if self.stable_service == self.canary_service:
+            raise ValueError("router.stable_service and router.canary_service must differ")
+        return self
+
+
+class CanaryStep(Frozen):
+    """One canary step: shift to `weight` percent (of replicas, or of traffic with a router), then optionally
+    pause and/or analyse."""
+
+    weight: int = Field(
+        ge=1, le=100, description="Percentage of replicas (or, with a router, of traffic) on the new version."
+    )
     pause_seconds: int | None = Field(default=None, ge=0, description="Pause after reaching the weight.")
     manual_promotion: bool = Field(
         default=False, description="Pause until promoted through the gateway (after pause_seconds, if any)."
@@ -178,9 +217,13 @@ class CanaryStep(Frozen):
 
 
 class CanarySpec(Frozen):
-    """Replica-ratio canary (no service mesh needed)."""
+    """Replica-ratio canary (no service mesh needed), or traffic-weighted with a `router`."""
 
     steps: tuple[CanaryStep, ...] = Field(min_length=1, description="Steps with strictly ascending weights.")
+    router: TrafficRouter | None = Field(
+        default=None,
+        description="Shift traffic by weight on this route, independently of replicas (none: replica ratio).",
+    )
 
     @field_validator("steps")
     @classmethod
