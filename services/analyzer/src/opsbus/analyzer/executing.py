@@ -30,7 +30,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import and_, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsbus.analyzer import store
@@ -49,8 +49,10 @@ from opsbus.analyzer.domain.planning import (
 from opsbus.analyzer.domain.timeline import Entry, from_change, from_deploy
 from opsbus.analyzer.prometheus import MetricsReader, NoMetrics
 from opsbus.analyzer.settings import AnalyzerOptions
+from opsbus.analyzer.timeline_rows import CLUSTER_SCOPED, Incoming, claim_all, insert_entries, window
 from opsbus.common.batching import GroupCommit
 from opsbus.common.bus import Delivery
+from opsbus.common.errors import PermanentError
 from opsbus.common.events.envelope import Envelope, ObjectRef
 from opsbus.common.events.payloads import (
     AlertFired,
@@ -66,7 +68,6 @@ from opsbus.common.store import Database, add, claim
 
 SERVICE = "analyzer"
 log = logging.getLogger(__name__)
-CLUSTER_SCOPED = "_"
 MAX_SAMPLES = 24
 MAX_POD_NODES = 20
 NODE_ALERTS = frozenset({"KubeNodeNotReady", "KubeNodeUnreachable", "KubeNodeMemoryPressure", "KubeNodeDiskPressure"})
@@ -110,6 +111,14 @@ def node_entry(event: Envelope, alert: AlertFired) -> Entry | None:
     )
 
 
+def _permanent_if_data(exc: Exception) -> Exception:
+    """A value PostgreSQL cannot store (SQLSTATE class 22, data exception): retrying will not help, dead-letter it."""
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if isinstance(exc, DBAPIError) and isinstance(code, str) and code.startswith("22"):
+        return PermanentError(f"the timeline refused it ({code}): {exc.orig}")
+    return exc
+
+
 def diagnosis_id(incident_id: str, revision: int) -> str:
     """Deterministic: a redelivered trigger (or a second replica) produces the same event id."""
     digest = hashlib.sha256(f"{incident_id}/{revision}".encode()).hexdigest()
@@ -132,15 +141,6 @@ def _series_json(s: Series) -> dict[str, Any]:
 def _series_of(d: dict[str, Any]) -> Series:
     points = tuple((datetime.fromtimestamp(t, UTC), float(v)) for t, v in d["points"])
     return Series(name=d["name"], query=d["query"], points=points, resolution_seconds=d["resolution"])
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """A timeline entry handed in by a handler, with the event it came from and the consumer's inbox name."""
-
-    event: Envelope
-    entry: Entry
-    consumer: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,12 +332,12 @@ class Analyzer:
                 try:
                     await self._write_entries([item])
                 except Exception as one:
-                    self._failed[(item.consumer, item.event.id)] = one
+                    self._failed[(item.consumer, item.event.id)] = _permanent_if_data(one)
 
     async def _write_entries(self, items: Sequence[Incoming]) -> None:
         now = self.clock()
         async with self.db.sessions.begin() as s:
-            fresh = await self._claim_all(s, items)
+            fresh = await claim_all(s, items)
             items = [i for i in items if (i.consumer, i.event.id) in fresh]
             if not items:
                 return
@@ -368,72 +368,23 @@ class Analyzer:
                     for i in items
                     if i.event.cluster == row["cluster"] and i.entry.namespace in (None, row["namespace"])
                 ]
-                if not seen:
-                    continue
-                last = seen[-1]
-                more = f" (and {len(seen) - 1} more)" if len(seen) > 1 else ""
-                await self._rediagnose(
-                    s,
-                    dict(row),
-                    last.event,
-                    now,
-                    reason=f"{last.entry.source} {last.event.id}: {last.entry.summary}{more}"[:512],
-                    alerts=row["alerts"],
-                    logs=row["logs"],
-                    refs=row["config_refs"],
-                )
-
-    async def _claim_all(self, s: AsyncSession, items: Sequence[Incoming]) -> set[tuple[str, str]]:
-        """The (consumer, event id) pairs claimed now: the rest were taken in by an earlier delivery."""
-        if len(items) == 1:
-            i = items[0]
-            return {(i.consumer, i.event.id)} if await claim(s, store.TABLES.inbox, i.consumer, i.event.id) else set()
-        inbox = store.TABLES.inbox
-        pairs = sorted({(i.consumer, i.event.id) for i in items})
-        result = await s.execute(
-            pg_insert(inbox)
-            .values([{"consumer": c, "event_id": e} for c, e in pairs])
-            .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])
-            .returning(inbox.c.consumer, inbox.c.event_id)
-        )
-        return {(r.consumer, r.event_id) for r in result}
+                if seen:
+                    await self._rediagnose(
+                        s,
+                        dict(row),
+                        seen[-1].event,
+                        now,
+                        alerts=row["alerts"],
+                        logs=row["logs"],
+                        refs=row["config_refs"],
+                        batch=seen,
+                    )
 
     # --- store and diagnosis ----------------------------------------------------------------------------------
     async def _record(self, s: AsyncSession, entries: Sequence[tuple[str, Entry]], now: datetime) -> None:
-        t = store.timeline
-        await s.execute(
-            pg_insert(t)
-            .values(
-                [
-                    {
-                        "event_id": entry.event_id,
-                        "cluster": cluster,
-                        "namespace": entry.namespace or CLUSTER_SCOPED,
-                        "at": entry.at,
-                        "object_name": entry.object_name,
-                        "entry": entry.to_json(),
-                        "recorded_at": now,
-                    }
-                    for cluster, entry in entries
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=[t.c.event_id])
-        )
+        await insert_entries(s, entries, now)
         for _, entry in entries:
             self.entries.labels(entry.source).inc()
-
-    async def _timeline(
-        self, s: AsyncSession, cluster: str, namespace: str, nodes: frozenset[str], since: datetime
-    ) -> tuple[Entry, ...]:
-        """The namespace's entries and those of the given nodes: the only cluster-scoped rows that can score."""
-        t = store.timeline
-        scope = [t.c.namespace == namespace] if namespace != CLUSTER_SCOPED else []
-        if nodes:
-            scope.append(and_(t.c.namespace == CLUSTER_SCOPED, t.c.object_name.in_(sorted(nodes))))
-        if not scope:
-            return ()
-        rows = await s.execute(select(t.c.entry).where(t.c.cluster == cluster, or_(*scope), t.c.at >= since))
-        return tuple(Entry.from_json(r.entry) for r in rows)
 
     async def _verdict(
         self,
@@ -456,9 +407,7 @@ class Analyzer:
         snap = Snapshot(
             incident_id=incident_id,
             alerts=facts,
-            timeline=await self._timeline(
-                s, cluster, _namespace(first), nodes_of(facts), first_at - self.tuning.lookback
-            ),
+            timeline=await window(s, cluster, _namespace(first), nodes_of(facts), first_at - self.tuning.lookback),
             now=now,
             logs=mine(samples) if samples else None,
             config_refs=frozenset((k, n) for k, n in refs) if refs is not None else None,
@@ -558,14 +507,23 @@ class Analyzer:
         trigger: Envelope,
         now: datetime,
         *,
-        reason: str,
         alerts: Sequence[dict[str, Any]],
         logs: Sequence[dict[str, Any]],
         refs: Sequence[Sequence[str]] | None,
+        reason: str = "",
+        batch: Sequence[Incoming] = (),
     ) -> None:
+        """Diagnose an open incident again. Triggered by a batch of entries: the one the new top cause rests on (else
+        the batch's last) is the revision's cause and reason."""
         snap, verdict = await self._verdict(
             s, cluster=row["cluster"], incident_id=row["id"], alerts=alerts, logs=logs, refs=refs, now=now
         )
+        if batch:
+            refs_of_top = {e.ref for e in verdict.causes[0].evidence} if verdict.causes else set()
+            pick = next((i for i in reversed(batch) if i.event.id in refs_of_top), batch[-1])
+            trigger = pick.event
+            more = f" (one of {len(batch)} changes taken in together)" if len(batch) > 1 else ""
+            reason = f"{pick.entry.source} {pick.event.id}: {pick.entry.summary}{more}"[:512]
         previous = row["diagnosis"].get("causes", [])
         before = [Cause.model_validate(c) for c in previous]
         values: dict[str, Any] = {"alerts": list(alerts), "logs": list(logs), "config_refs": refs, "updated_at": now}
