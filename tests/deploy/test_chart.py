@@ -406,3 +406,23 @@ def test_the_gateways_sso_settings_reach_it(monkeypatch: pytest.MonkeyPatch) -> 
     assert oidc.sign_in_enabled and oidc.client_id == "opsbus-console"
     assert oidc.client_secret is not None and oidc.client_secret.get_secret_value() == "from-client-secret"
     assert oidc.scopes == ["openid", "email", "opsbus"] and oidc.acr_values
+
+
+def test_the_gateways_slack_settings_reach_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    (container,) = by_kind(render(PRODUCTION), "Deployment")["opsbus-gateway"]["spec"]["template"]["spec"]["containers"]
+    secret = next(e for e in container["env"] if e["name"] == "OPSBUS_GATEWAY__SLACK__SIGNING_SECRET")
+    assert secret["valueFrom"]["secretKeyRef"] == {"name": "opsbus-slack", "key": "signing-secret"}
+    for name in [n for n in os.environ if n.startswith("OPSBUS_")]:
+        monkeypatch.delenv(name)
+    for name, value in _env_of(container).items():
+        monkeypatch.setenv(name, value)
+    module_name, _, class_name = SETTINGS["gateway"].partition(":")
+    slack = load(getattr(importlib.import_module(module_name), class_name)).gateway.slack
+    assert slack.signing_secret is not None and slack.signing_secret.get_secret_value() == "from-signing-secret"
+    alice = slack.approvers["U024BE7LH"]
+    assert (alice.identity, alice.role, alice.namespaces, alice.clusters) == (
+        "alice@example.com",
+        "operator",
+        ["payments"],
+        ["*"],
+    )

@@ -208,6 +208,17 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
       name: {{ . }}
       key: bearer-token
 {{- end }}
+{{- with ($s.slack).signingSecretSecret }}
+- name: OPSBUS_GATEWAY__SLACK__SIGNING_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: signing-secret
+{{- end }}
+{{- with ($s.slack).approvers }}
+- name: OPSBUS_GATEWAY__SLACK__APPROVERS
+  value: {{ toJson . | quote }}
+{{- end }}
 {{- end }}
 {{- range $key, $value := $s.env }}
 - name: {{ $key }}
