@@ -142,7 +142,7 @@ def _detect(coarse: Array, bucket: float, policy: ForecastPolicy) -> tuple[tuple
     notes: list[str] = []
     for period in policy.periods:
         lag = round(period / bucket)
-        if lag < 2 or n < policy.min_cycles * lag:
+        if lag < 2 or n <= policy.min_cycles * lag:  # MSTL drops a period of half the series or more
             notes.append(f"{_period_name(period)}: {n * bucket / period:.1f} cycles of history")
             continue
         r = float(acf(detrended, nlags=lag, fft=True)[lag])
