@@ -267,24 +267,6 @@ nodes_ready() {
   (( ready >= want ))
 }
 
-# The traffic routers' CRDs (Gateway API HTTPRoute, Istio VirtualService) at the versions pinned in
-# crds.env, from their Go modules in the module cache: the deployer's traffic-weighted canaries write
-# route objects. Server-side apply: the CRDs are too large for the last-applied annotation.
-install_crds() {
-  # shellcheck source-path=SCRIPTDIR source=crds.env
-  source "${SANDBOX_DIR}/crds.env"
-  local go gw istio
-  go="$(find_go)"
-  gw="$(GOFLAGS=-mod=mod "${go}" mod download -json "sigs.k8s.io/gateway-api@${GATEWAY_API_VERSION}" | grep '"Dir"' | cut -d'"' -f4)"
-  istio="$(GOFLAGS=-mod=mod "${go}" mod download -json "istio.io/api@${ISTIO_API_VERSION}" | grep '"Dir"' | cut -d'"' -f4)"
-  [[ -d "${gw}" && -d "${istio}" ]] || die "could not download the Gateway API or Istio API module"
-  kctl apply --server-side --force-conflicts -f "${gw}/config/crd/standard" >/dev/null
-  kctl apply --server-side --force-conflicts -f "${istio}/kubernetes/customresourcedefinitions.gen.yaml" >/dev/null
-  kctl wait --for condition=established --timeout 60s \
-    crd/httproutes.gateway.networking.k8s.io crd/virtualservices.networking.istio.io >/dev/null
-  log "CRDs: Gateway API ${GATEWAY_API_VERSION} (standard), Istio API ${ISTIO_API_VERSION}"
-}
-
 cmd_up() {
   local dry_run=false
   [[ "${1:-}" == "--dry-run" ]] && dry_run=true
@@ -338,7 +320,6 @@ cmd_up() {
   fi
   wait_for "${DEFAULT_NODES} Ready nodes" 120 nodes_ready "${DEFAULT_NODES}"
   wait_for "the default service account" 120 kctl get serviceaccount default -n default
-  install_crds
   log "ready: $(kctl get --raw /version | grep -o '"gitVersion": *"[^"]*"' | cut -d'"' -f4), $(kctl get nodes -l type=kwok -o name | wc -l) nodes"
   log "kubeconfig: ${KUBECONFIG_PATH}   (eval \"\$(bash deploy/sandbox/sandbox.sh env)\")"
   echo "${KUBECONFIG_PATH}"
@@ -392,23 +373,26 @@ faults (TARGET is kind/name; NS defaults to "default"):
   oomkilled      pod/NAME or deployment/NAME   containers OOM-killed (exit 137, OOMKilled), CrashLoopBackOff
   imagepull      pod/NAME or deployment/NAME   ErrImagePull / ImagePullBackOff
   unschedulable  deployment/NAME               new pods Pending, PodScheduled False, reason Unschedulable
-  notready       node/NAME                     node Ready False; the controller manager taints it;
-                                               its pods go unready (Ready False, NodeNotReady)
+  notready       node/NAME                     node Ready False; the controller manager taints it
+  nodedown       node/NAME                     notready, then every pod bound to the node goes unready
+                                               (Ready False, NodeNotReady), as the node lifecycle controller does
 On a pod the label is set on the pod itself. On a deployment it goes into the pod template,
 so a rollout brings up faulty pods (as a bad release would) and `heal` rolls back to healthy.
 EOF
 }
 
-# The node lifecycle controller's part when a node goes NotReady: mark its pods (every namespace)
-# unready. kwok has no kubelet to stop, so the pods carry a chaos label that
+# The node lifecycle controller's part when a node goes NotReady (fault nodedown): mark its pods (every
+# namespace) unready. Opt-in: tests written against `notready` expect the pods to stay Ready (a PDB
+# counts unready pods as disrupted already). kwok has no kubelet to stop, so the pods carry a chaos label that
 # stages/chaos-pod-node-down.yaml acts on (and chaos-pod-node-up.yaml undoes once it is removed).
 node_not_ready() { # node
   [[ "$(kctl get node "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == False ]]
 }
 
-node_pods_label() { # node label-argument ("key=value" to set, "key-" to remove)
-  local node=$1 label=$2 ns pod
-  kctl get pods --all-namespaces --field-selector "spec.nodeName=${node}" \
+node_pods_label() { # node label-argument ("key=value" to set, "key-" to remove it where it is node-notready)
+  local node=$1 label=$2 ns pod only=()
+  [[ "${label}" == *- ]] && only=(-l "${CHAOS_LABEL}=node-notready")
+  kctl get pods --all-namespaces "${only[@]}" --field-selector "spec.nodeName=${node}" \
     -o jsonpath='{range .items[*]}{.metadata.namespace}{" "}{.metadata.name}{"\n"}{end}' |
     while read -r ns pod; do
       [[ -n "${pod}" ]] || continue
@@ -466,12 +450,14 @@ cmd_chaos() {
           -p "{\"spec\":{\"template\":{\"spec\":{\"nodeSelector\":{\"${UNSCHEDULABLE_KEY}\":null}}}}}"
       fi
       ;;
-    notready:node)
+    notready:node|nodedown:node)
       if [[ "${mode}" == chaos ]]; then
         kctl label --overwrite "${target}" "${CHAOS_LABEL}=notready"
-        # the controller marks the pods once the node reports NotReady, not before
-        wait_for "${target} NotReady" 60 node_not_ready "${target#*/}"
-        node_pods_label "${target#*/}" "${CHAOS_LABEL}=node-notready"
+        if [[ "${fault}" == nodedown ]]; then
+          # the controller marks the pods once the node reports NotReady, not before
+          wait_for "${target} NotReady" 60 node_not_ready "${target#*/}"
+          node_pods_label "${target#*/}" "${CHAOS_LABEL}=node-notready"
+        fi
       else
         kctl label "${target}" "${CHAOS_LABEL}-"
         node_pods_label "${target#*/}" "${CHAOS_LABEL}-"

@@ -1,6 +1,6 @@
 """The analyzer on the sandbox when a node goes NotReady and takes its pods down: the node is the top cause.
 
-`sandbox.sh chaos notready node/N` makes the node's fake kubelet report Ready=False (the controller manager taints
+`sandbox.sh chaos nodedown node/N` makes the node's fake kubelet report Ready=False (the controller manager taints
 it), then marks the node's pods unready as the node lifecycle controller does (stages/chaos-pod-node-down.yaml).
 The workload whose replicas all ran there loses them: the real watcher fires KubeDeploymentReplicasMismatch (a
 workload alert, no pod named) and records the node's condition change; the analyzer reads where the unready pods
@@ -79,7 +79,7 @@ async def test_a_node_going_not_ready_is_the_top_cause_of_its_pods_going_down(
         await replicas.start()
         await asyncio.sleep(2.0)  # the watcher's first list is in its cache: what follows are changes
 
-        await asyncio.to_thread(cluster.chaos, "notready", f"node/{node}")
+        await asyncio.to_thread(cluster.chaos, "nodedown", f"node/{node}")
         # the distractor: another workload of the namespace (on a healthy node) rolled out at the same time
         body: dict[str, Any] = {
             "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "registry.example/app:1.1"}]}}}
@@ -107,7 +107,7 @@ async def test_a_node_going_not_ready_is_the_top_cause_of_its_pods_going_down(
     finally:
         await alerts.stop()
         await replicas.close()
-        await asyncio.to_thread(cluster.heal, "notready", f"node/{node}")
+        await asyncio.to_thread(cluster.heal, "nodedown", f"node/{node}")
         await asyncio.to_thread(cluster.core.delete_node, node)
 
     d = diagnosis(found)
