@@ -267,6 +267,24 @@ nodes_ready() {
   (( ready >= want ))
 }
 
+# The traffic routers' CRDs (Gateway API HTTPRoute, Istio VirtualService) at the versions pinned in
+# crds.env, from their Go modules in the module cache: the deployer's traffic-weighted canaries write
+# route objects. Server-side apply: the CRDs are too large for the last-applied annotation.
+install_crds() {
+  # shellcheck source-path=SCRIPTDIR source=crds.env
+  source "${SANDBOX_DIR}/crds.env"
+  local go gw istio
+  go="$(find_go)"
+  gw="$(GOFLAGS=-mod=mod "${go}" mod download -json "sigs.k8s.io/gateway-api@${GATEWAY_API_VERSION}" | grep '"Dir"' | cut -d'"' -f4)"
+  istio="$(GOFLAGS=-mod=mod "${go}" mod download -json "istio.io/api@${ISTIO_API_VERSION}" | grep '"Dir"' | cut -d'"' -f4)"
+  [[ -d "${gw}" && -d "${istio}" ]] || die "could not download the Gateway API or Istio API module"
+  kctl apply --server-side --force-conflicts -f "${gw}/config/crd/standard" >/dev/null
+  kctl apply --server-side --force-conflicts -f "${istio}/kubernetes/customresourcedefinitions.gen.yaml" >/dev/null
+  kctl wait --for condition=established --timeout 60s \
+    crd/httproutes.gateway.networking.k8s.io crd/virtualservices.networking.istio.io >/dev/null
+  log "CRDs: Gateway API ${GATEWAY_API_VERSION} (standard), Istio API ${ISTIO_API_VERSION}"
+}
+
 cmd_up() {
   local dry_run=false
   [[ "${1:-}" == "--dry-run" ]] && dry_run=true
@@ -320,6 +338,7 @@ cmd_up() {
   fi
   wait_for "${DEFAULT_NODES} Ready nodes" 120 nodes_ready "${DEFAULT_NODES}"
   wait_for "the default service account" 120 kctl get serviceaccount default -n default
+  install_crds
   log "ready: $(kctl get --raw /version | grep -o '"gitVersion": *"[^"]*"' | cut -d'"' -f4), $(kctl get nodes -l type=kwok -o name | wc -l) nodes"
   log "kubeconfig: ${KUBECONFIG_PATH}   (eval \"\$(bash deploy/sandbox/sandbox.sh env)\")"
   echo "${KUBECONFIG_PATH}"
