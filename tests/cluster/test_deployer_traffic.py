@@ -33,6 +33,7 @@ from opsbus.deployer.service import Deployer
 from tests.cluster.kube import Cluster
 from tests.cluster.test_deployer_bluegreen import selector
 from tests.cluster.test_deployer_canary import answer, deployment_names, metric
+from tests.cluster.test_deployer_rollout_view import paused
 from tests.cluster.test_deployer_rollouts import (
     DeployEvents,
     FakePrometheus,
@@ -289,6 +290,9 @@ async def test_an_edit_of_the_weights_by_someone_else_pauses_the_rollout_and_is_
     assert "edited by someone else" in message
     assert "opsbus set 90/10" in message
     assert "70/30" in message
+    status = await paused(client_bus, request.id)  # what `GET /v1/deployments/{id}` shows
+    assert status.canary_weight == 10
+    assert status.step == 1
     await asyncio.sleep(4)  # well past the step's pause: the deployer still writes nothing
     route = await asyncio.to_thread(read_route, cluster, kind, "shop")
     assert weights(route, kind) == [("shop", 70), ("shop-canary", 30)]

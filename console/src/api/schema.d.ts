@@ -1258,9 +1258,11 @@ export interface components {
         };
         /**
          * CanarySpec
-         * @description Replica-ratio canary (no service mesh needed).
+         * @description Replica-ratio canary (no service mesh needed), or traffic-weighted with a `router`.
          */
         CanarySpec: {
+            /** @description Shift traffic by weight on this route, independently of replicas (none: replica ratio). */
+            router?: components["schemas"]["TrafficRouter"] | null;
             /**
              * Steps
              * @description Steps with strictly ascending weights.
@@ -1269,7 +1271,8 @@ export interface components {
         };
         /**
          * CanaryStep
-         * @description One canary step: shift to `weight` percent of replicas, then optionally pause and/or analyse.
+         * @description One canary step: shift to `weight` percent (of replicas, or of traffic with a router), then optionally
+         *     pause and/or analyse.
          */
         CanaryStep: {
             /** @description Analysis run at this step before moving on. */
@@ -1287,7 +1290,7 @@ export interface components {
             pause_seconds?: number | null;
             /**
              * Weight
-             * @description Percentage of replicas on the new version (1..100).
+             * @description Percentage of replicas (or, with a router, of traffic) on the new version.
              */
             weight: number;
         };
@@ -2541,6 +2544,11 @@ export interface components {
             blue_green?: components["schemas"]["BlueGreenSpec"] | null;
             /** @description The requested canary steps (weights, pauses). */
             canary?: components["schemas"]["CanarySpec"] | null;
+            /**
+             * Canary Weight
+             * @description Canary with a router: the weight (percent of traffic) on the route now, as the deployer last wrote it.
+             */
+            canary_weight?: number | null;
             /** Deployment Id */
             deployment_id: string;
             /** Finished At */
@@ -2635,6 +2643,12 @@ export interface components {
             /** Routes */
             routes?: components["schemas"]["RouteView"][];
         };
+        /**
+         * RouterKind
+         * @description The traffic router a weighted canary writes: a Gateway API route or an Istio virtual service.
+         * @enum {string}
+         */
+        RouterKind: "HTTPRoute" | "VirtualService";
         /**
          * RoutesUpdate
          * @example {
@@ -2906,6 +2920,38 @@ export interface components {
              * @description Right-hand side of the comparison.
              */
             threshold: number;
+        };
+        /**
+         * TrafficRouter
+         * @description Where a weighted canary shifts traffic: the route object (in the workload's namespace) and the two
+         *     backend Services, one selecting only the stable pods, one only the canary's (label `opsbus.io/canary`).
+         *
+         *     Only the rules of the route that send traffic to `stable_service` are changed (their two backend weights);
+         *     every other rule, match and filter is left as it is.
+         */
+        TrafficRouter: {
+            /**
+             * Canary Replicas
+             * @description Replicas of the canary Deployment while it takes traffic (default: the stable's count); the weights do not depend on it.
+             */
+            canary_replicas?: number | null;
+            /**
+             * Canary Service
+             * @description Service of the canary's pods.
+             */
+            canary_service: string;
+            /** @description HTTPRoute (Gateway API v1) or VirtualService (Istio). */
+            kind: components["schemas"]["RouterKind"];
+            /**
+             * Name
+             * @description The route object's name.
+             */
+            name: string;
+            /**
+             * Stable Service
+             * @description Service of the stable pods.
+             */
+            stable_service: string;
         };
         /** UsageBucket */
         UsageBucket: {

@@ -59,6 +59,13 @@ class RolloutView(_Model):
     )
     step: int | None = Field(default=None, ge=1, description="Canary: the step being run now (1-based).")
     stage: str | None = Field(default=None, description="Canary or blue-green: the stage of the current step.")
+    canary_weight: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Canary with a router: the weight (percent of traffic) on the route now, as the deployer last "
+        "wrote it.",
+    )
     request_reason: str | None = Field(default=None, description="Why it was requested (the request's reason).")
 
 

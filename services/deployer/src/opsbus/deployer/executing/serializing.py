@@ -104,6 +104,13 @@ def stored_results(row: Rollout) -> tuple[AnalysisResult, ...]:
     return tuple(AnalysisResult.model_validate(r) for r in (row.analysis or {}).get("results", []))
 
 
+def _weight(row: Rollout) -> int | None:
+    """The canary weight last written to the route (a canary with a router), from the saved planner state."""
+    state = (row.tracking or {}).get("canary")
+    weight = state.get("weight") if isinstance(state, dict) else None
+    return int(weight) if weight is not None else None
+
+
 def _progress(row: Rollout) -> tuple[int | None, str | None]:
     """The canary's current step (1-based) and stage, or the blue-green stage, from the saved planner state."""
     tracking = row.tracking or {}
@@ -140,5 +147,6 @@ def view(row: Rollout) -> RolloutView:
         analysis_spec=request.analysis,
         step=step,
         stage=stage,
+        canary_weight=_weight(row),
         request_reason=request.reason,
     )
