@@ -311,6 +311,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/integrations/slack/interactions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Slack interactivity: Approve/Reject clicks on recovery notices (signed by Slack) */
+        post: operations["slack_interactions_v1_integrations_slack_interactions_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/keys": {
         parameters: {
             query?: never;
@@ -2904,6 +2921,28 @@ export interface components {
             state: "pending" | "active" | "expired";
         };
         /**
+         * SlackReply
+         * @description What the person who clicked sees (Slack's message-response shape).
+         */
+        SlackReply: {
+            /** Blocks */
+            blocks?: {
+                [key: string]: unknown;
+            }[] | null;
+            /**
+             * Replace Original
+             * @description True: the message is replaced (its buttons gone).
+             */
+            replace_original: boolean;
+            /**
+             * Response Type
+             * @description `ephemeral`: only the person who clicked sees it.
+             */
+            response_type?: string | null;
+            /** Text */
+            text: string;
+        };
+        /**
          * Strategy
          * @enum {string}
          */
@@ -4873,6 +4912,128 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AlertOutcomeList"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unprocessable content */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    slack_interactions_v1_integrations_slack_interactions_post: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Unix time Slack sent the request at; refused beyond max_age_seconds. */
+                "X-Slack-Request-Timestamp": string;
+                /** @description `v0=` HMAC-SHA256 of `v0:<timestamp>:<body>` with the app's signing secret. */
+                "X-Slack-Signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": {
+                    /** @description Slack's interaction JSON. */
+                    payload: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SlackReply"];
                 };
             };
             /** @description Bad request */
