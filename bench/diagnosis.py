@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 import uuid
@@ -251,6 +252,7 @@ async def run(repeats: int, sets: Sequence[str], *, scale_nodes: int = 0, scale_
         latencies: list[float] = []
         rows: list[tuple[str, str, int, int]] = []
         preload = 0.0
+        load = [os.getloadavg()[0]]
         try:
             if scale_nodes or scale_changes:
                 started = time.perf_counter()
@@ -259,6 +261,7 @@ async def run(repeats: int, sets: Sequence[str], *, scale_nodes: int = 0, scale_
                     await bus.publisher.publish(envelope)
                 await _recorded(db, [e.id for e in bulk], timeout=1800)
                 preload = time.perf_counter() - started
+                load.append(os.getloadavg()[0])
             plan = [(set_name, i, s) for set_name in sets for i, s in enumerate(SETS[set_name])]
             for set_name, index, s in plan:
                 analyzer, baseline = tallies[set_name]
@@ -306,6 +309,7 @@ async def run(repeats: int, sets: Sequence[str], *, scale_nodes: int = 0, scale_
                     for a in alerts[1:]:  # the rest of the incident joins afterwards
                         await bus.publisher.publish(a)
                 rows.append((set_name, s.name, ok_a, ok_b))
+            load.append(os.getloadavg()[0])
         finally:
             await db.close()
             await bus.close()
@@ -322,6 +326,7 @@ async def run(repeats: int, sets: Sequence[str], *, scale_nodes: int = 0, scale_
         "p99": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))],
         "max": ordered[-1],
         "n": len(ordered),
+        "load": load,
     }
 
 
@@ -342,6 +347,10 @@ def report(result: dict[str, Any]) -> None:
             f"timeline preloaded with {nodes} node and {changes} workload changes in the last hour "
             f"(ingested in {result['preload']:.1f} s)"
         )
+    print(
+        "load average (1 min) at the start, after the preload, at the end: "
+        + ", ".join(f"{x:.1f}" for x in result["load"])
+    )
     print(
         f"diagnosis latency (alert.fired published -> diagnosis.made received), n={result['n']}: "
         f"p50 {result['p50'] * 1000:.0f} ms, p99 {result['p99'] * 1000:.0f} ms, max {result['max'] * 1000:.0f} ms"
