@@ -1,5 +1,6 @@
 """The whole platform for the e2e tier: one `Stack` (nats-server, PostgreSQL, Jaeger, seven service processes) per
-session against the sandbox cluster, in a namespace of its own, plus a local webhook receiver for notifications.
+session against the sandbox cluster, in a namespace of its own, plus a local webhook receiver for notifications and
+stand-ins of DingTalk, Alibaba Cloud SMS and Slack (tests/e2e/providers.py) for scenario 9.
 
 The sandbox is shared with other test tiers: it is reused when up, brought up when not and taken down only if this
 session started it (`tests.cluster.conftest.sandbox`). The watcher watches only this session's namespace, and the
@@ -9,12 +10,14 @@ healer's node policy matches only nodes named `e2e-*`, so the platform under tes
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from kubernetes import client
 
 from opsbus.demo.seeding import WebhookReceiver
@@ -22,6 +25,10 @@ from opsbus.demo.stack import Stack, StackOptions
 from tests.cluster.conftest import SANDBOX, SandboxHandle, api_client, sandbox
 from tests.cluster.kube import Cluster, wait_until
 from tests.e2e.platform import Platform
+from tests.e2e.providers import ProviderThread, StandIns
+from tests.integration.chat_providers import receiver as chat_receiver
+from tests.integration.slack_clicks import SIGNING_SECRET
+from tests.integration.sms_providers import receiver as sms_receiver
 
 __all__ = ["api_client", "sandbox"]  # session fixtures reused from the cluster tier
 
@@ -40,6 +47,13 @@ policies:
         verify: deploy_succeeded
         timeout: 120s
       - {action: rollout_restart, when: unchanged, verify: alert_resolved, timeout: 60s}
+  - name: approved-crashloop
+    # scenario 9: a crash whose pod deletion waits for a person, who approves it with a Slack button
+    match: {alertname: [KubePodCrashLooping], namespaces: {include: ["e2e-*"]}, labels: ['pod=~"approval-.*"']}
+    cooldown: 0s
+    approval: {required_for: [delete_pod], expires_after: 10m}
+    ladder:
+      - {action: delete_pod, params: {grace_period_seconds: 0}, verify: alert_resolved, timeout: 60s}
   - name: crashloop
     # scenario 2's crashing canary matches too: the healer must leave a rollout's canary to the deployer
     match: {alertname: [KubePodCrashLooping], namespaces: {include: ["e2e-*"]}}
@@ -72,6 +86,33 @@ receivers:
     webhook_configs:
       - url: {url}
 """
+SMS_TO = "+8613800138000"  # scenario 9's on-call phone
+SLACK_APPROVER = "U0ONCALL"  # scenario 9's on-call engineer in Slack, mapped to an opsbus operator
+
+
+def notifier_config(webhook_url: str, stand_ins: StandIns) -> str:
+    """The routing tree with scenario 9's receivers, at the stand-ins' addresses (a page is told once: no resolve)."""
+    config = yaml.safe_load(NOTIFIER.format(url=webhook_url))
+    page = chat_receiver("dingtalk", stand_ins.chat, send_resolved=False)
+    page |= sms_receiver("aliyun_sms", stand_ins.sms, [SMS_TO], send_resolved=False)
+    slack = {"slack_configs": [{"url": stand_ins.slack.webhook}]}
+    config["receivers"] += [{"name": "page", **page}, {"name": "slack", **slack}]
+    # scenario 9's crash pages by DingTalk and SMS; its step waiting for approval goes to Slack, with buttons
+    config["route"]["routes"] = [
+        {"matchers": ['pod=~"approval-.*"', 'event_type="alert"'], "receiver": "page"},
+        {"matchers": ['pod=~"approval-.*"', 'event_type="recovery.planned"'], "receiver": "slack"},
+    ]
+    return str(yaml.safe_dump(config, allow_unicode=True))
+
+
+def slack_env(namespace: str, stand_ins: StandIns) -> dict[str, str]:
+    """The gateway's Slack interactivity: the test app's signing secret, the on-call engineer's mapping."""
+    approver = {"identity": "oncall@example.com", "role": "operator", "namespaces": [namespace]}
+    return {
+        "OPSBUS_GATEWAY__SLACK__SIGNING_SECRET": SIGNING_SECRET,
+        "OPSBUS_GATEWAY__SLACK__APPROVERS": json.dumps({SLACK_APPROVER: approver}),
+        "OPSBUS_GATEWAY__SLACK__RESPONSE_URL_PREFIX": stand_ins.slack.actions,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -96,14 +137,27 @@ def webhook() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="session")
+def stand_ins() -> Iterator[StandIns]:
+    providers = ProviderThread()
+    try:
+        yield providers.start()
+    finally:
+        providers.stop()
+
+
+@pytest.fixture(scope="session")
 def stack(
-    sandbox: SandboxHandle, e2e_namespace: str, webhook: WebhookReceiver, tmp_path_factory: pytest.TempPathFactory
+    sandbox: SandboxHandle,
+    e2e_namespace: str,
+    webhook: WebhookReceiver,
+    stand_ins: StandIns,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     config_dir = tmp_path_factory.mktemp("e2e-config")
     policies = config_dir / "policies.yaml"
     policies.write_text(POLICIES)
     notifier = config_dir / "notifier.yaml"
-    notifier.write_text(NOTIFIER.format(url=webhook.url))
+    notifier.write_text(notifier_config(webhook.url, stand_ins))
     platform = Stack(
         StackOptions(
             kubeconfig=sandbox.kubeconfig,
@@ -119,7 +173,10 @@ def stack(
                 },
                 "deployer": {"OPSBUS_DEPLOYER__TICK_SECONDS": "0.5"},
                 "healer": {"OPSBUS_HEALER__VERIFY_POLL_SECONDS": "0.25"},
-                "gateway": {"OPSBUS_GATEWAY__ALERTMANAGER__BEARER_TOKEN": ALERTMANAGER_TOKEN},
+                "gateway": {
+                    "OPSBUS_GATEWAY__ALERTMANAGER__BEARER_TOKEN": ALERTMANAGER_TOKEN,
+                    **slack_env(e2e_namespace, stand_ins),
+                },
             },
         )
     )

@@ -99,6 +99,16 @@ class Platform:
 
         return await self.until(f"{event_type} {where}", found, timeout, self.seen)
 
+    async def approval_asked(self, incident_id: str, timeout: float = 90.0) -> dict[str, Any]:
+        """The payload of the incident's first `recovery.planned` that waits for approval."""
+
+        async def asked() -> dict[str, Any] | None:
+            await self.refresh()
+            plans = [e for e in self.in_chain(incident_id) if e.verb == "planned" and e.data.get("approval")]
+            return plans[0].data if plans else None
+
+        return await self.until("a step waiting for approval", asked, timeout, self.seen)
+
     def seen(self) -> str:
         return "; ".join(f"{e.family}.{e.verb} {e.subject}" for e in self.events[-40:])
 

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import uuid
-from typing import Any
 
 import pytest
 
@@ -42,13 +41,8 @@ async def test_not_ready_node_is_cordoned_then_drained_after_approval_through_th
         await asyncio.to_thread(wait_until, f"{node} cordoned", lambda: kube.node(node).spec.unschedulable, 60)
 
         # the cordon did not bring the node back: the drain is planned and waits for approval
-        async def asked() -> dict[str, Any] | None:
-            await platform.refresh()
-            plans = [e for e in platform.in_chain(fired.id) if e.verb == "planned" and e.data.get("approval")]
-            return plans[0].data if plans else None
-
         try:
-            ask = await platform.until("a drain waiting for approval", asked, 90, platform.seen)
+            ask = await platform.approval_asked(fired.id)
         except BaseException:
             print(logs_of(platform.stack, "healer"))
             raise

@@ -1,7 +1,8 @@
 """Slack's side of an Approve/Reject click, for the gateway's interaction endpoint: the form-encoded
 `block_actions` payload Slack posts and its `X-Slack-Signature`, computed here from Slack's documented recipe
-(not with the gateway's own code), and a stand-in for the click's `response_url` that records the message
-updates the gateway posts back. Shared by the integration and the e2e tests."""
+(not with the gateway's own code), and a stand-in for Slack: the incoming webhook the notifier posts notices
+to, and the clicks' `response_url` the gateway posts message updates to. Shared by the integration and the e2e
+tests."""
 
 from __future__ import annotations
 
@@ -66,35 +67,51 @@ def signed(body: bytes, *, secret: str = SIGNING_SECRET, at: float | None = None
     }
 
 
-def slack_settings(approvers: dict[str, dict[str, Any]], response_urls: ResponseUrls | None = None) -> dict[str, Any]:
+def slack_settings(approvers: dict[str, dict[str, Any]], slack: SlackStandIn | None = None) -> dict[str, Any]:
     """The gateway's `slack` options for these tests."""
     options: dict[str, Any] = {"signing_secret": SIGNING_SECRET, "approvers": approvers}
-    if response_urls is not None:
-        options["response_url_prefix"] = response_urls.base
+    if slack is not None:
+        options["response_url_prefix"] = slack.actions
     return options
 
 
 @dataclass
-class ResponseUrls:
-    """Slack's `response_url` stand-in: every message update the gateway posts, by path."""
+class SlackStandIn:
+    """Slack's side of the notices: an incoming webhook (`webhook`) recording the messages the notifier posts,
+    and the clicks' `response_url`s recording the message updates the gateway posts, by name."""
 
     port: int
+    messages: list[dict[str, Any]] = field(default_factory=list)
     posts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
-    def base(self) -> str:
+    def webhook(self) -> str:
+        return f"http://127.0.0.1:{self.port}/services/T0TEST/B0TEST/xoxwebhook"
+
+    @property
+    def actions(self) -> str:
         return f"http://127.0.0.1:{self.port}/actions/"
 
     def url(self, name: str) -> str:
-        return self.base + name
+        return self.actions + name
+
+    async def message(self, request: Request) -> Response:
+        body = json.loads(await request.body())
+        if not isinstance(body, dict) or not body.get("text") or not isinstance(body.get("blocks"), list):
+            return Response("invalid_blocks", status_code=400)  # Slack's answer to a message it cannot show
+        self.messages.append(body)
+        return Response("ok")
 
     async def receive(self, request: Request) -> Response:
         self.posts.setdefault(request.path_params["name"], []).append(json.loads(await request.body()))
         return Response("ok")
 
 
-async def response_urls() -> AsyncIterator[ResponseUrls]:
-    urls = ResponseUrls(port=free_port())
-    app = Starlette(routes=[Route("/actions/{name}", urls.receive, methods=["POST"])])
-    async with serving(app, urls.port):
-        yield urls
+async def slack_stand_in() -> AsyncIterator[SlackStandIn]:
+    slack = SlackStandIn(port=free_port())
+    routes = [
+        Route("/services/{path:path}", slack.message, methods=["POST"]),
+        Route("/actions/{name}", slack.receive, methods=["POST"]),
+    ]
+    async with serving(Starlette(routes=routes), slack.port):
+        yield slack

@@ -42,11 +42,11 @@ from tests.integration.gateway_stack import GatewayStack
 from tests.integration.slack_clicks import (
     APPROVE,
     REJECT,
-    ResponseUrls,
+    SlackStandIn,
     click_body,
-    response_urls,
     signed,
     slack_settings,
+    slack_stand_in,
 )
 from tests.integration.test_gateway_approvals import POLICY, pending_ids, stack, wait_pending
 
@@ -58,8 +58,8 @@ ALICE, VICTOR, OLGA, MALLORY = "U0ALICE", "U0VICTOR", "U0OLGA", "U0MALLORY"
 
 
 @pytest.fixture
-async def urls() -> AsyncIterator[ResponseUrls]:
-    async for u in response_urls():
+async def urls() -> AsyncIterator[SlackStandIn]:
+    async for u in slack_stand_in():
         yield u
 
 
@@ -118,7 +118,7 @@ async def test_a_signed_slack_click_approves_or_rejects_through_the_approval_pat
     cluster: Cluster,
     start_healer: StartHealer,
     stack: GatewayStack,
-    urls: ResponseUrls,
+    urls: SlackStandIn,
     make_bus: Callable[..., Awaitable[Bus]],
 ) -> None:
     pods = {app: await crashlooping_pod(cluster, app) for app in ("first", "second")}
