@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench.gateway_load import free_port, process, wait_http
+from bench.gateway_load import free_port, process, seed_audit, wait_http
 
 BOUND_MS = 300.0
 SEARCHES: dict[str, dict[str, str]] = {
@@ -41,34 +41,10 @@ SEARCHES: dict[str, dict[str, str]] = {
     "actor + outcome": {"actor": "user-17", "outcome": "failed"},
     "action + namespace": {"action": "recovery.delete_pod", "namespace": "ns-7"},
 }
-INDEXES = """
-SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'gateway' AND tablename = 'audit_entries'
-    AND indexname LIKE 'ix_%'
-"""
-SEED = """
-INSERT INTO gateway.audit_entries (event_id, time, service, cluster, namespace, actor_kind, actor_id, action,
-    target_kind, target_name, outcome, reason, details, request_id, correlation_id, dry_run)
-SELECT 'bench-' || i,
-    now() - ((:rows - i) * (400 * 86400.0 / :rows)) * interval '1 second',
-    (ARRAY['healer','deployer','optimizer','gateway'])[1 + i % 4],
-    (ARRAY['prod','prod','edge'])[1 + i % 3],
-    'ns-' || (i * 7 % 50),
-    CASE WHEN i % 4 = 3 THEN 'user' ELSE 'service' END,
-    'user-' || (i * 13 % 200),
-    (ARRAY['recovery.delete_pod','recovery.rollout_restart','recovery.rollback','deploy.request','deploy.abort',
-           'deploy.promote','recommendation.apply','apikey.create','apikey.revoke','console.signin',
-           'policy.put','silence.create'])[1 + i * 5 % 12],
-    'Deployment', 'web-' || (i * 31 % 20000),
-    (ARRAY['executed','executed','executed','skipped','dry_run','denied','failed'])[1 + i * 3 % 7],
-    'bench entry ' || i, jsonb_build_object('step', i % 5), 'req-' || i, 'corr-' || (i / 4), false
-FROM generate_series(1, :rows) AS i
-"""
 
 
 async def prepare(database_url: str, rows: int) -> tuple[str, str]:
     """Migrate, seed `rows` entries, analyze; an admin key and a viewer key of three namespaces."""
-    from sqlalchemy import text  # noqa: PLC0415
-
     from opsbus.common.settings import DatabaseSettings  # noqa: PLC0415
     from opsbus.common.store import Database, upgrade  # noqa: PLC0415
     from opsbus.gateway import store  # noqa: PLC0415
@@ -84,20 +60,7 @@ async def prepare(database_url: str, rows: int) -> tuple[str, str]:
         _, viewer = await keys.create(
             name="viewer", role=Role.VIEWER, namespaces=["ns-7", "ns-14", "ns-21"], clusters=[ALL], created_by="b"
         )
-        started = time.monotonic()
-        async with db.engine.begin() as conn:  # indexes built once after the load, not kept up row by row
-            await conn.execute(text("SET LOCAL statement_timeout = 0"))
-            await conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
-            indexes = (await conn.execute(text(INDEXES))).all()
-            for name, _ in indexes:
-                await conn.execute(text(f"DROP INDEX gateway.{name}"))
-            await conn.execute(text(SEED), {"rows": rows})
-            for _, definition in indexes:
-                await conn.execute(text(definition))
-        async with db.engine.connect() as conn:
-            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.execute(text("VACUUM ANALYZE gateway.audit_entries"))
-        print(f"seeded {rows:,} audit rows in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        await seed_audit(db, rows)
     finally:
         await db.close()
     return admin, viewer

@@ -11,13 +11,18 @@ Measured, in rounds that alternate the targets:
 * bare GET   - `GET /ok` returning a small JSON object (FastAPI + uvicorn, nothing else)
 * bare POST  - `POST /deploy` parsing the same JSON body into a pydantic model, answering 202
 * whoami     - `GET /v1/whoami`: authentication (API key, cached), rate limit check, middleware, problem+json
-* audit      - `GET /v1/audit?limit=20`: the same plus a PostgreSQL query over 2,000 audit rows
+* audit      - `GET /v1/audit?limit=20`: the same plus a PostgreSQL query, 1,000,000 audit rows present
+  (`--audit-rows`; made like bench/audit_pages.py's)
 * deploy     - `POST /v1/deployments`: validation, authorization, one transaction writing the deploy request,
   its `deploy.requested` event and the audit entry to the outbox (published to JetStream by the relay)
 
 The gateway's per-key rate limit is raised out of the way (its check still runs on every request).
 
     uv run --frozen --all-packages python bench/gateway_load.py [--seconds 5] [--rounds 3] [--connections 64]
+
+`--profile whoami|audit|deploy` measures nothing: it samples the gateway with py-spy (a dev dependency) while wrk
+loads that one target, keeps the collapsed stacks (`--profile-out`, for a flame graph) and prints the functions
+with the most samples, inclusive and own.
 """
 
 from __future__ import annotations
@@ -50,6 +55,11 @@ DEPLOY_BODY = {
     "strategy": "rolling",
     "images": {"app": "registry.example.com/payments/checkout:1.43.0"},
     "reason": "load test",
+}
+PROFILED = {
+    "whoami": "gateway GET /v1/whoami",
+    "audit": "gateway GET /v1/audit?limit=20",
+    "deploy": "gateway POST /v1/deployments",
 }
 
 
@@ -132,10 +142,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def settle(pid: int, *, idle_share: float = 0.03, window: float = 0.5, timeout: float = 120.0) -> None:
+    """Wait until the process `pid` uses less than `idle_share` of a CPU over `window` seconds: the gateway's
+    outbox relay and audit consumer work through what the previous requests queued, after they were answered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(window)
+        if cpu_seconds(pid) - before < idle_share * window:
+            return
+
+
 def measure(pid: int, url: str, **kwargs: Any) -> Result:
-    """wrk against `url`, with the CPU time the serving process `pid` spent meanwhile (robust to a busy machine)."""
+    """wrk against `url`, with the CPU time the serving process `pid` spent on it (robust to a busy machine).
+
+    The process is idle when wrk starts, and the CPU it spends after wrk ends until it is idle again counts too:
+    a deploy request's relay publish and the audit entry's consumption are part of its cost, and must not be
+    charged to the next target measured (as they were before 2026-12-07)."""
+    settle(pid)
     before = cpu_seconds(pid)
     result = wrk(url, **kwargs)
+    settle(pid)
     used = cpu_seconds(pid) - before
     answered = max(1, result.requests - result.errors)
     return dataclasses.replace(result, cpu_ms_per_request=used * 1000 / answered)
@@ -196,8 +223,6 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 
 async def prepare(database_url: str, rows: int) -> str:
     """Migrate the gateway's schema, create an admin key, seed audit rows; return the key."""
-    from sqlalchemy import insert  # noqa: PLC0415
-
     from opsbus.common.settings import DatabaseSettings  # noqa: PLC0415
     from opsbus.common.store import Database, upgrade  # noqa: PLC0415
     from opsbus.gateway import store  # noqa: PLC0415
@@ -211,40 +236,90 @@ async def prepare(database_url: str, rows: int) -> str:
         _, token = await KeyStore(db).create(
             name="bench", role=Role.ADMIN, namespaces=[ALL], clusters=[ALL], created_by="bench"
         )
-        await seed_audit(db, store.audit_entries, insert, rows)
+        await seed_audit(db, rows)
     finally:
         await db.close()
     return token
 
 
-async def seed_audit(db: Any, table: Any, insert: Any, rows: int) -> None:
-    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
+INDEXES = """
+SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'gateway' AND tablename = 'audit_entries'
+    AND indexname LIKE 'ix_%'
+"""
+SEED = """
+INSERT INTO gateway.audit_entries (event_id, time, service, cluster, namespace, actor_kind, actor_id, action,
+    target_kind, target_name, outcome, reason, details, request_id, correlation_id, dry_run)
+SELECT 'bench-' || i,
+    now() - ((:rows - i) * (400 * 86400.0 / :rows)) * interval '1 second',
+    (ARRAY['healer','deployer','optimizer','gateway'])[1 + i % 4],
+    (ARRAY['prod','prod','edge'])[1 + i % 3],
+    'ns-' || (i * 7 % 50),
+    CASE WHEN i % 4 = 3 THEN 'user' ELSE 'service' END,
+    'user-' || (i * 13 % 200),
+    (ARRAY['recovery.delete_pod','recovery.rollout_restart','recovery.rollback','deploy.request','deploy.abort',
+           'deploy.promote','recommendation.apply','apikey.create','apikey.revoke','console.signin',
+           'policy.put','silence.create'])[1 + i * 5 % 12],
+    'Deployment', 'web-' || (i * 31 % 20000),
+    (ARRAY['executed','executed','executed','skipped','dry_run','denied','failed'])[1 + i * 3 % 7],
+    'bench entry ' || i, jsonb_build_object('step', i % 5), 'req-' || i, 'corr-' || (i / 4), false
+FROM generate_series(1, :rows) AS i
+"""
 
-    now = datetime.now(UTC)
-    columns = {c.name for c in table.columns}
-    values = []
-    for i in range(rows):
-        row = {
-            "event_id": f"bench-{i}",
-            "time": now - timedelta(seconds=i),
-            "service": "healer",
-            "cluster": "bench",
-            "namespace": "payments",
-            "actor_kind": "service",
-            "actor_id": "healer",
-            "action": "recovery.delete_pod",
-            "target_kind": "Pod",
-            "target_name": f"api-{i}",
-            "outcome": "executed",
-            "reason": "crash looping",
-            "details": {"step": 1},
-            "request_id": None,
-            "correlation_id": f"c-{i}",
-            "dry_run": False,
-        }
-        values.append({k: v for k, v in row.items() if k in columns})
-    async with db.sessions.begin() as session:
-        await session.execute(insert(table), values)
+
+async def seed_audit(db: Any, rows: int) -> None:
+    """`rows` audit entries in one `INSERT ... SELECT generate_series`, the indexes built once after the load
+    (not kept up row by row), then `VACUUM ANALYZE`: a million rows in about a minute."""
+    from sqlalchemy import text  # noqa: PLC0415
+
+    started = time.monotonic()
+    async with db.engine.begin() as conn:
+        await conn.execute(text("SET LOCAL statement_timeout = 0"))
+        await conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+        indexes = (await conn.execute(text(INDEXES))).all()
+        for name, _ in indexes:
+            await conn.execute(text(f"DROP INDEX gateway.{name}"))
+        await conn.execute(text(SEED), {"rows": rows})
+        for _, definition in indexes:
+            await conn.execute(text(definition))
+    async with db.engine.connect() as conn:
+        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await autocommit.execute(text("VACUUM ANALYZE gateway.audit_entries"))
+    print(f"seeded {rows:,} audit rows in {time.monotonic() - started:.0f} s", file=sys.stderr)
+
+
+def profile(pid: int, url: str, out: Path, *, seconds: int, **kwargs: Any) -> None:
+    """py-spy samples of the process `pid` while wrk loads `url`: collapsed stacks in `out`, a table printed."""
+    settle(pid)  # nothing left over from the warm-ups (the relay publishing their deploy requests)
+    spy = subprocess.Popen(
+        [
+            *("py-spy", "record", "--pid", str(pid), "--rate", "250", "--duration", str(seconds), "--nonblocking"),
+            *("--format", "raw", "--output", str(out)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    wrk(url, seconds=seconds + 1, **kwargs)
+    _, err = spy.communicate(timeout=120)
+    if spy.returncode != 0:
+        raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')}")
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        total += n
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";") if f]
+        frames = [re.sub(r"\(.*/(site-packages|src)/", "(", f) for f in frames]
+        if frames:
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+    print(f"\n{total} samples of {url} (collapsed stacks: {out})")
+    for title, counts in (("inclusive", inclusive), ("own", own)):
+        print(f"\n| {title} % | function (module) |\n|---|---|")
+        for frame, n in sorted(counts.items(), key=lambda kv: -kv[1])[:30]:
+            print(f"| {100 * n / max(1, total):.1f} | {frame} |")
 
 
 def main() -> int:
@@ -252,7 +327,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5, help="length of each measurement")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all targets; the median is reported")
     parser.add_argument("--connections", type=int, default=64, help="concurrent keep-alive connections")
-    parser.add_argument("--audit-rows", type=int, default=2000)
+    parser.add_argument("--audit-rows", type=int, default=1_000_000, help="audit entries in PostgreSQL")
+    parser.add_argument("--profile", choices=["whoami", "audit", "deploy"], help="sample this target, measure none")
+    parser.add_argument("--profile-out", type=Path, default=Path("gateway-profile.txt"), help="collapsed stacks")
     parser.add_argument("--bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare:
@@ -312,6 +389,11 @@ def main() -> int:
                 first = httpx.request(method, url, headers=headers, json=body, timeout=60)
                 assert first.status_code < 300, (url, first.status_code, first.text)
                 wrk(url, seconds=2, connections=args.connections, headers=headers, body=body, tmp=tmp)
+            if args.profile:
+                _, url, headers, body = targets[PROFILED[args.profile]]
+                options = {"connections": args.connections, "headers": headers, "body": body, "tmp": tmp}
+                profile(gw.pid, url, args.profile_out.resolve(), seconds=max(10, args.seconds), **options)
+                return 0
             results: dict[str, list[Result]] = {name: [] for name in targets}
             for _ in range(args.rounds):
                 for name, (pid, url, headers, body) in targets.items():

@@ -34,6 +34,7 @@ from opsbus.common.store import Database, add
 from opsbus.common.store.outbox import notify_channel, outbox_row
 from opsbus.gateway import store
 from opsbus.gateway.domain.access import Principal
+from opsbus.gateway.statements import Compiled, Statements
 
 SERVICE = "gateway"
 Resp = TypeVar("Resp", bound=BaseModel)
@@ -72,6 +73,7 @@ class Commands:
         publisher: Publisher,
         *,
         cluster: str,
+        statements: Statements,
         on_outbox: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -80,7 +82,7 @@ class Commands:
         self.cluster = cluster
         self.auditor = Auditor(service=SERVICE, cluster=cluster)
         # One statement in autocommit is one transaction: no BEGIN/COMMIT round trips around it.
-        self._writes = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._statements = statements
         self._wake = on_outbox
         self.clock = clock
 
@@ -98,8 +100,7 @@ class Commands:
             idempotency_key=f"deploy:{event.id}",
         )
         audit = audit.model_copy(update={"source": f"/opsbus/{SERVICE}/{payload.cluster}"})
-        async with self._writes.connect() as conn:
-            await conn.execute(_DEPLOY_STATEMENT, _deploy_parameters(event, audit, payload, principal))
+        await self._statements.execute(_DEPLOY, _deploy_parameters(event, audit, payload, principal))
         self._wake()
         return event
 
@@ -150,9 +151,10 @@ def _build_deploy_statement() -> Select[Any]:
     """The deploy request's whole write as one statement, so one round trip and one transaction: the event and
     the audit entry into the outbox, the request row, and the relay's wake-up (delivered at commit).
 
-    Built once with bind parameters, so SQLAlchemy compiles it once (literal multi-row VALUES are compiled anew on
-    every call: that was most of the request's CPU). Data-modifying CTEs run to completion whether or not the
-    outer query reads them; the outer query reads both so that SQLAlchemy renders them.
+    Built and compiled once with bind parameters (`statements.Compiled`: SQLAlchemy compiled a literal multi-row
+    VALUES anew on every call, and still walked the cached statement and processed its parameters per call).
+    Data-modifying CTEs run to completion whether or not the outer query reads them; the outer query reads both
+    so that SQLAlchemy renders them.
     """
     outbox = store.TABLES.outbox
     queued = (
@@ -176,7 +178,7 @@ def _build_deploy_statement() -> Select[Any]:
     )
 
 
-_DEPLOY_STATEMENT = _build_deploy_statement()
+_DEPLOY = Compiled.of(_build_deploy_statement())
 
 
 def _deploy_parameters(

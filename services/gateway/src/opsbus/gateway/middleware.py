@@ -58,6 +58,20 @@ class GatewayMiddleware:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
 
+        # `labels()` hashes and validates its arguments on every call; a route's children are looked up once
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def _observe(self, template: str, method: str, status: int, seconds: float) -> None:
+        key = (template, method, status)
+        children = self._children.get(key)
+        if children is None:
+            if len(self._children) > 10_000:  # templates and methods are bounded; keep it so whatever comes
+                self._children.clear()
+            children = self.duration.labels(template, method), self.requests.labels(template, method, str(status))
+            self._children[key] = children
+        children[0].observe(seconds)
+        children[1].inc()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -78,8 +92,7 @@ class GatewayMiddleware:
                 message["headers"] = [*message["headers"], (REQUEST_ID.encode(), request_id.encode())]
                 route = scope.get("route")
                 template = getattr(route, "path", None) or "unmatched"
-                self.duration.labels(template, scope["method"]).observe(time.perf_counter() - started)
-                self.requests.labels(template, scope["method"], str(message["status"])).inc()
+                self._observe(template, scope["method"], message["status"], time.perf_counter() - started)
             await send(message)
 
         length = headers.get(b"content-length")

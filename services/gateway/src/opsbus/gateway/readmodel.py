@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, insert, or_, select, update
+from sqlalchemy import Integer, Select, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from opsbus.common.bus import Delivery
@@ -28,6 +28,7 @@ from opsbus.common.errors import SkipError
 from opsbus.common.events.payloads import AlertFired, AlertResolved, AuditRecorded
 from opsbus.common.store import Database, claim
 from opsbus.gateway import store
+from opsbus.gateway.statements import Compiled, Statements, records
 
 AUDIT_CONSUMER = "gateway-audit"
 ALERT_CONSUMER = "gateway-alerts"
@@ -42,10 +43,11 @@ class Visibility:
     clusters: frozenset[str] | None
 
     def apply(self, query: Select[Any], namespace_col: Any, cluster_col: Any) -> Select[Any]:
+        # named parameters: the audit page is compiled once per shape (`statements.Compiled`) and bound by name
         if self.namespaces is not None:
-            query = query.where(namespace_col.in_(sorted(self.namespaces)))
+            query = query.where(namespace_col.in_(bindparam("visible_ns", sorted(self.namespaces), expanding=True)))
         if self.clusters is not None:
-            query = query.where(cluster_col.in_(sorted(self.clusters)))
+            query = query.where(cluster_col.in_(bindparam("visible_cl", sorted(self.clusters), expanding=True)))
         return query
 
 
@@ -86,8 +88,9 @@ def trace_id_of(traceparent: str | None) -> str | None:
 
 
 class ReadModel:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, statements: Statements) -> None:
         self.db = db
+        self.statements = statements  # the audit page's statements (statements.py)
         # The queries below are one SELECT each: run in autocommit they need no BEGIN and ROLLBACK round trips
         # (a pooled connection's check-out ping stays). Same pool as `db`; writes keep their transactions.
         self._reads = db.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -203,14 +206,19 @@ class ReadModel:
         """A page of the search, and the cursor of the next one (None at the end of the trail)."""
         floor = None
         if _conditions(f, visibility) > 1:
-            t = store.audit_entries
-            async with self._reads.connect() as conn:
-                low, high = (await conn.execute(select(func.min(t.c.seq), func.max(t.c.seq)))).one()
+            low, high = (await self.statements.fetch(_BOUNDS, {}))[0]
             if low is None:
                 return [], None
             top = min(high + 1, f.after) if f.after is not None else high + 1
             floor = top - AUDIT_WINDOW if top - AUDIT_WINDOW > low else None
-        rows = await self._rows(audit_query(f, visibility, floor=floor))
+        values = _audit_values(f, visibility, floor)
+        shape = tuple(values)
+        compiled = _AUDIT_SHAPES.get(shape)
+        if compiled is None:
+            if len(_AUDIT_SHAPES) > 4096:  # shapes are few: which conditions, how many visible namespaces
+                _AUDIT_SHAPES.clear()
+            compiled = _AUDIT_SHAPES[shape] = Compiled.of(audit_query(f, visibility, floor=floor))
+        rows = records(await self.statements.fetch(compiled, values))
         if len(rows) == f.limit:
             return rows, int(rows[-1]["seq"])
         return rows, floor
@@ -269,31 +277,55 @@ def _conditions(f: AuditFilter, visibility: Visibility) -> int:
     return sum(v is not None for v in values) + restricted
 
 
+def _equalities(f: AuditFilter) -> tuple[tuple[str, Any, str | None], ...]:
+    t = store.audit_entries
+    return (
+        ("namespace", t.c.namespace, f.namespace),
+        ("cluster", t.c.cluster, f.cluster),
+        ("action", t.c.action, f.action),
+        ("actor", t.c.actor_id, f.actor),
+        ("outcome", t.c.outcome, f.outcome),
+        ("correlation_id", t.c.correlation_id, f.correlation_id),
+        ("target", t.c.target_name, f.target),
+    )
+
+
+def _audit_values(f: AuditFilter, visibility: Visibility, floor: int | None) -> dict[str, Any]:
+    """The parameters of `audit_query`, by name (an `IN` list's as `<name>_1`, `<name>_2`...). Their names, in
+    this order, are also the statement's shape: two searches with the same names have the same SQL."""
+    values: dict[str, Any] = {}
+    for name, items in (("visible_ns", visibility.namespaces), ("visible_cl", visibility.clusters)):
+        if items is not None:
+            values.update({f"{name}_{i}": item for i, item in enumerate(sorted(items), 1)})
+    values.update({name: value for name, _, value in _equalities(f) if value is not None})
+    bounds = (("since", f.since), ("until", f.until), ("after", f.after), ("floor", floor))
+    values.update({name: value for name, value in bounds if value is not None})
+    values["limit"] = f.limit
+    return values
+
+
 def audit_query(f: AuditFilter, visibility: Visibility, *, floor: int | None = None) -> Select[Any]:
-    """One keyset page of the audit search, down to `floor` (a SELECT: `EXPLAIN`ed by the tests)."""
+    """One keyset page of the audit search, down to `floor` (a SELECT: `EXPLAIN`ed by the tests), its
+    parameters named as `_audit_values` names them."""
     t = store.audit_entries
     q = select(t)
     q = visibility.apply(q, t.c.namespace, t.c.cluster)
-    for column, value in (
-        (t.c.namespace, f.namespace),
-        (t.c.cluster, f.cluster),
-        (t.c.action, f.action),
-        (t.c.actor_id, f.actor),
-        (t.c.outcome, f.outcome),
-        (t.c.correlation_id, f.correlation_id),
-        (t.c.target_name, f.target),
-    ):
+    for name, column, value in _equalities(f):
         if value is not None:
-            q = q.where(column == value)
+            q = q.where(column == bindparam(name, value, type_=column.type))
     if f.since is not None:
-        q = q.where(t.c.time >= f.since)
+        q = q.where(t.c.time >= bindparam("since", f.since, type_=t.c.time.type))
     if f.until is not None:
-        q = q.where(t.c.time < f.until)
+        q = q.where(t.c.time < bindparam("until", f.until, type_=t.c.time.type))
     if f.after is not None:
-        q = q.where(t.c.seq < f.after)
+        q = q.where(t.c.seq < bindparam("after", f.after, type_=t.c.seq.type))
     if floor is not None:
-        q = q.where(t.c.seq >= floor)
-    return q.order_by(t.c.seq.desc()).limit(f.limit)
+        q = q.where(t.c.seq >= bindparam("floor", floor, type_=t.c.seq.type))
+    return q.order_by(t.c.seq.desc()).limit(bindparam("limit", f.limit, type_=Integer()))
+
+
+_AUDIT_SHAPES: dict[tuple[str, ...], Compiled] = {}
+_BOUNDS = Compiled.of(select(func.min(store.audit_entries.c.seq), func.max(store.audit_entries.c.seq)))
 
 
 __all__ = ["AUDIT_WINDOW", "AuditFilter", "IncidentFilter", "ReadModel", "Visibility", "audit_query"]

@@ -41,6 +41,7 @@ from opsbus.gateway.readmodel import ALERT_CONSUMER, AUDIT_CONSUMER, CHAIN_CONSU
 from opsbus.gateway.sessions import SessionStore
 from opsbus.gateway.settings import GatewaySettings
 from opsbus.gateway.sso import OidcClient
+from opsbus.gateway.statements import Statements
 from opsbus.gateway.streaming import EventStreams, StreamOptions
 from opsbus.gateway.timeline import CHANGE_CONSUMER, Timeline
 
@@ -123,7 +124,9 @@ async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gat
     await relay.start()
     rt.on_shutdown(relay.stop, "outbox relay")
 
-    reads = ReadModel(db)
+    statements = Statements(s.database, application_name=f"opsbus-{SERVICE}")
+    rt.on_shutdown(statements.close, "database (hot statements)")
+    reads = ReadModel(db, statements)
     timeline = Timeline(db)
     handlers = {AUDIT_CONSUMER: reads.on_audit, ALERT_CONSUMER: reads.on_alert, CHANGE_CONSUMER: timeline.on_change}
     for spec in consumer_specs(s):
@@ -138,7 +141,7 @@ async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gat
         jwt=JwtVerifier(opts.oidc, http),
         limiter=RateLimiter(opts.rate_per_second, opts.rate_burst),
         reads=reads,
-        commands=Commands(db, bus.publisher, cluster=s.cluster, on_outbox=relay.wake),
+        commands=Commands(db, bus.publisher, cluster=s.cluster, statements=statements, on_outbox=relay.wake),
         services=Services(bus.nc, timeout=opts.rpc_timeout_seconds),
         streams=EventStreams(
             bus.js,
