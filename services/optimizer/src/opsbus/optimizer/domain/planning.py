@@ -33,6 +33,7 @@ from opsbus.common.events.payloads.scale import (
     ScaleRecommended,
 )
 from opsbus.optimizer.domain.cost import CostChange, Footprint, Prices, assess_risk, cost_change
+from opsbus.optimizer.domain.forecast import Forecast
 from opsbus.optimizer.domain.guardrails import (
     Guardrails,
     RolloutState,
@@ -42,6 +43,7 @@ from opsbus.optimizer.domain.guardrails import (
     replica_floor,
 )
 from opsbus.optimizer.domain.horizontal import HorizontalPolicy, recommend_replicas
+from opsbus.optimizer.domain.predictive import MINUTES_PER_MONTH, PredictivePolicy, scale, size_cpu, size_memory
 from opsbus.optimizer.domain.vertical import ContainerUsage, VerticalPolicy, VerticalTarget, recommend
 
 
@@ -83,6 +85,20 @@ class Snapshot:
     pdb_min_available: int | None = None
     cpu_usage_millicores: float | None = None  # recent total over the workload's pods (horizontal input)
     applied_at: float | None = None  # the optimizer's last change, as annotated on the object itself
+    forecasts: Forecasts | None = None  # present: forecast-driven sizing and scaling (`domain.predictive`)
+
+
+@dataclass(frozen=True)
+class Forecasts:
+    """What the forecaster predicted for this workload, and what the cluster lets the planner do with it."""
+
+    cpu: dict[str, Forecast] = field(default_factory=dict)  # per container, millicores per pod
+    memory: dict[str, Forecast] = field(default_factory=dict)  # per container, bytes per pod
+    demand: Forecast | None = None  # the workload's total CPU, millicores (horizontal)
+    upper_quantile: float = 0.98
+    in_place_resize: bool = False  # the cluster serves the pods' `resize` subresource
+    startup_seconds: float = 60.0  # measured: the lead time of a predictive scale-up
+    policy: PredictivePolicy = field(default_factory=PredictivePolicy)
 
 
 @dataclass(frozen=True)
@@ -216,6 +232,8 @@ def _recommendation(
         if vt is None:
             targets.append(spec)
             continue
+        if snapshot.forecasts is not None:
+            vt = _forecast_sized(vt, spec.name, snapshot.forecasts, now)
         vts.append(vt)
         basis[spec.name] = vt.basis
         targets.append(
@@ -242,10 +260,25 @@ def _recommendation(
         hreason = f"replicas left to HPA {snapshot.hpa}"
     elif snapshot.cpu_usage_millicores is not None and requested_cpu > 0:
         utilization = snapshot.cpu_usage_millicores / requested_cpu
-        hr = recommend_replicas(snapshot.replicas, utilization, policy.horizontal, history.replica_history, now)
-        replica_history, hreason = hr.history, hr.reason
-        if hr.recommended != snapshot.replicas:
-            replicas_target = hr.recommended
+        f = snapshot.forecasts
+        if f is not None:
+            d = scale(
+                snapshot.replicas,
+                snapshot.cpu_usage_millicores,
+                requested_cpu / max(1, snapshot.replicas),
+                f.demand,
+                now,
+                startup_seconds=f.startup_seconds,
+                horizontal=policy.horizontal,
+                history=history.replica_history,
+                policy=f.policy,
+            )
+            replica_history, hreason, recommended = d.history, f"{d.mode}: {d.reason}", d.replicas
+        else:
+            hr = recommend_replicas(snapshot.replicas, utilization, policy.horizontal, history.replica_history, now)
+            replica_history, hreason, recommended = hr.history, hr.reason, hr.recommended
+        if recommended != snapshot.replicas:
+            replicas_target = recommended
     rec = _with(
         base,
         targets=tuple(targets),
@@ -264,6 +297,35 @@ def _recommendation(
     after = footprint(tuple(targets), replicas_target or snapshot.replicas)
     rec = _with(rec, cost=cost_change(before, after, policy.prices))
     return _with(rec, reason=_summary(snapshot, rec, hreason))
+
+
+def _forecast_sized(vt: VerticalTarget, container: str, f: Forecasts, now: float) -> VerticalTarget:
+    """The percentile target with CPU from the forecast (when reliable) and memory raised by it (never lowered):
+    the basis says which mode sized CPU, on what forecast, and the expected minutes above the request."""
+    cpu = size_cpu(
+        vt.cpu_millicores,
+        vt.cpu_over_share,
+        f.cpu.get(container),
+        f.upper_quantile,
+        now,
+        in_place=f.in_place_resize,
+        policy=f.policy,
+    )
+    memory, raised = size_memory(vt.memory_bytes, f.memory.get(container), now)
+    notes = [f"cpu {cpu.mode}: {cpu.reason}; ~{cpu.minutes_above_per_month:.0f} min/month above request"]
+    if raised:
+        notes.append(raised)
+    cpu_limit = None if vt.cpu_limit_millicores is None else max(vt.cpu_limit_millicores, 2 * cpu.millicores)
+    memory_limit = None if vt.memory_limit_bytes is None else max(vt.memory_limit_bytes, memory)
+    return replace(
+        vt,
+        cpu_millicores=cpu.millicores,
+        memory_bytes=memory,
+        cpu_limit_millicores=cpu_limit,
+        memory_limit_bytes=memory_limit,
+        cpu_over_share=cpu.minutes_above_per_month / MINUTES_PER_MONTH,
+        basis=f"{'; '.join(notes)}; fallback {vt.basis}",
+    )
 
 
 def _decide(  # noqa: PLR0911
