@@ -72,6 +72,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/alerts/zabbix": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Zabbix webhook receiver (the opsbus media type, Zabbix 6.0+) */
+        post: operations["zabbix_v1_alerts_zabbix_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/audit": {
         parameters: {
             query?: never;
@@ -2538,6 +2555,18 @@ export interface components {
             recorded_at: string;
             /** Revision */
             revision: number | null;
+            /**
+             * Strategy
+             * @description The strategy of the rollout that recorded it.
+             */
+            strategy?: string | null;
+            /**
+             * Template
+             * @description The pod template it ran, as the deployer recorded it: each container's image, env, resources, command and args (what the console compares between revisions).
+             */
+            template?: {
+                [key: string]: unknown;
+            };
         };
         /**
          * Risk
@@ -3065,6 +3094,101 @@ export interface components {
              */
             namespace: string;
         };
+        /**
+         * ZabbixEvent
+         * @description What the opsbus media type posts for one problem or recovery (Zabbix macros in brackets).
+         * @example {
+         *       "event_id": "4711",
+         *       "event_url": "https://zabbix.example.com/tr_events.php?triggerid=20533&eventid=4711",
+         *       "host": "db-1",
+         *       "opdata": "lag: 92 s",
+         *       "severity": 4,
+         *       "started_at": "2026-12-07T20:01:00Z",
+         *       "status": "problem",
+         *       "tags": [
+         *         {
+         *           "tag": "namespace",
+         *           "value": "payments"
+         *         },
+         *         {
+         *           "tag": "service",
+         *           "value": "postgres"
+         *         }
+         *       ],
+         *       "trigger_id": "20533",
+         *       "trigger_name": "PostgreSQL replication lag is too high"
+         *     }
+         */
+        ZabbixEvent: {
+            /**
+             * Ended At
+             * @description Recovery time ({EVENT.RECOVERY.DATE/TIME}).
+             */
+            ended_at?: string | null;
+            /**
+             * Event Id
+             * @description The problem's event id ({EVENT.ID}).
+             */
+            event_id: string;
+            /**
+             * Event Url
+             * @description Link to the event in Zabbix.
+             */
+            event_url?: string | null;
+            /**
+             * Host
+             * @description {HOST.HOST}
+             */
+            host: string;
+            /**
+             * Opdata
+             * @description {EVENT.OPDATA}: the operational data.
+             * @default
+             */
+            opdata: string;
+            /**
+             * Severity
+             * @description {EVENT.NSEVERITY}: 0 Not classified .. 5 Disaster.
+             */
+            severity: number;
+            /**
+             * Started At
+             * Format: date-time
+             * @description When the problem began ({EVENT.DATE} {EVENT.TIME}, as ISO 8601).
+             */
+            started_at: string;
+            /**
+             * Status
+             * @description problem, or resolved for a recovery.
+             * @enum {string}
+             */
+            status: "problem" | "resolved";
+            /**
+             * Tags
+             * @description {EVENT.TAGSJSON}
+             */
+            tags?: components["schemas"]["ZabbixTag"][];
+            /**
+             * Trigger Id
+             * @description {TRIGGER.ID}
+             */
+            trigger_id: string;
+            /**
+             * Trigger Name
+             * @description {EVENT.NAME}
+             */
+            trigger_name: string;
+        };
+        /** ZabbixTag */
+        ZabbixTag: {
+            /** Tag */
+            tag: string;
+            /**
+             * Value
+             * @default
+             */
+            value: string;
+        };
     };
     responses: never;
     parameters: never;
@@ -3151,6 +3275,120 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["AlertmanagerWebhook"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Accepted"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unprocessable content */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    zabbix_v1_alerts_zabbix_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ZabbixEvent"];
             };
         };
         responses: {

@@ -15,7 +15,7 @@ export const deploymentKeys = {
   recent: (namespace: string) => [ROOT, "recent", namespace] as const,
   rollout: (id: string) => [ROOT, "rollout", id] as const,
   replicaSets: (id: string) => [ROOT, "replicasets", id] as const,
-  history: (namespace: string, name: string) => [ROOT, "history", namespace, name] as const,
+  history: (namespace: string, name: string, state: string) => [ROOT, "history", namespace, name, state] as const,
 };
 
 const ACTIVE = new Set(["requested", "queued", "running"]);
@@ -53,9 +53,10 @@ export function useReplicaSets(id: string, active: boolean) {
   });
 }
 
-export function useHistory(namespace: string, name: string) {
+/** The workload's history, read again whenever the rollout shown changes state (a finished one adds a revision). */
+export function useHistory(namespace: string, name: string, state: string) {
   return useQuery({
-    queryKey: deploymentKeys.history(namespace, name),
+    queryKey: deploymentKeys.history(namespace, name, state),
     queryFn: async () => unwrap(await api.GET("/v1/deployments", { params: { query: { namespace, name } } })),
     enabled: namespace !== "" && name !== "",
   });

@@ -1,13 +1,28 @@
-// A workload's revisions (what changed between them: the images) and its rollouts, newest first.
+// A workload's revisions (what changed between them: strategy, images, env, resources, command and args) and its
+// rollouts, newest first.
 import { useTranslation } from "react-i18next";
 import { Link } from "react-router";
 import { formatTime } from "../../../components/time";
 import type { Rollout, Revision } from "../api/queries";
-import { revisionChanges } from "../api/revisions";
+import { revisionChanges, type RevisionChange } from "../api/revisions";
 
 export function RevisionHistory({ workload, revisions, rollouts }: { workload: string; revisions: Revision[]; rollouts: Rollout[] }) {
   const { t, i18n } = useTranslation();
   const lng = i18n.resolvedLanguage ?? "en";
+  const none = t("deployments.history.none");
+  const describe = (c: RevisionChange) => {
+    if (c.field === "container") {
+      return t(c.to === null ? "deployments.history.containerRemoved" : "deployments.history.containerAdded", {
+        container: c.container,
+      });
+    }
+    return t(`deployments.history.changes.${c.field}`, {
+      container: c.container,
+      key: c.key,
+      from: c.from ?? none,
+      to: c.to ?? none,
+    });
+  };
   return (
     <section aria-labelledby="history-title" className="panel">
       <h2 id="history-title">{t("deployments.history.title", { workload })}</h2>
@@ -25,14 +40,8 @@ export function RevisionHistory({ workload, revisions, rollouts }: { workload: s
             <ul>
               {changes.length === 0 && <li>{t("deployments.history.unchanged")}</li>}
               {changes.map((c) => (
-                <li key={c.container}>
-                  <code>
-                    {t("deployments.history.change", {
-                      container: c.container,
-                      from: c.from ?? t("deployments.history.none"),
-                      to: c.to ?? t("deployments.history.none"),
-                    })}
-                  </code>
+                <li key={`${c.container ?? ""}/${c.field}/${c.key ?? ""}`} data-field={c.field}>
+                  <code>{describe(c)}</code>
                 </li>
               ))}
             </ul>

@@ -7,6 +7,7 @@ import { retryOf } from "../api/requests";
 import { AnalysisRuns } from "./AnalysisRuns";
 import { CanarySteps } from "./CanarySteps";
 import { ReplicaSets } from "./ReplicaSets";
+import { RevisionHistory } from "./RevisionHistory";
 import { RolloutActions } from "./RolloutActions";
 
 const userEvent = userEventLib.setup({ delay: null });
@@ -70,8 +71,64 @@ test("a retry requests the same images, steps and analysis again", () => {
   expect(body.reason).toBe("retry of req-1");
 });
 
-test("what changed between revisions: the images per container", () => {
+test("what changed between revisions: the images per container (a revision recorded without its template)", () => {
   const r = (revision: number, image: string) => ({ revision, deployment_id: `d${revision}`, images: { app: image }, outcome: "succeeded", recorded_at: "2026-01-01T10:00:00Z" });
   const changes = revisionChanges([r(3, "web:3"), r(2, "web:2"), r(1, "web:2")]);
-  expect(changes.map((c) => c.changes)).toEqual([[{ container: "app", from: "web:2", to: "web:3" }], [], [{ container: "app", from: null, to: "web:2" }]]);
+  expect(changes.map((c) => c.changes.map(({ container, from, to }) => ({ container, from, to })))).toEqual([
+    [{ container: "app", from: "web:2", to: "web:3" }],
+    [],
+    [{ container: "app", from: null, to: "web:2" }],
+  ]);
+});
+
+const templated = (revision: number, strategy: string, container: Record<string, unknown>, extra: Record<string, unknown>[] = []) => ({
+  revision,
+  deployment_id: `d${revision}`,
+  images: { app: String(container.image) },
+  outcome: "good",
+  recorded_at: "2026-01-01T10:00:00Z",
+  strategy,
+  template: { metadata: { labels: { app: "web" } }, spec: { containers: [{ name: "app", ...container }, ...extra] } },
+});
+
+test("what changed between revisions: strategy, env, resources, command and args, and a container added", () => {
+  const before = templated(1, "rolling", {
+    image: "web:1",
+    env: [{ name: "LOG_LEVEL", value: "info" }, { name: "OLD", value: "1" }],
+    resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "256Mi" } },
+    command: ["/server"],
+  });
+  const after = templated(
+    2,
+    "canary",
+    {
+      image: "web:1",
+      env: [{ name: "LOG_LEVEL", value: "debug" }, { name: "TOKEN", valueFrom: { secretKeyRef: { name: "t", key: "k" } } }],
+      resources: { requests: { cpu: "250m", memory: "128Mi" }, limits: { memory: "512Mi" } },
+      command: ["/server"],
+      args: ["--port", "8080"],
+    },
+    [{ name: "proxy", image: "envoy:1" }],
+  );
+  renderWith(<RevisionHistory workload="Deployment/shop/web" revisions={[after, before]} rollouts={[]} />);
+  const [newest, first] = screen.getAllByRole("listitem").filter((li) => li.parentElement?.tagName === "OL");
+  expect([...within(newest!).getAllByRole("listitem")].map((li) => li.textContent)).toEqual([
+    "strategy: rolling → canary",
+    "app: env LOG_LEVEL: info → debug",
+    "app: env OLD: 1 → none",
+    'app: env TOKEN: none → {"secretKeyRef":{"name":"t","key":"k"}}',
+    "app: requests cpu: 100m → 250m",
+    "app: limits memory: 256Mi → 512Mi",
+    "app: args: none → --port 8080",
+    "container proxy added",
+  ]);
+  // the first revision recorded lists what it ran
+  expect(within(first!).getByText("app: none → web:1")).toBeInTheDocument();
+  expect(within(first!).getByText("app: command: none → /server")).toBeInTheDocument();
+});
+
+test("the same pod template again says so", () => {
+  const same = templated(1, "rolling", { image: "web:1" });
+  renderWith(<RevisionHistory workload="Deployment/shop/web" revisions={[{ ...same, revision: 2 }, same]} rollouts={[]} />);
+  expect(screen.getByText("nothing changed in the pod template")).toBeInTheDocument();
 });

@@ -24,7 +24,7 @@ export function RolloutPage() {
   const active = isActive(status.data?.state);
   const sets = useReplicaSets(id, active);
   const { namespace, name } = workloadOf(status.data?.workload ?? "");
-  const history = useHistory(namespace, name);
+  const history = useHistory(namespace, name, status.data?.state ?? "");
   const command = useCommand(id);
   const retry = useRequestDeployment();
   if (status.isPending) return <Loading />;

@@ -130,8 +130,10 @@ def endpoints(engine: Engine) -> list[Endpoint[Any, Any]]:
                     images={str(k): str(v) for k, v in r.images.items()},
                     outcome=r.outcome,
                     recorded_at=r.recorded_at,
+                    strategy=strategy,
+                    template=r.template,
                 )
-                for r in revisions
+                for r, strategy in revisions
             ),
         )
 

@@ -6,7 +6,7 @@ Mirrors `opsbus.deployer.api` (the deployer's own copy) on the wire.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -75,6 +75,12 @@ class RevisionView(_Model):
     images: dict[str, str]
     outcome: str
     recorded_at: datetime
+    strategy: str | None = Field(default=None, description="The strategy of the rollout that recorded it.")
+    template: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The pod template it ran, as the deployer recorded it: each container's image, env, resources, "
+        "command and args (what the console compares between revisions).",
+    )
 
 
 class HistoryRequest(_Model):

@@ -50,7 +50,10 @@ class Commands:
             s.expunge(row)
             return row
 
-    async def history(self, workload: WorkloadRef, limit: int) -> tuple[list[Rollout], list[Revision]]:
+    async def history(
+        self, workload: WorkloadRef, limit: int
+    ) -> tuple[list[Rollout], list[tuple[Revision, str | None]]]:
+        """The workload's rollouts and revisions, newest first; each revision with its rollout's strategy."""
         key = workload_key(workload)
         async with self._sessions() as s:
             rollouts = (
@@ -66,18 +69,15 @@ class Commands:
                 .all()
             )
             revisions = (
-                (
-                    await s.execute(
-                        select(Revision)
-                        .where(Revision.workload == key)
-                        .order_by(Revision.recorded_at.desc())
-                        .limit(limit)
-                    )
+                await s.execute(
+                    select(Revision, Rollout.strategy)
+                    .outerjoin(Rollout, Rollout.id == Revision.rollout_id)
+                    .where(Revision.workload == key)
+                    .order_by(Revision.recorded_at.desc())
+                    .limit(limit)
                 )
-                .scalars()
-                .all()
-            )
-            return list(rollouts), list(revisions)
+            ).all()
+            return list(rollouts), [(r, strategy) for r, strategy in revisions]
 
     async def recent(self, namespaces: tuple[str, ...] | None, state: str | None, limit: int) -> list[Rollout]:
         """The latest rollouts, newest first, in `namespaces` (None: all); the workload key is Kind/ns/name."""

@@ -391,7 +391,9 @@ class Engine:
     async def find(self, selector: RolloutSelector) -> Rollout:
         return await self._commands.find(selector)
 
-    async def history(self, workload: WorkloadRef, limit: int) -> tuple[list[Rollout], list[Revision]]:
+    async def history(
+        self, workload: WorkloadRef, limit: int
+    ) -> tuple[list[Rollout], list[tuple[Revision, str | None]]]:
         return await self._commands.history(workload, limit)
 
     async def recent(self, namespaces: tuple[str, ...] | None, state: str | None, limit: int) -> list[Rollout]:
