@@ -16,7 +16,8 @@ from opsbus.gateway.app import create_app, telemetry_config
 from opsbus.gateway.context import GatewayContext
 from opsbus.gateway.settings import GatewaySettings
 
-UNAUTHENTICATED = {"/healthz", "/readyz", "/metrics", "/v1/alerts/alertmanager"}  # the webhook has its own auth
+# the webhooks have their own auth (Alertmanager's credentials, the Zabbix media type's token)
+UNAUTHENTICATED = {"/healthz", "/readyz", "/metrics", "/v1/alerts/alertmanager", "/v1/alerts/zabbix"}
 # Signing in is how a console gets a session: these take no credential scheme (POST /v1/session takes the key in
 # its body; the OIDC pair is the provider's redirect flow).
 SIGN_IN = {("post", "/v1/session"), ("get", "/v1/session/methods"), ("get", "/v1/session/oidc/login")}

@@ -208,6 +208,13 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
       name: {{ . }}
       key: bearer-token
 {{- end }}
+{{- with $s.zabbixSecret }}
+- name: OPSBUS_GATEWAY__ZABBIX__BEARER_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: bearer-token
+{{- end }}
 {{- with ($s.slack).signingSecretSecret }}
 - name: OPSBUS_GATEWAY__SLACK__SIGNING_SECRET
   valueFrom:

@@ -49,6 +49,10 @@ class AlertmanagerSettings(BaseModel):
     password: SecretStr | None = None
 
 
+class ZabbixSettings(AlertmanagerSettings):
+    """The Zabbix receiver's own credentials: the bearer token the opsbus media type sends (or basic auth)."""
+
+
 class ConsoleSettings(BaseModel):
     """The web console the gateway serves at `/` and its sessions (the gateway as backend-for-frontend)."""
 
@@ -114,6 +118,7 @@ class GatewayOptions(BaseModel):
     cors_origins: list[str] = Field(default_factory=list, description="Empty: CORS off.")
     oidc: OidcSettings = OidcSettings()
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
+    zabbix: ZabbixSettings = ZabbixSettings()
     console: ConsoleSettings = ConsoleSettings()
     slack: SlackSettings = SlackSettings()
 

@@ -199,8 +199,8 @@ def workload_of(labels: dict[str, str], namespace: str | None) -> WorkloadRef | 
     return None
 
 
-def event_id(cluster: str, fingerprint: str, starts_at: datetime, status: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE_IDS, f"alertmanager:{cluster}:{fingerprint}:{starts_at.isoformat()}:{status}"))
+def event_id(cluster: str, fingerprint: str, starts_at: datetime, status: str, origin: str = "alertmanager") -> str:
+    return str(uuid.uuid5(_NAMESPACE_IDS, f"{origin}:{cluster}:{fingerprint}:{starts_at.isoformat()}:{status}"))
 
 
 def to_events(hook: AlertmanagerWebhook, *, default_cluster: str, now: datetime) -> list[Envelope]:
@@ -214,7 +214,7 @@ def to_events(hook: AlertmanagerWebhook, *, default_cluster: str, now: datetime)
             problems.append(MappingProblem(f"{where}/labels/alertname", "every alert needs an alertname label"))
             continue
         try:
-            events.append(_one(alert, alertname, default_cluster=default_cluster, now=now))
+            events.append(one_event(alert, alertname, default_cluster=default_cluster, now=now))
         except (ValidationError, ValueError) as exc:
             detail = (
                 "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
@@ -227,7 +227,16 @@ def to_events(hook: AlertmanagerWebhook, *, default_cluster: str, now: datetime)
     return events
 
 
-def _one(alert: AlertmanagerAlert, alertname: str, *, default_cluster: str, now: datetime) -> Envelope:
+def one_event(
+    alert: AlertmanagerAlert,
+    alertname: str,
+    *,
+    default_cluster: str,
+    now: datetime,
+    source: AlertSource = AlertSource.ALERTMANAGER,
+) -> Envelope:
+    """One alert as an event; `source` names the system it came from (Alertmanager, or Zabbix through the same
+    shape), which also keeps the two systems' deterministic event ids apart."""
     labels = alert.labels
     cluster = _token(labels.get("cluster")) or default_cluster
     namespace = _token(labels.get("namespace"))
@@ -244,7 +253,7 @@ def _one(alert: AlertmanagerAlert, alertname: str, *, default_cluster: str, now:
         "annotations": annotations_of(alert, alertname),
         "starts_at": starts_at,
         "generator_url": _url(alert.generatorURL),
-        "source": AlertSource.ALERTMANAGER,
+        "source": source,
         "workload": workload_of(labels, namespace),
     }
     payload: AlertFired | AlertResolved
@@ -252,9 +261,9 @@ def _one(alert: AlertmanagerAlert, alertname: str, *, default_cluster: str, now:
         payload = AlertFired(**common, ends_at=ends_at if ends_at and ends_at > starts_at else None)
     else:
         end = ends_at if ends_at and ends_at >= starts_at else max(now, starts_at)
-        payload = AlertResolved(**common, ends_at=end, resolution="alertmanager")
-    fired_id = event_id(cluster, fingerprint, starts_at, "firing")
-    eid = event_id(cluster, fingerprint, starts_at, alert.status)
+        payload = AlertResolved(**common, ends_at=end, resolution=source.value)
+    fired_id = event_id(cluster, fingerprint, starts_at, "firing", source.value)
+    eid = event_id(cluster, fingerprint, starts_at, alert.status, source.value)
     envelope = Envelope.build(
         payload,
         service="gateway",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -20,8 +21,10 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from opsbus.common.errors import TransientError
+from opsbus.common.events import Envelope
 from opsbus.common.rpc import ServiceUnavailableError
 from opsbus.gateway.auth import INVALID_CREDENTIAL, Ctx, Gate, unauthorized
+from opsbus.gateway.context import GatewayContext
 from opsbus.gateway.domain.alertmanager import AlertmanagerWebhook, MappingError, to_events
 from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem, ProblemError
 from opsbus.gateway.settings import AlertmanagerSettings
@@ -69,8 +72,14 @@ Alertmanager = Annotated[None, Depends(_AlertmanagerCredentials())]
 
 @router.post("/v1/alerts/alertmanager", summary="Alertmanager webhook receiver (payload version 4)")
 async def alertmanager(*, sender: Alertmanager, body: AlertmanagerWebhook, ctx: Ctx) -> Accepted:
+    return await accept(ctx, lambda now: to_events(body, default_cluster=ctx.settings.cluster, now=now))
+
+
+async def accept(ctx: GatewayContext, mapping: Callable[[datetime], list[Envelope]]) -> Accepted:
+    """Map a receiver's payload to alert events and publish them: 422 when it cannot map (nothing is published),
+    503 until JetStream stored every event, 200 with their ids after."""
     try:
-        events = to_events(body, default_cluster=ctx.settings.cluster, now=datetime.now(UTC))
+        events = mapping(datetime.now(UTC))
     except MappingError as exc:
         errors = [ProblemError(pointer="#" + p.pointer, detail=p.detail) for p in exc.problems]
         raise ApiProblem(422, "some alerts cannot become opsbus events", slug="validation", errors=errors) from None

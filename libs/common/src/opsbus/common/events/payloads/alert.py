@@ -28,6 +28,7 @@ from opsbus.common.events.payloads.common import (
 class AlertSource(StrEnum):
     WATCHER = "watcher"
     ALERTMANAGER = "alertmanager"
+    ZABBIX = "zabbix"
 
 
 class AlertAnnotations(Frozen):
