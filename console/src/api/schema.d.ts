@@ -2555,6 +2555,18 @@ export interface components {
             recorded_at: string;
             /** Revision */
             revision: number | null;
+            /**
+             * Strategy
+             * @description The strategy of the rollout that recorded it.
+             */
+            strategy?: string | null;
+            /**
+             * Template
+             * @description The pod template it ran, as the deployer recorded it: each container's image, env, resources, command and args (what the console compares between revisions).
+             */
+            template?: {
+                [key: string]: unknown;
+            };
         };
         /**
          * Risk

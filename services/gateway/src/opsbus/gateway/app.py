@@ -6,7 +6,8 @@ Two choices here are for throughput (bench/gateway_load.py, docs/benchmarks.md):
 
 * The routes of every module sit directly on the app's router. `include_router` would put each module behind
   a lazily resolved sub-router that FastAPI walks twice per request (match, then handle), re-checking every
-  route's version on the way: about a seventh of the CPU of `GET /v1/whoami`.
+  route's version on the way: about a seventh of the CPU of `GET /v1/whoami`. Each is a `QuickRoute`, which
+  turns a path away by its literal part before the regular expression (the same share again).
 * FastAPI's own OpenTelemetry instrumentation records one server span per request, and only when the gateway
   exports traces (`ctx.tracer_provider` set, i.e. `telemetry.otlp_endpoint` configured). Without an exporter
   the spans went nowhere and cost about a quarter of the CPU per request. Per-operation spans (dependency
@@ -24,7 +25,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from opsbus.gateway.auth import authenticate_before_validation, document_api_key_scheme
 from opsbus.gateway.console_assets import console_routes
@@ -101,6 +103,30 @@ def telemetry_config(ctx: GatewayContext) -> TelemetryConfig:
     }
 
 
+class QuickRoute(APIRoute):
+    """An `APIRoute` that turns away a request whose path cannot be its own before asking its regular expression.
+
+    Starlette tries the routes in order, and every `matches` that fails still resolved the route path and ran
+    the regular expression: `GET /v1/whoami`, the 48th route, paid for 47 (a seventh of its CPU). A route's
+    path up to its first parameter is a literal every path it matches contains, so a path without it is
+    `Match.NONE` at once; any other path is judged by `APIRoute.matches` as before (order, 405s unchanged).
+    """
+
+    literal: str
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and self.literal not in scope["path"]:
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+def quick(route: APIRoute) -> QuickRoute:
+    route.__class__ = QuickRoute  # the same route (endpoint, dependencies, OpenAPI), its `matches` overridden
+    assert isinstance(route, QuickRoute)
+    route.literal = route.path.split("{", 1)[0]
+    return route
+
+
 def flat_routes() -> list[BaseRoute]:
     """Every module's routes, each complete in itself (path, dependencies, the router's problem responses)."""
     routes: list[BaseRoute] = []
@@ -108,7 +134,7 @@ def flat_routes() -> list[BaseRoute]:
         for route in router.routes:
             if not isinstance(route, APIRoute):
                 raise TypeError(f"{route!r} in a gateway router is not an APIRoute")
-            routes.append(route)
+            routes.append(quick(route))
     return routes
 
 
