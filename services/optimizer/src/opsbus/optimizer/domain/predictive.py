@@ -14,7 +14,7 @@ reactive one in the audit trail and the `scale.recommended` reason.
   measured start-up time plus one cycle), at `target_utilization` of requests, so pods are ready when the
   rise comes. Reactive (the HPA formula, `recommend_replicas`) when the forecast is unreliable, or when
   demand is above the forecast's upper bound right now (a surprise: a burst the history did not contain);
-  the larger of both when the forecast is trusted but the reactive rule asks for more.
+  more when the forecast is trusted but utilisation is above `target_utilization` beyond the tolerance now.
 
 Pure: no I/O, no clock; the caller passes `now`. Guardrails (cooldown, step clamp, min/max, an HPA present,
 a rollout under way, dry run) stay the planner's, applied after these targets.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from opsbus.optimizer.domain.forecast import Forecast
-from opsbus.optimizer.domain.horizontal import HorizontalPolicy, recommend_replicas
+from opsbus.optimizer.domain.horizontal import HorizontalPolicy, desired_replicas, recommend_replicas
 
 MINUTES_PER_MONTH = 730 * 60
 
@@ -139,11 +139,11 @@ def scale(
         f"forecast {forecast.describe()}: upper bound {need:.0f}m within the lead time {lead:.0f}s "
         f"at {policy.target_utilization:.0%} of {per_replica:.0f}m per replica"
     )
-    if reactive.raw > current and reactive.raw > predicted:  # load above target now: react, whatever was forecast
-        return ScalingDecision(
-            bounded(reactive.raw),
-            Mode.REACTIVE,
-            f"{reactive.reason}, above the forecast's {predicted}",
-            reactive.history,
+    # load above the predictive target now (beyond the tolerance): react, whatever was forecast
+    hot = desired_replicas(current, utilization, policy.target_utilization, horizontal.tolerance)
+    if hot > current and hot > predicted:
+        why = (
+            f"utilisation {utilization:.0%} above {policy.target_utilization:.0%}, more than the forecast's {predicted}"
         )
+        return ScalingDecision(bounded(hot), Mode.REACTIVE, why, reactive.history)
     return ScalingDecision(bounded(predicted), Mode.PREDICTIVE, reason, reactive.history)
