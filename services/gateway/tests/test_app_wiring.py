@@ -16,8 +16,15 @@ from opsbus.gateway.app import create_app, telemetry_config
 from opsbus.gateway.context import GatewayContext
 from opsbus.gateway.settings import GatewaySettings
 
-# the webhooks have their own auth (Alertmanager's credentials, the Zabbix media type's token)
-UNAUTHENTICATED = {"/healthz", "/readyz", "/metrics", "/v1/alerts/alertmanager", "/v1/alerts/zabbix"}
+# the webhooks have their own auth: Alertmanager's credentials, the Zabbix media type's token, Slack's signature
+UNAUTHENTICATED = {
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/v1/alerts/alertmanager",
+    "/v1/alerts/zabbix",
+    "/v1/integrations/slack/interactions",
+}
 # Signing in is how a console gets a session: these take no credential scheme (POST /v1/session takes the key in
 # its body; the OIDC pair is the provider's redirect flow).
 SIGN_IN = {("post", "/v1/session"), ("get", "/v1/session/methods"), ("get", "/v1/session/oidc/login")}

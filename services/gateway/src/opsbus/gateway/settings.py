@@ -83,8 +83,8 @@ class SlackApprover(BaseModel):
 class SlackSettings(BaseModel):
     """Slack interactivity: Approve/Reject clicks posted to `/v1/integrations/slack/interactions`.
 
-    Unset `signing_secret`: the endpoint answers 404. The secret comes from the environment (the chart takes it
-    from a Kubernetes Secret); it is never logged or echoed."""
+    Unset `signing_secret`: the endpoint refuses every request (401). The secret comes from the environment (the
+    chart takes it from a Kubernetes Secret); it is never logged or echoed."""
 
     signing_secret: SecretStr | None = Field(default=None, description="The Slack app's signing secret.")
     max_age_seconds: int = Field(default=300, ge=1, le=3600, description="Older request timestamps are refused.")

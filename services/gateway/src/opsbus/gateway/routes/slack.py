@@ -1,16 +1,17 @@
 """`POST /v1/integrations/slack/interactions`: Approve and Reject clicks on the notifier's Slack notices.
 
 Slack posts each click to the app's interactivity request URL, signed with the app's signing secret. The
-request is judged before anything else (`domain/slack.py`): unsigned, forged or stale requests get 401, a
-signed body that is no decision 400, both problem+json. The Slack user is then mapped to an opsbus approver
-(`gateway.slack.approvers`: identity, role, namespaces, clusters); the decision goes through the recoveries'
-own path (`recoveries.decide`: the same role, scope and tenancy checks, the healer's one audit entry in the
-decision's transaction), the caller naming the chat (`slack`) and the Slack user id. A click Slack signed is
-always answered 200, as Slack wants, with the text the person sees: a refusal (an unknown Slack user, a role
-or namespace that may not decide; both audited as denied by the gateway) or a step that is no longer waiting
-(a second click: nothing is decided twice) is an ephemeral reply; a decision replaces the message's buttons
-with who decided. Slack ignores the answer's body for block actions, so the same reply also goes to the
-click's `response_url` after the answer, only when that URL is Slack's (`response_url_prefix`).
+request is judged before anything else (`domain/slack.py`): unsigned, forged or stale requests get 401 (so
+does every request while no signing secret is configured), a signed body that is no decision 400, both
+problem+json. The Slack user is then mapped to an opsbus approver (`gateway.slack.approvers`: identity, role,
+namespaces, clusters); the decision goes through the recoveries' own path (`recoveries.decide`: the same role,
+scope and tenancy checks, the healer's one audit entry in the decision's transaction), the caller naming the
+chat (`slack`) and the Slack user id. A click Slack signed is always answered 200, as Slack wants, with the
+text the person sees: a refusal (an unknown Slack user, a role or namespace that may not decide; both audited
+as denied by the gateway) or a step that is no longer waiting (a second click: nothing is decided twice) is an
+ephemeral reply; a decision replaces the message's buttons with who decided. Slack ignores the answer's body
+for block actions, so the same reply also goes to the click's `response_url` after the answer, only when that
+URL is Slack's (`response_url_prefix`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from opsbus.common.api.calling import Caller
 from opsbus.common.events.payloads.audit import AuditOutcome
 from opsbus.common.events.payloads.common import ResourceRef
 from opsbus.common.rpc import RpcError
-from opsbus.gateway.auth import Ctx, RequestId
+from opsbus.gateway.auth import Ctx, RequestId, unauthorized
 from opsbus.gateway.commands import actor_of
 from opsbus.gateway.context import GatewayContext
 from opsbus.gateway.domain import slack
@@ -151,8 +152,8 @@ async def _update_message(url: str, reply: SlackReply) -> None:
 )
 async def slack_interactions(request: Request, ctx: Ctx, rid: RequestId, tasks: BackgroundTasks) -> SlackReply:
     settings = ctx.settings.gateway.slack
-    if settings.signing_secret is None:
-        raise ApiProblem(404, "Slack interactivity is not configured on this gateway", slug="not-found")
+    if settings.signing_secret is None:  # as the Alertmanager receiver without credentials: nothing gets in
+        raise unauthorized("Slack interactivity has no signing secret configured, so it accepts no credentials")
     body = await request.body()
     try:
         slack.verify(
@@ -165,7 +166,7 @@ async def slack_interactions(request: Request, ctx: Ctx, rid: RequestId, tasks: 
         )
         click = slack.parse_click(body)
     except slack.SlackRequestRefused as exc:
-        raise ApiProblem(401, str(exc), slug="unauthorized") from None
+        raise unauthorized(f"invalid Slack request credentials: {exc}") from None
     except slack.MalformedInteraction as exc:
         raise ApiProblem(400, str(exc), slug="bad-request") from None
     reply = await _decide(ctx, click, rid)
