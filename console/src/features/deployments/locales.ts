@@ -39,6 +39,8 @@ const en = {
     steps: {
       title: "Canary steps",
       weight: "{{weight}}% of replicas",
+      trafficWeight: "{{weight}}% of traffic",
+      traffic: "{{kind}} {{name}} now sends {{canary}}% of traffic to the canary, {{stable}}% to the stable",
       pause: "pause {{seconds}} s",
       manual: "waits for promotion",
       analysis: "analysis: {{metrics}}",
@@ -170,6 +172,8 @@ const zhCN: Shape<typeof en> = {
     steps: {
       title: "金丝雀步骤",
       weight: "{{weight}}% 的副本",
+      trafficWeight: "{{weight}}% 的流量",
+      traffic: "{{kind}} {{name}} 当前将 {{canary}}% 的流量发往金丝雀，{{stable}}% 发往稳定版本",
       pause: "暂停 {{seconds}} 秒",
       manual: "等待人工推进",
       analysis: "分析：{{metrics}}",

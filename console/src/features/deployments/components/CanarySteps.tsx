@@ -1,4 +1,6 @@
 // The canary's steps as the deployer runs them: weight, pause, manual gate, analysis; the current one marked.
+// With a traffic router (HTTPRoute, VirtualService) the weights are shares of traffic and the route's current
+// split is shown.
 import { useTranslation } from "react-i18next";
 import type { Rollout } from "../api/queries";
 
@@ -13,9 +15,21 @@ function stepState(rollout: Rollout, index: number): "done" | "current" | "pendi
 export function CanarySteps({ rollout }: { rollout: Rollout }) {
   const { t } = useTranslation();
   const steps = rollout.canary?.steps ?? [];
+  const router = rollout.canary?.router ?? null;
+  const weight = rollout.canary_weight ?? 0;
   return (
     <section aria-labelledby="steps-title" className="panel">
       <h2 id="steps-title">{t("deployments.steps.title")}</h2>
+      {router && (
+        <p>
+          {t("deployments.steps.traffic", {
+            kind: router.kind,
+            name: router.name,
+            canary: weight,
+            stable: 100 - weight,
+          })}
+        </p>
+      )}
       {steps.length === 0 ? (
         <p>{t("deployments.steps.none")}</p>
       ) : (
@@ -24,7 +38,9 @@ export function CanarySteps({ rollout }: { rollout: Rollout }) {
             const state = stepState(rollout, i);
             return (
               <li key={i} className={`step step-${state}`} aria-current={state === "current" ? "step" : undefined}>
-                <strong>{t("deployments.steps.weight", { weight: s.weight })}</strong>
+                <strong>
+                  {t(router ? "deployments.steps.trafficWeight" : "deployments.steps.weight", { weight: s.weight })}
+                </strong>
                 <div className="weight" aria-hidden="true">
                   <span style={{ width: `${s.weight}%` }} />
                 </div>

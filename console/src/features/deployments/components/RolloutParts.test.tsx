@@ -31,6 +31,19 @@ test("the canary's steps show weights, pauses and the current step", () => {
   expect(within(steps[1]!).getByText("analysis: success-rate")).toBeInTheDocument();
 });
 
+test("a canary with a traffic router shows its steps as traffic and the route's current split", () => {
+  const base = rollout();
+  const router = { kind: "HTTPRoute" as const, name: "web", stable_service: "web", canary_service: "web-canary" };
+  renderWith(
+    <CanarySteps
+      rollout={{ ...base, state: "running", step: 2, stage: "pause", canary_weight: 50, canary: { ...base.canary!, router } }}
+    />,
+  );
+  expect(screen.getByText("HTTPRoute web now sends 50% of traffic to the canary, 50% to the stable")).toBeInTheDocument();
+  const steps = screen.getAllByRole("listitem");
+  expect(within(steps[0]!).getByText("20% of traffic")).toBeInTheDocument();
+});
+
 test("new and old ReplicaSets with their images and ready pods", () => {
   renderWith(
     <ReplicaSets
