@@ -58,9 +58,9 @@ test-cluster: setup sandbox-install ## cluster tests against the sandbox apiserv
 test-e2e: setup sandbox-install ## end-to-end scenarios: every service a process, real NATS, PostgreSQL, Jaeger, sandbox
 	$(PYTEST) -m e2e tests/e2e
 
-# The image tier (make test-images) is not part of `make test` yet: its compose scenario does not detect the fault
-# (the watcher's Kubernetes client ignores the kubeconfig's tls-server-name), and a cold build of the seven images
-# takes about half an hour on 2 cores. See issue 21.
+# The image tier (make test-images) is not part of `make test`: on this 2-core machine a cold build of the seven
+# images (one shared dependency layer, then a thin layer each) takes about 21 minutes at load 18-24, and the image
+# tests add more, over the 12 minutes CI can give them next to the suite's ~42 (README "Docker"). See issue 21.
 test: lint docs-check console sandbox-install ## everything: lint, docs, unit, integration, cluster, e2e, browser
 	$(PYTEST) --ignore=tests/images
 

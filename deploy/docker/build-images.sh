@@ -4,7 +4,8 @@
 #   2. a uv image holding the uv binary of PyPI's wheel at UV_VERSION (tools/versions.env), cached likewise,
 #   3. every service image from deploy/docker/Dockerfile with --pull=never, tagged opsbus-<service>:<key> and
 #      opsbus-<service>:dev, where <key> hashes that image's inputs (see key_of): an image whose key exists is not
-#      rebuilt, so a warm run costs seconds.
+#      rebuilt, so a warm run costs seconds. The first image built installs the third-party dependencies of all
+#      seven; the other six take that layer from podman's layer cache and add only their own code.
 #
 #   deploy/docker/build-images.sh [service ...]        (default: all seven; run from anywhere, needs root + podman)
 #

@@ -86,7 +86,8 @@ def test_image_runs_unprivileged_with_the_service_entrypoint() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
     runtime = text.split("AS runtime", 1)[1]
     assert "USER 10001:10001" in runtime
-    assert "uv sync --frozen --no-dev --no-editable" in text
+    assert "uv sync --frozen --no-dev --no-install-workspace" in text  # the shared dependency layer, from the lock
+    assert "uv pip install --no-deps --target /opt/opsbus/app" in text  # opsbus code, a thin layer per image
     assert 'exec python -m \\"opsbus.${OPSBUS_SERVICE}\\"' in runtime
     ignored = (REPO_ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     assert "**/tests/" in ignored and "*" in ignored
