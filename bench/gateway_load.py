@@ -370,7 +370,9 @@ def main() -> int:
             process(gateway_cmd, env, tmp / "gateway.log") as gw,
             process(bare_cmd, env, tmp / "bare.log") as bare,
         ):
-            wait_http(f"http://127.0.0.1:{gw_port}/readyz", gw, "the gateway", tmp / "gateway.log")
+            # after a million-row load on a busy machine the gateway took more than 3 minutes to be ready (as in
+            # bench/audit_pages.py, which waits as long)
+            wait_http(f"http://127.0.0.1:{gw_port}/readyz", gw, "the gateway", tmp / "gateway.log", timeout=900)
             wait_http(f"http://127.0.0.1:{bare_port}/ok", bare, "the bare app", tmp / "bare.log")
             auth = {"Authorization": f"Bearer {token}"}
             gw_url, bare_url = f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{bare_port}"
