@@ -16,7 +16,8 @@ else
   _nproc="$(ulimit -Hu)"; [ "$_nproc" = unlimited ] && _nproc=4096
   [ "$_nproc" -gt 4096 ] && _nproc=4096
   _runtime=""; command -v runc >/dev/null 2>&1 && _runtime='runtime = "runc"'
-  cat > "$_conf_dir/containers.conf.partial" <<CONF
+  _partial="$(mktemp "$_conf_dir/containers.conf.XXXXXX")"  # its own: scripts and tests source this concurrently
+  cat > "$_partial" <<CONF
 [containers]
 default_ulimits = ["nofile=$_nofile:$_nofile", "nproc=$_nproc:$_nproc"]
 
@@ -25,7 +26,8 @@ $_runtime
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 CONF
-  mv "$_conf_dir/containers.conf.partial" "$_conf_dir/containers.conf"
+  chmod 0644 "$_partial"
+  mv "$_partial" "$_conf_dir/containers.conf"
   export CONTAINERS_CONF="$_conf_dir/containers.conf"
-  unset _conf_dir _nofile _nproc _runtime
+  unset _conf_dir _nofile _nproc _runtime _partial
 fi

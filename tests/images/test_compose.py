@@ -178,9 +178,9 @@ def test_compose_platform_detects_heals_notifies_and_leaves_nothing_behind(
 
             told = wait_until("the crash loop healed", healed, 240, state=lambda: compose.logs("healer"))
             timings["healed"] = time.monotonic() - injected
-            assert [e["data"]["action"]["kind"] for e in told["recoveries"] if e["type"].endswith(".started")] == [
-                "delete_pod"
-            ]
+            assert [
+                e["data"]["action"]["kind"] for e in told["recoveries"] if e["type"].split(".")[3] == "started"
+            ] == ["delete_pod"]
             wait_until(
                 f"{victim} replaced",
                 lambda: victim not in {p.metadata.name for p in kube.pods("crashy")} and kube.running_pods("crashy", 3),
