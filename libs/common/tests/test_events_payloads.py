@@ -95,7 +95,7 @@ def test_alert_label_names_follow_prometheus_rules() -> None:
         ({"severity": "fatal"}, "severity\n  Input should be 'critical', 'warning' or 'info'"),
         ({"fingerprint": "XYZ"}, "fingerprint\n  String should match pattern"),
         ({"starts_at": "2025-03-14T09:26:53"}, "starts_at\n  Input should have timezone info"),
-        ({"source": "prometheus"}, "source\n  Input should be 'watcher' or 'alertmanager'"),
+        ({"source": "prometheus"}, "source\n  Input should be 'watcher', 'alertmanager' or 'zabbix'"),
     ],
 )
 def test_alert_field_errors_name_the_field(changes: dict[str, Any], fragment: str) -> None:
