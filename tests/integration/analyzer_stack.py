@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pytest
 from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry
 
@@ -37,6 +38,7 @@ from opsbus.common.events.payloads import (
 from opsbus.common.runtime import Runtime
 from opsbus.common.settings import DatabaseSettings
 from opsbus.common.store import upgrade
+from opsbus.common.testing.fixtures import MakeBus
 
 CLUSTER = "it"
 NS = "shop"
@@ -90,6 +92,21 @@ async def analyzer_stack(database_url: str, nats_url: str) -> AsyncIterator[Anal
     stack = AnalyzerStack(database_url, nats_url)
     yield stack
     await stack.stop_all()
+
+
+@pytest.fixture
+async def stack(database_url: str, nats_url: str) -> AsyncIterator[AnalyzerStack]:
+    """A migrated analyzer schema and a stack that stops every replica it started (integration tests)."""
+    async for s in analyzer_stack(database_url, nats_url):
+        yield s
+
+
+@pytest.fixture
+async def bus(make_bus: MakeBus) -> Bus:
+    """A test client of the bus with the streams in place."""
+    b = await make_bus("tests")
+    await b.ensure_streams()
+    return b
 
 
 def change_event(at: datetime, *, name: str = "web", image: str = "shop/web:1.42", kinds: Any = None) -> Envelope:

@@ -6,7 +6,6 @@ and the analyzer keeps serving; a redelivered alert publishes nothing twice."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,32 +17,20 @@ from opsbus.common.bus import Bus
 from opsbus.common.bus.consuming import DLQ_REASON
 from opsbus.common.events.payloads import ChangeKind, DiagnosisMade, DiagnosisRevised
 from opsbus.common.events.payloads.diagnosis import CauseKind, DiagnosisOutcome, EvidenceKind
-from opsbus.common.testing.fixtures import MakeBus
 from tests.integration.analyzer_stack import (
     CLUSTER,
     NS,
     AnalyzerStack,
     alert_event,
-    analyzer_stack,
+    bus,
     change_event,
     last_event,
+    stack,
     wait_recorded,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def stack(database_url: str, nats_url: str) -> AsyncIterator[AnalyzerStack]:
-    async for s in analyzer_stack(database_url, nats_url):
-        yield s
-
-
-@pytest.fixture
-async def bus(make_bus: MakeBus) -> Bus:
-    b = await make_bus("tests")
-    await b.ensure_streams()
-    return b
+__all__ = ["bus", "stack"]  # fixtures shared through analyzer_stack
 
 
 async def test_change_then_alert_gives_the_rollout_as_top_cause_within_2s(stack: AnalyzerStack, bus: Bus) -> None:

@@ -9,7 +9,6 @@ alone: it goes to the DLQ with the reason, and the rest of its batch is recorded
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,32 +22,20 @@ from opsbus.common.events.payloads import ChangeKind, ChangeOrigin, ChangeRecord
 from opsbus.common.events.payloads.diagnosis import CauseKind, DiagnosisOutcome
 from opsbus.common.settings import DatabaseSettings
 from opsbus.common.store import Database
-from opsbus.common.testing.fixtures import MakeBus
 from tests.integration.analyzer_stack import (
     CLUSTER,
     NS,
     AnalyzerStack,
     alert_event,
-    analyzer_stack,
+    bus,
     change_event,
     last_event,
+    stack,
     wait_recorded,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def stack(database_url: str, nats_url: str) -> AsyncIterator[AnalyzerStack]:
-    async for s in analyzer_stack(database_url, nats_url):
-        yield s
-
-
-@pytest.fixture
-async def bus(make_bus: MakeBus) -> Bus:
-    b = await make_bus("tests")
-    await b.ensure_streams()
-    return b
+__all__ = ["bus", "stack"]  # fixtures shared through analyzer_stack
 
 
 def replica_change(at: datetime, i: int, *, summary: str | None = None) -> Envelope:

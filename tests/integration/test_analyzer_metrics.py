@@ -10,7 +10,6 @@ cannot have caused it), then the crash-loop alert arrives. The rollout is the to
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,34 +19,22 @@ from opsbus.common.bus import Bus
 from opsbus.common.events import Envelope
 from opsbus.common.events.payloads import ChangeKind, ChangeOrigin, ChangeRecorded, DiagnosisMade, FieldChange
 from opsbus.common.events.payloads.diagnosis import CauseKind, EvidenceKind
-from opsbus.common.testing.fixtures import MakeBus
 from opsbus.common.testing.prometheus import Exporter, PrometheusServer
 from tests.integration.analyzer_stack import (
     CLUSTER,
     NS,
     AnalyzerStack,
     alert_event,
-    analyzer_stack,
+    bus,
     change_event,
     last_event,
+    stack,
     wait_recorded,
 )
 
 pytestmark = pytest.mark.integration
+__all__ = ["bus", "stack"]  # fixtures shared through analyzer_stack
 QUERY = 'max(app_error_ratio{namespace="$namespace",workload="$workload"})'
-
-
-@pytest.fixture
-async def stack(database_url: str, nats_url: str) -> AsyncIterator[AnalyzerStack]:
-    async for s in analyzer_stack(database_url, nats_url):
-        yield s
-
-
-@pytest.fixture
-async def bus(make_bus: MakeBus) -> Bus:
-    b = await make_bus("tests")
-    await b.ensure_streams()
-    return b
 
 
 def config_edit(at: datetime) -> Envelope:
