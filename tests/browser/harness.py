@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from axe_playwright_python.async_playwright import Axe  # type: ignore[import-untyped]
 from nats.aio.client import Client
 from opentelemetry import trace
@@ -65,6 +66,13 @@ async def chromium(profile: Path) -> AsyncIterator[BrowserContext]:
             yield context
         finally:
             await context.close()
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
+    """A fresh Chromium profile per test (import it into the test module to use it)."""
+    async for context in chromium(tmp_path / "profile"):
+        yield context
 
 
 def crash_alert(namespace: str, pod: str, severity: Severity = Severity.CRITICAL) -> Envelope:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from opsbus.common.bus import Bus
 from tests.browser.harness import (
     LIVE_BUDGET_MS,
     HealerStandIn,
-    chromium,
+    browser,
     crash_alert,
     detection_span,
     no_serious_violations,
@@ -32,6 +31,7 @@ from tests.browser.harness import (
 from tests.integration.gateway_stack import GatewayStack, gateway_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
+__all__ = ["browser"]  # a fixture, from the harness
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E0000  # alert n is published in trace TRACE_ID + n
 
 
@@ -44,12 +44,6 @@ async def stack(database_url: str, nats_url: str) -> AsyncIterator[GatewayStack]
             console={"insecure_loopback_cookie": True, "jaeger_url": "http://127.0.0.1:16686"},
         )
         yield s
-
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
-    async for context in chromium(tmp_path / "profile"):
-        yield context
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,11 +27,12 @@ from opsbus.common.events.payloads import AlertFired
 from opsbus.common.settings import DatabaseSettings
 from opsbus.common.store import upgrade
 from opsbus.notifier import store
-from tests.browser.harness import both_languages, chromium, crash_alert, require_console, sign_in, tab_to
+from tests.browser.harness import both_languages, browser, crash_alert, require_console, sign_in, tab_to
 from tests.integration.gateway_stack import GatewayStack, gateway_stack
 from tests.integration.notifier_stack import Receiver, Stack, webhook_receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
+__all__ = ["browser"]  # a fixture, from the harness
 
 #: how long the notifier holds a new `payments` group before its first notification: the time the operator has
 #: to silence the incident from the console (the journey takes a few seconds; the budget allows for a loaded CI)
@@ -78,12 +78,6 @@ async def notifier(database_url: str, nats_url: str, receiver: Receiver) -> Asyn
     await s.start(ROUTES)
     yield s
     await s.stop_all()
-
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
-    async for context in chromium(tmp_path / "profile"):
-        yield context
 
 
 @pytest.fixture

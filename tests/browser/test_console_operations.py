@@ -24,10 +24,18 @@ from opsbus.common.events import Envelope
 from opsbus.common.events.payloads import ChangeKind, ChangeOrigin, ChangeRecorded, FieldChange, WorkloadRef
 from opsbus.common.events.payloads.audit import AuditOutcome
 from opsbus.common.events.payloads.common import ResourceRef
-from tests.browser.harness import chromium, crash_alert, no_serious_violations, require_console, sign_in, tab_to
+from tests.browser.harness import (
+    browser,
+    crash_alert,
+    no_serious_violations,
+    require_console,
+    sign_in,
+    tab_to,
+)
 from tests.integration.gateway_stack import GatewayStack, gateway_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
+__all__ = ["browser"]  # a fixture, from the harness
 IMAGE = "spec.template.spec.containers[app].image"
 PAGES = {"/audit": "audit", "/keys": "keys", "/events?pattern=alert.%3E": "events", "/changes": "changes"}
 
@@ -41,12 +49,6 @@ async def stack(database_url: str, nats_url: str) -> AsyncIterator[GatewayStack]
             console={"insecure_loopback_cookie": True, "jaeger_url": "http://127.0.0.1:16686"},
         )
         yield s
-
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
-    async for context in chromium(tmp_path / "profile"):
-        yield context
 
 
 @pytest.fixture

@@ -10,18 +10,18 @@ axe-core runs on each page in English and in Chinese: no serious or critical vio
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from opsbus.common.bus import Bus
-from tests.browser.harness import both_languages, chromium, require_console, sign_in
+from tests.browser.harness import both_languages, browser, require_console, sign_in
 from tests.integration.gateway_stack import GatewayStack, gateway_stack
 from tests.integration.healer_policies import POLICIES, crashing, policy_endpoints
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
+__all__ = ["browser"]  # a fixture, from the harness
 
 
 @pytest.fixture
@@ -30,12 +30,6 @@ async def stack(database_url: str, nats_url: str) -> AsyncIterator[GatewayStack]
     async for s in gateway_stack(database_url, nats_url):
         await s.start(key_cache_seconds=0, console={"insecure_loopback_cookie": True})
         yield s
-
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
-    async for context in chromium(tmp_path / "profile"):
-        yield context
 
 
 @pytest.fixture

@@ -6,16 +6,16 @@ on the sign-in page with SSO shown: no serious or critical violation."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from playwright.async_api import BrowserContext
 
-from tests.browser.harness import chromium, no_serious_violations, require_console, tab_to
+from tests.browser.harness import browser, no_serious_violations, require_console, tab_to
 from tests.integration.gateway_stack import GatewayStack, gateway_stack
 from tests.integration.oidc_provider import free_port, gateway_oidc, oidc_provider
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
+__all__ = ["browser"]  # a fixture, from the harness
 
 
 @pytest.fixture
@@ -27,12 +27,6 @@ async def stack(database_url: str, nats_url: str) -> AsyncIterator[tuple[Gateway
         async for s in gateway_stack(database_url, nats_url):
             await s.start(port=port, oidc=gateway_oidc(issuer), console={"insecure_loopback_cookie": True})
             yield s, issuer
-
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
-    async for context in chromium(tmp_path / "profile"):
-        yield context
 
 
 async def test_sign_in_with_sso_lands_on_incidents_as_the_providers_user(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from playwright.async_api import BrowserContext, expect
@@ -21,14 +20,14 @@ from opsbus.common.store import upgrade
 from opsbus.deployer.service import Deployer
 from opsbus.deployer.settings import DeployerOptions, DeployerSettings
 from opsbus.deployer.store import MIGRATIONS, SCHEMA
-from tests.browser.harness import both_languages, chromium, no_serious_violations, require_console, sign_in
+from tests.browser.harness import both_languages, browser, no_serious_violations, require_console, sign_in
 from tests.cluster.conftest import api_client, cluster, sandbox
 from tests.cluster.kube import Cluster
 from tests.cluster.test_deployer_rollouts import FakePrometheus, deployer, image_of, prometheus, rolled_out
 from tests.integration.gateway_stack import GatewayStack, gateway_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.browser, pytest.mark.integration]
-__all__ = ["api_client", "cluster", "deployer", "prometheus", "sandbox"]
+__all__ = ["api_client", "browser", "cluster", "deployer", "prometheus", "sandbox"]
 
 expect.set_options(timeout=30_000)  # the machine running CI is shared: a page may take seconds
 
@@ -53,12 +52,6 @@ async def stack(database_url: str, nats_url: str) -> AsyncIterator[GatewayStack]
     async for s in gateway_stack(database_url, nats_url):
         await s.start(key_cache_seconds=0, console={"insecure_loopback_cookie": True})
         yield s
-
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
-    async for context in chromium(tmp_path / "profile"):
-        yield context
 
 
 async def test_request_a_canary_from_the_form_promote_it_when_paused_and_the_sandbox_runs_it(

@@ -28,7 +28,7 @@ from opsbus.common.events.payloads.deploy import CanarySpec, DeployFailed, Deplo
 from opsbus.deployer.service import Deployer
 from opsbus.optimizer.domain.planning import Action
 from opsbus.optimizer.testing import FakePrometheus as UsagePrometheus
-from tests.browser.harness import chromium, no_serious_violations, require_console, sign_in
+from tests.browser.harness import browser, no_serious_violations, require_console, sign_in
 from tests.cluster.conftest import api_client, cluster, sandbox
 from tests.cluster.kube import Cluster
 from tests.cluster.test_deployer_canary import answer, metric
@@ -54,7 +54,17 @@ from tests.cluster.test_optimizer_rightsizing import (
 from tests.integration.gateway_stack import GatewayStack, gateway_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.browser, pytest.mark.integration]
-__all__ = ["api_client", "client_bus", "cluster", "deploy_events", "deployer", "prometheus", "sandbox", "settings"]
+__all__ = [
+    "api_client",
+    "browser",
+    "client_bus",
+    "cluster",
+    "deploy_events",
+    "deployer",
+    "prometheus",
+    "sandbox",
+    "settings",
+]
 __all__ += ["start_optimizer"]
 
 IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
@@ -67,12 +77,6 @@ async def stack(database_url: str, nats_url: str) -> AsyncIterator[GatewayStack]
     async for s in gateway_stack(database_url, nats_url):
         await s.start(key_cache_seconds=0, console={"insecure_loopback_cookie": True})
         yield s
-
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
-    async for context in chromium(tmp_path / "profile"):
-        yield context
 
 
 async def in_chinese(page: Page, where: str) -> None:
