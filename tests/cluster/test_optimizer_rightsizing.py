@@ -56,7 +56,18 @@ class Start:
         self.database_url, self.nats_url, self.kubeconfig = database_url, nats_url, kubeconfig
         self.runs: dict[int, tuple[Runtime[OptimizerSettings], asyncio.Task[int]]] = {}
 
-    async def __call__(self, namespace: str, prometheus_url: str, mode: str, **guardrails: object) -> Optimizer:
+    async def __call__(
+        self,
+        namespace: str,
+        prometheus_url: str,
+        mode: str,
+        *,
+        forecast: dict[str, object] | None = None,
+        history: dict[str, object] | None = None,
+        **guardrails: object,
+    ) -> Optimizer:
+        """`forecast`: the forecast settings; None: off, and requests changed through the pod template (the
+        path these tests check; test_optimizer_forecasts checks the forecasts and in-place resize)."""
         from opsbus.optimizer.service import setup  # noqa: PLC0415
 
         settings = OptimizerSettings.model_validate(
@@ -74,6 +85,8 @@ class Start:
                     "modes": {namespace: mode},
                     "usage_step_seconds": 600,
                     "guardrails": {"cooldown_seconds": 0, **guardrails},
+                    "forecast": forecast or {"enabled": False, "in_place_resize": "off"},
+                    "history": history or {},
                 },
             }
         )

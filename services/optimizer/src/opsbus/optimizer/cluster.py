@@ -6,13 +6,19 @@ percentage resolved against replicas), and their pods (to map usage series to th
 
 Write: one strategic-merge patch of the Deployment carrying `metadata.resourceVersion`, so a change planned
 against one version of the object never lands on another: the apiserver answers 409 (ConflictError) and
-the next cycle plans again from fresh state. The kubernetes client is synchronous: calls run in a thread.
+the next cycle plans again from fresh state. Where the apiserver serves `pods/resize` (in-place resize,
+Kubernetes 1.33+), requests change on the running pods instead, and the Deployment records them in an
+annotation (its template unchanged: changing it would replace the pods). The kubernetes client is
+synchronous: calls run in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import statistics
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -30,6 +36,7 @@ T = TypeVar("T")
 REVISION = "deployment.kubernetes.io/revision"
 APPLIED_AT = "opsbus.io/optimizer-applied-at"  # epoch seconds of the optimizer's last change, written with it
 APPLIED_RECOMMENDATION = "opsbus.io/optimizer-recommendation"
+RESIZED_IN_PLACE = "opsbus.io/optimizer-resized-in-place"  # JSON: container -> resources its pods were given
 
 
 def _typed(exc: ApiException, what: str) -> Exception:
@@ -41,6 +48,39 @@ def _typed(exc: ApiException, what: str) -> Exception:
 class Workload:
     snapshot: Snapshot
     pods: frozenset[str]
+    startup_seconds: float | None = None  # median pod start -> Ready of its ready pods; None: none seen
+    pod_containers: tuple[ContainerSpec, ...] = ()  # what its running pods hold (after in-place resizes)
+
+
+def _startup(pods: Sequence[Any]) -> float | None:
+    """Median seconds from a pod's start to its Ready condition, over the pods that are Ready."""
+    seen: list[float] = []
+    for p in pods:
+        started = p.status.start_time if p.status else None
+        ready = (
+            next(
+                (c for c in (p.status.conditions or []) if c.type == "Ready" and c.status == "True"),
+                None,
+            )
+            if p.status
+            else None
+        )
+        if started is not None and ready is not None and ready.last_transition_time is not None:
+            seen.append(max(0.0, (ready.last_transition_time - started).total_seconds()))
+    return statistics.median(seen) if seen else None
+
+
+def _pod_containers(template: tuple[ContainerSpec, ...], pods: Sequence[Any]) -> tuple[ContainerSpec, ...]:
+    """Per template container, the resources most of the running pods hold (a resize changes the pod, not the
+    template); empty without running pods."""
+    running = [p for p in pods if p.status and p.status.phase == "Running"]
+    if not running:
+        return ()
+    out: list[ContainerSpec] = []
+    for spec in template:
+        held = Counter(c for p in running for c in (_container(x) for x in p.spec.containers) if c.name == spec.name)
+        out.append(held.most_common(1)[0][0] if held else spec)
+    return tuple(out)
 
 
 def _container(c: Any) -> ContainerSpec:
@@ -161,13 +201,14 @@ class KubeCluster:
         ]
         known = [f for f in floors if f is not None]
         selector = d.spec.selector.match_labels or {}
-        mine = frozenset(
-            p.metadata.name
+        owned = [
+            p
             for p in pods
             if p.metadata.namespace == ns
             and selector
             and all((p.metadata.labels or {}).get(k) == v for k, v in selector.items())
-        )
+        ]
+        mine = frozenset(p.metadata.name for p in owned)
         s = d.status
         annotations = d.metadata.annotations or {}
         revision = annotations.get(REVISION)
@@ -189,7 +230,12 @@ class KubeCluster:
             pdb_min_available=max(known) if known else None,
             applied_at=applied_at,
         )
-        return Workload(snapshot=snap, pods=mine)
+        return Workload(
+            snapshot=snap,
+            pods=mine,
+            startup_seconds=_startup(owned),
+            pod_containers=_pod_containers(snap.containers, owned),
+        )
 
     async def workload(self, ref: WorkloadRef) -> Workload:
         ns = ref.namespace
@@ -207,25 +253,43 @@ class KubeCluster:
         *,
         applied_at: float | None = None,
         recommendation_id: str | None = None,
+        resized_in_place: Sequence[ContainerSpec] = (),
     ) -> str:
         """Patch requests/limits (and replicas) with the resourceVersion precondition; the new resourceVersion.
         The Deployment's own annotations (not the pod template's: no rollout for them) record when and which
-        recommendation, in the same write as the change."""
-        spec: dict[str, Any] = {
-            "template": {"spec": {"containers": [{"name": c.name, "resources": _resources(c)} for c in containers]}}
-        }
+        recommendation, in the same write as the change, and the resources its pods were resized to in place
+        (`resized_in_place`: the template is then left alone, a template change would replace the pods)."""
+        spec: dict[str, Any] = {}
+        if containers:
+            spec["template"] = {
+                "spec": {"containers": [{"name": c.name, "resources": _resources(c)} for c in containers]}
+            }
         if replicas is not None:
             spec["replicas"] = replicas
         metadata: dict[str, Any] = {"resourceVersion": resource_version}
         notes = {APPLIED_AT: f"{applied_at:.3f}" if applied_at is not None else None}
         if recommendation_id is not None:
             notes[APPLIED_RECOMMENDATION] = recommendation_id
+        if resized_in_place:
+            notes[RESIZED_IN_PLACE] = json.dumps({c.name: _resources(c) for c in resized_in_place}, sort_keys=True)
         if applied_at is not None:
             metadata["annotations"] = notes
         body = {"metadata": metadata, "spec": spec}
         what = f"deployment {ref.namespace}/{ref.name}"
         d = await self._call(what, lambda: self.apps.patch_namespaced_deployment(ref.name, ref.namespace, body))
         return str(d.metadata.resource_version)
+
+    async def serves_resize(self) -> bool:
+        """Whether the apiserver serves the pods' `resize` subresource (in-place resize, Kubernetes 1.33+)."""
+        resources = await self._call("core/v1 discovery", self.core.get_api_resources)
+        return any(r.name == "pods/resize" for r in resources.resources or [])
+
+    async def resize(self, namespace: str, pod: str, containers: Sequence[ContainerSpec]) -> str:
+        """Resize one pod's containers in place (`pods/<pod>/resize`); the pod's new resourceVersion."""
+        body = {"spec": {"containers": [{"name": c.name, "resources": _resources(c)} for c in containers]}}
+        what = f"pod {namespace}/{pod} resize"
+        p = await self._call(what, lambda: self.core.patch_namespaced_pod_resize(pod, namespace, body))
+        return str(p.metadata.resource_version)
 
     async def pod_metrics(self, namespace: str | None) -> list[dict[str, Any]]:
         if namespace is None:

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,15 +46,7 @@ from opsbus.common.store import Database, claim
 from opsbus.common.store import add as outbox_add
 from opsbus.optimizer import store
 from opsbus.optimizer.cluster import KubeCluster, Workload
-from opsbus.optimizer.domain.api import (
-    ListRecommendationsRequest,
-    RecommendationList,
-    RecommendationView,
-    UsageRequest,
-    UsageResponse,
-)
 from opsbus.optimizer.domain.cost import cost_change
-from opsbus.optimizer.domain.distribution import container_view
 from opsbus.optimizer.domain.planning import (
     Action,
     History,
@@ -66,6 +58,8 @@ from opsbus.optimizer.domain.planning import (
 )
 from opsbus.optimizer.domain.quantities import memory_bytes
 from opsbus.optimizer.domain.vertical import ContainerUsage
+from opsbus.optimizer.forecasting import Forecaster
+from opsbus.optimizer.history import StoredHistory
 from opsbus.optimizer.settings import OptimizerOptions
 from opsbus.optimizer.timeline import applied_change
 from opsbus.optimizer.usage import Sample, UsageSource
@@ -120,8 +114,12 @@ class Optimizer:
         registry: CollectorRegistry,
         clock: Callable[[], float] = time.time,
         on_outbox: Callable[[], None] | None = None,
+        history: StoredHistory | None = None,
+        forecaster: Forecaster | None = None,
+        in_place_resize: bool = False,
     ) -> None:
         self.db, self.cluster, self.usage, self.options = db, cluster, usage, options
+        self.history, self.forecaster, self.in_place_resize = history, forecaster, in_place_resize
         self.cluster_name = cluster_name
         self.clock = clock
         self.auditor = Auditor(service=SERVICE, cluster=cluster_name)
@@ -132,6 +130,13 @@ class Optimizer:
         self.savings = Counter(
             "opsbus_optimizer_recommended_savings",
             "Monthly cost delta of published recommendations (negative saves), in the configured currency.",
+            registry=registry,
+        )
+        self.resizes = Counter(
+            "opsbus_optimizer_resizes",
+            "Request changes applied, by path: in_place (pods/resize), template (the Deployment's pod template, "
+            "replacing the pods), template_fallback (in-place refused by the cluster).",
+            ["path"],
             registry=registry,
         )
         self.cycle_seconds = Histogram(
@@ -155,6 +160,11 @@ class Optimizer:
         by_pod: dict[tuple[str, str], list[Sample]] = defaultdict(list)
         for sample in samples:
             by_pod[(sample.namespace, sample.pod)].append(sample)
+        if self.history is not None and samples:
+            owner = {(w.snapshot.workload.namespace, pod): w.snapshot.workload.name for w in active for pod in w.pods}
+            await self.history.record(samples, owner)
+        if self.forecaster is not None:
+            await self.forecaster.refresh([w.snapshot.workload for w in active], now)
         plans = []
         for w in workloads:
             mine = [x for pod in w.pods for x in by_pod.get((w.snapshot.workload.namespace, pod), [])]
@@ -179,6 +189,12 @@ class Optimizer:
         snap = w.snapshot
         ref = snap.workload
         policy = self.options.policy(ref.namespace)
+        if self.in_place_resize and w.pod_containers:  # what the pods hold, resized in place or not
+            snap = replace(snap, containers=w.pod_containers)
+        if self.forecaster is not None:
+            startup = w.startup_seconds if w.startup_seconds is not None else self.options.forecast.startup_seconds
+            forecasts = self.forecaster.forecasts(ref, in_place_resize=self.in_place_resize, startup_seconds=startup)
+            snap = replace(snap, forecasts=forecasts)
         async with self.db.sessions.begin() as s:
             usage = await self._load_usage(s, ref)
             by_container: dict[str, dict[float, tuple[list[float], list[float]]]] = defaultdict(dict)
@@ -211,7 +227,7 @@ class Optimizer:
         self.decisions.labels(p.action.value).inc()
         self._wake()
         if p.action in (Action.APPLY, Action.DRY_RUN):
-            await self._apply(snap, p, rec_id or f"rec-{uuid.uuid4().hex[:16]}", now, cause, actor=SELF)
+            await self._apply(snap, p, rec_id or f"rec-{uuid.uuid4().hex[:16]}", now, cause, actor=SELF, pods=w.pods)
         return p
 
     # --- OOM alerts -------------------------------------------------------------------------------
@@ -398,12 +414,20 @@ class Optimizer:
 
     # --- applying ---------------------------------------------------------------------------------
     async def _apply(
-        self, snap: Snapshot, p: Plan, rec_id: str, now: float, cause: Envelope | None, *, actor: Actor
+        self,
+        snap: Snapshot,
+        p: Plan,
+        rec_id: str,
+        now: float,
+        cause: Envelope | None,
+        *,
+        actor: Actor,
+        pods: frozenset[str] = frozenset(),
     ) -> str | None:
         new_rv: str | None = None
         if p.action is not Action.DRY_RUN:
             try:
-                new_rv = await self.patch(snap, p, rec_id, now)
+                new_rv = await self.patch(snap, p, rec_id, now, pods=pods)
             except PATCH_ERRORS as exc:
                 await self.patch_failed(snap, rec_id, exc, now, cause, actor=actor)
                 raise
@@ -412,12 +436,39 @@ class Optimizer:
         self._wake()
         return new_rv
 
-    async def patch(self, snap: Snapshot, p: Plan, rec_id: str, now: float) -> str | None:
-        """The one cluster patch of a plan (a resourceVersion precondition): its new resourceVersion."""
+    async def patch(
+        self, snap: Snapshot, p: Plan, rec_id: str, now: float, *, pods: frozenset[str] = frozenset()
+    ) -> str | None:
+        """The cluster writes of a plan: its running `pods` resized in place when the cluster serves it (and
+        in-place resize is on), then one patch of the Deployment (a resourceVersion precondition) with the
+        replicas and the record of the change; the pod template instead when in place is off or refused.
+        The Deployment's new resourceVersion."""
+        ref = snap.workload
         changed = [st for c, st in zip(snap.containers, p.step, strict=True) if st != c]
-        return await self.cluster.apply(
-            snap.workload, snap.resource_version, changed, p.replicas_step, applied_at=now, recommendation_id=rec_id
+        path = "template"
+        if changed and pods and self.in_place_resize:
+            path = "in_place"
+            for pod in sorted(pods):
+                try:
+                    await self.cluster.resize(ref.namespace, pod, changed)
+                except (PermanentError, NotFoundError) as exc:
+                    if pod != min(pods):
+                        raise  # some pods are resized already: the next cycle sees them and plans again
+                    log.warning("in-place resize of %s refused (%s): the pod template is patched instead", pod, exc)
+                    path = "template_fallback"
+                    break
+        rv = await self.cluster.apply(
+            ref,
+            snap.resource_version,
+            [] if path == "in_place" else changed,
+            p.replicas_step,
+            applied_at=now,
+            recommendation_id=rec_id,
+            resized_in_place=changed if path == "in_place" else (),
         )
+        if changed:
+            self.resizes.labels(path).inc()
+        return rv
 
     async def patch_failed(
         self, snap: Snapshot, rec_id: str, exc: Exception, now: float, cause: Envelope | None, *, actor: Actor
@@ -503,41 +554,3 @@ class Optimizer:
             applied, service=SERVICE, cluster=self.cluster_name, obj=ref.as_object_ref(), cause=cause, time=_ts(now)
         )
         await outbox_add(s, store.TABLES.outbox, env)
-
-    # --- request-reply ----------------------------------------------------------------------------
-    async def usage_of(self, req: UsageRequest) -> UsageResponse:
-        """The usage remembered per container of one workload (read only: no lock, nothing saved)."""
-        t = store.usage_checkpoints
-        query = select(t.c.container, t.c.state).where(t.c.namespace == req.namespace, t.c.workload == req.workload)
-        async with self.db.sessions() as s:
-            rows = (await s.execute(query.order_by(t.c.container))).all()
-        containers = [container_view(r.container, ContainerUsage.from_json(r.state)) for r in rows]
-        return UsageResponse(namespace=req.namespace, workload=req.workload, containers=containers)
-
-    async def list_recommendations(self, req: ListRecommendationsRequest) -> RecommendationList:
-        r = store.recommendations
-        q = select(r).order_by(r.c.created_at.desc()).limit(req.limit)
-        if req.namespace:
-            q = q.where(r.c.namespace == req.namespace)
-        if req.workload:
-            q = q.where(r.c.workload == req.workload)
-        if req.status:
-            q = q.where(r.c.status == req.status)
-        async with self.db.sessions() as s:
-            rows = (await s.execute(q)).all()
-        return RecommendationList(
-            recommendations=[
-                RecommendationView(
-                    id=row.id,
-                    namespace=row.namespace,
-                    workload=row.workload,
-                    created_at=row.created_at,
-                    action=row.action,
-                    guard=row.guard,
-                    reason=row.reason,
-                    status=row.status,
-                    recommendation=ScaleRecommended.model_validate(row.payload),
-                )
-                for row in rows
-            ]
-        )

@@ -7,6 +7,8 @@
   and the last decision (a decision is audited when it differs from the previous one).
 * `recommendations`: every recommendation published, with its status (open, applied, superseded).
 * `applied_changes`: every change made (or simulated in dry run), with the object before and after.
+* `usage_history`: usage downsampled per (namespace, workload, container) at a fixed step, bounded by age and
+  by points per series (`history.StoredHistory`): the forecaster's history where no Prometheus runs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import (
     Float,
     Identity,
     Index,
+    Integer,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -105,3 +108,18 @@ applied_changes = Table(
     PrimaryKeyConstraint("id", name="pk_applied_changes"),
 )
 Index("ix_applied_changes_workload", applied_changes.c.namespace, applied_changes.c.workload)
+
+usage_history = Table(
+    "usage_history",
+    metadata,
+    Column("namespace", String(63), nullable=False),
+    Column("workload", String(253), nullable=False),
+    Column("container", String(63), nullable=False),
+    Column("at", Float, nullable=False, comment="start of the step, epoch seconds"),
+    Column("samples", Integer, nullable=False, comment="sample times folded into the step"),
+    Column("cpu_sum", Float, nullable=False, comment="sum over sample times of the per-pod mean, m"),
+    Column("demand_sum", Float, nullable=False, comment="sum over sample times of the pods' total, m"),
+    Column("memory_max", Float, nullable=False, comment="highest per-pod working set, bytes"),
+    PrimaryKeyConstraint("namespace", "workload", "container", "at", name="pk_usage_history"),
+)
+Index("ix_usage_history_at", usage_history.c.at)

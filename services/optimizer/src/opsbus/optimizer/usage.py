@@ -68,6 +68,7 @@ class PrometheusUsage:
     name = "prometheus"
 
     def __init__(self, http: httpx.AsyncClient, url: str, *, timeout: float = 30.0) -> None:
+        self.url = url
         self._http = http
         self._url = url.rstrip("/") + "/api/v1/query_range"
         self._timeout = timeout
@@ -96,7 +97,10 @@ class PrometheusUsage:
         return out
 
     async def samples(self, namespaces: Sequence[str], start: float, end: float, step: float) -> list[Sample]:
-        sel = _selector(namespaces)
+        return await self.select(_selector(namespaces), start, end, step)
+
+    async def select(self, sel: str, start: float, end: float, step: float) -> list[Sample]:
+        """Samples of the series matching the extra label matchers `sel` (`,label=~"..."`)."""
         cpu, mem = await asyncio.gather(
             self._range(CPU_QUERY.format(sel=sel), start, end, step),
             self._range(MEMORY_QUERY.format(sel=sel), start, end, step),
