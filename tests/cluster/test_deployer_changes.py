@@ -1,5 +1,6 @@
 """The deployer's writes on the change timeline: a rollout and its revert, each once, caused by the request; a
-canary's scaling steps and promotion; a blue-green switch of the Service's selector.
+canary's scaling steps and promotion; a weighted canary's route writes (each step, and the abort's restore); a
+blue-green switch of the Service's selector.
 
 Against the sandbox apiserver, a real nats-server and a real PostgreSQL (the harness of test_deployer_rollouts):
 what a team subscribed to `change.recorded.sandbox.<namespace>` sees after a `deploy.requested`.
@@ -19,8 +20,10 @@ from opsbus.common.events.payloads.deploy import (
     BlueGreenSpec,
     CanarySpec,
     DeployAborted,
+    DeployRolledBack,
     DeployStarted,
     DeploySucceeded,
+    RouterKind,
     Strategy,
 )
 from opsbus.common.rpc import call
@@ -29,7 +32,7 @@ from opsbus.deployer.service import Deployer
 from tests.cluster.changes import ChangeLog, change_log
 from tests.cluster.kube import Cluster
 from tests.cluster.test_deployer_bluegreen import create_service, pod_hashes
-from tests.cluster.test_deployer_canary import answer
+from tests.cluster.test_deployer_canary import answer, metric
 from tests.cluster.test_deployer_rollouts import (
     CLUSTER,
     DeployEvents,
@@ -43,6 +46,7 @@ from tests.cluster.test_deployer_rollouts import (
     rolled_out,
     settings,
 )
+from tests.cluster.test_deployer_traffic import create_route, read_route, router, weights
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 __all__ = ["client_bus", "deploy_events", "deployer", "prometheus", "settings"]  # fixtures shared with rollouts
@@ -189,3 +193,47 @@ async def test_blue_green_switch_is_a_service_change_caused_by_the_request(
     ]
     _, restore = next((s, c) for s, c in ours if c.action == "deploy.bluegreen.restore")
     assert json.loads(restore.diff[0].after or "{}") == {"app": "shop"}  # the original selector back
+
+
+async def test_route_weight_writes_and_the_abort_restore_are_changes_caused_by_the_request(
+    cluster: Cluster, deployer: Deployer, client_bus: Bus, deploy_events: DeployEvents, prometheus: FakePrometheus
+) -> None:
+    kind = RouterKind.HTTP_ROUTE
+    cluster.create_deployment("api", replicas=2, image="registry.example/api:1")
+    await rolled_out(cluster, "api")
+    await asyncio.to_thread(create_route, cluster, kind, "api")
+    prometheus.answer = answer(0.42)  # the analysis at 30% fails: the route goes back to 100/0
+    spec = CanarySpec.model_validate(
+        {
+            "steps": [{"weight": 10}, {"weight": 30, "analysis": {"metrics": [metric(0.95)]}}, {"weight": 60}],
+            "router": router(kind, "api"),
+        }
+    )
+    async with change_log(client_bus, f"change.recorded.{CLUSTER}.{cluster.namespace}") as changes:
+        request = request_event(
+            cluster, "api", strategy=Strategy.CANARY, images={"app": "registry.example/api:2"}, canary=spec
+        )
+        await client_bus.publisher.publish(request)
+        await deploy_events.wait(request.id, DeployRolledBack, timeout=150)
+        await changes.wait(lambda e, c: c.action == "deploy.canary.route_restore", timeout=10, what="the restore")
+
+    ours = _ours(changes, request.id)
+    routes = [(s, c) for s, c in ours if c.object.kind == "HTTPRoute"]
+    assert [c.action for _, c in routes] == ["deploy.canary.route"] * 2 + ["deploy.canary.route_restore"], ours
+    assert {s for s, _ in routes} == {f"HTTPRoute/{cluster.namespace}/api"}
+    steps = []
+    for _, change in routes:
+        assert change.workload is not None and change.workload.name == "api"
+        assert ChangeKind.ACTION in change.kinds
+        (d,) = change.diff  # the managed rule only; the /admin rule is not ours
+        assert d.path == "spec.rules[1].weight"
+        steps.append((json.loads(d.before or "null"), json.loads(d.after or "null")))
+    assert steps == [
+        ({"api": 1, "api-canary": 0}, {"api": 90, "api-canary": 10}),
+        ({"api": 90, "api-canary": 10}, {"api": 70, "api-canary": 30}),
+        ({"api": 70, "api-canary": 30}, {"api": 100, "api-canary": 0}),
+    ]
+    route = await asyncio.to_thread(read_route, cluster, kind, "api")
+    assert weights(route, kind) == [("api", 100), ("api-canary", 0)]
+    assert routes[-1][1].resource_version == route["metadata"]["resourceVersion"]  # the last write is the route now
+    assert len({c.resource_version for _, c in routes}) == 3  # one entry per write, none doubled

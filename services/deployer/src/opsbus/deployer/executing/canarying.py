@@ -46,7 +46,7 @@ from opsbus.deployer.domain.changes import (
 )
 from opsbus.deployer.executing.context import Context
 from opsbus.deployer.executing.measuring import measure, measure_due, needs_pods
-from opsbus.deployer.executing.recording import SELF, write_of
+from opsbus.deployer.executing.recording import SELF, route_write, write_of
 from opsbus.deployer.executing.reverting import Reverter
 from opsbus.deployer.executing.serializing import canary_from_json, canary_to_json, stored_results
 from opsbus.deployer.store import Rollout
@@ -190,11 +190,12 @@ class Canary:
             await self._end(row, request, stable_live, state, failure=failure, reason=decision.message, by=SELF)
             return
         audit: list[tuple[str, AuditOutcome, str]] = []
+        write: Write | None
         if isinstance(decision.effect, canary.SetWeight):
             assert router is not None
             assert route_live is not None
             try:
-                await self._set_weight(router, ns, route_live, decision.effect.weight)
+                routed = await self._set_weight(router, ns, route_live, decision.effect.weight)
             except ConflictError:
                 # The route changed between our read and our write: nothing was written; the next tick reads it
                 # again and either writes the weight on the new version or sees an edit of the weights and pauses.
@@ -204,9 +205,11 @@ class Canary:
             audit.append(
                 ("deploy.canary.route", AuditOutcome.EXECUTED, f"{router.kind.value} {ns}/{router.name}: {100 - w}/{w}")
             )
-        state, write = await self._act(
-            row, request, decision.effect, state, stable_live=stable_live, canary_live=canary_live
-        )
+            write = route_write(request, router, "deploy.canary.route", route_live, routed)
+        else:
+            state, write = await self._act(
+                row, request, decision.effect, state, stable_live=stable_live, canary_live=canary_live
+            )
         changes: dict[str, Any] = {"tracking": {**row.tracking, "canary": canary_to_json(state)}}
         if decision.used_promote:
             changes["command"] = None
@@ -295,10 +298,13 @@ class Canary:
         except routing.RouteRefused:
             return None
 
-    async def _set_weight(self, router: TrafficRouter, ns: str, route_live: dict[str, Any], weight: int) -> None:
-        """One guarded write of the route's weights (ConflictError when it changed since `route_live`)."""
+    async def _set_weight(
+        self, router: TrafficRouter, ns: str, route_live: dict[str, Any], weight: int
+    ) -> dict[str, Any]:
+        """One guarded write of the route's weights (ConflictError when it changed since `route_live`); the
+        route as the apiserver answered it."""
         patch = routing.weight_patch(router, route_live, weight)
-        await self._ctx.kube.patch_route(router.kind.value, ns, router.name, patch)
+        return await self._ctx.kube.patch_route(router.kind.value, ns, router.name, patch)
 
     async def _restore_route(self, row: Rollout, request: DeployRequested) -> None:
         """Abort: all traffic back to the stable in one write, on the route as read just before it (retried on a
@@ -316,7 +322,7 @@ class Canary:
             if all(r.canary == 0 for r in view.rules):
                 return
             try:
-                await self._set_weight(router, ns, route_live, 0)
+                routed = await self._set_weight(router, ns, route_live, 0)
             except ConflictError:
                 continue
             await self._ctx.recorder.save(
@@ -329,6 +335,7 @@ class Canary:
                         f"abort: {router.kind.value} {ns}/{router.name} back to 100/0 (was {view.describe()})",
                     )
                 ],
+                change=route_write(request, router, "deploy.canary.route_restore", route_live, routed),
             )
             return
         raise ConflictError(f"{router.kind.value} {ns}/{router.name} kept changing; weights not restored yet")

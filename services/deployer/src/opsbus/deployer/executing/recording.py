@@ -40,10 +40,12 @@ from opsbus.common.events.payloads.deploy import (
     DeploySkipped,
     DeploySucceeded,
     DeploySuperseded,
+    RouterKind,
     Strategy,
+    TrafficRouter,
 )
 from opsbus.common.store import StoreTables, add
-from opsbus.deployer.domain import progression
+from opsbus.deployer.domain import progression, routing
 from opsbus.deployer.domain.changes import ROLLOUT_ANNOTATION, images_of
 from opsbus.deployer.executing.serializing import request_of
 from opsbus.deployer.store import Revision, Rollout
@@ -424,3 +426,49 @@ def service_write(request: DeployRequested, action: str, before: Mapping[str, An
         detail=f"traffic of {request.workload.kind}/{request.workload.name}",
         resource_version=meta.get("resourceVersion") or None,
     )
+
+
+def route_write(
+    request: DeployRequested, router: TrafficRouter, action: str, before: Mapping[str, Any], after: Mapping[str, Any]
+) -> Write:
+    """The change timeline's view of a weight write on a traffic router (`after` is the apiserver's answer): per
+    managed rule, the stable and canary Services' weights before and after, so the analyzer sees the moment a
+    share of the traffic moved to the canary (or back), independently of the canary's replicas."""
+    meta = after.get("metadata") or {}
+    group, field = (
+        ("gateway.networking.k8s.io", "rules")
+        if router.kind is RouterKind.HTTP_ROUTE
+        else ("networking.istio.io", "http")
+    )
+    old = {r.index: r for r in _weights(router, before)}
+    entries = []
+    for rule in _weights(router, after):
+        was = old.get(rule.index)
+        entries += entry(
+            ChangeKind.ACTION,
+            f"spec.{field}[{rule.index}].weight",
+            {router.stable_service: was.stable, router.canary_service: was.canary} if was else None,
+            {router.stable_service: rule.stable, router.canary_service: rule.canary},
+        )
+    ref = ResourceRef(
+        kind=router.kind.value,
+        name=router.name,
+        namespace=request.workload.namespace,
+        api_version=f"{group}/v1",
+        uid=meta.get("uid") or None,
+    )
+    return Write(
+        action=action,
+        object=ref,
+        workload=request.workload,
+        entries=entries,
+        detail=f"traffic of {request.workload.kind}/{request.workload.name}",
+        resource_version=meta.get("resourceVersion") or None,
+    )
+
+
+def _weights(router: TrafficRouter, route: Mapping[str, Any]) -> tuple[routing.RuleWeights, ...]:
+    try:
+        return routing.observe(router, route).rules
+    except routing.RouteRefused:
+        return ()
