@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from opsbus.notifier.channels import dingtalk, discord, feishu, googlechat, webex, wecom
+from opsbus.notifier.channels import dingtalk, discord, feishu, feishu_app, googlechat, webex, wecom
 from opsbus.notifier.channels.aliyun_sms import AliyunSmsChannel
 from opsbus.notifier.channels.base import Channel, HttpChannel, Outcome, http_client, redact, secret_parts
 from opsbus.notifier.channels.email import ChannelConfigError, EmailChannel, tls_context_from
@@ -89,6 +89,13 @@ def _pagerduty(config: PagerDutyConfig, renderer: Renderer, client: httpx.AsyncC
     return HttpChannel("pagerduty", client, config.url.get_secret_value(), build, redact=[key])
 
 
+def _feishu(config: FeishuConfig, renderer: Renderer, client: httpx.AsyncClient) -> Channel:
+    """A custom bot (webhook URL) or an app bot (app id, secret and chat: cards with Approve/Reject)."""
+    if config.app_id is not None:
+        return feishu_app.channel(config, renderer, client)
+    return feishu.channel(config, renderer, client)
+
+
 # integration configuration -> the channel sending to it (email also takes the send timeout)
 _FACTORIES: dict[type[Any], Callable[[Any, Renderer, httpx.AsyncClient], Channel]] = {
     WebhookConfig: _webhook,
@@ -97,7 +104,7 @@ _FACTORIES: dict[type[Any], Callable[[Any, Renderer, httpx.AsyncClient], Channel
     PagerDutyConfig: _pagerduty,
     DingTalkConfig: dingtalk.channel,
     WeComConfig: wecom.channel,
-    FeishuConfig: feishu.channel,
+    FeishuConfig: _feishu,
     AliyunSmsConfig: AliyunSmsChannel,
     TwilioConfig: TwilioChannel,
     OpsgenieConfig: OpsgenieChannel,

@@ -81,6 +81,7 @@ def judge(response: httpx.Response) -> Outcome:
 
 
 def channel(config: FeishuConfig, renderer: Renderer, client: httpx.AsyncClient) -> HttpChannel:
+    assert config.url is not None  # an app bot (no URL) is `feishu_app`'s
     secret = config.secret.get_secret_value() if config.secret else None
 
     def build(n: Notification) -> dict[str, Any]:

@@ -113,10 +113,35 @@ class WeComConfig(_Integration):
 
 
 class FeishuConfig(_Integration):
-    """A Feishu/Lark (飞书) custom bot."""
+    """A Feishu/Lark (飞书) custom bot (`url`), or an app bot (`app_id`, `app_secret`, `chat_id`): only an app
+    bot's cards can carry Approve/Reject buttons, because Feishu posts card clicks to an app, never to a custom
+    bot."""
 
-    url: SecretStr = Field(description="The bot's webhook, `https://open.feishu.cn/open-apis/bot/v2/hook/...`.")
+    url: SecretStr | None = Field(
+        default=None, description="The custom bot's webhook, `https://open.feishu.cn/open-apis/bot/v2/hook/...`."
+    )
     secret: SecretStr | None = Field(default=None, description="The bot's signature secret, when it verifies one.")
+    app_id: str | None = Field(default=None, min_length=1, max_length=64, description="The app's App ID (`cli_...`).")
+    app_secret: SecretStr | None = Field(default=None, description="The app's App Secret.")
+    chat_id: str | None = Field(
+        default=None, min_length=1, max_length=128, description="The group the app bot posts to (`oc_...`)."
+    )
+    api_url: str = Field(
+        default="https://open.feishu.cn", description="Open platform base URL (Lark: https://open.larksuite.com)."
+    )
+
+    @model_validator(mode="after")
+    def _one_bot(self) -> FeishuConfig:
+        app = (self.app_id, self.app_secret, self.chat_id)
+        if self.url is None and None in app:
+            raise ValueError(
+                "a Feishu integration needs `url` (custom bot) or app_id, app_secret and chat_id (app bot)"
+            )
+        if self.url is not None and any(v is not None for v in app):
+            raise ValueError("`url` (custom bot) and app_id/app_secret/chat_id (app bot) exclude each other")
+        if self.url is None and self.secret is not None:
+            raise ValueError("`secret` signs a custom bot's webhook; an app bot authenticates with app_secret")
+        return self
 
 
 class _Sms(_Integration):
