@@ -116,7 +116,8 @@ async def test_sigterm_drains_in_flight_work_and_exits_zero(make_bus: MakeBus, n
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            for _ in range(200):
+            # Start-up imports take seconds on a loaded 2-core machine (10 s seen at load 15): wait up to a minute.
+            for _ in range(1200):
                 try:
                     if (await http.get("/readyz")).status_code == 200:
                         break

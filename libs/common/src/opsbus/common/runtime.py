@@ -27,7 +27,8 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Generic, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import uvicorn
 from opentelemetry.sdk.trace import TracerProvider
@@ -40,6 +41,10 @@ from starlette.routing import Route
 from opsbus.common.settings import ServiceSettings
 from opsbus.common.telemetry.metrics import render
 from opsbus.common.telemetry.tracing import build_tracer_provider
+
+if TYPE_CHECKING:  # imported where used: a service without a database (the watcher) never loads SQLAlchemy
+    from opsbus.common.bus import Bus
+    from opsbus.common.store import Database
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +111,36 @@ class Runtime(Generic[S]):
                     log.exception("periodic job %s failed; next run in %.0fs", name, interval)
 
         self._periodic.append(asyncio.create_task(loop(), name=f"{self.name}:{name}"))
+
+    async def open_database(self, migrations: str | Path, schema: str) -> Database:
+        """The service's PostgreSQL pool, refused unless `schema` is at the head of `migrations`.
+
+        Registered as the readiness check "database" and closed at shutdown (after everything set up later).
+        """
+        from opsbus.common.store import Database, check_schema_current  # noqa: PLC0415 - see TYPE_CHECKING above
+
+        db = Database.from_settings(self.settings.database, application_name=f"opsbus-{self.name}")
+        self.on_shutdown(db.close, "database")
+        await check_schema_current(db.engine, migrations, schema, service=self.name)
+        self.add_check("database", db.ping)
+        return db
+
+    async def open_bus(self) -> Bus:
+        """The service's NATS connection with every stream ensured; readiness check "nats", closed at shutdown."""
+        from opsbus.common.bus import Bus  # noqa: PLC0415 - see TYPE_CHECKING above
+
+        bus = await Bus.connect(
+            self.settings.nats,
+            service=self.name,
+            registry=self.registry,
+            tracer_provider=self.tracer_provider,
+            shutdown_grace=self.settings.shutdown_grace_seconds,
+            instance=self.instance,
+        )
+        self.on_shutdown(bus.close, "bus")
+        self.add_check("nats", lambda: bus.connected)
+        await bus.ensure_streams()
+        return bus
 
     def request_shutdown(self) -> None:
         self._stop.set()

@@ -14,13 +14,13 @@ from datetime import timedelta
 
 from opsbus.analyzer import store
 from opsbus.analyzer.cluster import ClusterReader, KubeReader, NoCluster
-from opsbus.analyzer.executing import SERVICE, Analyzer
+from opsbus.analyzer.executing import Analyzer
 from opsbus.analyzer.prometheus import MetricsReader, PrometheusReader
 from opsbus.analyzer.settings import AnalyzerSettings
-from opsbus.common.bus import Bus, ConsumerSpec
+from opsbus.common.bus import ConsumerSpec
 from opsbus.common.events.payloads import AlertFired, ChangeRecorded, DeployRolledBack, DeployStarted
 from opsbus.common.runtime import Runtime
-from opsbus.common.store import Database, OutboxRelay, RelayOptions, RetentionRule, check_schema_current, purge_all
+from opsbus.common.store import OutboxRelay, RelayOptions, RetentionRule, purge_all
 
 log = logging.getLogger(__name__)
 
@@ -83,22 +83,9 @@ async def setup(
 ) -> Analyzer:
     s = rt.settings
     o = s.analyzer
-    db = Database.from_settings(s.database, application_name=f"opsbus-{SERVICE}")
-    rt.on_shutdown(db.close, "database")
-    await check_schema_current(db.engine, store.MIGRATIONS, store.SCHEMA, service=SERVICE)
-    rt.add_check("database", db.ping)
+    db = await rt.open_database(store.MIGRATIONS, store.SCHEMA)
 
-    bus = await Bus.connect(
-        s.nats,
-        service=SERVICE,
-        registry=rt.registry,
-        tracer_provider=rt.tracer_provider,
-        shutdown_grace=s.shutdown_grace_seconds,
-        instance=rt.instance,
-    )
-    rt.on_shutdown(bus.close, "bus")
-    rt.add_check("nats", lambda: bus.connected)
-    await bus.ensure_streams()
+    bus = await rt.open_bus()
 
     # One replica relays at a time, so an incident's diagnosis revisions reach subscribers in commit order.
     relay = OutboxRelay(

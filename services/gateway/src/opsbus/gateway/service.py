@@ -28,7 +28,7 @@ from opsbus.common.events.payloads import (
     NotifyFailed,
 )
 from opsbus.common.runtime import Runtime
-from opsbus.common.store import Database, OutboxRelay, RelayOptions, RetentionRule, check_schema_current, purge_all
+from opsbus.common.store import Database, OutboxRelay, RelayOptions, RetentionRule, purge_all
 from opsbus.gateway import store
 from opsbus.gateway.app import create_app
 from opsbus.gateway.commands import Commands, Services
@@ -101,22 +101,9 @@ async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gat
     """Start everything; with `serve_http=False` the app is returned unserved (tests use ASGI transport)."""
     s = rt.settings
     opts = s.gateway
-    db = Database.from_settings(s.database, application_name=f"opsbus-{SERVICE}")
-    rt.on_shutdown(db.close, "database")
-    await check_schema_current(db.engine, store.MIGRATIONS, store.SCHEMA, service=SERVICE)
-    rt.add_check("database", db.ping)
+    db = await rt.open_database(store.MIGRATIONS, store.SCHEMA)
 
-    bus = await Bus.connect(
-        s.nats,
-        service=SERVICE,
-        registry=rt.registry,
-        tracer_provider=rt.tracer_provider,
-        shutdown_grace=s.shutdown_grace_seconds,
-        instance=rt.instance,
-    )
-    rt.on_shutdown(bus.close, "bus")
-    rt.add_check("nats", lambda: bus.connected)
-    await bus.ensure_streams()
+    bus = await rt.open_bus()
 
     relay = OutboxRelay(
         db.engine, store.TABLES.outbox, bus.publisher, registry=rt.registry, options=RelayOptions(poll_interval=1.0)

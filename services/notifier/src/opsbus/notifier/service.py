@@ -21,7 +21,7 @@ from opsbus.common.api.notifier import (
     SilencePreview,
 )
 from opsbus.common.audit import Auditor
-from opsbus.common.bus import Bus, ConsumerSpec, family_payloads
+from opsbus.common.bus import ConsumerSpec, family_payloads
 from opsbus.common.errors import ConfigurationError, ConflictError, PermanentError
 from opsbus.common.rpc import Endpoint, serve
 from opsbus.common.runtime import Runtime
@@ -30,7 +30,6 @@ from opsbus.common.store import (
     OutboxRelay,
     RelayOptions,
     RetentionRule,
-    check_schema_current,
     purge_all,
 )
 from opsbus.notifier import inspecting, store
@@ -395,22 +394,9 @@ async def setup(
     env = os.environ if env is None else env
     if config_text is None:
         config_text = read_config(opts.config_file)
-    db = Database.from_settings(s.database, application_name=f"opsbus-{SERVICE}")
-    rt.on_shutdown(db.close, "database")
-    await check_schema_current(db.engine, store.MIGRATIONS, store.SCHEMA, service=SERVICE)
-    rt.add_check("database", db.ping)
+    db = await rt.open_database(store.MIGRATIONS, store.SCHEMA)
 
-    bus = await Bus.connect(
-        s.nats,
-        service=SERVICE,
-        registry=rt.registry,
-        tracer_provider=rt.tracer_provider,
-        shutdown_grace=s.shutdown_grace_seconds,
-        instance=rt.instance,
-    )
-    rt.on_shutdown(bus.close, "bus")
-    rt.add_check("nats", lambda: bus.connected)
-    await bus.ensure_streams()
+    bus = await rt.open_bus()
 
     relay = OutboxRelay(
         db.engine, store.TABLES.outbox, bus.publisher, registry=rt.registry, options=RelayOptions(poll_interval=1.0)

@@ -19,17 +19,7 @@ log = logging.getLogger(__name__)
 async def setup(rt: Runtime[WatcherSettings]) -> None:
     settings = rt.settings
     opts = settings.watcher
-    bus = await Bus.connect(
-        settings.nats,
-        service=rt.name,
-        registry=rt.registry,
-        tracer_provider=rt.tracer_provider,
-        shutdown_grace=settings.shutdown_grace_seconds,
-        instance=rt.instance,
-    )
-    rt.add_check("nats", lambda: bus.connected)
-    rt.on_shutdown(bus.close, "bus")
-    await bus.ensure_streams()
+    bus = await rt.open_bus()
     kube = KubeClient.from_config(opts.kubeconfig, timeout=opts.request_timeout_seconds)
     rt.on_shutdown(kube.close, "kube")
     watcher = await start(settings, bus, kube, rt.registry)
