@@ -15,6 +15,9 @@ Two choices here are for throughput (bench/gateway_load.py, docs/benchmarks.md):
   published while it is current carry it (`traceparent`), which links the request to the incident's trace.
   Without an exporter, GatewayMiddleware still makes a caller's `traceparent` current, so the events a
   request publishes stay in the caller's trace even though the gateway adds no span of its own.
+* `GET /v1/whoami` and `GET /v1/audit` are answered by `routes/fastpath.py` before the router, with the same
+  gates, validation, scope checks and errors, without FastAPI's per-request dependency solving and response
+  model (the routes stay FastAPI's for the OpenAPI document).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from opsbus.gateway.routes import (
     changes,
     deployments,
     events,
+    feishu,
     keys,
     live,
     notifications,
@@ -53,6 +57,7 @@ from opsbus.gateway.routes import (
     users,
     zabbix,
 )
+from opsbus.gateway.routes.fastpath import FastReads, fast_routes
 
 DESCRIPTION = """
 The front door of opsbus for other systems, teams and operators.
@@ -85,6 +90,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     users.router,
     sso.router,
     live.router,
+    feishu.router,
     slack.router,
     zabbix.router,
 )
@@ -154,6 +160,8 @@ def create_app(ctx: GatewayContext) -> FastAPI:
     install(app, retry_after=ctx.settings.gateway.retry_after_seconds)
     authenticate_before_validation(app)  # after install: it wraps install's validation handler
     document_api_key_scheme(app)
+    # innermost of the middleware: the fast reads get the request id, metrics, CORS and the body limit too
+    app.add_middleware(FastReads, routes=fast_routes(app.router.routes), handlers=app.exception_handlers)
     if ctx.settings.gateway.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -266,8 +266,9 @@ def document_api_key_scheme(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-Caller = Annotated[Principal, Depends(_Authenticated(None))]
-Viewer = Annotated[Principal, Depends(_Authenticated(Role.VIEWER))]
+CALLER, VIEWER = _Authenticated(None), _Authenticated(Role.VIEWER)  # also routes/fastpath.py's gates
+Caller = Annotated[Principal, Depends(CALLER)]
+Viewer = Annotated[Principal, Depends(VIEWER)]
 Operator = Annotated[Principal, Depends(_Authenticated(Role.OPERATOR))]
 Admin = Annotated[Principal, Depends(_Authenticated(Role.ADMIN))]
 

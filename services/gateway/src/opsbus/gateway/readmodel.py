@@ -15,12 +15,13 @@ so a tenant's page never contains, and its cursor never skips over, another tena
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Select, bindparam, func, insert, or_, select, update
+from sqlalchemy import Integer, Select, Text, bindparam, cast, func, insert, literal_column, or_, select, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from opsbus.common.bus import Delivery
@@ -204,24 +205,36 @@ class ReadModel:
     # (its cursor is the window's floor). `docs/benchmarks.md` has the figures over 1,000,000 rows.
     async def audit(self, f: AuditFilter, visibility: Visibility) -> tuple[list[dict[str, Any]], int | None]:
         """A page of the search, and the cursor of the next one (None at the end of the trail)."""
-        floor = None
-        if _conditions(f, visibility) > 1:
-            low, high = (await self.statements.fetch(_BOUNDS, {}))[0]
-            if low is None:
-                return [], None
-            top = min(high + 1, f.after) if f.after is not None else high + 1
-            floor = top - AUDIT_WINDOW if top - AUDIT_WINDOW > low else None
+        empty, floor = await self._audit_floor(f, visibility)
+        if empty:
+            return [], None
         values = _audit_values(f, visibility, floor)
-        shape = tuple(values)
-        compiled = _AUDIT_SHAPES.get(shape)
-        if compiled is None:
-            if len(_AUDIT_SHAPES) > 4096:  # shapes are few: which conditions, how many visible namespaces
-                _AUDIT_SHAPES.clear()
-            compiled = _AUDIT_SHAPES[shape] = Compiled.of(audit_query(f, visibility, floor=floor))
+        compiled = _shape(_AUDIT_SHAPES, values, lambda: audit_query(f, visibility, floor=floor))
         rows = records(await self.statements.fetch(compiled, values))
         if len(rows) == f.limit:
             return rows, int(rows[-1]["seq"])
         return rows, floor
+
+    async def audit_json(self, f: AuditFilter, visibility: Visibility) -> tuple[str, int | None]:
+        """The page `audit` returns, as the JSON array of its entries that `GET /v1/audit` answers, built by
+        PostgreSQL (`audit_json_query`): the gateway never decodes a row. And the next page's cursor."""
+        empty, floor = await self._audit_floor(f, visibility)
+        if empty:
+            return "[]", None
+        values = _audit_values(f, visibility, floor)
+        compiled = _shape(_AUDIT_JSON_SHAPES, values, lambda: audit_json_query(f, visibility, floor=floor))
+        items, count, last = (await self.statements.fetch(compiled, values))[0]
+        return items, (int(last) if count == f.limit else floor)
+
+    async def _audit_floor(self, f: AuditFilter, visibility: Visibility) -> tuple[bool, int | None]:
+        """Whether the trail is empty, and the lowest sequence number a combined search looks at (None: all)."""
+        if _conditions(f, visibility) <= 1:
+            return False, None
+        low, high = (await self.statements.fetch(_BOUNDS, {}))[0]
+        if low is None:
+            return True, None
+        top = min(high + 1, f.after) if f.after is not None else high + 1
+        return False, (top - AUDIT_WINDOW if top - AUDIT_WINDOW > low else None)
 
     async def incidents(self, f: IncidentFilter, visibility: Visibility) -> list[dict[str, Any]]:
         t = store.incidents
@@ -324,8 +337,68 @@ def audit_query(f: AuditFilter, visibility: Visibility, *, floor: int | None = N
     return q.order_by(t.c.seq.desc()).limit(bindparam("limit", f.limit, type_=Integer()))
 
 
+# `to_char` as pydantic writes an aware UTC datetime: `Z`, and the microseconds only when there are some
+_UTC_TEXT = (
+    "to_char(page.time AT TIME ZONE 'UTC', CASE WHEN date_part('microseconds', page.time)::bigint % 1000000 = 0 "
+    """THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"' ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)"""
+)
+
+
+def audit_json_query(f: AuditFilter, visibility: Visibility, *, floor: int | None = None) -> Select[str, int, Any]:
+    """`audit_query`'s page as one row: the JSON array of its entries, shaped as the API's `AuditEntry` (same
+    keys, same values once parsed), newest first; how many; and the last one's `seq` (the next cursor)."""
+    page = audit_query(f, visibility, floor=floor).subquery("page")
+    c = page.c
+
+    def obj(*pairs: tuple[str, Any]) -> Any:
+        arguments: list[Any] = []
+        for key, value in pairs:
+            arguments += [literal_column(f"'{key}'"), value]
+        return func.json_build_object(*arguments)
+
+    entry = obj(
+        ("id", c.event_id),
+        ("time", literal_column(_UTC_TEXT)),
+        ("service", c.service),
+        ("cluster", c.cluster),
+        ("namespace", c.namespace),
+        ("actor", obj(("kind", c.actor_kind), ("id", c.actor_id))),
+        ("action", c.action),
+        ("target", obj(("kind", c.target_kind), ("namespace", c.namespace), ("name", c.target_name))),
+        ("outcome", c.outcome),
+        ("reason", c.reason),
+        ("details", c.details),
+        ("request_id", c.request_id),
+        ("correlation_id", c.correlation_id),
+        ("dry_run", c.dry_run),
+    )
+    items = func.coalesce(func.json_agg(aggregate_order_by(entry, c.seq.desc())), literal_column("'[]'::json"))
+    return select(cast(items, Text), func.count(), func.min(c.seq)).select_from(page)
+
+
+def _shape(cache: dict[tuple[str, ...], Compiled], values: dict[str, Any], build: Callable[[], Any]) -> Compiled:
+    """The statement compiled for these parameter names (a search's shape: which conditions are set, how many
+    namespaces the caller sees), compiled on first use."""
+    shape = tuple(values)
+    compiled = cache.get(shape)
+    if compiled is None:
+        if len(cache) > 4096:  # shapes are few
+            cache.clear()
+        compiled = cache[shape] = Compiled.of(build())
+    return compiled
+
+
 _AUDIT_SHAPES: dict[tuple[str, ...], Compiled] = {}
+_AUDIT_JSON_SHAPES: dict[tuple[str, ...], Compiled] = {}
 _BOUNDS = Compiled.of(select(func.min(store.audit_entries.c.seq), func.max(store.audit_entries.c.seq)))
 
 
-__all__ = ["AUDIT_WINDOW", "AuditFilter", "IncidentFilter", "ReadModel", "Visibility", "audit_query"]
+__all__ = [
+    "AUDIT_WINDOW",
+    "AuditFilter",
+    "IncidentFilter",
+    "ReadModel",
+    "Visibility",
+    "audit_json_query",
+    "audit_query",
+]

@@ -23,7 +23,7 @@ from fastapi.responses import StreamingResponse
 from opsbus.gateway.auth import Ctx, Viewer
 from opsbus.gateway.problems import PROBLEM_RESPONSES
 from opsbus.gateway.readmodel import AuditFilter, ReadModel, Visibility
-from opsbus.gateway.routes.trail import AuditSearch, _visibility
+from opsbus.gateway.routes.trail import AuditSearch, visibility_of
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
 _BATCH = 1000
@@ -100,7 +100,7 @@ async def audit_export(
     rows: int = Query(default=100_000, ge=1, le=1_000_000, description="At most this many entries."),
 ) -> StreamingResponse:
     return StreamingResponse(
-        export(ctx.reads, search, _visibility(who), rows),
+        export(ctx.reads, search, visibility_of(who), rows),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="opsbus-audit.csv"', "Cache-Control": "no-store"},
     )

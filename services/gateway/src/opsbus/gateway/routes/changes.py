@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from opsbus.common.events.payloads import ChangeKind, ChangeOrigin
 from opsbus.gateway.auth import Ctx, Viewer
 from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem
-from opsbus.gateway.routes.trail import _check_filter, _cursor, _visibility
+from opsbus.gateway.routes.trail import _check_filter, page_cursor, visibility_of
 from opsbus.gateway.timeline import ChangeFilter
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
@@ -63,8 +63,10 @@ async def changes(
             raise ApiProblem(422, f"{name} needs a time zone (e.g. 2025-03-14T09:00:00Z)", slug="validation")
     if since is not None and until is not None and until <= since:
         raise ApiProblem(422, "until must be after since", slug="validation")
-    f = ChangeFilter(namespace, cluster, workload, kind.value if kind else None, since, until, _cursor(cursor), limit)
-    rows = await ctx.timeline.changes(f, _visibility(who))
+    f = ChangeFilter(
+        namespace, cluster, workload, kind.value if kind else None, since, until, page_cursor(cursor), limit
+    )
+    rows = await ctx.timeline.changes(f, visibility_of(who))
     items = [
         Change.model_construct(
             id=r["event_id"],

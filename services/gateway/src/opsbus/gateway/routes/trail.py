@@ -93,11 +93,11 @@ class IncidentPage(BaseModel):
     next_cursor: str | None
 
 
-def _visibility(who: Principal) -> Visibility:
+def visibility_of(who: Principal) -> Visibility:
     return Visibility(visible_namespaces(who), visible_clusters(who))
 
 
-def _cursor(value: str | None) -> int | None:
+def page_cursor(value: str | None) -> int | None:
     if value is None:
         return None
     if not value.isdigit() or len(value) > 18:
@@ -146,8 +146,8 @@ async def audit(
     cursor: str | None = Query(default=None, max_length=20),
     limit: int = Query(default=50, ge=1, le=500),
 ) -> AuditPage:
-    f = dataclasses.replace(search, after=_cursor(cursor), limit=limit)
-    rows, after = await ctx.reads.audit(f, _visibility(who))
+    f = dataclasses.replace(search, after=page_cursor(cursor), limit=limit)
+    rows, after = await ctx.reads.audit(f, visibility_of(who))
     items = [
         AuditEntry.model_construct(
             id=r["event_id"],
@@ -220,8 +220,8 @@ async def incidents(
     limit: int = Query(default=50, ge=1, le=200),
 ) -> IncidentPage:
     _check_filter(who, namespace, cluster)
-    f = IncidentFilter(namespace, cluster, status, severity, alertname, since, _cursor(cursor), limit)
-    rows = await ctx.reads.incidents(f, _visibility(who))
+    f = IncidentFilter(namespace, cluster, status, severity, alertname, since, page_cursor(cursor), limit)
+    rows = await ctx.reads.incidents(f, visibility_of(who))
     chains = await ctx.reads.chain([r["id"] for r in rows])
     items = [_incident(r, chains.get(r["id"], []), full=False) for r in rows]
     return IncidentPage.model_construct(items=items, next_cursor=str(rows[-1]["seq"]) if len(rows) == limit else None)
