@@ -71,6 +71,17 @@ class Relay:
 DNS_RACE = "Temporary failure in name resolution"
 
 
+def dns_race_victims(logs: str) -> list[str]:
+    """The containers whose output shows podman's DNS race, from `docker-compose logs --no-color` (lines of
+    `<container> | <output>`): the failures a second `up` may cure. Empty when the failure was anything else."""
+    victims = set()
+    for line in logs.splitlines():
+        container, bar, output = line.partition("|")
+        if bar and DNS_RACE in output:
+            victims.add(container.strip())
+    return sorted(victims)
+
+
 @dataclass
 class Compose:
     project: str
@@ -105,7 +116,7 @@ class Compose:
         first = self.run("up", "--detach", "--no-build", *services, timeout=timeout, check=False)
         if first.returncode == 0:
             return
-        if DNS_RACE not in self.run("logs", "--no-color", timeout=300, check=False).stdout:
+        if not dns_race_victims(self.run("logs", "--no-color", timeout=300, check=False).stdout):
             raise AssertionError(f"docker-compose up exited {first.returncode}:\n{first.stdout}\n{first.stderr}")
         self.run("up", "--detach", "--no-build", *services, timeout=timeout)
 
