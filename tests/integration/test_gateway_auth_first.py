@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 PUBLIC = {("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics")}
 RECEIVER = ("post", "/v1/alerts/alertmanager")  # its own credentials (Alertmanager's http_config)
 SLACK = ("post", "/v1/integrations/slack/interactions")  # Slack's request signature (tests/.../slack_approvals)
+FEISHU = ("post", "/v1/integrations/feishu/card-actions")  # Feishu's token and signature (.../feishu_approvals)
 ZABBIX = ("post", "/v1/alerts/zabbix")  # the opsbus media type's bearer token (tests/.../test_gateway_zabbix.py)
 SIGN_IN = ("post", "/v1/session")  # the console's sign-in: the API key is the body
 # SSO: which sign-in methods exist, and the OIDC redirect pair (the provider authenticates; the callback checks the
@@ -62,7 +63,7 @@ async def test_every_operation_answers_401_before_it_judges_the_request(stack: G
         document = (await c.get("/v1/openapi.json")).json()
         operations = [(m, path, op) for path, item in document["paths"].items() for m, op in item.items()]
         unauthenticated = {(m, path) for m, path, op in operations if not op.get("security")}
-        assert unauthenticated == {*PUBLIC, RECEIVER, SLACK, ZABBIX, SIGN_IN, *SSO}, (
+        assert unauthenticated == {*PUBLIC, RECEIVER, SLACK, FEISHU, ZABBIX, SIGN_IN, *SSO}, (
             "a new operation without credentials: is it meant?"
         )
         checked = 0

@@ -16,7 +16,8 @@ from opsbus.gateway.app import create_app, telemetry_config
 from opsbus.gateway.context import GatewayContext
 from opsbus.gateway.settings import GatewaySettings
 
-# the webhooks have their own auth: Alertmanager's credentials, the Zabbix media type's token, Slack's signature
+# the webhooks have their own auth: Alertmanager's credentials, the Zabbix media type's token, Slack's signature,
+# Feishu's token and signature
 UNAUTHENTICATED = {
     "/healthz",
     "/readyz",
@@ -24,6 +25,7 @@ UNAUTHENTICATED = {
     "/v1/alerts/alertmanager",
     "/v1/alerts/zabbix",
     "/v1/integrations/slack/interactions",
+    "/v1/integrations/feishu/card-actions",
 }
 # Signing in is how a console gets a session: these take no credential scheme (POST /v1/session takes the key in
 # its body; the OIDC pair is the provider's redirect flow).

@@ -97,6 +97,25 @@ class SlackSettings(BaseModel):
     )
 
 
+class FeishuSettings(BaseModel):
+    """Feishu/Lark card actions: Approve/Reject clicks on the notifier's app-bot cards, posted to
+    `/v1/integrations/feishu/card-actions` (the app's callback request URL).
+
+    Unset `verification_token`: the endpoint refuses every request (401). With `encrypt_key` (recommended),
+    every click must carry Feishu's `X-Lark-Signature` and may arrive encrypted. Both come from the environment
+    (the chart takes them from a Kubernetes Secret); they are never logged or echoed."""
+
+    verification_token: SecretStr | None = Field(default=None, description="The app's Verification Token.")
+    encrypt_key: SecretStr | None = Field(
+        default=None, description="The app's Encrypt Key: signed, encrypted requests."
+    )
+    max_age_seconds: int = Field(default=300, ge=1, le=3600, description="Older request timestamps are refused.")
+    approvers: dict[str, SlackApprover] = Field(
+        default_factory=dict,
+        description="Feishu open_id (`ou_...`) or user_id -> opsbus approver; others are refused.",
+    )
+
+
 class GatewayOptions(BaseModel):
     host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     port: int = Field(default=8000, ge=0, le=65535, description="API port (0 picks a free one).")
@@ -121,6 +140,7 @@ class GatewayOptions(BaseModel):
     zabbix: ZabbixSettings = ZabbixSettings()
     console: ConsoleSettings = ConsoleSettings()
     slack: SlackSettings = SlackSettings()
+    feishu: FeishuSettings = FeishuSettings()
 
 
 class GatewaySettings(ServiceSettings):

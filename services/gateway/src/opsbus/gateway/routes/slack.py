@@ -23,18 +23,11 @@ import httpx
 from fastapi import APIRouter, BackgroundTasks, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsbus.common.api.calling import Caller
-from opsbus.common.events.payloads.audit import AuditOutcome
-from opsbus.common.events.payloads.common import ResourceRef
-from opsbus.common.rpc import RpcError
 from opsbus.gateway.auth import Ctx, RequestId, unauthorized
-from opsbus.gateway.commands import actor_of
 from opsbus.gateway.context import GatewayContext
 from opsbus.gateway.domain import slack
-from opsbus.gateway.domain.access import Denied, Principal, Role, Scope
 from opsbus.gateway.problems import PROBLEM_RESPONSES, ApiProblem
-from opsbus.gateway.routes.recoveries import decide
-from opsbus.gateway.settings import SlackApprover
+from opsbus.gateway.routes.chat_decisions import ChatClick, decide_from_chat
 
 CHANNEL = "slack"
 log = logging.getLogger(__name__)
@@ -74,63 +67,16 @@ class SlackReply(BaseModel):
     blocks: list[dict[str, Any]] | None = None
 
 
-def approver_principal(user: SlackApprover) -> Principal:
-    scope = Scope.of(user.namespaces, user.clusters)
-    return Principal(kind="user", id=user.identity, role=Role.parse(user.role), scope=scope, display_name=user.identity)
-
-
-async def _refused(ctx: GatewayContext, who: Principal, click: slack.Click, rid: str, reason: str) -> SlackReply:
-    """Audit a refused click (as the gateway: nothing was decided) and tell the person why."""
-    await ctx.commands.audit(
-        who,
-        action=f"recovery.{click.verb}",
-        target=ResourceRef(kind="Recovery", name=click.recovery_id[:253]),
-        reason=f"refused from Slack ({click.user_id}): {reason}",
-        request_id=rid,
-        outcome=AuditOutcome.DENIED,
-        details={
-            "recovery_id": click.recovery_id,
-            "step": click.step,
-            "channel": CHANNEL,
-            "channel_user": click.user_id,
-        },
-    )
-    return SlackReply(**slack.ephemeral(f":no_entry: Not {click.verb}d: {reason}"))
-
-
 async def _decide(ctx: GatewayContext, click: slack.Click, rid: str) -> SlackReply:
     user = ctx.settings.gateway.slack.approvers.get(click.user_id)
-    if user is None:
-        stranger = Principal(
-            kind="user", id=f"{CHANNEL}:{click.user_id}", role=Role.VIEWER, display_name=click.user_name
-        )
-        reason = (
-            f"Slack user {click.user_id} is not an opsbus approver (ask an admin to map it in gateway.slack.approvers)"
-        )
-        return await _refused(ctx, stranger, click, rid, reason)
-    who = approver_principal(user)
-    caller = Caller(actor=actor_of(who), request_id=rid, channel=CHANNEL, channel_user=click.user_id)
-    step = f"recovery {click.recovery_id} step {click.step}"
-    try:
-        answer = await decide(
-            ctx, who, caller, recovery_id=click.recovery_id, step=click.step, approve=click.approve, text=None
-        )
-    except Denied as exc:
-        reason = (
-            f"no pending approval for {step} in your namespaces" if exc.hidden else f"{user.identity}: {exc.reason}"
-        )
-        return await _refused(ctx, who, click, rid, reason)
-    except ApiProblem as exc:
-        if exc.status != 404:
-            raise
-        return SlackReply(**slack.ephemeral(f"{step} is not waiting for a decision (already decided or expired)."))
-    except RpcError as exc:
-        if exc.code not in (404, 409):
-            raise
-        return SlackReply(**slack.ephemeral(f"{step} is not waiting for a decision: {exc.description}"))
-    icon = ":white_check_mark:" if answer.status == "approved" else ":x:"
-    line = f"{icon} {step} {answer.status} by {user.identity} (<@{click.user_id}>) from Slack"
-    return SlackReply(**slack.decided(click, line))
+    chat = ChatClick(CHANNEL, "Slack", click.user_id, click.user_name, click.approve, click.recovery_id, click.step)
+    verdict = await decide_from_chat(ctx, chat, user, rid, mapping="gateway.slack.approvers")
+    if verdict.outcome == "refused":
+        return SlackReply(**slack.ephemeral(f":no_entry: {verdict.text}"))
+    if verdict.outcome == "not_waiting":
+        return SlackReply(**slack.ephemeral(verdict.text))
+    icon = ":white_check_mark:" if click.approve else ":x:"
+    return SlackReply(**slack.decided(click, f"{icon} {verdict.text} (<@{click.user_id}>) from Slack"))
 
 
 async def _update_message(url: str, reply: SlackReply) -> None:
