@@ -91,7 +91,7 @@ def test_consumers_are_built_only_by_consumer_specs(service: str) -> None:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_consumer_specs_return_every_durable_the_nats_roles_declare(service: str) -> None:
-    declared = {(d.stream, d.name) for d in (role(service).durables if service in SERVICE_ROLES else ())}
+    declared = {(d.stream, d.on(CLUSTER).name) for d in (role(service).durables if service in SERVICE_ROLES else ())}
     assert {(s.stream, s.durable) for s in consumer_specs(service)} == declared
 
 

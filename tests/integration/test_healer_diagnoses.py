@@ -102,8 +102,8 @@ async def healer(database_url: str, make_bus: MakeBus) -> AsyncIterator[tuple[Ex
 
     handlers = {"healer-alerts": fired, "healer-diagnoses": diagnosis}
     for spec in consumer_specs(HealerSettings.model_validate({"cluster": CLUSTER})):
-        if spec.durable in handlers:
-            bus.consumer(spec, handlers[spec.durable])
+        if spec.legacy_durable in handlers:  # the name before its cluster was added (`bus.clusters`)
+            bus.consumer(spec, handlers[spec.legacy_durable])
     await bus.start()
     yield ex, bus, kube
     await ex.close()

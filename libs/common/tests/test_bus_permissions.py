@@ -38,9 +38,14 @@ def test_no_user_may_delete_or_purge_streams_or_use_the_whole_api() -> None:
 
 
 def test_durable_grants_name_the_consumer() -> None:
-    healer = perms.permissions_for(perms.role("healer"))
-    assert "$JS.API.CONSUMER.MSG.NEXT.ALERT.healer-alerts" in healer.publish
-    assert "$JS.ACK.ALERT.healer-alerts.>" in healer.publish
+    healer = perms.permissions_for(perms.role("healer"), "east")
+    assert "$JS.API.CONSUMER.MSG.NEXT.ALERT.healer-alerts-east" in healer.publish
+    assert "$JS.ACK.ALERT.healer-alerts-east.>" in healer.publish
+    assert not any("healer-alerts-west" in s for s in healer.publish)  # another cluster's consumer
+    # Only the info of the old, cluster-less consumer, to start where it had got to (`bus.clusters`).
+    assert [s for s in healer.publish if s.endswith(".ALERT.healer-alerts")] == [
+        "$JS.API.CONSUMER.INFO.ALERT.healer-alerts"
+    ]
     assert "dlq.alert.fired.>" in healer.publish
     assert not any(s.endswith("notifier-alert") for s in healer.publish)
 

@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from opsbus.common.events.subjects import validate_token
 
+#: the cluster of a single-cluster install that names none (a fleet names each: docs/ARCHITECTURE.md, "Fleet")
+DEFAULT_CLUSTER = "sandbox"
+
 PLACEHOLDER_SECRETS = frozenset(
     {
         "",
@@ -106,7 +109,9 @@ class ServiceSettings(BaseSettings):
     )
 
     environment: Environment = Environment.DEVELOPMENT
-    cluster: str = Field(default="sandbox", description="Name of the cluster this instance serves (a NATS token).")
+    cluster: str = Field(
+        default=DEFAULT_CLUSTER, description="Name of the cluster this instance serves (a NATS token)."
+    )
     instance: str | None = Field(default=None, description="Replica name; defaults to the hostname.")
     nats: NatsSettings = NatsSettings()
     database: DatabaseSettings = DatabaseSettings()

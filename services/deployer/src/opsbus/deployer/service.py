@@ -19,7 +19,7 @@ from nats.micro.service import Service
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
-from opsbus.common.bus import Bus, ConsumerSpec
+from opsbus.common.bus import Bus, ConsumerSpec, for_cluster
 from opsbus.common.events.payloads import DeployRequested
 from opsbus.common.rpc import Endpoint, serve
 from opsbus.common.runtime import Runtime
@@ -101,16 +101,22 @@ async def _retention_loop(db: Database, rules: list[RetentionRule]) -> None:
 
 
 def consumer_specs(settings: DeployerSettings) -> list[ConsumerSpec]:
-    """Every durable consumer of the deployer, with what each accepts (tests/integration/test_dlq_contract.py)."""
+    """Every durable consumer of the deployer, with what each accepts (tests/integration/test_dlq_contract.py).
+
+    Named per cluster (`deployer-requests-<cluster>`, `bus.clusters`): several clusters share one bus.
+    """
     return [
-        ConsumerSpec(
-            durable="deployer-requests",
-            stream="DEPLOY",
-            subjects=[f"deploy.requested.{settings.cluster}.>"],
-            accepts=[DeployRequested],
-            # No bus-level freshness: the engine answers a stale request with deploy.skipped instead of dropping it.
-            freshness=None,
-            description="deployer: deploy.requested for this cluster",
+        for_cluster(
+            ConsumerSpec(
+                durable="deployer-requests",
+                stream="DEPLOY",
+                subjects=[f"deploy.requested.{settings.cluster}.>"],
+                accepts=[DeployRequested],
+                # No bus-level freshness: the engine answers a stale request with deploy.skipped instead of dropping it.
+                freshness=None,
+                description="deployer: deploy.requested for this cluster",
+            ),
+            settings.cluster,
         )
     ]
 

@@ -1,6 +1,7 @@
 """Wiring: runtime, database, cluster client, bus consumers, outbox relay and request-reply endpoints.
 
-Consumers (durable, shared by every replica): `healer-alerts` (alert.fired, long handlers: verification
+Consumers (durable, shared by every replica of one cluster's healer; each name ends in `-<cluster>`):
+`healer-alerts` (alert.fired, long handlers: verification
 waits run inside them, kept alive by in-progress signals), `healer-alert-state` (alert.fired/resolved ->
 the alert table, so "still firing" is known even while recoveries are running) and `healer-deploy`
 (deploy outcomes a rollback step follows by request id), `healer-decisions` (approvals from other publishers)
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from opsbus.common.bus import Bus, ConsumerSpec, Delivery
+from opsbus.common.bus import Bus, ConsumerSpec, Delivery, for_cluster
 from opsbus.common.events.payloads import (
     AlertFired,
     AlertResolved,
@@ -66,9 +67,12 @@ _DEPLOY_OUTCOMES = (
 
 
 def consumer_specs(settings: HealerSettings) -> list[ConsumerSpec]:
-    """Every durable consumer of the healer, with what each accepts (tests/integration/test_dlq_contract.py)."""
+    """Every durable consumer of the healer, with what each accepts (tests/integration/test_dlq_contract.py).
+
+    Named per cluster (`healer-alerts-<cluster>`, `bus.clusters`): several clusters' healers share one bus.
+    """
     c = settings.cluster
-    return [
+    specs = [
         ConsumerSpec(
             durable="healer-alerts",
             stream="ALERT",
@@ -112,6 +116,7 @@ def consumer_specs(settings: HealerSettings) -> list[ConsumerSpec]:
             description="healer: the analyzer's top cause per incident, for steps conditioned on the cause",
         ),
     ]
+    return [for_cluster(spec, c) for spec in specs]
 
 
 @dataclass

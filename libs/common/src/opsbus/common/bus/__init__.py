@@ -3,6 +3,7 @@ flow control and a dead-letter stream, trace propagation and metrics. See `clien
 
 from opsbus.common.bus.accepting import family_payloads
 from opsbus.common.bus.client import Bus
+from opsbus.common.bus.clusters import clustered, for_cluster
 from opsbus.common.bus.consuming import Consumer, ConsumerSpec, Delivery, Handler
 from opsbus.common.bus.publishing import Publisher, PublishOptions
 
@@ -14,5 +15,7 @@ __all__ = [
     "Handler",
     "PublishOptions",
     "Publisher",
+    "clustered",
     "family_payloads",
+    "for_cluster",
 ]

@@ -40,6 +40,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram
 
 from opsbus.common.bus.accepting import Acceptance
+from opsbus.common.bus.clusters import start_after_legacy
 from opsbus.common.bus.propagation import context_from
 from opsbus.common.bus.publishing import MSG_ID, Publisher
 from opsbus.common.bus.pulling import Puller
@@ -83,6 +84,8 @@ class ConsumerSpec:
     freshness: timedelta | None = None
     deliver_new_only: bool = False
     description: str | None = None
+    #: the name this consumer had before it carried its cluster (`bus.clusters`): where a new one starts
+    legacy_durable: str | None = None
 
     def delay_for(self, delivery: int) -> float:
         """Nak delay after the `delivery`-th failed delivery (1-based)."""
@@ -155,11 +158,18 @@ class Consumer:
             filter_subject=self.spec.subjects[0] if len(self.spec.subjects) == 1 else None,
         )
         try:
-            await self._js.consumer_info(self.spec.stream, self.spec.durable)
+            existing = await self._js.consumer_info(self.spec.stream, self.spec.durable)
         except NotFoundError:
+            start = await start_after_legacy(self._js, self.spec)
+            if start is not None:
+                config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+                config.opt_start_seq = start
             await self._js.add_consumer(self.spec.stream, config)
         else:
-            # Same name, same stream: update in place (the server refuses changes it cannot apply).
+            # Same name, same stream: update in place (the server refuses changes it cannot apply, such as
+            # where delivery started, so that is kept as created).
+            config.deliver_policy = existing.config.deliver_policy
+            config.opt_start_seq = existing.config.opt_start_seq
             await self._js.add_consumer(self.spec.stream, config)
 
     async def start(self) -> None:

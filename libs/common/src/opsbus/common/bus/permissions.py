@@ -7,7 +7,9 @@ lists are computed here, from:
   the verbs the catalogue names it a producer of (the watcher cannot publish `deploy.requested`);
 - the service's durable consumers (`ROLES`, checked against every `ConsumerSpec` in the services' code by
   `tests/deploy/test_nats_permissions.py`): the JetStream API calls for its own consumers only (info, create,
-  next message, ack) and the dead-letter subjects of what it consumes (`dlq.<filter subject>`);
+  next message, ack) and the dead-letter subjects of what it consumes (`dlq.<filter subject>`). The consumers
+  of per-cluster services are named for their cluster (`healer-alerts-<cluster>`, `bus.clusters`), so the
+  block is generated for one cluster (`--cluster`, default the settings' default cluster);
 - stream provisioning, which every service runs at start (`ensure_streams`): info/create/update of the
   catalogue's streams, and nothing else of the stream API (no delete, no purge);
 - request-reply (`opsbus.common.rpc`): a service that serves endpoints subscribes to
@@ -28,7 +30,9 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from opsbus.common.bus.clusters import clustered
 from opsbus.common.events.catalog import ALL_STREAMS, FAMILIES
+from opsbus.common.settings import DEFAULT_CLUSTER
 
 JS_API = "$JS.API"
 INBOX = "_INBOX.>"
@@ -38,11 +42,19 @@ SRV_VERBS = ("PING", "INFO", "STATS")
 
 @dataclass(frozen=True, slots=True)
 class Durable:
-    """One durable pull consumer of a service: its stream, name and (cluster-agnostic) filter subjects."""
+    """One durable pull consumer of a service: its stream, name and (cluster-agnostic) filter subjects.
+
+    `per_cluster`: the service runs in each cluster and names the consumer `<name>-<cluster>` (`bus.clusters`).
+    """
 
     stream: str
     name: str
     subjects: tuple[str, ...]
+    per_cluster: bool = False
+
+    def on(self, cluster: str) -> Durable:
+        """This consumer as the service of `cluster` names it."""
+        return Durable(self.stream, clustered(self.name, cluster), self.subjects) if self.per_cluster else self
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,16 +90,24 @@ ROLES: tuple[Role, ...] = (
     Role(
         "healer",
         durables=(
-            Durable("ALERT", "healer-alerts", ("alert.fired.>",)),
-            Durable("ALERT", "healer-alert-state", ("alert.resolved.>",)),
-            Durable("DEPLOY", "healer-deploy", tuple(f"deploy.{v}.>" for v in _DEPLOY_OUTCOMES)),
-            Durable("RECOVERY", "healer-decisions", ("recovery.approved.>", "recovery.rejected.>")),
-            Durable("DIAGNOSIS", "healer-diagnoses", ("diagnosis.made.>", "diagnosis.revised.>")),
+            Durable("ALERT", "healer-alerts", ("alert.fired.>",), per_cluster=True),
+            Durable("ALERT", "healer-alert-state", ("alert.resolved.>",), per_cluster=True),
+            Durable("DEPLOY", "healer-deploy", tuple(f"deploy.{v}.>" for v in _DEPLOY_OUTCOMES), per_cluster=True),
+            Durable("RECOVERY", "healer-decisions", ("recovery.approved.>", "recovery.rejected.>"), per_cluster=True),
+            Durable("DIAGNOSIS", "healer-diagnoses", ("diagnosis.made.>", "diagnosis.revised.>"), per_cluster=True),
         ),
         serves_rpc=True,
     ),
-    Role("optimizer", durables=(Durable("ALERT", "optimizer-oom", ("alert.fired.>",)),), serves_rpc=True),
-    Role("deployer", durables=(Durable("DEPLOY", "deployer-requests", ("deploy.requested.>",)),), serves_rpc=True),
+    Role(
+        "optimizer",
+        durables=(Durable("ALERT", "optimizer-oom", ("alert.fired.>",), per_cluster=True),),
+        serves_rpc=True,
+    ),
+    Role(
+        "deployer",
+        durables=(Durable("DEPLOY", "deployer-requests", ("deploy.requested.>",), per_cluster=True),),
+        serves_rpc=True,
+    ),
     Role(
         "notifier",
         durables=tuple(
@@ -176,10 +196,12 @@ def _unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def permissions_for(r: Role) -> Permissions:
+def permissions_for(r: Role, cluster: str = DEFAULT_CLUSTER) -> Permissions:
     publish: list[str] = [*published_subjects(r.service), *_provisioning()]
     for d in r.durables:
-        publish += _durable_api(d)
+        publish += _durable_api(d.on(cluster))
+        if d.per_cluster:  # where its old, cluster-less consumer had got to (`bus.clusters.start_after_legacy`)
+            publish.append(f"{JS_API}.CONSUMER.INFO.{d.stream}.{d.name}")
         publish += [_dlq(s) for s in d.subjects]
     for stream in r.reads:
         publish += _read_api(stream)
@@ -199,8 +221,8 @@ def permissions_for(r: Role) -> Permissions:
     )
 
 
-def all_permissions() -> tuple[Permissions, ...]:
-    return tuple(permissions_for(r) for r in ROLES)
+def all_permissions(cluster: str = DEFAULT_CLUSTER) -> tuple[Permissions, ...]:
+    return tuple(permissions_for(r, cluster) for r in ROLES)
 
 
 def password_variable(service: str) -> str:
@@ -218,15 +240,16 @@ def nats_conf(
     *,
     passwords: Mapping[str, str] | None = None,
     nkeys: Mapping[str, str] | None = None,
+    cluster: str = DEFAULT_CLUSTER,
 ) -> str:
-    """The nats-server `authorization { users = [...] }` block.
+    """The nats-server `authorization { users = [...] }` block (of the NATS server of one cluster).
 
     Each user authenticates with, in order of preference: its public nkey from `nkeys` (service -> `U...`),
     a literal password from `passwords`, or the password in the server's environment variable
     `OPSBUS_NATS_PASSWORD_<SERVICE>` (nats-server resolves `$VARIABLE` at start), so no secret needs to
     be written into the file.
     """
-    perms = all_permissions() if perms is None else perms
+    perms = all_permissions(cluster) if perms is None else perms
     passwords = passwords or {}
     nkeys = nkeys or {}
     out = [
@@ -280,6 +303,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--format", choices=("nats-conf", "helm-values"), default="nats-conf")
     parser.add_argument(
+        "--cluster",
+        default=DEFAULT_CLUSTER,
+        help="the cluster whose per-cluster consumers (healer-alerts-<cluster>, ...) the block allows",
+    )
+    parser.add_argument(
         "--nkey",
         action="append",
         default=[],
@@ -293,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not sep or service not in SERVICES or not key.startswith("U"):
             parser.error(f"--nkey {item!r}: expected SERVICE=U... with SERVICE one of {', '.join(SERVICES)}")
         nkeys[service] = key
-    sys.stdout.write(nats_conf(nkeys=nkeys) if args.format == "nats-conf" else helm_values())
+    sys.stdout.write(nats_conf(nkeys=nkeys, cluster=args.cluster) if args.format == "nats-conf" else helm_values())
     return 0
 
 
