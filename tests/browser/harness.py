@@ -156,6 +156,25 @@ async def sign_in(page: Page, base: str, token: str) -> None:
     await page.get_by_role("navigation").wait_for()
 
 
+async def sso_sign_in(page: Page, base: str, issuer: str, login: str, next_path: str = "/incidents") -> None:
+    """Sign in with SSO as a person does: `next_path` sends the signed-out browser to the sign-in page (axe-core
+    checks it), "Sign in with SSO" by keyboard, the provider's login and consent forms (any password for a known
+    login), and back on `next_path`, signed in."""
+    await page.goto(f"{base}{next_path}")
+    await page.wait_for_url("**/signin?next=*")
+    await page.get_by_role("link", name="Sign in with SSO").wait_for()
+    await no_serious_violations(page, "sign-in with SSO")
+    await tab_to(page, "Sign in with SSO")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"{issuer}/**")  # the provider's login form
+    await page.locator('input[name="login"]').fill(login)
+    await page.locator('input[name="password"]').fill("anything")
+    await page.get_by_role("button", name="Sign-in").click()
+    await page.get_by_role("button", name="Continue").click()  # the provider's consent
+    await page.wait_for_url(f"{base}{next_path}")
+    await page.get_by_role("navigation").wait_for()
+
+
 async def tab_to(page: Page, name: str, limit: int = 40) -> None:
     """Press Tab until the focused element's accessible text is `name` (keyboard-only navigation)."""
     for _ in range(limit):

@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 import pytest
 
-from tests.integration.gateway_stack import GatewayStack, gateway_stack
-from tests.integration.oidc_provider import free_port, gateway_oidc, oidc_provider
+from tests.integration.gateway_stack import GatewayStack
+from tests.integration.oidc_provider import sso_gateway
 from tests.integration.test_console_gateway import audit_actions
 
 pytestmark = pytest.mark.integration
@@ -21,11 +21,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def stack(database_url: str, nats_url: str) -> AsyncIterator[GatewayStack]:
-    port = free_port()
-    with oidc_provider(f"http://127.0.0.1:{port}/v1/session/oidc/callback") as issuer:
-        async for s in gateway_stack(database_url, nats_url):
-            await s.start(port=port, oidc=gateway_oidc(issuer), console={"insecure_loopback_cookie": True})
-            yield s
+    async for s, _ in sso_gateway(database_url, nats_url):
+        yield s
 
 
 def _form(page: httpx.Response) -> tuple[str, dict[str, str]]:
