@@ -328,6 +328,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/integrations/feishu/card-actions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Feishu/Lark card actions: Approve/Reject clicks on recovery cards (verified per Feishu's rules) */
+        post: operations["feishu_card_actions_v1_integrations_feishu_card_actions_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/integrations/slack/interactions": {
         parameters: {
             query?: never;
@@ -1712,6 +1729,31 @@ export interface components {
              * @description The last stream sequence read: pass it as `after` for the next page (or as Last-Event-ID to /v1/events/stream to follow live from there).
              */
             next_after: number | null;
+        };
+        /**
+         * FeishuAnswer
+         * @description Feishu's callback answer: the challenge of a URL check, or what the person who clicked sees.
+         */
+        FeishuAnswer: {
+            /**
+             * Card
+             * @description `{type: raw, data: <card>}` replacing the card.
+             */
+            card?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Challenge
+             * @description `url_verification`: the challenge, echoed.
+             */
+            challenge?: string | null;
+            /**
+             * Toast
+             * @description `{type: success|info|error, content}`.
+             */
+            toast?: {
+                [key: string]: string;
+            } | null;
         };
         /** FiringAlert */
         FiringAlert: {
@@ -5150,6 +5192,127 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AlertOutcomeList"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Content too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Unprocessable content */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    feishu_card_actions_v1_integrations_feishu_card_actions_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Unix time Feishu sent the request at; refused beyond max_age_seconds. */
+                "X-Lark-Request-Timestamp"?: string;
+                /** @description Random string Feishu signs with the timestamp. */
+                "X-Lark-Request-Nonce"?: string;
+                /** @description Hex SHA-256 of timestamp + nonce + Encrypt Key + raw body (required with an Encrypt Key). */
+                "X-Lark-Signature"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeishuAnswer"];
                 };
             };
             /** @description Bad request */
