@@ -64,6 +64,7 @@ class Start:
         *,
         forecast: dict[str, object] | None = None,
         history: dict[str, object] | None = None,
+        options: dict[str, object] | None = None,
         **guardrails: object,
     ) -> Optimizer:
         """`forecast`: the forecast settings; None: off, and requests changed through the pod template (the
@@ -87,6 +88,7 @@ class Start:
                     "guardrails": {"cooldown_seconds": 0, **guardrails},
                     "forecast": forecast or {"enabled": False, "in_place_resize": "off"},
                     "history": history or {},
+                    **(options or {}),
                 },
             }
         )

@@ -456,6 +456,9 @@ def client_calls(path: str) -> set[tuple[str, str, str]]:
         if kind == "pod_log":
             found.add(("get", "pods/log", ""))
             continue
+        if kind == "pod_resize":
+            found.add((VERBS[verb], "pods/resize", ""))
+            continue
         found.add((VERBS[verb], kind.replace("_", "") + "s", API_GROUPS[api]))
     return found
 
