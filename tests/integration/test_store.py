@@ -36,6 +36,7 @@ from opsbus.common.store import (
     safe_url,
     upgrade,
 )
+from opsbus.common.store.engine import PING_IDLE_AFTER
 from opsbus.common.testing.servers import PostgresServer
 from tests.integration.busprobe import Happened, event, provision
 from tests.integration.store_sample.models import MIGRATIONS, SCHEMA, TABLES, Base, Widget
@@ -511,3 +512,20 @@ async def test_relay_survives_a_postgres_restart(
         await relay.stop()
     ids = [h[MSG_ID] for _, _, h in await stream_messages(bus, "TEST")]
     assert sorted(ids) == sorted(e.id for e in before + after)
+
+
+@pytest.mark.skipif(bool(os.environ.get("OPSBUS_TEST_DATABASE_URL")), reason="restarts the private PostgreSQL")
+async def test_a_pooled_connection_idle_through_a_restart_is_pinged_and_replaced(
+    db: Database, postgres: PostgresServer | None
+) -> None:
+    """No ping on every checkout (issue 18), but one idle longer than PING_IDLE_AFTER is checked: the first
+    statement after a PostgreSQL restart succeeds instead of failing on the dead connection."""
+    assert postgres is not None
+    async with db.sessions() as session:
+        before = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    await asyncio.to_thread(postgres.stop, "fast")
+    await asyncio.to_thread(postgres.start)
+    await asyncio.sleep(PING_IDLE_AFTER + 0.5)
+    async with db.sessions() as session:
+        after = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    assert after != before  # a new connection, made at checkout, not an error

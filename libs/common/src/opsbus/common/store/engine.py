@@ -1,7 +1,12 @@
 """The async SQLAlchemy engine and session factory of one service, built from `DatabaseSettings`.
 
-Connections are checked before use (`pool_pre_ping`), every wait is bounded (connect, pool checkout,
-statement, idle-in-transaction), and each connection names its service in `pg_stat_activity`.
+A connection idle in the pool for longer than `PING_IDLE_AFTER` is checked before use (a round trip), one
+reused sooner is not: under load a connection goes back and forth many times a second, and SQLAlchemy's
+`pool_pre_ping` paid a `SELECT 1` for each (2-3 % of the healer's CPU under a storm, issue 18). A connection
+that died in between fails its first statement instead; SQLAlchemy then invalidates the whole pool (every
+older connection is replaced on its next checkout) and the caller's own retry covers the failed unit of work
+(a nak'ed message, the relay's next pass, the notifier's durable record). Every wait is bounded (connect,
+pool checkout, statement, idle-in-transaction), and each connection names its service in `pg_stat_activity`.
 The URL's password must never reach a log line: log `safe_url()`, never the settings value.
 """
 
@@ -9,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -23,6 +29,8 @@ from opsbus.common.settings import DatabaseSettings
 log = logging.getLogger(__name__)
 
 DRIVER = "postgresql+asyncpg"
+PING_IDLE_AFTER = 1.0  # seconds a pooled connection may sit unused before its next checkout pings it
+_RETURNED = "opsbus_returned_at"
 
 
 def _url(settings: DatabaseSettings) -> URL:
@@ -65,7 +73,7 @@ def create_engine(
         "idle_in_transaction_session_timeout": _millis(settings.idle_in_transaction_timeout),
     }
     connect_args: dict[str, Any] = {"timeout": settings.connect_timeout, "server_settings": server_settings}
-    options: dict[str, Any] = {"pool_pre_ping": True, "echo": settings.echo, "hide_parameters": not settings.echo}
+    options: dict[str, Any] = {"echo": settings.echo, "hide_parameters": not settings.echo}
     if pooled:
         options.update(
             pool_size=settings.pool_size,
@@ -76,7 +84,33 @@ def create_engine(
     else:
         options["poolclass"] = NullPool
     log.debug("database engine for %s (%s)", safe_url(settings), application_name)
-    return create_async_engine(url, connect_args=connect_args, **options)
+    engine = create_async_engine(url, connect_args=connect_args, **options)
+    if pooled:
+        _ping_when_idle(engine, PING_IDLE_AFTER)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_after: float) -> None:
+    """Ping a pooled connection at checkout only when it sat unused for more than `idle_after` seconds; a
+    failed ping makes the pool replace it (SQLAlchemy retries the checkout with a new connection)."""
+    dialect = engine.sync_engine.dialect
+
+    def on_checkin(_dbapi: Any, record: Any) -> None:
+        record.info[_RETURNED] = time.monotonic()
+
+    def on_checkout(dbapi: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get(_RETURNED)
+        if returned is None or time.monotonic() - returned <= idle_after:
+            return  # new (just connected), or back in use at once
+        try:
+            alive = dialect.do_ping(dbapi)
+        except Exception:  # a connection that cannot answer SELECT 1 is of no use, whatever the error
+            alive = False
+        if not alive:
+            raise exc.DisconnectionError("pooled connection did not answer its ping")
+
+    event.listen(engine.sync_engine.pool, "checkin", on_checkin)
+    event.listen(engine.sync_engine.pool, "checkout", on_checkout)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
