@@ -408,6 +408,30 @@ def test_the_gateways_sso_settings_reach_it(monkeypatch: pytest.MonkeyPatch) -> 
     assert oidc.scopes == ["openid", "email", "opsbus"] and oidc.acr_values
 
 
+def test_the_gateways_feishu_settings_reach_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    (container,) = by_kind(render(PRODUCTION), "Deployment")["opsbus-gateway"]["spec"]["template"]["spec"]["containers"]
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container["env"]
+        if "FEISHU" in e["name"] and "valueFrom" in e
+    }
+    assert refs == {
+        "OPSBUS_GATEWAY__FEISHU__VERIFICATION_TOKEN": {"name": "opsbus-feishu", "key": "verification-token"},
+        "OPSBUS_GATEWAY__FEISHU__ENCRYPT_KEY": {"name": "opsbus-feishu", "key": "encrypt-key", "optional": True},
+    }
+    for name in [n for n in os.environ if n.startswith("OPSBUS_")]:
+        monkeypatch.delenv(name)
+    for name, value in _env_of(container).items():
+        monkeypatch.setenv(name, value)
+    module_name, _, class_name = SETTINGS["gateway"].partition(":")
+    feishu = load(getattr(importlib.import_module(module_name), class_name)).gateway.feishu
+    assert feishu.verification_token is not None
+    assert feishu.verification_token.get_secret_value() == "from-verification-token"
+    assert feishu.encrypt_key is not None and feishu.encrypt_key.get_secret_value() == "from-encrypt-key"
+    alice = feishu.approvers["ou_7d8a6e6df7621556ce0d21922b676706"]
+    assert (alice.identity, alice.role, alice.namespaces) == ("alice@example.com", "operator", ["payments"])
+
+
 def test_the_gateways_slack_settings_reach_it(monkeypatch: pytest.MonkeyPatch) -> None:
     (container,) = by_kind(render(PRODUCTION), "Deployment")["opsbus-gateway"]["spec"]["template"]["spec"]["containers"]
     secret = next(e for e in container["env"] if e["name"] == "OPSBUS_GATEWAY__SLACK__SIGNING_SECRET")
