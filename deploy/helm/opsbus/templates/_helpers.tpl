@@ -132,6 +132,24 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 - name: OPSBUS_OPTIMIZER__PROMETHEUS_URL
   value: {{ . | quote }}
 {{- end }}
+{{- with $s.forecast }}
+- name: OPSBUS_OPTIMIZER__FORECAST__ENABLED
+  value: {{ ne .enabled false | quote }}
+- name: OPSBUS_OPTIMIZER__FORECAST__WORKLOADS_PER_PASS
+  value: {{ .workloadsPerPass | default 20 | quote }}
+- name: OPSBUS_OPTIMIZER__FORECAST__REFRESH_SECONDS
+  value: {{ .refreshSeconds | default 21600 | quote }}
+- name: OPSBUS_OPTIMIZER__FORECAST__IN_PLACE_RESIZE
+  value: {{ .inPlaceResize | default "auto" | quote }}
+{{- end }}
+{{- with $s.history }}
+- name: OPSBUS_OPTIMIZER__HISTORY__STEP_SECONDS
+  value: {{ .stepSeconds | default 300 | quote }}
+- name: OPSBUS_OPTIMIZER__HISTORY__MAX_AGE_DAYS
+  value: {{ .maxAgeDays | default 35 | quote }}
+- name: OPSBUS_OPTIMIZER__HISTORY__MAX_POINTS
+  value: {{ .maxPoints | default 10080 | quote }}
+{{- end }}
 {{- else if eq .name "analyzer" }}
 - name: OPSBUS_ANALYZER__READ_CLUSTER
   value: {{ ne $s.readCluster false | quote }}
