@@ -1,7 +1,8 @@
 """Stream provisioning: create or update every opsbus stream so it matches the catalogue.
 
 Idempotent: run it at every service start (any replica may); a stream whose configuration drifted is
-updated in place, one that matches is left alone.
+updated in place, one that matches is left alone, and one that sources others (a fleet's, `bus.fleet`) is
+left as provisioned.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ async def ensure_streams(
             done.append(f"created {family.stream}")
             continue
         current = info.config
+        if current.sources:  # a fleet's stream: its layout is `bus.fleet`'s, a service's start must not undo it
+            done.append(f"kept {family.stream} (sourced)")
+            continue
         drifted = (
             list(current.subjects or []) != wanted.subjects
             or current.max_age != wanted.max_age
