@@ -4,7 +4,7 @@ deploy/zabbix/opsbus-media-type.js runs under Node with a Zabbix-like `HttpReque
 zabbix_media_type.cjs), as Zabbix's webhook runtime would run it, and posts to `POST /v1/alerts/zabbix`: a problem
 becomes `alert.fired` with the trigger, host and tags as labels, its recovery `alert.resolved` with the same
 fingerprint; forged or malformed calls get 401/422 problem+json and nothing reaches the bus.
-(A real Zabbix server is not part of this tier yet: see deploy/zabbix/README.md.)
+(The tier with a real Zabbix server and the acknowledgement back is tests/integration/test_zabbix_server.py.)
 """
 
 from __future__ import annotations

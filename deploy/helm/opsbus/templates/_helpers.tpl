@@ -232,6 +232,20 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
     secretKeyRef:
       name: {{ . }}
       key: bearer-token
+- name: OPSBUS_GATEWAY__ZABBIX__API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: api-token
+      optional: true
+{{- end }}
+{{- with ($s.zabbix).apiUrl }}
+- name: OPSBUS_GATEWAY__ZABBIX__API_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- if ($s.zabbix).close }}
+- name: OPSBUS_GATEWAY__ZABBIX__CLOSE
+  value: "true"
 {{- end }}
 {{- with ($s.slack).signingSecretSecret }}
 - name: OPSBUS_GATEWAY__SLACK__SIGNING_SECRET

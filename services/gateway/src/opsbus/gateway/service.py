@@ -8,14 +8,14 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from opsbus.common.bus import Bus, ConsumerSpec, family_payloads
+from opsbus.common.bus import Bus, ConsumerSpec, Delivery, family_payloads
 from opsbus.common.events import EventPayload
 from opsbus.common.events.payloads import (
     AlertFired,
@@ -26,6 +26,7 @@ from opsbus.common.events.payloads import (
     DiagnosisRevised,
     NotifyDelivered,
     NotifyFailed,
+    RecoverySucceeded,
 )
 from opsbus.common.runtime import Runtime
 from opsbus.common.store import Database, OutboxRelay, RelayOptions, RetentionRule, purge_all
@@ -44,6 +45,7 @@ from opsbus.gateway.sso import OidcClient
 from opsbus.gateway.statements import Statements
 from opsbus.gateway.streaming import EventStreams, StreamOptions
 from opsbus.gateway.timeline import CHANGE_CONSUMER, Timeline
+from opsbus.gateway.zabbixack import ACK_CONSUMER, acker_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ def consumer_specs(settings: GatewaySettings) -> list[ConsumerSpec]:
     """Every durable consumer of the gateway, with what each accepts (tests/integration/test_dlq_contract.py)."""
     del settings  # the read models take every cluster
     return [
+        _zabbix_acks(),
         _read_model(AUDIT_CONSUMER, "AUDIT", [AuditRecorded], "audit.recorded into the queryable audit table"),
         _read_model(ALERT_CONSUMER, "ALERT", [AlertFired, AlertResolved], "alerts into the incidents read model"),
         _read_model(f"{CHAIN_CONSUMER}-recovery", "RECOVERY", family_payloads("recovery"), "recoveries of incidents"),
@@ -84,6 +87,23 @@ def consumer_specs(settings: GatewaySettings) -> list[ConsumerSpec]:
     ]
 
 
+def _zabbix_acks() -> ConsumerSpec:
+    """The Zabbix acknowledger's consumer (`zabbixack`): `recovery.succeeded` only, patient retries while Zabbix is
+    away, an ack wait above its calls' worst case (attempts x timeout and backoff) so no delivery overlaps itself.
+    It exists whether or not Zabbix's API is configured (without, it acknowledges nothing), so its durable and
+    NATS permissions do not depend on the settings."""
+    return ConsumerSpec(
+        durable=ACK_CONSUMER,
+        stream="RECOVERY",
+        subjects=["recovery.succeeded.>"],
+        accepts=[RecoverySucceeded],
+        max_deliver=10,
+        backoff=(2.0, 10.0, 30.0, 120.0, 600.0),
+        ack_wait=180.0,
+        description="gateway: acknowledge in Zabbix the problems opsbus healed",
+    )
+
+
 def _read_model(durable: str, stream: str, accepts: Sequence[type[EventPayload]], description: str) -> ConsumerSpec:
     """A read-model consumer: a whole family's stream, patient retries (the database may be briefly away)."""
     return ConsumerSpec(
@@ -95,6 +115,11 @@ def _read_model(durable: str, stream: str, accepts: Sequence[type[EventPayload]]
         backoff=(0.1, 1.0, 5.0, 30.0),
         description=f"gateway: {description}",
     )
+
+
+async def _no_zabbix(delivery: Delivery) -> None:
+    """Zabbix's API is not configured: nothing to acknowledge."""
+    del delivery
 
 
 async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gateway:
@@ -116,6 +141,18 @@ async def build(rt: Runtime[GatewaySettings], *, serve_http: bool = True) -> Gat
     reads = ReadModel(db, statements)
     timeline = Timeline(db)
     handlers = {AUDIT_CONSUMER: reads.on_audit, ALERT_CONSUMER: reads.on_alert, CHANGE_CONSUMER: timeline.on_change}
+    zabbix_http = httpx.AsyncClient(follow_redirects=False)
+    rt.on_shutdown(zabbix_http.aclose, "http client (Zabbix)")
+    acker = acker_from_settings(
+        opts.zabbix,
+        db,
+        zabbix_http,
+        incident_url=opts.public_url,
+        cluster=s.cluster,
+        clock=lambda: datetime.now(UTC),
+        on_outbox=relay.wake,
+    )
+    handlers[ACK_CONSUMER] = acker.on_recovery if acker is not None else _no_zabbix
     for spec in consumer_specs(s):
         bus.consumer(spec, handlers.get(spec.durable, reads.on_chain))  # the rest follow incident chains
     await bus.start()

@@ -50,7 +50,20 @@ class AlertmanagerSettings(BaseModel):
 
 
 class ZabbixSettings(AlertmanagerSettings):
-    """The Zabbix receiver's own credentials: the bearer token the opsbus media type sends (or basic auth)."""
+    """The Zabbix receiver's own credentials: the bearer token the opsbus media type sends (or basic auth); and
+    the acknowledgement back (`opsbus.gateway.zabbixack`): with `api_url` and `api_token` set, a problem opsbus
+    healed is acknowledged in Zabbix with a message and the incident's link (none are made without them)."""
+
+    api_url: str | None = Field(
+        default=None, description="Zabbix's JSON-RPC endpoint, e.g. https://zabbix.example.com/api_jsonrpc.php."
+    )
+    api_token: SecretStr | None = Field(
+        default=None, description="A Zabbix API token (5.4+: Users > API tokens) of a user allowed to acknowledge."
+    )
+    acknowledge: bool = Field(default=True, description="Mark the problem acknowledged beside the message.")
+    close: bool = Field(default=False, description="Also close the problem (its trigger must allow manual close).")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="Per JSON-RPC call.")
+    attempts: int = Field(default=3, ge=1, le=10, description="Calls per delivery on transport errors (backoff).")
 
 
 class ConsoleSettings(BaseModel):

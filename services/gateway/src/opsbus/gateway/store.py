@@ -9,6 +9,8 @@
   deployer has picked a request up.
 * `changes`: the change timeline, a read model of `change.recorded` (what changed on workloads, config objects,
   autoscalers, nodes, observed by the watcher or written by opsbus), for `GET /v1/changes`.
+* `zabbix_acks`: the acknowledgements made in Zabbix for problems opsbus healed (one per recovery and Zabbix
+  event: a redelivered `recovery.succeeded` finds its row and acknowledges nothing twice).
 * `console_sessions`: the web console's sign-ins: the SHA-256 of the cookie's secret (never the secret), the
   CSRF token, who signed in (the key or OIDC subject, role and scope), expiry and sign-out.
 * the inbox and the outbox (`opsbus.common.store`).
@@ -199,3 +201,16 @@ console_sessions = Table(
     UniqueConstraint("digest", name="uq_console_sessions_digest"),
 )
 Index("ix_console_sessions_expires_at", console_sessions.c.expires_at)
+
+zabbix_acks = Table(
+    "zabbix_acks",
+    metadata,
+    Column("recovery_id", String(200), nullable=False),
+    Column("zabbix_event_id", String(20), nullable=False, comment="the problem's event id in Zabbix"),
+    Column("event_id", String(200), nullable=False, comment="the recovery.succeeded event acknowledged"),
+    Column("incident_id", String(200), nullable=False),
+    Column("state", String(16), nullable=False, comment="acknowledged, found (made before) or failed"),
+    Column("detail", Text, nullable=False, comment="the message sent, or Zabbix's error"),
+    Column("updated_at", TZ, nullable=False),
+    PrimaryKeyConstraint("recovery_id", "zabbix_event_id", name="pk_zabbix_acks"),
+)

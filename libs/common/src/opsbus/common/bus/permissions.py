@@ -131,6 +131,7 @@ ROLES: tuple[Role, ...] = (
             Durable("AUDIT", "gateway-audit", ("audit.>",)),
             Durable("ALERT", "gateway-alerts", ("alert.>",)),
             Durable("RECOVERY", "gateway-chains-recovery", ("recovery.>",)),
+            Durable("RECOVERY", "gateway-zabbix-ack", ("recovery.succeeded.>",)),
             Durable("NOTIFY", "gateway-chains-notify", ("notify.>",)),
             Durable("DIAGNOSIS", "gateway-chains-diagnosis", ("diagnosis.>",)),
             Durable("CHANGE", "gateway-changes", ("change.>",)),
