@@ -47,7 +47,6 @@ _ALERTS = cast("Table", AlertRow.__table__)
 _RECOVERIES = cast("Table", RecoveryRow.__table__)
 _TRANSITIONS = cast("Table", TransitionRow.__table__)
 _ATTEMPTS = cast("Table", AttemptRow.__table__)
-_ATTEMPT_COLUMNS = tuple(c.key for c in _ATTEMPTS.columns if c.key != "id")
 _upsert = insert(_ALERTS)
 STATE_UPSERT = _upsert.on_conflict_do_update(
     index_elements=[_ALERTS.c.fingerprint],
@@ -64,10 +63,6 @@ DEPLOY_TERMINAL = {
     "io.opsbus.deploy.skipped.v1": "skipped",
     "io.opsbus.deploy.rollback_failed.v1": "rollback_failed",
 }
-
-
-def _attempt_row(attempt: AttemptRow) -> dict[str, Any]:
-    return {key: getattr(attempt, key) for key in _ATTEMPT_COLUMNS}
 
 
 class Intake:
@@ -205,8 +200,8 @@ class Intake:
         moves = [m for o in ours for m in o.moves]
         if moves:
             await session.execute(insert(_TRANSITIONS), moves)
-        attempts = [_attempt_row(o.skipped) for o in ours if o.skipped is not None]
-        if attempts:  # Core executemany: the ORM's flush fetched back every id it does not need (issue 18)
+        attempts = [o.skipped for o in ours if o.skipped is not None]
+        if attempts:  # Core executemany of plain rows: an ORM flush fetched back every id it does not need
             await session.execute(insert(_ATTEMPTS), attempts)
         entries += [e for o in ours for e in o.entries]
         return [o.rid for o in ours if o.walks]

@@ -21,7 +21,6 @@ from opsbus.healer.domain.planning import target_for
 from opsbus.healer.domain.policy import Policy
 from opsbus.healer.domain.triage import Triage
 from opsbus.healer.recording import INCIDENT, Recorder, alert_state, object_of
-from opsbus.healer.store import AttemptRow
 
 # The order a storm is worked through when the rate limit defers most of it: critical first.
 SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
@@ -36,7 +35,7 @@ class Opened:
     row: dict[str, Any]
     moves: list[dict[str, Any]] = field(default_factory=list)
     entries: list[Envelope] = field(default_factory=list)
-    skipped: AttemptRow | None = None
+    skipped: dict[str, Any] | None = None  # the skipped attempt's columns
     walks: bool = True  # left for the ladder (status open)
 
     @classmethod
@@ -116,5 +115,7 @@ class Opened:
             return
         self.entries.append(self.rec.noop_entry(self.rid, self.cause, d, obj, due=None))
         target_key = str(self.row["target_key"])
-        self.skipped = self.rec.skipped_of(self.rid, target_key, d.step, step.action, obj, why="noop", reason=d.reason)
+        self.skipped = self.rec.skipped_values(
+            self.rid, target_key, d.step, step.action, obj, why="noop", reason=d.reason
+        )
         self._move(Transition.SKIP, f"{d.guard}: {d.reason}", now)

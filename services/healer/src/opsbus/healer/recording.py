@@ -290,20 +290,26 @@ class Recorder:
     def skipped_of(
         self, rid: str, target_key: str, step: int, action: ActionKind, target: ResourceRef, *, why: str, reason: str
     ) -> AttemptRow:
+        return AttemptRow(**self.skipped_values(rid, target_key, step, action, target, why=why, reason=reason))
+
+    def skipped_values(
+        self, rid: str, target_key: str, step: int, action: ActionKind, target: ResourceRef, *, why: str, reason: str
+    ) -> dict[str, Any]:
+        """The columns of a skipped attempt, for a Core insert of many (no ORM instance per row: issue 18)."""
         now = self.clock()
-        return AttemptRow(
-            recovery_id=rid,
-            step=step,
-            action=action.value,
-            target_key=target_key,
-            target=target.model_dump(mode="json"),
-            plan={why: reason},
-            status="skipped",
-            dry_run=False,
-            started_at=now,
-            finished_at=now,
-            message=reason,
-        )
+        return {
+            "recovery_id": rid,
+            "step": step,
+            "action": action.value,
+            "target_key": target_key,
+            "target": target.model_dump(mode="json"),
+            "plan": {why: reason},
+            "status": "skipped",
+            "dry_run": False,
+            "started_at": now,
+            "finished_at": now,
+            "message": reason,
+        }
 
     async def count_transitions(self, session: AsyncSession, rid: str, transition: Transition) -> int:
         q = select(func.count()).where(TransitionRow.recovery_id == rid, TransitionRow.transition == transition.value)
