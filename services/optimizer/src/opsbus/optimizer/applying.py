@@ -76,7 +76,8 @@ async def apply_recommendation(o: Optimizer, req: ApplyRecommendationRequest) ->
     if row.status != "open":
         raise ConflictError(f"recommendation {row.id} is {row.status}")
     rec = ScaleRecommended.model_validate(row.payload)
-    snap = (await o.cluster.workload(rec.workload)).snapshot
+    w = await o.cluster.workload(rec.workload)
+    snap = o.held(w)
     rollout = snap.rollout.active()
     now = o.clock()
     changed = _changed_since(rec, snap)
@@ -125,7 +126,7 @@ async def apply_recommendation(o: Optimizer, req: ApplyRecommendationRequest) ->
                 await add(s, store.TABLES.outbox, entry)
             if not req.dry_run:
                 try:
-                    rv = await o.patch(snap, p, row.id, now)
+                    rv = await o.patch(snap, p, row.id, now, pods=w.pods)
                 except PATCH_ERRORS as exc:
                     failed = exc
                     raise

@@ -186,11 +186,9 @@ class Optimizer:
     async def handle_workload(
         self, w: Workload, samples: Sequence[Sample], now: float, cause: Envelope | None = None
     ) -> Plan:
-        snap = w.snapshot
+        snap = self.held(w)
         ref = snap.workload
         policy = self.options.policy(ref.namespace)
-        if self.in_place_resize and w.pod_containers:  # what the pods hold, resized in place or not
-            snap = replace(snap, containers=w.pod_containers)
         if self.forecaster is not None:
             startup = w.startup_seconds if w.startup_seconds is not None else self.options.forecast.startup_seconds
             forecasts = self.forecaster.forecasts(ref, in_place_resize=self.in_place_resize, startup_seconds=startup)
@@ -229,6 +227,13 @@ class Optimizer:
         if p.action in (Action.APPLY, Action.DRY_RUN):
             await self._apply(snap, p, rec_id or f"rec-{uuid.uuid4().hex[:16]}", now, cause, actor=SELF, pods=w.pods)
         return p
+
+    def held(self, w: Workload) -> Snapshot:
+        """The workload as its pods hold it: with in-place resize, the requests most running pods have (the
+        template keeps what new pods start with); the template's otherwise."""
+        if self.in_place_resize and w.pod_containers:
+            return replace(w.snapshot, containers=w.pod_containers)
+        return w.snapshot
 
     # --- OOM alerts -------------------------------------------------------------------------------
     async def handle_alert(self, delivery: Delivery) -> None:
