@@ -349,7 +349,7 @@ def test_the_nats_authorization_configmap_is_the_generated_block() -> None:
     assert "opsbus-nats-authorization" not in by_kind(render(), "ConfigMap")
     objects = render(PRODUCTION, sets=("nats.auth.authorizationConfigMap=true",))
     block = by_kind(objects, "ConfigMap")["opsbus-nats-authorization"]["data"]["authorization.conf"]
-    assert block == nats_conf()
+    assert block == nats_conf(cluster="prod-eu-1")  # its per-cluster consumers carry clusterName
     assert 'password: "' not in block  # passwords are server environment variables, never in the ConfigMap
     for service in SERVICES:
         assert f'user: "{user_name(service)}"' in block

@@ -369,9 +369,10 @@ def test_every_service_has_a_role() -> None:
 
 def test_the_charts_authorization_file_is_not_stale() -> None:
     generated = REPO / "deploy" / "helm" / "opsbus" / "files" / "nats-authorization.conf"
-    assert generated.read_text() == nats_conf(), (
+    assert generated.read_text() == nats_conf(cluster="__CLUSTER__"), (  # the chart renders its clusterName
         "deploy/helm/opsbus/files/nats-authorization.conf is stale: regenerate it with `uv run python -m "
-        "opsbus.common.bus.permissions --format nats-conf > deploy/helm/opsbus/files/nats-authorization.conf`"
+        "opsbus.common.bus.permissions --format nats-conf --cluster __CLUSTER__ > "
+        "deploy/helm/opsbus/files/nats-authorization.conf`"
     )
 
 
