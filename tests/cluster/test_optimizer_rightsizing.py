@@ -62,9 +62,9 @@ class Start:
         prometheus_url: str,
         mode: str,
         *,
-        forecast: dict[str, object] | None = None,
-        history: dict[str, object] | None = None,
-        options: dict[str, object] | None = None,
+        forecast: Any = None,  # dict of settings; Any: callers spread **guardrails typed object
+        history: Any = None,
+        options: Any = None,
         **guardrails: object,
     ) -> Optimizer:
         """`forecast`: the forecast settings; None: off, and requests changed through the pod template (the
