@@ -54,13 +54,13 @@ def require_console() -> None:
         raise AssertionError("the console is not built: run `make console`")
 
 
-async def chromium(profile: Path) -> AsyncIterator[BrowserContext]:
-    """A fresh Chromium profile per test, Debian's binary."""
+async def chromium(profile: Path, locale: str = "en-US") -> AsyncIterator[BrowserContext]:
+    """A fresh Chromium profile per test, Debian's binary, its language `locale`."""
     binary = shutil.which("chromium")
     assert binary, "Debian's chromium is not installed: run `make setup` (tools/install.d/50-chromium.sh)"
     async with async_playwright() as pw:
         context = await pw.chromium.launch_persistent_context(
-            str(profile), executable_path=binary, headless=True, args=CHROMIUM_ARGS, locale="en-US"
+            str(profile), executable_path=binary, headless=True, args=CHROMIUM_ARGS, locale=locale
         )
         try:
             yield context
