@@ -36,7 +36,7 @@ from opsbus.common.events.payloads import (
 )
 from opsbus.common.rpc import Endpoint, serve
 from opsbus.common.runtime import Runtime
-from opsbus.common.store import Database, OutboxRelay, RelayOptions, check_schema_current
+from opsbus.common.store import OutboxRelay, RelayOptions
 from opsbus.healer import api, editing
 from opsbus.healer.cluster import KubeCluster
 from opsbus.healer.executing import Executor
@@ -127,23 +127,10 @@ class Healer:
 
 async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the wiring reads best in one place
     s = rt.settings
-    db = Database.from_settings(s.database, application_name="opsbus-healer")
-    rt.on_shutdown(db.close, "database")
-    await check_schema_current(db.engine, MIGRATIONS, SCHEMA, service=SERVICE)
-    rt.add_check("database", db.ping)
+    db = await rt.open_database(MIGRATIONS, SCHEMA)
     cluster = KubeCluster.from_kubeconfig(s.healer.kubeconfig, timeout=s.healer.request_timeout_seconds)
     rt.on_shutdown(lambda: asyncio.to_thread(cluster.close), "kubernetes")
-    bus = await Bus.connect(
-        s.nats,
-        service=SERVICE,
-        registry=rt.registry,
-        tracer_provider=rt.tracer_provider,
-        shutdown_grace=s.shutdown_grace_seconds,
-        instance=rt.instance,
-    )
-    rt.on_shutdown(bus.close, "bus")
-    rt.add_check("nats", lambda: bus.connected)
-    await bus.ensure_streams()
+    bus = await rt.open_bus()
     # One replica relays at a time: a recovery's events (planned, started, succeeded) may be written by different
     # replicas (a deferral comes due on another one), and subscribers read them in commit order.
     relay = OutboxRelay(
@@ -191,7 +178,7 @@ async def setup(rt: Runtime[HealerSettings]) -> Healer:  # noqa: PLR0915 - the w
         "healer-diagnoses": diagnosis,
     }
     for spec in consumer_specs(s):
-        bus.consumer(spec, handlers[spec.durable])
+        bus.consumer(spec, handlers[spec.legacy_durable or spec.durable])
     await bus.start()
 
     async def approve(r: api.ApproveRequest) -> api.ApprovalAnswer:
