@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,21 @@ async def test_sign_in_with_an_api_key_csrf_sign_out_and_the_audit_trail(stack: 
     assert "unknown, expired or revoked" in next(e for e in signins if e["outcome"] == "denied")["reason"]
     signouts = await audit_actions(stack, admin, "console.signout", 1)
     assert signouts[0]["actor"]["kind"] == "apikey"
+
+
+async def test_a_session_expires_after_its_lifetime(stack: GatewayStack) -> None:
+    await stack.start(console={"insecure_loopback_cookie": True, "session_ttl_seconds": 3600})
+    assert stack.gateway is not None
+    sessions = stack.gateway.ctx.sessions
+    token = await stack.key("operator")
+    async with stack.client() as c:
+        signed = await c.post("/v1/session", json={"api_key": token})
+        assert signed.status_code == 201, signed.text
+        expires = datetime.fromisoformat(signed.json()["expires_at"])
+        assert timedelta(minutes=59) < expires - datetime.now(UTC) <= timedelta(hours=1)
+        assert (await c.get("/v1/whoami")).status_code == 200
+
+        sessions.clock = lambda: expires + timedelta(seconds=1)  # the gateway's clock past the session's end
+        gone = await c.get("/v1/session")
+        assert gone.status_code == 401 and gone.headers["content-type"].startswith("application/problem+json")
+        assert (await c.get("/v1/whoami")).status_code == 401
