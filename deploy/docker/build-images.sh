@@ -2,10 +2,14 @@
 # Builds the opsbus service images with podman, without any image registry (`make images`):
 #   1. a Debian base image from debootstrap (deploy/docker/base-image.sh, cached under ~/.cache/opsbus/images),
 #   2. a uv image holding the uv binary of PyPI's wheel at UV_VERSION (tools/versions.env), cached likewise,
-#   3. every service image from deploy/docker/Dockerfile with --pull=never, tagged opsbus-<service>:<key> and
-#      opsbus-<service>:dev, where <key> hashes that image's inputs (see key_of): an image whose key exists is not
-#      rebuilt, so a warm run costs seconds. The first image built installs the third-party dependencies of all
-#      seven; the other six take that layer from podman's layer cache and add only their own code.
+#   3. the dependency images, from deploy/docker/Dockerfile's `deps` and `deps-optimizer` stages: opsbus-deps:<key>
+#      (the base, the user, the third-party virtualenv of every service) and opsbus-deps-optimizer:<key> (plus the
+#      optimizer's numerical stack), <key> hashing the lock, the members' pyproject.toml, the Dockerfile and the base
+#      images: built only when that key is new, otherwise taken from podman's store as they are,
+#   4. every service image FROM its dependency image (build argument DEPS_IMAGE) with --pull=never, adding one thin
+#      layer of opsbus code, tagged opsbus-<service>:<key> and opsbus-<service>:dev, where <key> hashes that image's
+#      inputs (see key_of): an image whose key exists is not rebuilt, so a warm run costs seconds, and a code change
+#      costs seconds per image (no dependency install, no virtualenv copied or hashed).
 #
 #   deploy/docker/build-images.sh [service ...]        (default: all seven; run from anywhere, needs root + podman)
 #
@@ -13,10 +17,11 @@
 #   OPSBUS_EXTRA_CA     a CA bundle to trust while downloading packages (TLS-intercepting proxy); passed as the build
 #                       secret `extra_ca`, never stored in a layer. Default: $SSL_CERT_FILE when that file exists.
 #   OPSBUS_IMAGE_BASE   `debian` (default: the debootstrap base) or `public` (the Dockerfile's defaults, pulled).
-#   OPSBUS_IMAGES_REBUILD=1  build even when the key exists, without podman's layer cache (e.g. after a CA change).
+#   OPSBUS_IMAGES_REBUILD=1  build the service images even when their key exists, without podman's layer cache (e.g.
+#                       after a CA change); `all` rebuilds the dependency images too (a cold dependency install).
 #   OPSBUS_CACHE_DIR    default ~/.cache/opsbus.
 # The gateway image carries the console built by `make console` (services/gateway/src/opsbus/gateway/console).
-# Prints one line per image: name, key, size, seconds spent building (0 when cached).
+# Prints one line per image: name, key, size, seconds spent building (0 when cached); the dependency images first.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -65,21 +70,27 @@ else
   base_ids="public"
 fi
 
-# An image's key hashes what its content depends on: the workspace's metadata (every member's pyproject.toml, the
-# lock), libs/ (opsbus-common), its own service's sources (the gateway's include the built console), the Dockerfile
-# and the base images. Services never import each other, so a change to one service rebuilds only its image.
-key_of() {
+# A key hashes what an image's content depends on. A dependency image: the workspace's metadata (every member's
+# pyproject.toml, the lock), the Dockerfile and the base images. A service image: its dependency image's key, libs/
+# (opsbus-common) and its own service's sources (the gateway's include the built console). Services never import each
+# other, so a change to one service rebuilds only its image; a change to opsbus code rebuilds no dependency image.
+hash_files() {
   (
     cd "$root"
-    {
-      find pyproject.toml uv.lock .dockerignore deploy/docker/Dockerfile libs "services/$1" \
-        services/*/pyproject.toml tools/*/pyproject.toml -type f \
-        ! -path '*/tests/*' ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*/.mypy_cache/*' \
-        ! -path '*/.ruff_cache/*' ! -path '*/.pytest_cache/*' -print0 \
-        | sort -zu | xargs -0 sha256sum
-      echo "$base_ids"
-    } | sha256sum | cut -c1-16
+    find "$@" -type f \
+      ! -path '*/tests/*' ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*/.mypy_cache/*' \
+      ! -path '*/.ruff_cache/*' ! -path '*/.pytest_cache/*' -print0 \
+      | sort -zu | xargs -0 sha256sum
   )
+}
+deps_key="$({ hash_files pyproject.toml uv.lock .dockerignore deploy/docker/Dockerfile deploy/docker/with-extra-ca.sh \
+  services/*/pyproject.toml \
+  tools/*/pyproject.toml libs/common/pyproject.toml; echo "$base_ids"; } | sha256sum | cut -c1-16)"
+key_of() {
+  { hash_files libs "services/$1"; echo "$deps_key"; } | sha256sum | cut -c1-16
+}
+deps_of() {
+  if [ "$1" = optimizer ]; then echo deps-optimizer; else echo deps; fi
 }
 
 extra_ca="${OPSBUS_EXTRA_CA:-}"
@@ -89,21 +100,39 @@ fi
 secret_file="$(mktemp)"  # empty unless a bundle is given: the secret mount then adds nothing
 trap 'rm -f "$secret_file"' EXIT
 [ -z "$extra_ca" ] || cat "$extra_ca" > "$secret_file"
+rebuild="${OPSBUS_IMAGES_REBUILD:-0}"
 
-for service in "${services[@]}"; do
-  image="localhost/opsbus-$service"
-  key="$(key_of "$service")"
-  started=$SECONDS
-  if [ "${OPSBUS_IMAGES_REBUILD:-0}" = 1 ] || ! podman image exists "$image:$key"; then
+# build IMAGE KEY REBUILD PODMAN-BUILD-ARGS...: podman build unless IMAGE:KEY exists, tag :dev, print the line.
+build() {
+  local image="$1" key="$2" again="$3" started=$SECONDS
+  shift 3
+  if [ "$again" = 1 ] || ! podman image exists "$image:$key"; then
     say "building $image:$key"
-    flags=(--pull=never)
+    local flags=(--pull=never)
     [ "${OPSBUS_IMAGE_BASE:-debian}" = debian ] || flags=(--pull=missing)
-    [ "${OPSBUS_IMAGES_REBUILD:-0}" = 1 ] && flags+=(--no-cache)
+    [ "$again" = 1 ] && flags+=(--no-cache)
     podman build "${flags[@]}" --format docker --layers --file "$root/deploy/docker/Dockerfile" \
-      --build-arg "SERVICE=$service" "${build_args[@]}" --secret "id=extra_ca,src=$secret_file" \
-      --label "org.opsbus.inputs=$key" --tag "$image:$key" "$root" >&2
+      "${build_args[@]}" --secret "id=extra_ca,src=$secret_file" \
+      --label "org.opsbus.inputs=$key" --tag "$image:$key" "$@" "$root" >&2
   fi
   podman tag "$image:$key" "$image:dev"
   size="$(podman image inspect --format '{{.Size}}' "$image:$key")"
-  printf '%s %s %s %s\n' "opsbus-$service" "$key" "$size" "$((SECONDS - started))"
+  printf '%s %s %s %s\n' "${image#localhost/}" "$key" "$size" "$((SECONDS - started))"
+}
+
+deps_rebuild=0
+[ "$rebuild" = all ] && deps_rebuild=1
+needed=()
+for service in "${services[@]}"; do needed+=("$(deps_of "$service")"); done
+build localhost/opsbus-deps "$deps_key" "$deps_rebuild" --target deps
+if printf '%s\n' "${needed[@]}" | grep -qx deps-optimizer; then
+  build localhost/opsbus-deps-optimizer "$deps_key" "$deps_rebuild" --target deps-optimizer \
+    --build-arg "DEPS_BASE=localhost/opsbus-deps:$deps_key"
+fi
+
+service_rebuild=0
+[ "$rebuild" = 0 ] || service_rebuild=1
+for service in "${services[@]}"; do
+  build "localhost/opsbus-$service" "$(key_of "$service")" "$service_rebuild" --build-arg "SERVICE=$service" \
+    --build-arg "DEPS_IMAGE=localhost/opsbus-$(deps_of "$service"):$deps_key"
 done

@@ -8,14 +8,21 @@ from __future__ import annotations
 import pytest
 
 from tests.cluster.conftest import api_client, sandbox
-from tests.images.engine import Image, build_images, engine_unavailable
+from tests.images.engine import SERVICES, Image, build_images, engine_unavailable
 
 __all__ = ["api_client", "sandbox"]  # session fixtures reused from the cluster tier
 
 
 @pytest.fixture(scope="session")
-def images() -> dict[str, Image]:
+def built() -> dict[str, Image]:
+    """Every image the script built or found: the dependency images (`deps`, `deps-optimizer`) and the seven."""
     reason = engine_unavailable()
     if reason is not None:
         pytest.skip(f"image tier: {reason}")
     return {image.service: image for image in build_images()}
+
+
+@pytest.fixture(scope="session")
+def images(built: dict[str, Image]) -> dict[str, Image]:
+    """The seven service images."""
+    return {service: built[service] for service in SERVICES}

@@ -58,7 +58,7 @@ def podman(*args: str, timeout: float = 300, check: bool = True) -> subprocess.C
 
 @dataclass(frozen=True)
 class Image:
-    service: str
+    service: str  # or `deps` / `deps-optimizer` for a dependency image
     key: str  # the hash of the build's inputs
     size: int  # bytes, as podman reports it
     build_seconds: int  # 0 when it was already built
@@ -69,7 +69,8 @@ class Image:
 
 
 def build_images(services: Sequence[str] = SERVICES, extra_env: dict[str, str] | None = None) -> list[Image]:
-    """Run `make images`'s script (cached: only images whose inputs changed are built)."""
+    """Run `make images`'s script (cached: only images whose inputs changed are built): the dependency images the
+    services need, then the services'."""
     result = subprocess.run(
         ["bash", str(DOCKER_DIR / "build-images.sh"), *services],
         capture_output=True, text=True, timeout=3600, check=False, env={**podman_env(), **(extra_env or {})},
