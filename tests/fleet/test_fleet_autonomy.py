@@ -8,7 +8,6 @@ back, the hub's RECOVERY and ALERT streams hold east's events exactly once, in e
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -16,8 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from opsbus.common.bus import Bus, Delivery
-from opsbus.common.events import Envelope, ObjectRef
-from opsbus.common.events.payloads import AlertAnnotations, AlertFired, AlertSource, Severity, WorkloadRef
+from opsbus.common.events import Envelope
 from opsbus.common.settings import DatabaseSettings, NatsSettings
 from opsbus.common.store import Database, OutboxRelay, RelayOptions, upgrade
 from opsbus.healer.domain.planning import Guards
@@ -26,12 +24,11 @@ from opsbus.healer.service import consumer_specs
 from opsbus.healer.settings import HealerSettings
 from opsbus.healer.store import MIGRATIONS, SCHEMA, TABLES
 from tests.fleet.test_fleet_topology import ids_in
-from tests.fleet.topology import Fleet
+from tests.fleet.topology import Fleet, crash_alert
 from tests.integration.test_healer_deferrals import T0, Clock, settle
 from tests.integration.test_healer_diagnoses import POLICIES, OldRolloutCluster
 
 pytestmark = pytest.mark.integration
-NS = "payments"
 
 
 class HealingCluster(OldRolloutCluster):
@@ -39,21 +36,6 @@ class HealingCluster(OldRolloutCluster):
 
     async def workload_available(self, ns: str, name: str) -> tuple[bool, str]:
         return (True, "3/3 available") if self.writes else (False, "0/3 available")
-
-
-def crash(cluster: str, workload: str) -> Envelope:
-    pod = f"{workload}-1"
-    fired = AlertFired(
-        fingerprint=uuid.uuid4().hex[:16],
-        alertname="KubePodCrashLooping",
-        severity=Severity.CRITICAL,
-        labels={"alertname": "KubePodCrashLooping", "cluster": cluster, "namespace": NS, "pod": pod},
-        annotations=AlertAnnotations(summary="crash loop"),
-        starts_at=T0 - timedelta(seconds=30),
-        source=AlertSource.WATCHER,
-        workload=WorkloadRef(kind="Deployment", namespace=NS, name=workload),
-    )
-    return Envelope.build(fired, service="watcher", cluster=cluster, obj=ObjectRef(kind="Pod", namespace=NS, name=pod))
 
 
 @pytest.fixture
@@ -97,7 +79,7 @@ async def test_a_cut_off_cluster_heals_itself_and_the_centre_sees_it_once_in_ord
     _, hub = await f.connect(f.hub)
 
     f.hub.stop()  # the partition
-    alert = crash("east", "api")
+    alert = crash_alert("east", "api-1", workload="api", starts_at=T0 - timedelta(seconds=30))
     await bus.publisher.publish(alert)
     await settle(ex, "select 1 from healer.transitions where to_state = 'resolved'", timeout=60)
     assert kube.writes == ["restart api"]  # healed with east's own state only

@@ -10,40 +10,22 @@ that, so nothing is replayed or skipped, and the old consumer is left for the op
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from opsbus.common.bus import Bus, ConsumerSpec, Delivery
-from opsbus.common.events import Envelope, ObjectRef
-from opsbus.common.events.payloads import AlertAnnotations, AlertFired, AlertSource, Severity
 from opsbus.deployer.service import consumer_specs as deployer_specs
 from opsbus.deployer.settings import DeployerSettings
 from opsbus.healer.service import consumer_specs as healer_specs
 from opsbus.healer.settings import HealerSettings
 from opsbus.optimizer.service import consumer_specs as optimizer_specs
 from opsbus.optimizer.settings import OptimizerSettings
+from tests.fleet.topology import crash_alert
 
 pytestmark = pytest.mark.integration
 MakeBus = Callable[..., Awaitable[Bus]]
-NS = "payments"  # the same namespace name in both clusters
-
-
-def alert(cluster: str, n: int) -> Envelope:
-    pod = f"api-{n}"
-    fired = AlertFired(
-        fingerprint=uuid.uuid4().hex[:16],
-        alertname="KubePodCrashLooping",
-        severity=Severity.CRITICAL,
-        labels={"alertname": "KubePodCrashLooping", "cluster": cluster, "namespace": NS, "pod": pod},
-        annotations=AlertAnnotations(summary=f"crash loop {n}"),
-        starts_at=datetime.now(UTC),
-        source=AlertSource.WATCHER,
-    )
-    return Envelope.build(fired, service="watcher", cluster=cluster, obj=ObjectRef(kind="Pod", namespace=NS, name=pod))
 
 
 def test_per_cluster_services_name_and_filter_their_consumers_by_cluster() -> None:
@@ -86,7 +68,10 @@ async def test_each_alert_is_handled_only_by_its_own_clusters_healer(make_bus: M
     for bus in buses:
         await bus.start()
 
-    sent = {"east": [alert("east", n) for n in range(expected)], "west": [alert("west", n) for n in range(expected)]}
+    sent = {
+        "east": [crash_alert("east", f"api-{n}") for n in range(expected)],
+        "west": [crash_alert("west", f"api-{n}") for n in range(expected)],
+    }
     publisher = (await make_bus("watcher")).publisher
     for east, west in zip(sent["east"], sent["west"], strict=True):
         await publisher.publish(east)
@@ -116,14 +101,14 @@ async def test_the_clustered_consumer_starts_where_the_old_one_had_got_to(make_b
             durable_name="healer-alerts", ack_policy=AckPolicy.EXPLICIT, filter_subject="alert.fired.east.*"
         ),
     )
-    before = [alert("east", n) for n in range(3)]
+    before = [crash_alert("east", f"api-{n}") for n in range(3)]
     for event in before:
         await bus.publisher.publish(event)
     old = await js.pull_subscribe_bind(durable="healer-alerts", stream="ALERT")
     for msg in await old.fetch(3, timeout=10):
         await msg.ack_sync()
     await old.unsubscribe()
-    after = [alert("east", n) for n in range(3, 5)]  # published during the upgrade
+    after = [crash_alert("east", f"api-{n}") for n in range(3, 5)]  # published during the upgrade
     for event in after:
         await bus.publisher.publish(event)
 

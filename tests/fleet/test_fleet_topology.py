@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import UTC, datetime
 
 import pytest
 from nats.js import JetStreamContext
@@ -21,31 +19,12 @@ from opsbus.common.bus.streams import ensure_streams
 from opsbus.common.events import Envelope, ObjectRef
 from opsbus.common.events.examples import example_payloads
 from opsbus.common.events.payloads import (
-    AlertAnnotations,
-    AlertFired,
-    AlertSource,
     DeployRequested,
-    Severity,
 )
-from tests.fleet.topology import Fleet
+from tests.fleet.topology import Fleet, crash_alert
 
 pytestmark = pytest.mark.integration
 NS = "payments"
-
-
-def alert(cluster: str, n: int) -> Envelope:
-    fired = AlertFired(
-        fingerprint=uuid.uuid4().hex[:16],
-        alertname="KubePodCrashLooping",
-        severity=Severity.CRITICAL,
-        labels={"alertname": "KubePodCrashLooping", "cluster": cluster, "namespace": NS, "pod": f"api-{n}"},
-        annotations=AlertAnnotations(summary=f"crash loop {n}"),
-        starts_at=datetime.now(UTC),
-        source=AlertSource.WATCHER,
-    )
-    return Envelope.build(
-        fired, service="watcher", cluster=cluster, obj=ObjectRef(kind="Pod", namespace=NS, name=f"api-{n}")
-    )
 
 
 def deploy_request(cluster: str) -> Envelope:
@@ -81,15 +60,15 @@ async def test_alerts_buffered_on_a_leaf_reach_the_hub_after_the_partition_in_or
     _, west = await f.connect(f.leaves["west"])
     _, hub = await f.connect(f.hub)
 
-    before = [alert("east", n) for n in range(5)]
+    before = [crash_alert("east", f"api-{n}") for n in range(5)]
     for event in before:
         await publish(east, event)
-    await publish(west, west_event := alert("west", 0))
+    await publish(west, west_event := crash_alert("west", "api-0"))
     linked = await ids_in(hub, "ALERT", 6)  # both leaves linked and sourced
     assert sorted(linked) == sorted([e.id for e in before] + [west_event.id])
 
     f.hub.stop()  # the partition: east keeps storing locally
-    during = [alert("east", n) for n in range(5, 25)]
+    during = [crash_alert("east", f"api-{n}") for n in range(5, 25)]
     for event in during:
         await publish(east, event)
     assert (await east.stream_info("ALERT")).state.messages == len(before) + len(during)

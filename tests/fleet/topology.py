@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
@@ -18,6 +20,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from opsbus.common.bus.fleet import Server, ensure_fleet_streams, server_conf, streams_of
+from opsbus.common.events import Envelope, ObjectRef
+from opsbus.common.events.payloads import AlertAnnotations, AlertFired, AlertSource, Severity, WorkloadRef
 from opsbus.common.testing.servers import NatsServer, free_port
 
 
@@ -58,6 +62,23 @@ class Fleet:
         for nc in self.clients:
             if not nc.is_closed:
                 await nc.close()
+
+
+def crash_alert(
+    cluster: str, pod: str, *, workload: str | None = None, starts_at: datetime | None = None, ns: str = "payments"
+) -> Envelope:
+    """The watcher's `alert.fired` for a crash-looping pod of `cluster` (the same namespace name in every cluster)."""
+    fired = AlertFired(
+        fingerprint=uuid.uuid4().hex[:16],
+        alertname="KubePodCrashLooping",
+        severity=Severity.CRITICAL,
+        labels={"alertname": "KubePodCrashLooping", "cluster": cluster, "namespace": ns, "pod": pod},
+        annotations=AlertAnnotations(summary=f"crash loop {pod}"),
+        starts_at=starts_at or datetime.now(UTC),
+        source=AlertSource.WATCHER,
+        workload=WorkloadRef(kind="Deployment", namespace=ns, name=workload) if workload else None,
+    )
+    return Envelope.build(fired, service="watcher", cluster=cluster, obj=ObjectRef(kind="Pod", namespace=ns, name=pod))
 
 
 def _server(root: Path, name: str, conf: str, port: int) -> NatsServer:
