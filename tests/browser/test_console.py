@@ -17,6 +17,7 @@ from playwright.async_api import BrowserContext, Page
 
 from opsbus.common.api.healer import ApproveRequest
 from opsbus.common.bus import Bus
+from opsbus.common.events.payloads import Severity
 from tests.browser.harness import (
     LIVE_BUDGET_MS,
     HealerStandIn,
@@ -169,3 +170,25 @@ async def test_a_namespace_scoped_user_never_sees_another_namespace(
         assert await page.locator(f'[data-incident="{hidden.id}"]').count() == 0
     await page.goto(f"{stack.url}/incidents/{theirs.id}")
     await page.get_by_text("No such incident, or not in your namespaces.").wait_for()
+
+
+async def test_incident_filters_live_in_the_url(stack: GatewayStack, browser: BrowserContext, bus: Bus) -> None:
+    critical = crash_alert("payments", "api-c", Severity.CRITICAL)
+    warning = crash_alert("payments", "api-w", Severity.WARNING)
+    for event in (critical, warning):
+        await bus.publisher.publish(event)
+    page = await browser.new_page()
+    await sign_in(page, stack.url, await stack.key("viewer"))
+
+    await page.goto(f"{stack.url}/incidents?severity=warning")  # a bookmark
+    await page.locator(f'[data-incident="{warning.id}"]').wait_for(timeout=10_000)
+    assert await page.locator(f'[data-incident="{critical.id}"]').count() == 0
+
+    await page.get_by_label("Severity").select_option("critical")
+    await page.get_by_role("button", name="Apply").click()
+    await page.wait_for_url("**/incidents?severity=critical")
+    await page.locator(f'[data-incident="{critical.id}"]').wait_for(timeout=10_000)
+    assert await page.locator(f'[data-incident="{warning.id}"]').count() == 0
+    await page.reload()  # the filtered list is the URL's: it comes back as it was
+    await page.locator(f'[data-incident="{critical.id}"]').wait_for(timeout=10_000)
+    assert await page.locator(f'[data-incident="{warning.id}"]').count() == 0
