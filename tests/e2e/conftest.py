@@ -1,6 +1,7 @@
 """The whole platform for the e2e tier: one `Stack` (nats-server, PostgreSQL, Jaeger, seven service processes) per
 session against the sandbox cluster, in a namespace of its own, plus a local webhook receiver for notifications and
-stand-ins of DingTalk, Alibaba Cloud SMS and Slack (tests/e2e/providers.py) for scenario 9.
+stand-ins of DingTalk, Alibaba Cloud SMS and Slack (tests/e2e/providers.py) for scenario 9, and a real OIDC provider
+(tests/integration/oidc_provider.py) the console's journey signs in through.
 
 The sandbox is shared with other test tiers: it is reused when up, brought up when not and taken down only if this
 session started it (`tests.cluster.conftest.sandbox`). The watcher watches only this session's namespace, and the
@@ -13,6 +14,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,6 +29,7 @@ from tests.cluster.kube import Cluster, wait_until
 from tests.e2e.platform import Platform
 from tests.e2e.providers import ProviderThread, StandIns
 from tests.integration.chat_providers import receiver as chat_receiver
+from tests.integration.oidc_provider import CALLBACK, free_port, gateway_oidc_env, installed, oidc_provider
 from tests.integration.slack_clicks import SIGNING_SECRET
 from tests.integration.sms_providers import receiver as sms_receiver
 
@@ -115,6 +118,35 @@ def slack_env(namespace: str, stand_ins: StandIns) -> dict[str, str]:
     }
 
 
+# the console journey's on-call operator at the identity provider: operator of every namespace and cluster
+SSO_USERS = {
+    "oncall": {
+        "email": "oncall@example.com",
+        "opsbus_role": "operator",
+        "opsbus_namespaces": ["*"],
+        "opsbus_clusters": ["*"],
+    }
+}
+
+
+@dataclass(frozen=True)
+class IdentityProvider:
+    issuer: str
+    gateway_port: int  # the port its registered redirect URI names
+
+
+@pytest.fixture(scope="session")
+def identity_provider() -> Iterator[IdentityProvider | None]:
+    """The console's SSO provider (oidc-provider) on another site than the gateway (`localhost`; the gateway is on
+    127.0.0.1), as in production; None when `make setup` did not install it (the console journey then skips)."""
+    if not installed():
+        yield None
+        return
+    port = free_port()
+    with oidc_provider(f"http://127.0.0.1:{port}{CALLBACK}", host="localhost", users=SSO_USERS) as issuer:
+        yield IdentityProvider(issuer=issuer, gateway_port=port)
+
+
 @pytest.fixture(scope="session")
 def e2e_namespace(sandbox: SandboxHandle, api_client: client.ApiClient) -> Iterator[str]:
     core = client.CoreV1Api(api_client)
@@ -151,6 +183,7 @@ def stack(
     e2e_namespace: str,
     webhook: WebhookReceiver,
     stand_ins: StandIns,
+    identity_provider: IdentityProvider | None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     config_dir = tmp_path_factory.mktemp("e2e-config")
@@ -158,12 +191,14 @@ def stack(
     policies.write_text(POLICIES)
     notifier = config_dir / "notifier.yaml"
     notifier.write_text(notifier_config(webhook.url, stand_ins))
+    sso = gateway_oidc_env(identity_provider.issuer) if identity_provider else {}
     platform = Stack(
         StackOptions(
             kubeconfig=sandbox.kubeconfig,
             namespaces=[e2e_namespace],
             notifier_config=notifier,
             healer_policy=policies,
+            gateway_port=identity_provider.gateway_port if identity_provider else 0,
             service_env={
                 "watcher": {
                     "OPSBUS_WATCHER__THRESHOLDS__RESOLVE_AFTER_SECONDS": "2",
@@ -176,6 +211,7 @@ def stack(
                 "gateway": {
                     "OPSBUS_GATEWAY__ALERTMANAGER__BEARER_TOKEN": ALERTMANAGER_TOKEN,
                     **slack_env(e2e_namespace, stand_ins),
+                    **sso,
                 },
             },
         )
