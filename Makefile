@@ -58,14 +58,16 @@ test-cluster: setup sandbox-install ## cluster tests against the sandbox apiserv
 test-e2e: setup sandbox-install ## end-to-end scenarios: every service a process, real NATS, PostgreSQL, Jaeger, sandbox
 	$(PYTEST) -m e2e tests/e2e
 
-# The image tier (make test-images) is not part of `make test`: on this 2-core machine a cold build of the seven
-# images (one shared dependency layer, then a thin layer each) takes about 21 minutes at load 18-24, and the image
-# tests add more, over the 12 minutes CI can give them next to the suite's ~42 (README "Docker"). See issue 21.
+# The image tier (make test-images) is not part of `make test` yet: the dependency images are reused from podman's
+# store unless the lock changes, but on this 2-core machine at load 13-25 the thin images after a code change (2-6
+# min), the image checks (6 min) and the compose scenario (7 min) take 15-18 minutes, over the 10 CI can give the
+# tier next to the suite's ~45 (README "Docker"). See issue 21.
 test: lint docs-check console sandbox-install ## everything: lint, docs, unit, integration, cluster, e2e, browser
 	$(PYTEST) --ignore=tests/images
 
 # OCI images without a registry (deploy/docker/build-images.sh): a debootstrap Debian base and uv from PyPI, cached
-# under ~/.cache/opsbus/images; each image keyed by the hash of its inputs, so a warm run rebuilds nothing.
+# under ~/.cache/opsbus/images; the dependency images (opsbus-deps, opsbus-deps-optimizer) keyed by the lock, each
+# service image by the hash of its inputs, so a warm run rebuilds nothing and a code change no dependency.
 images: setup console ## build the seven service images with podman (opsbus-<service>:dev), no registry needed
 	@bash deploy/docker/build-images.sh
 
