@@ -246,9 +246,7 @@ def _wait(what: str, ready: Any, procs: list[subprocess.Popen[bytes]], log: Path
     while time.monotonic() < deadline:
         for proc in procs:
             if proc.poll() is not None:
-                raise RuntimeError(
-                    f"{what}: a process exited ({proc.returncode}): {_tail(*logs)}"
-                )
+                raise RuntimeError(f"{what}: a process exited ({proc.returncode}): {_tail(*logs)}")
         with contextlib.suppress(Exception):
             if ready():
                 return
