@@ -58,12 +58,12 @@ test-cluster: setup sandbox-install ## cluster tests against the sandbox apiserv
 test-e2e: setup sandbox-install ## end-to-end scenarios: every service a process, real NATS, PostgreSQL, Jaeger, sandbox
 	$(PYTEST) -m e2e tests/e2e
 
-# The image tier (make test-images) is not part of `make test` yet: the dependency images are reused from podman's
-# store unless the lock changes, but on this 2-core machine at load 13-25 the thin images after a code change (2-6
-# min), the image checks (6 min) and the compose scenario (7 min) take 15-18 minutes, over the 10 CI can give the
-# tier next to the suite's ~45 (README "Docker"). See issue 21. Its unit tests (no marker) do run.
-test: lint docs-check console sandbox-install ## everything: lint, docs, unit, integration, cluster, e2e, browser
-	$(PYTEST) -m "not images"
+# The image tier (tests/images) runs inside `make test`, in the same pytest session as the cluster tier, so it reuses
+# its sandbox. Its fixture runs `make images`'s script: the dependency images come from podman's store unless the
+# lock changed; after a code change the seven thin images took 70 s and the tier 207 s here at load 1-11 (15-18 min
+# at load 13-25 with six other engineers' work; a cold dependency install adds about 8 min). README "Docker".
+test: lint docs-check console sandbox-install ## everything: lint, docs, unit, integration, cluster, e2e, browser, images
+	$(PYTEST)
 
 # OCI images without a registry (deploy/docker/build-images.sh): a debootstrap Debian base and uv from PyPI, cached
 # under ~/.cache/opsbus/images; the dependency images (opsbus-deps, opsbus-deps-optimizer) keyed by the lock, each
