@@ -26,14 +26,13 @@ import pytest
 
 from opsbus.common.bus import Bus
 from tests.cluster.conftest import api_client, cluster, sandbox
-from tests.cluster.kube import Cluster, wait_until
+from tests.cluster.kube import Cluster
 from tests.cluster.test_healer_remediation import (
     StartHealer,
     crashlooping_pod,
     start_healer,
     stream,
     types,
-    wait_for_events,
 )
 from tests.integration.feishu_clicks import (
     APPROVE,
@@ -46,7 +45,13 @@ from tests.integration.feishu_clicks import (
 )
 from tests.integration.gateway_stack import GatewayStack
 from tests.integration.test_gateway_approvals import POLICY, pending_ids, stack
-from tests.integration.test_gateway_slack_approvals import audit_entries, fire, problem, steps_by_pod
+from tests.integration.test_gateway_slack_approvals import (
+    approved_carried_out_rejected_not,
+    audit_entries,
+    fire,
+    problem,
+    steps_by_pod,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 __all__ = ["api_client", "cluster", "sandbox", "stack", "start_healer"]  # fixtures shared with other tests
@@ -113,18 +118,7 @@ async def test_a_signed_feishu_click_approves_or_rejects_through_the_approval_pa
     assert told["toast"]["type"] == "info" and "not waiting for a decision" in told["toast"]["content"], told
 
     # the healer carries out the approval (the pod is replaced), not the rejection
-    def replaced() -> Any:
-        now = cluster.pods("first")
-        return now if now and all(p.metadata.uid != first.metadata.uid for p in now) else None
-
-    await asyncio.to_thread(wait_until, "the approved pod replaced", replaced, 60)
-    events = await wait_for_events(bus, "recovery.>", lambda es: "started" in types(es, rid_a), 60)
-    assert types(events, rid_a)[:3] == ["planned", "approved", "started"]
-    assert types(events, rid_a).count("approved") == 1
-    assert types(await stream(bus, "recovery.>"), rid_b) == ["planned", "rejected"]
-    [decision] = [e for e in events if e.type.endswith(".approved.v1")]
-    assert decision.data["approver"]["id"] == "alice@example.com"
-    assert [p.metadata.uid for p in cluster.pods("second")] == [second.metadata.uid]
+    await approved_carried_out_rejected_not(cluster, bus, (rid_a, first), (rid_b, second), "alice@example.com")
 
     # one entry per decision, the healer's, naming the mapped person, the chat and the Feishu open_id
     decisions = ("recovery.approve", "recovery.reject")

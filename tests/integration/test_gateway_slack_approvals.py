@@ -114,6 +114,27 @@ async def steps_by_pod(stack: GatewayStack, token: str, count: int) -> dict[str,
     return {p["action"]["target"]["name"]: (p["recovery_id"], p["step"]) for p in items}
 
 
+async def approved_carried_out_rejected_not(
+    cluster: Cluster, bus: Bus, approved: tuple[str, Any], rejected: tuple[str, Any], approver: str
+) -> None:
+    """The healer carries out the approved recovery (its pod replaced, planned -> approved -> started, one approval
+    by `approver`) and not the rejected one (planned -> rejected, its pod untouched). Each is (recovery id, pod)."""
+    (rid_a, first), (rid_b, second) = approved, rejected
+
+    def replaced() -> Any:
+        now = cluster.pods(first.metadata.labels["app"])
+        return now if now and all(p.metadata.uid != first.metadata.uid for p in now) else None
+
+    await asyncio.to_thread(wait_until, "the approved pod replaced", replaced, 60)
+    events = await wait_for_events(bus, "recovery.>", lambda es: "started" in types(es, rid_a), 60)
+    assert types(events, rid_a)[:3] == ["planned", "approved", "started"]
+    assert types(events, rid_a).count("approved") == 1
+    assert types(await stream(bus, "recovery.>"), rid_b) == ["planned", "rejected"]
+    [decision] = [e for e in events if e.type.endswith(".approved.v1")]
+    assert decision.data["approver"]["id"] == approver
+    assert [p.metadata.uid for p in cluster.pods(second.metadata.labels["app"])] == [second.metadata.uid]
+
+
 async def test_a_signed_slack_click_approves_or_rejects_through_the_approval_path(
     cluster: Cluster,
     start_healer: StartHealer,
@@ -147,18 +168,7 @@ async def test_a_signed_slack_click_approves_or_rejects_through_the_approval_pat
     assert again["response_type"] == "ephemeral" and "not waiting for a decision" in again["text"], again
 
     # the healer carries out the approval (the pod is replaced), not the rejection
-    def replaced() -> Any:
-        now = cluster.pods("first")
-        return now if now and all(p.metadata.uid != first.metadata.uid for p in now) else None
-
-    await asyncio.to_thread(wait_until, "the approved pod replaced", replaced, 60)
-    events = await wait_for_events(bus, "recovery.>", lambda es: "started" in types(es, rid_a), 60)
-    assert types(events, rid_a)[:3] == ["planned", "approved", "started"]
-    assert types(events, rid_a).count("approved") == 1
-    assert types(await stream(bus, "recovery.>"), rid_b) == ["planned", "rejected"]
-    [decision] = [e for e in events if e.type.endswith(".approved.v1")]
-    assert decision.data["approver"]["id"] == "alice@example.com"
-    assert [p.metadata.uid for p in cluster.pods("second")] == [second.metadata.uid]
+    await approved_carried_out_rejected_not(cluster, bus, (rid_a, first), (rid_b, second), "alice@example.com")
 
     # one entry per decision, the healer's, naming the mapped person, the chat and the Slack user
     decisions = ("recovery.approve", "recovery.reject")
